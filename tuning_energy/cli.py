@@ -1,0 +1,108 @@
+"""The command line: `tuning-energy study | show | ...`. Only the CLI writes files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .errors import TuningEnergyError
+from .storage import DEFAULT_STORAGE
+
+
+def _add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .config import load_config
+    from .errors import ConfigError
+    from .runner import run_study
+    from .strategies import check_strategy
+
+    check_strategy(args.strategy)
+    config = load_config(args.config)
+    if args.trials is not None:
+        if args.trials <= 0:
+            raise ConfigError(f"--trials = {args.trials}: must be > 0")
+        config = config.with_overrides(
+            budget=dataclasses.replace(config.budget, n_trials=args.trials))
+    summary = run_study(config, args.strategy, args.seed, args.storage,
+                        progress=not args.no_progress)
+    print("\n".join(summary.lines()))
+    if summary.interrupted:
+        print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
+              f"command:\n  tuning-energy study --config {args.config} --strategy "
+              f"{args.strategy} --seed {args.seed} --storage {args.storage}")
+        return 130
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    from .storage import open_storage
+
+    storage = open_storage(args.storage, create=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        print(f"no studies in {args.storage}")
+        return 0
+    header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best acc':>9} " \
+             f"{'energy J':>11}  method"
+    print(header)
+    for s in summaries:
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        vals = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        energy = [t.user_attrs["energy_j"] for t in trials if t.user_attrs.get("energy_j") is not None]
+        best = f"{max(vals):.4f}" if vals else "-"
+        total = f"{sum(energy):,.1f}" if energy else "-"
+        a = s.user_attrs
+        print(f"{s.study_name:32} {a.get('strategy', '?'):9} {a.get('seed', '?'):>4} "
+              f"{len(done):>7} {best:>9} {total:>11}  {a.get('energy_method', '?')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .strategies import STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog="tuning-energy",
+        description="Energy-metered hyperparameter search: grid, random and Bayesian "
+                    "studies stored in Optuna.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("study", help="create or resume a study and run its trials")
+    p.add_argument("--config", default="studies/default.toml", help="study TOML file")
+    p.add_argument("--strategy", default="bayes",
+                   help=f"search strategy: {', '.join(STRATEGIES)} (default bayes)")
+    p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
+    p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_storage(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("show", help="one line per study in the store")
+    _add_storage(p)
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TuningEnergyError as exc:
+        print(f"tuning-energy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Study configuration: one TOML file parsed once, at the edge, into a frozen `StudyConfig`.
+
+Nothing below this module reads files, environment variables or globals for settings.
+Every error names the key by its dotted path, the bad value and what is allowed.
+
+    name = "default"              # study name prefix: {name}-{strategy}-s{seed}
+    [data]     dataset, split_seed, val_fraction, root
+    [train]    epochs, batch_size, torch_threads, device
+    [budget]   n_trials, max_energy_j, timeout_s
+    [meter]    kind, cpu_tdp_w, cpu_cores
+    [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
+    [fixed]    values for objective parameters that are not searched
+    [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DATASETS = ("digits", "fashion-mnist", "cifar10")
+DEVICES = ("cpu", "cuda", "auto")
+METER_KINDS = ("auto", "estimate", "rapl", "nvml")
+PARAM_TYPES = ("float", "int", "bool", "categorical")
+ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
+ACQ_OPTIMIZERS = ("sampling", "lbfgs", "auto")
+
+#: Objective parameters, their meaning and defaults when neither searched nor fixed.
+OBJECTIVE_PARAMS: dict[str, Any] = {
+    "n_conv": 2,  # conv blocks: 3x3 conv -> BatchNorm -> ReLU -> MaxPool 2
+    "n_linear": 1,  # hidden linear layers before the classifier
+    "relu": True,  # ReLU after each conv block and between linear layers
+    "channels": 8,  # channels of the first conv block (x3 per block)
+    "hidden": 128,  # width of the first hidden linear layer (halving)
+    "lr": 1e-3,  # Adam
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+}
+INT_PARAMS = {"n_conv", "n_linear", "channels", "hidden"}
+BOOL_PARAMS = {"relu"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched parameter."""
+
+    name: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    split_seed: int = 0
+    val_fraction: float = 0.25
+    root: str = "data"  # where fashion-mnist / cifar10 files live (never downloaded here)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    torch_threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    n_trials: int = 30
+    max_energy_j: float | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    kind: str = "auto"
+    cpu_tdp_w: float | None = None  # estimate meter: package TDP in W (default: 6 W x cores)
+    cpu_cores: int | None = None  # estimate meter: cores the TDP is shared over
+    powercap_root: str | None = None  # RAPL tree (default /sys/class/powercap)
+    gpus: tuple[int, ...] | None = None  # NVML indices (default: all visible)
+    idle_s: float = 5.0  # idle-baseline seconds at study start (0 = off)
+    region: str | None = None  # ISO country code for grid carbon intensity
+    carbon_intensity_g_per_kwh: float | None = None  # explicit intensity (overrides region)
+    pue: float = 1.0
+
+
+@dataclass(frozen=True)
+class BayesConfig:
+    """scikit-optimize GP driver (Yarally et al. used PI with a few random points)."""
+
+    acq_func: str = "PI"
+    n_initial_points: int = 5
+    acq_optimizer: str = "sampling"
+    n_points: int = 2000
+    n_restarts_optimizer: int = 2
+    xi: float = 0.01
+    kappa: float = 1.96
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    bayes: BayesConfig = field(default_factory=BayesConfig)
+    grid_levels: int = 5  # levels per float parameter
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    data: DataConfig
+    train: TrainConfig
+    budget: BudgetConfig
+    meter: MeterConfig
+    strategy: StrategyOptions
+    fixed: dict[str, Any]
+    search_space: tuple[ParamSpec, ...]
+    target_accuracy: float | None = None  # accuracy the analysis asks "energy to reach"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (stored on the study)."""
+        return _plain(dataclasses.asdict(self))
+
+    def with_overrides(self, **changes: Any) -> StudyConfig:
+        """Copy with top-level sections replaced (e.g. budget from a CLI flag)."""
+        return dataclasses.replace(self, **changes)
+
+    def param_values(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """All objective parameters: defaults, then fixed, then the sampled ones."""
+        return {**OBJECTIVE_PARAMS, **self.fixed, **sampled}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+def _type_name(t: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return names.get(t, getattr(t, "__name__", str(t)))
+
+
+def _get(table: dict, path: str, key: str, types: tuple, default: Any, allowed=None) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    dotted = f"{path}.{key}" if path else key
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        want = " or ".join(_type_name(t) for t in types if t is not type(None))
+        raise ConfigError(f"{dotted} = {value!r}: must be {want}")
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{dotted} = {value!r}: allowed values are {', '.join(map(repr, allowed))}")
+    return value
+
+
+def _check_keys(table: dict, path: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        where = path or "the top level"
+        raise ConfigError(
+            f"{path + '.' if path else ''}{unknown[0]}: unknown key in {where}; "
+            f"allowed keys are {', '.join(sorted(allowed))}"
+        )
+
+
+def _table(doc: dict, key: str, path: str = "") -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path + '.' if path else ''}{key}: must be a table ([{key}])")
+    return value
+
+
+def _positive(path: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero) or (isinstance(value, float) and math.isnan(value)):
+        raise ConfigError(f"{path} = {value!r}: must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def _dataclass_from(cls: type, table: dict, path: str, spec: dict[str, tuple]) -> Any:
+    """spec: key -> (types, allowed or None). Defaults come from the dataclass."""
+    _check_keys(table, path, set(spec))
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = {}
+    for key, (types, allowed) in spec.items():
+        values[key] = _get(table, path, key, types, defaults[key], allowed)
+    return cls(**values)
+
+
+# ---------------------------------------------------------------- sections
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+
+
+def _parse_param(name: str, table: dict) -> ParamSpec:
+    path = f"search_space.{name}"
+    if name not in OBJECTIVE_PARAMS:
+        raise ConfigError(
+            f"{path}: unknown parameter {name!r}; the objective takes "
+            f"{', '.join(OBJECTIVE_PARAMS)}"
+        )
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: must be a table with type, low, high (and log) or choices")
+    ptype = _get(table, path, "type", (str,), None, PARAM_TYPES)
+    if ptype is None:
+        raise ConfigError(f"{path}.type: missing; allowed values are {', '.join(PARAM_TYPES)}")
+    if ptype == "bool":
+        _check_keys(table, path, {"type"})
+        return ParamSpec(name, "bool", choices=(False, True))
+    if ptype == "categorical":
+        _check_keys(table, path, {"type", "choices"})
+        choices = table.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{path}.choices = {choices!r}: must be a non-empty list")
+        return ParamSpec(name, "categorical", choices=tuple(choices))
+    _check_keys(table, path, {"type", "low", "high", "log"})
+    types = (int,) if ptype == "int" else _NUM
+    for key in ("low", "high"):
+        if key not in table:
+            raise ConfigError(f"{path}.{key}: missing; a {ptype} parameter needs low and high")
+    low = _get(table, path, "low", types, None)
+    high = _get(table, path, "high", types, None)
+    log = _get(table, path, "log", (bool,), False)
+    if low > high:
+        raise ConfigError(f"{path}: low = {low!r} > high = {high!r}; low must be <= high")
+    if log and low <= 0:
+        raise ConfigError(f"{path}.low = {low!r}: log = true needs low > 0")
+    if name in INT_PARAMS and ptype != "int":
+        raise ConfigError(f"{path}.type = {ptype!r}: {name} is an integer; use type = \"int\"")
+    if name in BOOL_PARAMS and ptype not in ("bool", "categorical"):
+        raise ConfigError(f"{path}.type = {ptype!r}: {name} is a boolean; use type = \"bool\"")
+    return ParamSpec(name, ptype, low, high, log)
+
+
+def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
+    """Validate a parsed TOML document into a `StudyConfig`."""
+    top = {"name", "target_accuracy", "data", "train", "budget", "meter", "strategy", "fixed",
+           "search_space"}
+    _check_keys(doc, "", top)
+    name = _get(doc, "", "name", (str,), default_name)
+    if not name or any(c in name for c in " /\\"):
+        raise ConfigError(f"name = {name!r}: must be non-empty, without spaces or slashes")
+    target = _get(doc, "", "target_accuracy", _OPT_NUM, None)
+    if target is not None and not 0 < target <= 1:
+        raise ConfigError(f"target_accuracy = {target!r}: must be in (0, 1]")
+
+    data = _dataclass_from(DataConfig, _table(doc, "data"), "data", {
+        "dataset": ((str,), DATASETS),
+        "split_seed": ((int,), None),
+        "val_fraction": (_NUM, None),
+        "root": ((str,), None),
+    })
+    if not 0 < data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction = {data.val_fraction!r}: must be in (0, 1)")
+
+    train = _dataclass_from(TrainConfig, _table(doc, "train"), "train", {
+        "epochs": ((int,), None),
+        "batch_size": ((int,), None),
+        "torch_threads": ((int,), None),
+        "device": ((str,), DEVICES),
+    })
+    for key in ("epochs", "batch_size", "torch_threads"):
+        _positive(f"train.{key}", getattr(train, key))
+
+    budget = _dataclass_from(BudgetConfig, _table(doc, "budget"), "budget", {
+        "n_trials": ((int,), None),
+        "max_energy_j": (_OPT_NUM, None),
+        "timeout_s": (_OPT_NUM, None),
+    })
+    _positive("budget.n_trials", budget.n_trials)
+    _positive("budget.max_energy_j", budget.max_energy_j)
+    _positive("budget.timeout_s", budget.timeout_s)
+
+    meter_table = dict(_table(doc, "meter"))
+    gpus = meter_table.pop("gpus", None)
+    if gpus is not None and (
+        not isinstance(gpus, list) or not all(isinstance(g, int) and g >= 0 for g in gpus)
+    ):
+        raise ConfigError(f"meter.gpus = {gpus!r}: must be a list of GPU indices (integers >= 0)")
+    meter = _dataclass_from(MeterConfig, meter_table, "meter", {
+        "kind": ((str,), METER_KINDS),
+        "cpu_tdp_w": (_OPT_NUM, None),
+        "cpu_cores": ((int, type(None)), None),
+        "powercap_root": ((str, type(None)), None),
+        "idle_s": (_NUM, None),
+        "region": ((str, type(None)), None),
+        "carbon_intensity_g_per_kwh": (_OPT_NUM, None),
+        "pue": (_NUM, None),
+    })
+    meter = dataclasses.replace(meter, gpus=tuple(gpus) if gpus is not None else None)
+    _positive("meter.cpu_tdp_w", meter.cpu_tdp_w)
+    _positive("meter.cpu_cores", meter.cpu_cores)
+    _positive("meter.idle_s", meter.idle_s, allow_zero=True)
+    _positive("meter.carbon_intensity_g_per_kwh", meter.carbon_intensity_g_per_kwh, True)
+    if meter.pue < 1:
+        raise ConfigError(f"meter.pue = {meter.pue!r}: must be >= 1 (1.0 = no overhead)")
+
+    strat_table = dict(_table(doc, "strategy"))
+    bayes_table = _table(strat_table, "bayes", "strategy")
+    strat_table.pop("bayes", None)
+    bayes = _dataclass_from(BayesConfig, bayes_table, "strategy.bayes", {
+        "acq_func": ((str,), ACQ_FUNCS),
+        "n_initial_points": ((int,), None),
+        "acq_optimizer": ((str,), ACQ_OPTIMIZERS),
+        "n_points": ((int,), None),
+        "n_restarts_optimizer": ((int,), None),
+        "xi": (_NUM, None),
+        "kappa": (_NUM, None),
+    })
+    _positive("strategy.bayes.n_initial_points", bayes.n_initial_points)
+    _positive("strategy.bayes.n_points", bayes.n_points)
+    _positive("strategy.bayes.n_restarts_optimizer", bayes.n_restarts_optimizer, True)
+    _check_keys(strat_table, "strategy", {"grid_levels"})
+    grid_levels = _get(strat_table, "strategy", "grid_levels", (int,), 5)
+    if grid_levels < 2:
+        raise ConfigError(f"strategy.grid_levels = {grid_levels!r}: must be >= 2")
+    strategy = StrategyOptions(bayes=bayes, grid_levels=grid_levels)
+
+    fixed = dict(_table(doc, "fixed"))
+    for key, value in fixed.items():
+        if key not in OBJECTIVE_PARAMS:
+            raise ConfigError(
+                f"fixed.{key}: unknown parameter; the objective takes {', '.join(OBJECTIVE_PARAMS)}"
+            )
+        want = type(OBJECTIVE_PARAMS[key])
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if isinstance(value, bool) and want is not bool:
+            ok = False
+        if not ok:
+            raise ConfigError(f"fixed.{key} = {value!r}: must be {_type_name(want)}")
+
+    space_table = _table(doc, "search_space")
+    space = tuple(_parse_param(n, t) for n, t in space_table.items())
+    if not space:
+        raise ConfigError("search_space: empty; declare at least one [search_space.NAME] table")
+    clash = sorted(set(fixed) & {p.name for p in space})
+    if clash:
+        raise ConfigError(f"fixed.{clash[0]}: also in search_space; a parameter is one or the other")
+
+    return StudyConfig(name=name, data=data, train=train, budget=budget, meter=meter,
+                       strategy=strategy, fixed=fixed, search_space=space,
+                       target_accuracy=target)
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist (see studies/*.toml)")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(doc, default_name=path.stem)

@@ -1,0 +1,224 @@
+"""Search strategies. Each one only returns an Optuna sampler; the objective is shared.
+
+- `grid`:   `levels` values per float parameter (log-spaced for log parameters), every
+            value of int and bool parameters; visited in a seeded random order without
+            repeats, so a budget smaller than the grid runs a seeded subset (as the paper's
+            64 grid points). Optuna's GridSampler skips points already in the study.
+- `random`: seeded uniform / log-uniform sampling (Optuna's RandomSampler).
+- `bayes`:  scikit-optimize's Gaussian-process `Optimizer` behind `SkoptSampler`, rebuilt
+            from the study's finished trials at every proposal (a resumed study continues
+            where it stopped). Acquisition PI and a few random initial points by default,
+            as Yarally et al.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, GridSampler, RandomSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import BayesConfig, ParamSpec, StudyConfig
+from .errors import ConfigError
+
+
+def distributions(space: Sequence[ParamSpec]) -> dict[str, BaseDistribution]:
+    """Optuna distributions for a search space, in declaration order."""
+    out: dict[str, BaseDistribution] = {}
+    for p in space:
+        if p.type == "float":
+            out[p.name] = FloatDistribution(float(p.low), float(p.high), log=p.log)
+        elif p.type == "int":
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log)
+        else:
+            out[p.name] = CategoricalDistribution(list(p.choices))
+    return out
+
+
+def suggest_params(trial: optuna.Trial, space: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Ask the trial for every parameter of the space (the sampler picks the values)."""
+    out: dict[str, Any] = {}
+    for p in space:
+        if p.type == "float":
+            out[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+        elif p.type == "int":
+            out[p.name] = trial.suggest_int(p.name, p.low, p.high, log=p.log)
+        else:
+            out[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+    return out
+
+
+# ---------------------------------------------------------------- grid
+
+
+def grid_values(p: ParamSpec, levels: int) -> list[Any]:
+    if p.type in ("bool", "categorical"):
+        return list(p.choices)
+    if p.type == "int":
+        values = np.unique(np.round(
+            np.geomspace(p.low, p.high, levels) if p.log else np.arange(p.low, p.high + 1)
+        ).astype(int))
+        return [int(v) for v in values]
+    if p.low == p.high:
+        return [float(p.low)]
+    raw = np.geomspace(p.low, p.high, levels) if p.log else np.linspace(p.low, p.high, levels)
+    values = [float(v) for v in raw]
+    values[0], values[-1] = float(p.low), float(p.high)  # exact ends: always in bounds
+    return values
+
+
+def grid_space(space: Sequence[ParamSpec], levels: int) -> dict[str, list[Any]]:
+    return {p.name: grid_values(p, levels) for p in space}
+
+
+def grid_size(space: Sequence[ParamSpec], levels: int) -> int:
+    return math.prod(len(v) for v in grid_space(space, levels).values())
+
+
+# ---------------------------------------------------------------- bayes (scikit-optimize)
+
+
+class SkoptSampler(BaseSampler):
+    """scikit-optimize's GP `Optimizer` as an Optuna sampler.
+
+    At each proposal the GP is rebuilt from the study's COMPLETE trials (the study is the
+    single source of truth), so a resumed or shared study continues where it stopped.
+    Until `n_initial_points` trials are complete, points are drawn at random. Values are
+    maximised (we tell skopt the negated objective). Parameters outside the declared space
+    fall back to independent random sampling.
+    """
+
+    def __init__(
+        self,
+        search_space: dict[str, BaseDistribution],
+        options: BayesConfig | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._space = dict(search_space)
+        self._options = options or BayesConfig()
+        self._seed = seed
+        self._random = RandomSampler(seed=seed)
+        self._dims = [self._dimension(n, d) for n, d in self._space.items()]
+
+    @staticmethod
+    def _dimension(name: str, dist: BaseDistribution):
+        from skopt.space import Categorical, Integer, Real
+
+        if isinstance(dist, FloatDistribution):
+            return Real(dist.low, dist.high, prior="log-uniform" if dist.log else "uniform", name=name)
+        if isinstance(dist, IntDistribution):
+            return Integer(dist.low, dist.high, prior="log-uniform" if dist.log else "uniform", name=name)
+        if isinstance(dist, CategoricalDistribution):
+            return Categorical(list(range(len(dist.choices))), name=name)  # indices: any type
+        raise TypeError(f"SkoptSampler: unsupported distribution {dist!r}")
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return self._space
+
+    def _to_internal(self, trial: FrozenTrial) -> list[Any] | None:
+        row = []
+        for name, dist in self._space.items():
+            if name not in trial.params:
+                return None
+            value = trial.params[name]
+            if isinstance(dist, CategoricalDistribution):
+                value = dist.choices.index(value)
+            row.append(value)
+        return row
+
+    def optimizer(self, study: optuna.Study) -> Any:
+        """A fitted skopt Optimizer over the study's finished trials (None while too few)."""
+        from skopt import Optimizer
+
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        xs, ys = [], []
+        for t in trials:
+            row = self._to_internal(t)
+            if row is not None and t.value is not None and math.isfinite(t.value):
+                xs.append(row)
+                sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+                ys.append(sign * t.value)
+        o = self._options
+        if len(xs) < o.n_initial_points:
+            return None
+        seed = None if self._seed is None else (self._seed * 100_003 + len(xs)) % 2**31
+        opt = Optimizer(
+            self._dims, base_estimator="GP", acq_func=o.acq_func, n_initial_points=0,
+            acq_optimizer=o.acq_optimizer, random_state=seed,
+            acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
+            acq_optimizer_kwargs={"n_points": o.n_points, "n_restarts_optimizer": o.n_restarts_optimizer},
+        )
+        with warnings.catch_warnings():
+            # "The objective has been evaluated at point ... before": harmless for a GP.
+            warnings.simplefilter("ignore", UserWarning)
+            opt.tell(xs, ys)
+        return opt
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        if study._is_multi_objective():
+            raise ConfigError("strategy 'bayes' is single-objective; use strategy 'mo'")
+        opt = self.optimizer(study)
+        if opt is None:
+            return {}  # initial random points: sample_independent draws them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            point = opt.ask()
+        out: dict[str, Any] = {}
+        for (name, dist), value in zip(self._space.items(), point, strict=True):
+            if isinstance(dist, CategoricalDistribution):
+                out[name] = dist.choices[int(value)]
+            elif isinstance(dist, IntDistribution):
+                out[name] = int(value)
+            else:
+                out[name] = float(value)
+        return out
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+# ---------------------------------------------------------------- registry
+
+SamplerFactory = Callable[[StudyConfig, int], BaseSampler]
+
+
+def _grid(config: StudyConfig, seed: int) -> BaseSampler:
+    return GridSampler(grid_space(config.search_space, config.strategy.grid_levels), seed=seed)
+
+
+def _random(config: StudyConfig, seed: int) -> BaseSampler:
+    return RandomSampler(seed=seed)
+
+
+def _bayes(config: StudyConfig, seed: int) -> BaseSampler:
+    return SkoptSampler(distributions(config.search_space), config.strategy.bayes, seed=seed)
+
+
+STRATEGIES: dict[str, SamplerFactory] = {"grid": _grid, "random": _random, "bayes": _bayes}
+
+
+def check_strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"strategy = {name!r}: unknown strategy; allowed values are {', '.join(STRATEGIES)}"
+        )
+    return name
+
+
+def make_sampler(name: str, config: StudyConfig, seed: int) -> BaseSampler:
+    """The sampler for strategy `name`, seeded."""
+    return STRATEGIES[check_strategy(name)](config, seed)

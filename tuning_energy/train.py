@@ -1,0 +1,97 @@
+"""Fit and evaluate on tensors already in memory (and on the device).
+
+The trainer knows nothing of energy, Optuna or files. A NaN/inf loss stops training and
+is reported as `diverged`; the caller decides what that means for the trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+#: Called after each epoch with (epoch index from 0, validation accuracy); return True to
+#: stop training early (pruning). Knows nothing of Optuna.
+EpochCallback = Callable[[int, float], bool]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    epochs: int = 20
+    batch_size: int = 64
+
+
+@dataclass
+class FitResult:
+    accuracy: float  # validation accuracy in [0, 1]
+    train_loss: float  # mean training loss of the last epoch run (nan if diverged)
+    epochs_run: int
+    diverged: bool
+    stopped_early: bool = False
+    accuracy_per_epoch: list[float] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    return correct / len(x)
+
+
+def fit(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    hyper: Hyper,
+    generator: torch.Generator,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    opt = torch.optim.Adam(
+        model.parameters(), lr=hyper.lr, betas=(hyper.beta1, hyper.beta2), eps=hyper.eps,
+        weight_decay=hyper.weight_decay,
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(x_train)
+    history: list[float] = []
+    loss_sum = torch.zeros((), device=x_train.device)
+    epochs_run = 0
+    for epoch in range(hyper.epochs):
+        model.train()
+        # Shuffle on the CPU generator, then index on the device: same order on any device.
+        order = torch.randperm(n, generator=generator).to(x_train.device)
+        loss_sum.zero_()
+        for i in range(0, n, hyper.batch_size):
+            idx = order[i : i + hyper.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if len(xb) == 1 and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+                continue  # BatchNorm cannot train on a batch of one
+            loss = loss_fn(model(xb), yb)
+            # set_to_none skips a memset per parameter; the grads are rewritten by backward.
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # Accumulate on the device: one host sync per epoch instead of one per batch.
+            loss_sum += loss.detach() * len(xb)
+        epochs_run = epoch + 1
+        mean_loss = loss_sum.item() / n
+        if not math.isfinite(mean_loss):
+            return FitResult(evaluate(model, x_val, y_val), mean_loss, epochs_run, diverged=True,
+                             accuracy_per_epoch=history)
+        if on_epoch is not None:
+            history.append(evaluate(model, x_val, y_val))
+            if on_epoch(epoch, history[-1]):
+                return FitResult(history[-1], mean_loss, epochs_run, False, True, history)
+    acc = history[-1] if history else evaluate(model, x_val, y_val)
+    return FitResult(acc, mean_loss, epochs_run, diverged=False, accuracy_per_epoch=history)
