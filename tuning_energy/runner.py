@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,9 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
                                 direction="maximize", load_if_exists=True)
     stored = study.user_attrs.get("config")
     if stored is None:
-        study.set_metric_names(["accuracy"])
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["accuracy"])
         attrs = {
             "strategy": strategy, "seed": seed, "config": config.to_dict(),
             "hardware": hardware_info(), "energy_method": meter_choice.meter.method,

@@ -4,7 +4,8 @@
             value of int and bool parameters; visited in a seeded random order without
             repeats, so a budget smaller than the grid runs a seeded subset (as the paper's
             64 grid points). Optuna's GridSampler skips points already in the study.
-- `random`: seeded uniform / log-uniform sampling (Optuna's RandomSampler).
+- `random`: seeded uniform / log-uniform sampling (Optuna's RandomSampler, reseeded per
+            trial number so that a resumed study does not replay its first points).
 - `bayes`:  scikit-optimize's Gaussian-process `Optimizer` behind `SkoptSampler`, rebuilt
             from the study's finished trials at every proposal (a resumed study continues
             where it stopped). Acquisition PI and a few random initial points by default,
@@ -86,6 +87,31 @@ def grid_size(space: Sequence[ParamSpec], levels: int) -> int:
     return math.prod(len(v) for v in grid_space(space, levels).values())
 
 
+# ---------------------------------------------------------------- random
+
+
+def derive_seed(seed: int, trial_number: int) -> int:
+    """A per-trial seed: the same (seed, trial) gives the same point in any process."""
+    return (seed * 1_000_003 + trial_number * 7_919 + 1) % 2**32
+
+
+class ResumableRandomSampler(RandomSampler):
+    """Optuna's RandomSampler, reseeded from (seed, trial number) before each trial.
+
+    A plain seeded RandomSampler replays its sequence from the start in a new process, so a
+    resumed study would rerun the points it already ran. Seeding per trial number makes a
+    resumed (or shared) study continue with new points and stay reproducible.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self._base_seed = seed
+
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        if self._base_seed is not None:
+            self._rng.rng.seed(derive_seed(self._base_seed, trial.number))
+
+
 # ---------------------------------------------------------------- bayes (scikit-optimize)
 
 
@@ -108,7 +134,7 @@ class SkoptSampler(BaseSampler):
         self._space = dict(search_space)
         self._options = options or BayesConfig()
         self._seed = seed
-        self._random = RandomSampler(seed=seed)
+        self._random = ResumableRandomSampler(seed=seed)
         self._dims = [self._dimension(n, d) for n, d in self._space.items()]
 
     @staticmethod
@@ -126,6 +152,9 @@ class SkoptSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
 
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        self._random.before_trial(study, trial)
+
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
         return self._space
 
@@ -140,7 +169,7 @@ class SkoptSampler(BaseSampler):
             row.append(value)
         return row
 
-    def optimizer(self, study: optuna.Study) -> Any:
+    def optimizer(self, study: optuna.Study, trial_number: int = 0) -> Any:
         """A fitted skopt Optimizer over the study's finished trials (None while too few)."""
         from skopt import Optimizer
 
@@ -155,7 +184,7 @@ class SkoptSampler(BaseSampler):
         o = self._options
         if len(xs) < o.n_initial_points:
             return None
-        seed = None if self._seed is None else (self._seed * 100_003 + len(xs)) % 2**31
+        seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
         opt = Optimizer(
             self._dims, base_estimator="GP", acq_func=o.acq_func, n_initial_points=0,
             acq_optimizer=o.acq_optimizer, random_state=seed,
@@ -171,7 +200,7 @@ class SkoptSampler(BaseSampler):
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         if study._is_multi_objective():
             raise ConfigError("strategy 'bayes' is single-objective; use strategy 'mo'")
-        opt = self.optimizer(study)
+        opt = self.optimizer(study, trial.number)
         if opt is None:
             return {}  # initial random points: sample_independent draws them
         with warnings.catch_warnings():
@@ -201,7 +230,7 @@ def _grid(config: StudyConfig, seed: int) -> BaseSampler:
 
 
 def _random(config: StudyConfig, seed: int) -> BaseSampler:
-    return RandomSampler(seed=seed)
+    return ResumableRandomSampler(seed=seed)
 
 
 def _bayes(config: StudyConfig, seed: int) -> BaseSampler:

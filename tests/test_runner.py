@@ -1,0 +1,239 @@
+"""The objective and the runner on real temporary SQLite stores."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuning_energy import runner as runner_mod
+from tuning_energy.config import parse_config
+from tuning_energy.errors import StorageError, StudyAborted
+from tuning_energy.runner import run_study, study_name
+
+from .conftest import tiny_doc
+
+REPO = Path(__file__).resolve().parents[1]
+TRIAL_ATTRS = {"energy_j", "energy_method", "energy_by_device_j", "duration_s", "avg_power_w",
+               "n_params", "flops_per_sample", "epochs_run", "diverged", "train_loss",
+               "propose_s"}
+STUDY_ATTRS = {"strategy", "seed", "config", "hardware", "energy_method",
+               "tuning_energy_version", "torch_version"}
+
+
+def load(storage_url, name="tiny-random-s0"):
+    return optuna.load_study(study_name=name, storage=storage_url)
+
+
+def test_every_trial_carries_real_energy_and_its_method(tiny_config, storage_url):
+    summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert summary.n_finished == 3 and summary.n_failed == 0
+    study = load(storage_url)
+    assert study.metric_names == ["accuracy"]
+    assert STUDY_ATTRS <= set(study.user_attrs)
+    assert study.user_attrs["config"] == tiny_config.to_dict()
+    assert study.user_attrs["energy_method"] == "estimate-cpu-tdp"
+    for t in study.trials:
+        assert t.state == TrialState.COMPLETE
+        assert TRIAL_ATTRS <= set(t.user_attrs), TRIAL_ATTRS - set(t.user_attrs)
+        a = t.user_attrs
+        assert 0.0 <= t.value <= 1.0
+        assert a["energy_j"] > 0 and a["energy_method"] == "estimate-cpu-tdp"
+        assert math.isclose(sum(a["energy_by_device_j"].values()), a["energy_j"])
+        assert math.isclose(a["avg_power_w"], a["energy_j"] / a["duration_s"])
+        assert a["epochs_run"] == 1 and a["diverged"] is False
+        assert a["n_params"] > 0 and a["flops_per_sample"] > 0 and a["propose_s"] >= 0
+    assert math.isclose(summary.total_energy_j, sum(t.user_attrs["energy_j"] for t in study.trials))
+
+
+def test_a_diverged_trial_is_recorded_not_fatal(storage_url):
+    doc = tiny_doc(fixed={"lr": 1e20}, search_space={"n_conv": {"type": "int", "low": 0, "high": 0}})
+    del doc["search_space"]["lr"]
+    summary = run_study(parse_config(doc), "random", 0, storage_url, progress=False)
+    assert summary.n_finished == 3
+    for t in load(storage_url).trials:
+        assert t.state == TrialState.COMPLETE
+        assert t.user_attrs["diverged"] is True
+        assert t.user_attrs["train_loss"] is None  # NaN is not stored as a number
+        assert t.user_attrs["energy_j"] > 0  # it still cost energy
+        assert t.value <= 0.2
+
+
+def test_rerun_runs_only_what_is_left_and_a_finished_study_runs_nothing(tiny_config, storage_url):
+    import dataclasses
+
+    first = run_study(tiny_config, "bayes", 0, storage_url, progress=False)
+    assert first.ran_now == 3
+    bigger = tiny_config.with_overrides(budget=dataclasses.replace(tiny_config.budget, n_trials=5))
+    second = run_study(bigger, "bayes", 0, storage_url, progress=False)
+    assert second.ran_now == 2 and second.n_finished == 5
+    third = run_study(bigger, "bayes", 0, storage_url, progress=False)
+    assert third.ran_now == 0 and third.stop_reason == "budget already spent"
+    assert len(load(storage_url, "tiny-bayes-s0").trials) == 5
+
+
+def test_a_different_config_under_the_same_name_is_refused(tiny_config, storage_url):
+    run_study(tiny_config, "random", 0, storage_url, progress=False)
+    other = parse_config(tiny_doc(train={"epochs": 2}))
+    with pytest.raises(StorageError, match="different config .*train"):
+        run_study(other, "random", 0, storage_url, progress=False)
+
+
+def test_ctrl_c_marks_the_trial_fail_and_resume_completes_the_budget(
+        tiny_config, storage_url, monkeypatch):
+    real_fit = runner_mod.Objective.run
+    calls = {"n": 0}
+
+    def interrupted_on_second(self, trial, params):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, trial, params)
+
+    monkeypatch.setattr(runner_mod.Objective, "run", interrupted_on_second)
+    summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert summary.interrupted and summary.n_finished == 1
+    states = [t.state for t in load(storage_url).trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    monkeypatch.setattr(runner_mod.Objective, "run", real_fit)
+    resumed = run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert resumed.ran_now == 2
+    trials = load(storage_url).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+
+
+def test_a_crashing_trial_is_fail_with_its_error_and_the_study_goes_on(
+        tiny_config, storage_url, monkeypatch):
+    real_run = runner_mod.Objective.run
+    calls = {"n": 0}
+
+    def crash_once(self, trial, params):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real_run(self, trial, params)
+
+    monkeypatch.setattr(runner_mod.Objective, "run", crash_once)
+    summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert summary.n_finished == 3 and summary.n_failed == 1
+    failed = load(storage_url).trials[0]
+    assert failed.state == TrialState.FAIL
+    assert "out of memory (simulated)" in failed.user_attrs["error"]
+
+
+def test_five_failures_in_a_row_stop_with_a_clear_error(tiny_config, storage_url, monkeypatch):
+    def always(self, trial, params):
+        raise ValueError("broken model")
+
+    monkeypatch.setattr(runner_mod.Objective, "run", always)
+    with pytest.raises(StudyAborted, match="5 trials in a row failed.*broken model"):
+        run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert [t.state for t in load(storage_url).trials] == [TrialState.FAIL] * 5
+
+
+def test_energy_budget_stops_the_study(storage_url):
+    cfg = parse_config(tiny_doc(budget={"n_trials": 50, "max_energy_j": 1e-9}))
+    summary = run_study(cfg, "random", 0, storage_url, progress=False)
+    assert summary.ran_now == 1 and "energy budget" in summary.stop_reason
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tuning_energy.cli", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kw)
+
+
+def _wait_for_running(storage_url, name, timeout_s=60.0):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            trials = load(storage_url, name).get_trials(deepcopy=False)
+            if sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and \
+                    trials[-1].state == TrialState.RUNNING:
+                return
+        except KeyError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the study never had a trial RUNNING")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_process_resumes_to_exactly_the_budget(tmp_path, sig):
+    """Ctrl-C (SIGINT) or kill -9 in the middle of a trial, then the same command again."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text("""
+name = "slow"
+[train]
+epochs = 5
+batch_size = 64
+[budget]
+n_trials = 3
+[meter]
+kind = "estimate"
+idle_s = 0
+[search_space.n_conv]
+type = "int"
+low = 2
+high = 3
+""")
+    url = f"sqlite:///{tmp_path / 'energy.db'}"
+    args = ["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
+            "--no-progress"]
+    proc = _cli(*args)
+    _wait_for_running(url, "slow-random-s0")
+    os.kill(proc.pid, sig)
+    out, _ = proc.communicate(timeout=60)
+    trials = load(url, "slow-random-s0").trials
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, out
+        assert "Resume with the same command" in out
+        assert trials[-1].state == TrialState.FAIL
+    else:
+        assert trials[-1].state == TrialState.RUNNING  # what kill -9 leaves behind
+    again = _cli(*args)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out
+    trials = load(url, "slow-random-s0").trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+    if sig == signal.SIGKILL:
+        assert "marked 1 trial(s) left RUNNING" in out
+
+
+def test_cli_errors_are_clear(tmp_path):
+    from tuning_energy.cli import main
+
+    assert main(["study", "--strategy", "annealing"]) == 2
+    assert main(["study", "--config", str(tmp_path / "none.toml")]) == 2
+    assert main(["show", "--storage", "redis://localhost"]) == 2
+    assert main(["show", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
+
+
+def test_cli_error_messages(tmp_path, capsys):
+    from tuning_energy.cli import main
+
+    main(["study", "--strategy", "annealing"])
+    assert "allowed values are grid, random, bayes" in capsys.readouterr().err
+    main(["show", "--storage", "redis://localhost"])
+    assert "allowed forms are sqlite:///" in capsys.readouterr().err
+    main(["show", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"])
+    assert "run `make study`" in capsys.readouterr().err
+
+
+def test_show_lists_each_study(tiny_config, storage_url, capsys):
+    from tuning_energy.cli import main
+
+    run_study(tiny_config, "grid", 1, storage_url, progress=False)
+    assert main(["show", "--storage", storage_url]) == 0
+    out = capsys.readouterr().out
+    assert study_name(tiny_config, "grid", 1) in out and "estimate-cpu-tdp" in out

@@ -1,0 +1,118 @@
+"""The strategy contract: every strategy passes it (as Optuna's sampler tests do)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuning_energy.config import parse_config
+from tuning_energy.errors import ConfigError
+from tuning_energy.storage import open_storage
+from tuning_energy.strategies import (
+    STRATEGIES,
+    grid_size,
+    grid_values,
+    make_sampler,
+    suggest_params,
+)
+
+from .conftest import tiny_doc
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "n_conv": {"type": "int", "low": 0, "high": 3},
+    "relu": {"type": "bool"},
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "beta1": {"type": "float", "low": 0.1, "high": 0.99},
+}
+
+
+def config():
+    return parse_config(tiny_doc(search_space=SPACE))
+
+
+def fake_accuracy(p: dict) -> float:
+    """A cheap deterministic stand-in for training, peaked inside the space."""
+    return 1.0 - abs(math.log10(p["lr"]) + 2.5) / 3 - abs(p["beta1"] - 0.8) / 2 \
+        - 0.05 * abs(p["n_conv"] - 1) - (0.0 if p["relu"] else 0.05)
+
+
+def run(strategy: str, seed: int, n: int, storage=None, name="s") -> optuna.Study:
+    cfg = config()
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                sampler=make_sampler(strategy, cfg, seed), load_if_exists=True)
+    for _ in range(n):
+        trial = study.ask()
+        params = suggest_params(trial, cfg.search_space)
+        study.tell(trial, fake_accuracy(params))
+    return study
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+class TestStrategyContract:
+    def test_proposes_in_bounds_values_of_the_right_type(self, strategy):
+        study = run(strategy, 0, 12)
+        for t in study.trials:
+            p = t.params
+            assert isinstance(p["n_conv"], int) and 0 <= p["n_conv"] <= 3
+            assert isinstance(p["relu"], bool)
+            assert isinstance(p["lr"], float) and 1e-4 <= p["lr"] <= 1e-1
+            assert isinstance(p["beta1"], float) and 0.1 <= p["beta1"] <= 0.99
+
+    def test_reproducible_for_a_seed_and_different_across_seeds(self, strategy):
+        a = [t.params for t in run(strategy, 3, 8).trials]
+        b = [t.params for t in run(strategy, 3, 8).trials]
+        c = [t.params for t in run(strategy, 4, 8).trials]
+        assert a == b
+        assert a != c
+
+    def test_resumes_in_a_store_without_losing_trials(self, strategy, storage_url):
+        storage = open_storage(storage_url)
+        run(strategy, 0, 7, storage=storage, name="r")
+        # A new process: new sampler object, same study in the store.
+        study = run(strategy, 0, 5, storage=storage, name="r")
+        trials = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(trials) == 12
+        keys = [tuple(sorted(t.params.items())) for t in trials]
+        if strategy == "grid":
+            assert len(set(keys)) == 12, "grid ran a point twice"
+        else:
+            assert len(set(keys)) >= 11
+
+
+def test_grid_levels_are_log_spaced_and_exact_at_the_ends():
+    cfg = config()
+    lr = next(p for p in cfg.search_space if p.name == "lr")
+    values = grid_values(lr, 5)
+    assert values[0] == 1e-4 and values[-1] == 1e-1
+    ratios = [values[i + 1] / values[i] for i in range(4)]
+    assert all(abs(r - ratios[0]) < 1e-9 * ratios[0] for r in ratios)
+    assert grid_size(cfg.search_space, 5) == 4 * 2 * 5 * 5
+
+
+def test_grid_budget_below_grid_size_is_a_seeded_subset_without_repeats():
+    study = run("grid", 0, 40)
+    keys = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(keys) == 40
+    again = [t.params for t in run("grid", 0, 40).trials]
+    assert again == [t.params for t in study.trials]
+
+
+def test_bayes_beats_random_on_a_smooth_objective():
+    """The GP driver must use what it learned: median over seeds, 15 trials."""
+    def best(strategy, seed):
+        return max(t.value for t in run(strategy, seed, 15).trials)
+
+    seeds = range(3)  # median of three
+    bayes = sorted(best("bayes", s) for s in seeds)[1]
+    rand = sorted(best("random", s) for s in seeds)[1]
+    assert bayes >= rand
+
+
+def test_unknown_strategy_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="allowed values are grid, random, bayes"):
+        make_sampler("annealing", config(), 0)
