@@ -6,9 +6,10 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     name = "default"              # study name prefix: {name}-{strategy}-s{seed}
     [data]     dataset, split_seed, val_fraction, root
     [train]    epochs, batch_size, torch_threads, device
-    [budget]   n_trials, max_energy_j, timeout_s
+    [budget]   n_trials, max_energy_j, timeout_s, max_trial_energy_j
     [meter]    kind, cpu_tdp_w, cpu_cores
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
+    [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
     [fixed]    values for objective parameters that are not searched
     [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
 """
@@ -35,6 +36,7 @@ METER_KINDS = ("auto", "estimate", "rapl", "nvml")
 PARAM_TYPES = ("float", "int", "bool", "categorical")
 ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
 ACQ_OPTIMIZERS = ("sampling", "lbfgs", "auto")
+PRUNERS = ("none", "median", "asha", "hyperband")
 
 #: Objective parameters, their meaning and defaults when neither searched nor fixed.
 OBJECTIVE_PARAMS: dict[str, Any] = {
@@ -84,8 +86,20 @@ class TrainConfig:
 @dataclass(frozen=True)
 class BudgetConfig:
     n_trials: int = 30
-    max_energy_j: float | None = None
+    max_energy_j: float | None = None  # per study: stop before a trial predicted to exceed it
     timeout_s: float | None = None
+    max_trial_energy_j: float | None = None  # per trial: prune when projected over this cap
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Stop unpromising trials early; their energy is kept and counted."""
+
+    pruner: str = "none"
+    n_startup_trials: int = 5  # median: trials before pruning starts
+    n_warmup_epochs: int = 2  # median: epochs before a trial can be pruned
+    min_epochs: int = 1  # asha / hyperband: minimum resource
+    reduction_factor: int = 3  # asha / hyperband
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ class StudyConfig:
     fixed: dict[str, Any]
     search_space: tuple[ParamSpec, ...]
     target_accuracy: float | None = None  # accuracy the analysis asks "energy to reach"
+    pruning: PruningConfig = field(default_factory=PruningConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable form (stored on the study)."""
@@ -260,7 +275,7 @@ def _parse_param(name: str, table: dict) -> ParamSpec:
 def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
     """Validate a parsed TOML document into a `StudyConfig`."""
     top = {"name", "target_accuracy", "data", "train", "budget", "meter", "strategy", "fixed",
-           "search_space"}
+           "search_space", "pruning"}
     _check_keys(doc, "", top)
     name = _get(doc, "", "name", (str,), default_name)
     if not name or any(c in name for c in " /\\"):
@@ -291,7 +306,9 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "n_trials": ((int,), None),
         "max_energy_j": (_OPT_NUM, None),
         "timeout_s": (_OPT_NUM, None),
+        "max_trial_energy_j": (_OPT_NUM, None),
     })
+    _positive("budget.max_trial_energy_j", budget.max_trial_energy_j)
     _positive("budget.n_trials", budget.n_trials)
     _positive("budget.max_energy_j", budget.max_energy_j)
     _positive("budget.timeout_s", budget.timeout_s)
@@ -341,6 +358,19 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         raise ConfigError(f"strategy.grid_levels = {grid_levels!r}: must be >= 2")
     strategy = StrategyOptions(bayes=bayes, grid_levels=grid_levels)
 
+    pruning = _dataclass_from(PruningConfig, _table(doc, "pruning"), "pruning", {
+        "pruner": ((str,), PRUNERS),
+        "n_startup_trials": ((int,), None),
+        "n_warmup_epochs": ((int,), None),
+        "min_epochs": ((int,), None),
+        "reduction_factor": ((int,), None),
+    })
+    _positive("pruning.n_startup_trials", pruning.n_startup_trials, allow_zero=True)
+    _positive("pruning.n_warmup_epochs", pruning.n_warmup_epochs, allow_zero=True)
+    _positive("pruning.min_epochs", pruning.min_epochs)
+    if pruning.reduction_factor < 2:
+        raise ConfigError(f"pruning.reduction_factor = {pruning.reduction_factor!r}: must be >= 2")
+
     fixed = dict(_table(doc, "fixed"))
     for key, value in fixed.items():
         if key not in OBJECTIVE_PARAMS:
@@ -364,7 +394,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
 
     return StudyConfig(name=name, data=data, train=train, budget=budget, meter=meter,
                        strategy=strategy, fixed=fixed, search_space=space,
-                       target_accuracy=target)
+                       target_accuracy=target, pruning=pruning)
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -10,10 +10,17 @@
             from the study's finished trials at every proposal (a resumed study continues
             where it stopped). Acquisition PI and a few random initial points by default,
             as Yarally et al.
+- `tpe`:    Optuna's multivariate TPE.
+- `gp`:     Optuna's GPSampler (log EI, its own GP in PyTorch).
+- `mo`:     multi-objective: maximise accuracy and minimise energy_j (MO-TPE); the study
+            keeps the Pareto set (`study.best_trials`).
+- `bayes-eips`: the scikit-optimize driver with a cost-aware acquisition, expected
+            improvement per joule (skopt's EIps with each trial's energy as its cost).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,7 +34,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.samplers import BaseSampler, GridSampler, RandomSampler
+from optuna.samplers import BaseSampler, GPSampler, GridSampler, RandomSampler, TPESampler
+from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import BayesConfig, ParamSpec, StudyConfig
@@ -95,21 +103,48 @@ def derive_seed(seed: int, trial_number: int) -> int:
     return (seed * 1_000_003 + trial_number * 7_919 + 1) % 2**32
 
 
-class ResumableRandomSampler(RandomSampler):
-    """Optuna's RandomSampler, reseeded from (seed, trial number) before each trial.
+def _reseed(sampler: BaseSampler, seed: int) -> None:
+    """Reseed every random state of a sampler and of the samplers it holds."""
+    for i, value in enumerate(vars(sampler).values()):
+        if isinstance(value, LazyRandomState):
+            value.rng.seed((seed + 7_919 * i) % 2**32)
+        elif isinstance(value, BaseSampler):
+            _reseed(value, (seed + 104_729 * (i + 1)) % 2**32)
 
-    A plain seeded RandomSampler replays its sequence from the start in a new process, so a
-    resumed study would rerun the points it already ran. Seeding per trial number makes a
-    resumed (or shared) study continue with new points and stay reproducible.
+
+class _PerTrialSeeded:
+    """Mixin: reseed the sampler from (seed, trial number) before each trial.
+
+    A seeded Optuna sampler replays its random stream from the start in a new process, so a
+    resumed study would rerun the points it already ran (the random sampler, and the random
+    start-up trials of TPE and GP). Seeding per trial number makes a resumed or shared
+    study continue with new points and stay reproducible.
     """
 
+    _base_seed: int | None = None
+
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        if self._base_seed is not None:
+            _reseed(self, derive_seed(self._base_seed, trial.number))  # type: ignore[arg-type]
+        super().before_trial(study, trial)  # type: ignore[misc]
+
+
+class ResumableRandomSampler(_PerTrialSeeded, RandomSampler):
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(seed)
         self._base_seed = seed
 
-    def before_trial(self, study, trial: FrozenTrial) -> None:
-        if self._base_seed is not None:
-            self._rng.rng.seed(derive_seed(self._base_seed, trial.number))
+
+class ResumableTPESampler(_PerTrialSeeded, TPESampler):
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+
+class ResumableGPSampler(_PerTrialSeeded, GPSampler):
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
 
 
 # ---------------------------------------------------------------- bayes (scikit-optimize)
@@ -130,10 +165,16 @@ class SkoptSampler(BaseSampler):
         search_space: dict[str, BaseDistribution],
         options: BayesConfig | None = None,
         seed: int | None = None,
+        cost_attr: str | None = None,
     ) -> None:
         self._space = dict(search_space)
         self._options = options or BayesConfig()
         self._seed = seed
+        # Cost-aware acquisition (EIps / PIps): skopt models log(cost) with a second GP and
+        # divides the improvement by it. skopt calls the cost "time"; we give it energy.
+        self._cost_attr = cost_attr
+        if cost_attr is not None and not self._options.acq_func.endswith("ps"):
+            self._options = dataclasses.replace(self._options, acq_func="EIps")
         self._random = ResumableRandomSampler(seed=seed)
         self._dims = [self._dimension(n, d) for n, d in self._space.items()]
 
@@ -177,10 +218,17 @@ class SkoptSampler(BaseSampler):
         xs, ys = [], []
         for t in trials:
             row = self._to_internal(t)
-            if row is not None and t.value is not None and math.isfinite(t.value):
+            if row is None or t.value is None or not math.isfinite(t.value):
+                continue
+            sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            if self._cost_attr is None:
                 xs.append(row)
-                sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
                 ys.append(sign * t.value)
+                continue
+            cost = t.user_attrs.get(self._cost_attr)
+            if cost is not None and cost > 0:  # unmeasured energy is never taken as free
+                xs.append(row)
+                ys.append([sign * t.value, float(cost)])
         o = self._options
         if len(xs) < o.n_initial_points:
             return None
@@ -237,7 +285,43 @@ def _bayes(config: StudyConfig, seed: int) -> BaseSampler:
     return SkoptSampler(distributions(config.search_space), config.strategy.bayes, seed=seed)
 
 
-STRATEGIES: dict[str, SamplerFactory] = {"grid": _grid, "random": _random, "bayes": _bayes}
+def _bayes_eips(config: StudyConfig, seed: int) -> BaseSampler:
+    return SkoptSampler(distributions(config.search_space), config.strategy.bayes, seed=seed,
+                        cost_attr="energy_j")
+
+
+def _tpe(config: StudyConfig, seed: int) -> BaseSampler:
+    return ResumableTPESampler(seed=seed, multivariate=True, constant_liar=True,
+                               n_startup_trials=config.strategy.bayes.n_initial_points)
+
+
+def _gp(config: StudyConfig, seed: int) -> BaseSampler:
+    return ResumableGPSampler(seed=seed, n_startup_trials=config.strategy.bayes.n_initial_points)
+
+
+def _mo(config: StudyConfig, seed: int) -> BaseSampler:
+    # MO-TPE: NSGA-II needs generations of tens of trials; our budgets are tens in all.
+    return ResumableTPESampler(seed=seed, multivariate=True, constant_liar=True,
+                               n_startup_trials=config.strategy.bayes.n_initial_points)
+
+
+STRATEGIES: dict[str, SamplerFactory] = {
+    "grid": _grid,
+    "random": _random,
+    "bayes": _bayes,
+    "tpe": _tpe,
+    "gp": _gp,
+    "mo": _mo,
+    "bayes-eips": _bayes_eips,
+}
+
+#: Objectives per strategy: `mo` maximises accuracy and minimises the trial's energy.
+MULTI_OBJECTIVE = {"mo": (("accuracy", "maximize"), ("energy_j", "minimize"))}
+
+
+def objectives(name: str) -> tuple[tuple[str, str], ...]:
+    """(metric name, direction) pairs of the study that strategy `name` runs."""
+    return MULTI_OBJECTIVE.get(name, (("accuracy", "maximize"),))
 
 
 def check_strategy(name: str) -> str:
