@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from typing import Any
 
 from ..errors import ConfigError, MeterUnavailable
@@ -44,10 +45,12 @@ class CodeCarbonCheck:
             kwargs["country_iso_code"] = country_alpha3
         else:  # CodeCarbon needs a country offline; its energy does not depend on it
             kwargs["country_iso_code"] = "USA"
-        self.tracker = tracker_cls(
-            project_name="tuning-energy-crosscheck", save_to_file=False,
-            log_level="error", tracking_mode=self.mode, measure_power_secs=1,
-            allow_multiple_runs=True, **kwargs)
+        with warnings.catch_warnings():  # codecarbon 3 deprecates save_to_file; 2.x needs it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.tracker = tracker_cls(
+                project_name="tuning-energy-crosscheck", save_to_file=False,
+                log_level="error", tracking_mode=self.mode, measure_power_secs=1,
+                allow_multiple_runs=True, **kwargs)
         if not hasattr(self.tracker, "start_task"):  # pragma: no cover - init swallowed an error
             raise MeterUnavailable("codecarbon's OfflineEmissionsTracker failed to initialise")
         self.version = version
