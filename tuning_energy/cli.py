@@ -81,18 +81,14 @@ def _with_env_meter(config):
 
 def cmd_meters(args: argparse.Namespace) -> int:
     import dataclasses
+    import os
 
     from .config import MeterConfig, load_config
+    from .energy import config_from_env
     from .energy.report import run_report
 
-    config = _with_env_meter(load_config(args.config)) if args.config else None
-    meter = config.meter if config else MeterConfig()
-    if not config:
-        import os
-
-        from .energy import config_from_env
-
-        meter = config_from_env(meter, os.environ)
+    meter = load_config(args.config).meter if args.config else MeterConfig()
+    meter = config_from_env(meter, os.environ)  # TUNING_ENERGY_POWERCAP_ROOT, read once here
     if args.powercap_root:
         meter = dataclasses.replace(meter, powercap_root=args.powercap_root)
     if args.gpus is not None:
