@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # installs whatever torch pip picks for pyproject's range.
 CONSTRAINTS ?= constraints.txt
 PIP_CONSTRAINT := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
-EXTRAS ?= dev,postgres
+EXTRAS ?= dev,postgres,crosscheck
 
 STRATEGY ?= bayes
 CONFIG ?= studies/default.toml

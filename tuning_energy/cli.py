@@ -24,14 +24,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     from .strategies import check_strategy
 
     check_strategy(args.strategy)
-    config = load_config(args.config)
+    config = _with_env_meter(load_config(args.config))
     if args.trials is not None:
         if args.trials <= 0:
             raise ConfigError(f"--trials = {args.trials}: must be > 0")
         config = config.with_overrides(
             budget=dataclasses.replace(config.budget, n_trials=args.trials))
     summary = run_study(config, args.strategy, args.seed, args.storage,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, cross_check=args.cross_check)
     print("\n".join(summary.lines()))
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
@@ -69,6 +69,34 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_env_meter(config):
+    """TUNING_ENERGY_POWERCAP_ROOT, read here once (the edge), into the meter config."""
+    import dataclasses
+    import os
+
+    from .energy import config_from_env
+
+    return dataclasses.replace(config, meter=config_from_env(config.meter, os.environ))
+
+
+def cmd_meters(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from .config import MeterConfig, load_config
+    from .energy import config_from_env
+    from .energy.report import run_report
+
+    meter = load_config(args.config).meter if args.config else MeterConfig()
+    meter = config_from_env(meter, os.environ)  # TUNING_ENERGY_POWERCAP_ROOT, read once here
+    if args.powercap_root:
+        meter = dataclasses.replace(meter, powercap_root=args.powercap_root)
+    if args.gpus is not None:
+        meter = dataclasses.replace(meter, gpus=tuple(args.gpus))
+    run_report(meter, busy_s=args.busy_s, idle_s=args.idle_s)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .strategies import STRATEGIES
 
@@ -85,8 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cross-check", choices=["codecarbon"], default=None,
+                   help="also record CodeCarbon's energy (offline) for each trial window "
+                        "as crosscheck_energy_j (needs the `crosscheck` extra)")
     _add_storage(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("meters", help="list the energy meters, why any is missing, and "
+                                      "compare them on a busy and an idle window")
+    p.add_argument("--config", default=None, help="study TOML whose [meter] to use")
+    p.add_argument("--powercap-root", default=None,
+                   help="RAPL tree (default /sys/class/powercap or $TUNING_ENERGY_POWERCAP_ROOT)")
+    p.add_argument("--gpus", type=int, nargs="*", default=None, help="NVML GPU indices")
+    p.add_argument("--busy-s", type=float, default=3.0, help="seconds of matrix multiplies")
+    p.add_argument("--idle-s", type=float, default=2.0, help="seconds of idle")
+    p.set_defaults(func=cmd_meters)
 
     p = sub.add_parser("show", help="one line per study in the store")
     _add_storage(p)

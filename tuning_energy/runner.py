@@ -26,6 +26,9 @@ from . import __version__
 from .config import StudyConfig
 from .data import load_dataset
 from .energy import MeterChoice, build_meter
+from .energy.baseline import TrialEnergyAttrs, measure_idle
+from .energy.carbon import resolve_carbon
+from .energy.crosscheck import wrap_cross_check
 from .errors import StorageError, StudyAborted
 from .objective import Objective
 from .storage import open_storage, storage_kind
@@ -163,8 +166,11 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
               storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
-              out=None) -> StudySummary:
-    """Create or resume the study and run trials until its budget is spent."""
+              out=None, cross_check: str | None = None) -> StudySummary:
+    """Create or resume the study and run trials until its budget is spent.
+
+    cross_check: None, or `codecarbon` to store CodeCarbon's energy beside ours per trial.
+    """
     out = out or sys.stdout
     check_strategy(strategy)
     storage_kind(storage_url)
@@ -173,8 +179,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     set_threads(config.train.torch_threads)
     device = resolve_device(config.train.device)
 
-    meter_choice = build_meter(config.meter)
+    carbon = resolve_carbon(config.meter)
+    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda")
     meter = meter_choice.meter
+    try:
+        trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)
+    except BaseException:
+        meter.close()
+        raise
     study = open_study(config, strategy, seed, storage_url, meter_choice)
     name = study.study_name
     n_budget = config.budget.n_trials
@@ -199,10 +211,20 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     if done >= n_budget:
         print(f"study {name} already has {done}/{n_budget} finished trials; nothing to run "
               f"(raise --trials to run more)", file=out)
+        meter.close()
         return _summary(study, storage_url, n_budget, 0, t_start, "budget already spent", meter)
 
     data = load_dataset(config.data).to(device)
-    objective = Objective(config, data, meter, seed=seed, device=device)
+    # Idle baseline with the same meter, at every start (new or resumed study): the
+    # study keeps the latest, each trial the one in force when it ran.
+    idle_power_w = measure_idle(meter, config.meter.idle_s)
+    for key, value in {"idle_power_w": idle_power_w, **carbon.study_attrs()}.items():
+        study.set_user_attr(key, value)
+    idle = "off" if idle_power_w is None else f"{idle_power_w:.2f} W over {config.meter.idle_s:g} s"
+    print(f"idle power: {idle}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
+          f"{carbon.pue:g} ({carbon.source})", file=out)
+    objective = Objective(config, data, trial_meter, seed=seed, device=device,
+                          on_measurement=TrialEnergyAttrs(idle_power_w, carbon))
     if done:
         print(f"resuming {name}: {done}/{n_budget} finished, {n_budget - done} to run", file=out)
 

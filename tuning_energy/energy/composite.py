@@ -1,0 +1,47 @@
+"""A meter made of several meters over disjoint devices (e.g. NVML GPUs + RAPL CPU).
+
+Its method joins the parts' methods with `+` (`nvml-counter+rapl`); `by_device_j` keeps
+each part's device names (`gpu0`, `cpu0`, `dram0`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import Meter
+
+
+class CompositeMeter(Meter):
+    def __init__(self, meters: Sequence[Meter]) -> None:
+        if not meters:
+            raise ValueError("CompositeMeter needs at least one meter")
+        self.meters = list(meters)
+        self.method = "+".join(m.method for m in self.meters)
+
+    def sync(self) -> None:
+        for m in self.meters:
+            m.sync()
+
+    def read_j(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.meters:
+            part = m.read_j()
+            clash = set(part) & set(out)
+            if clash:
+                raise ValueError(f"two meters report device {sorted(clash)[0]!r}")
+            out.update(part)
+        return out
+
+    def close(self) -> None:
+        for m in self.meters:
+            m.close()
+
+    def describe(self) -> dict[str, Any]:
+        parts = [m.describe() for m in self.meters]
+        return {
+            "method": self.method,
+            "kind": "composite",
+            "parts": parts,
+            "note": "; ".join(p.get("note", p["method"]) for p in parts),
+        }
