@@ -92,12 +92,19 @@ class Meter(ABC):
     def end(self, window: Window) -> Measurement:
         if window.meter is not self:
             raise TuningEnergyError("this window was opened by another meter")
+        return self._measure(window, close=True)
+
+    def peek(self, window: Window) -> Measurement:
+        """The energy of an open window so far, leaving it open (e.g. after one epoch)."""
+        return window.meter._measure(window, close=False)
+
+    def _measure(self, window: Window, close: bool) -> Measurement:
         if window.closed:
             raise TuningEnergyError(f"window {window.id} was already ended")
         self.sync()
         now_j = self.read_j()
         duration_s = time.perf_counter() - window.start_s
-        window.closed = True
+        window.closed = close
         by_device = {
             dev: max(0.0, now_j[dev] - start) for dev, start in window.start_j.items() if dev in now_j
         }
