@@ -154,6 +154,28 @@ def test_note_is_updated_when_the_study_resumes(store, tmp_path):
     assert "4 complete" in after and "4 in all" in after
 
 
+def test_note_is_written_when_the_run_is_interrupted(store, tmp_path, monkeypatch):
+    from tuning_energy import runner
+
+    url = _copy_store(store, tmp_path)
+    calls = []
+    real_call = runner.Objective.__call__
+
+    def interrupt_second(self, trial, ask_s=0.0):
+        calls.append(trial.number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_call(self, trial, ask_s)
+
+    monkeypatch.setattr(runner.Objective, "__call__", interrupt_second)
+    cfg = parse_config(TINY)
+    cfg = cfg.with_overrides(budget=dataclasses.replace(cfg.budget, n_trials=6))
+    summary = run_study(cfg, "random", 0, url, progress=False)
+    assert summary.interrupted
+    note = get_note(optuna.load_study(study_name=store[2], storage=url))
+    assert "4 complete, 0 pruned, 1 failed, 5 in all" in note
+
+
 def test_a_failing_note_warns_and_keeps_the_trials(store, tmp_path, monkeypatch):
     url = _copy_store(store, tmp_path)
 
