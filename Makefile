@@ -15,9 +15,10 @@ CONFIG ?= studies/default.toml
 SEED ?= 0
 STORAGE ?= sqlite:///studies/energy.db
 TRIALS ?=
+PORT ?= 8080
 TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 
-.PHONY: install study test lint show clean
+.PHONY: install study test lint show clean dashboard
 
 install: $(VENV)/.installed
 
@@ -32,6 +33,9 @@ study: install
 
 show: install
 	$(BIN)/tuning-energy show --storage $(STORAGE)
+
+dashboard: install
+	$(BIN)/tuning-energy dashboard --storage $(STORAGE) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest -q

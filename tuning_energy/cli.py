@@ -97,6 +97,13 @@ def cmd_meters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    serve(args.storage, port=args.port, artifact_dir=args.artifact_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .strategies import STRATEGIES
 
@@ -132,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="one line per study in the store")
     _add_storage(p)
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
+    _add_storage(p)
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--artifact-dir", default=None,
+                   help="attached figures (default: artifacts/ beside the store file)")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -283,9 +283,21 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     finally:
         bar.close()
         meter.close()
+        _write_dashboard_notes(study)
     summary = _summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter)
     summary.interrupted = interrupted
     return summary
+
+
+def _write_dashboard_notes(study: optuna.Study) -> None:
+    """optuna-dashboard notes (study summary, best trial); a failure never loses trials."""
+    try:
+        from .dashboard import write_study_note
+
+        write_study_note(study)
+    except Exception as exc:  # the trials are stored already; the note is a convenience
+        warnings.warn(f"could not write the dashboard note of {study.study_name}: "
+                      f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 
 
 def _meter_line(choice: MeterChoice) -> str:
