@@ -17,6 +17,8 @@ STORAGE ?= sqlite:///studies/energy.db
 TRIALS ?=
 PORT ?= 8080
 TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
+PRUNER ?=
+PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 
 .PHONY: install study test lint show clean dashboard
 
@@ -29,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 study: install
 	$(BIN)/tuning-energy study --config $(CONFIG) --strategy $(STRATEGY) --seed $(SEED) \
-		--storage $(STORAGE) $(TRIALS_FLAG)
+		--storage $(STORAGE) $(TRIALS_FLAG) $(PRUNER_FLAG)
 
 show: install
 	$(BIN)/tuning-energy show --storage $(STORAGE)

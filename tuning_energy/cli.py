@@ -30,6 +30,9 @@ def cmd_study(args: argparse.Namespace) -> int:
             raise ConfigError(f"--trials = {args.trials}: must be > 0")
         config = config.with_overrides(
             budget=dataclasses.replace(config.budget, n_trials=args.trials))
+    if args.pruner is not None:
+        config = config.with_overrides(
+            pruning=dataclasses.replace(config.pruning, pruner=args.pruner))
     summary = run_study(config, args.strategy, args.seed, args.storage,
                         progress=not args.no_progress, cross_check=args.cross_check)
     print("\n".join(summary.lines()))
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"search strategy: {', '.join(STRATEGIES)} (default bayes)")
     p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--pruner", default=None, choices=["none", "median", "asha", "hyperband"],
+                   help="override [pruning] pruner: stop unpromising trials early")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cross-check", choices=["codecarbon"], default=None,
                    help="also record CodeCarbon's energy (offline) for each trial window "

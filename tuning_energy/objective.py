@@ -3,18 +3,20 @@
 It takes the trial's parameters, builds the model, opens the meter window around training
 and evaluation (the work the trial is charged for), and stores on the trial:
 
-value: validation accuracy in [0, 1] (metric name `accuracy`, direction maximize)
+value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-objective
+       studies (accuracy, energy_j)
 user attrs: energy_j, energy_method, energy_by_device_j, duration_s, avg_power_w,
-            n_params, flops_per_sample, epochs_run, diverged, train_loss, propose_s
+            n_params, flops_per_sample, epochs_run, diverged, train_loss, propose_s,
+            propose_energy_j, predicted_energy_j, predicted_energy_epoch1_j, and for a
+            pruned trial pruned_reason and energy_saved_j
 
-The attrs are written even when training raises, so a failed trial keeps the energy it
-spent.
+The energy attrs are written even when training raises or is pruned: a failed or pruned
+trial keeps the energy it spent.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +26,9 @@ import torch
 
 from .config import StudyConfig
 from .data import Dataset
-from .energy import Measurement, Meter
+from .energy import Measurement, Meter, Window
 from .models import ModelSpec, build_model, count_params, flops_per_sample
+from .predict import EnergyPredictor
 from .strategies import suggest_params
 from .train import FitResult, Hyper, fit
 
@@ -59,53 +62,111 @@ class Objective:
 
     def __init__(self, config: StudyConfig, data: Dataset, meter: Meter, seed: int = 0,
                  device: torch.device | str = "cpu",
-                 on_measurement: Callable[[optuna.Trial, Measurement], None] | None = None):
+                 on_measurement: Callable[[optuna.Trial, Measurement], None] | None = None,
+                 multi_objective: bool = False, predictor: EnergyPredictor | None = None):
         self.config = config
         self.data = data
         self.meter = meter
         self.seed = seed
         self.device = torch.device(device)
         self.on_measurement = on_measurement
+        self.multi_objective = multi_objective
+        self.pruning = config.pruning.pruner != "none"
+        self.predictor = predictor if predictor is not None else EnergyPredictor()
 
-    def __call__(self, trial: optuna.Trial, ask_s: float = 0.0) -> float:
-        t0 = time.perf_counter()
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        """For `study.optimize`: propose, train, return the value(s)."""
+        params = self.propose(trial, self.meter.begin())
+        return self.values(self.run(trial, params))
+
+    def propose(self, trial: optuna.Trial, window: Window) -> dict[str, Any]:
+        """Ask the strategy for the parameters; `window` was opened before `study.ask()`.
+
+        The strategy's own cost (GP fits, acquisition optimisation) is stored as
+        `propose_s` / `propose_energy_j`: the search's energy, which Yarally et al. never
+        counted, separate from the trial's training energy.
+        """
         sampled = suggest_params(trial, self.config.search_space)
-        trial.set_user_attr("propose_s", ask_s + time.perf_counter() - t0)
-        return self.run(trial, self.config.param_values(sampled)).accuracy
+        m = window.meter.end(window)
+        trial.set_user_attr("propose_s", m.duration_s)
+        trial.set_user_attr("propose_energy_j", m.energy_j)
+        return self.config.param_values(sampled)
+
+    def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
+        if self.multi_objective:
+            return outcome.accuracy, outcome.measurement.energy_j
+        return outcome.accuracy
 
     def run(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialOutcome:
+        """Train and evaluate inside the meter window. Raises optuna.TrialPruned when pruned."""
         cfg = self.config
         spec = ModelSpec.from_params(params)
+        epochs = cfg.train.epochs
         hyper = Hyper(lr=float(params["lr"]), beta1=float(params["beta1"]),
                       beta2=float(params["beta2"]), eps=float(params["eps"]),
-                      weight_decay=float(params["weight_decay"]), epochs=cfg.train.epochs,
+                      weight_decay=float(params["weight_decay"]), epochs=epochs,
                       batch_size=cfg.train.batch_size)
         seed = trial_seed(self.seed, trial.number)
         torch.manual_seed(seed)  # weight init
         model = build_model(spec, self.data.input_shape, self.data.n_classes)
+        flops = flops_per_sample(model, self.data.input_shape)
         trial.set_user_attr("n_params", count_params(model))
-        trial.set_user_attr("flops_per_sample", flops_per_sample(model, self.data.input_shape))
+        trial.set_user_attr("flops_per_sample", flops)
+        trial.set_user_attr("predicted_energy_j", self.predictor.predict(flops, epochs))
         generator = torch.Generator().manual_seed(seed)  # shuffling
 
         d = self.data
+        notes: dict[str, Any] = {}  # written after the window: DB writes are not the trial's
         window = self.meter.begin()
         measurement: Measurement | None = None
         try:
             model = model.to(self.device)
             result = fit(model, d.x_train, d.y_train, d.x_val, d.y_val, hyper, generator,
-                         on_epoch=self.epoch_callback(trial))
+                         on_epoch=self._epoch_callback(trial, window, notes),
+                         evaluate_each_epoch=self.pruning)
         finally:
             measurement = self.meter.end(window)
             for key, value in energy_attrs(measurement).items():
                 trial.set_user_attr(key, value)
             if self.on_measurement is not None:
                 self.on_measurement(trial, measurement)
+            for key, value in notes.items():
+                trial.set_user_attr(key, value)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("diverged", result.diverged)
         trial.set_user_attr("train_loss", result.train_loss if math.isfinite(result.train_loss)
                             else None)
+        self.predictor.observe(flops, result.epochs_run, measurement.energy_j)
+        if result.stopped_early:
+            e = measurement.energy_j
+            trial.set_user_attr("energy_saved_j", None if e is None else
+                                e / result.epochs_run * (epochs - result.epochs_run))
+            trial.set_user_attr("accuracy_at_stop", result.accuracy)
+            raise optuna.TrialPruned(f"{notes.get('pruned_reason')} after epoch "
+                                     f"{result.epochs_run}/{epochs}")
         return TrialOutcome(result.accuracy, result, measurement, params)
 
-    def epoch_callback(self, trial: optuna.Trial):
-        """Per-epoch hook for pruning; None means no per-epoch evaluation."""
-        return None
+    def _epoch_callback(self, trial: optuna.Trial, window: Window, notes: dict[str, Any]):
+        """Per-epoch: energy after epoch 1, the per-trial energy cap, and the pruner."""
+        epochs = self.config.train.epochs
+        cap_j = self.config.budget.max_trial_energy_j
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            if epoch == 0 or cap_j is not None:
+                so_far = self.meter.peek(window).energy_j
+                if so_far is not None:
+                    projected = so_far / (epoch + 1) * epochs
+                    if epoch == 0:
+                        notes["predicted_energy_epoch1_j"] = projected
+                    if cap_j is not None and projected > cap_j and epoch + 1 < epochs:
+                        notes["pruned_reason"] = (f"energy cap: projected {projected:.3g} J > "
+                                                  f"max_trial_energy_j {cap_j:g} J")
+                        return True
+            if self.pruning:
+                trial.report(accuracy, epoch)
+                if trial.should_prune():
+                    notes["pruned_reason"] = f"pruner {self.config.pruning.pruner}"
+                    return True
+            return False
+
+        return on_epoch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -29,17 +30,21 @@ from .energy import MeterChoice, build_meter
 from .energy.baseline import TrialEnergyAttrs, measure_idle
 from .energy.carbon import resolve_carbon
 from .energy.crosscheck import wrap_cross_check
-from .errors import StorageError, StudyAborted
+from .errors import ConfigError, StorageError, StudyAborted
 from .objective import Objective
+from .predict import EnergyPredictor
 from .storage import open_storage, storage_kind
-from .strategies import check_strategy, grid_size, make_sampler
+from .strategies import check_strategy, grid_size, make_pruner, make_sampler, objectives
+from .train import warm_up
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 5
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
-    return f"{config.name}-{strategy}-s{seed}"
+    """`{config name}-{strategy}-s{seed}`, with the pruner after the strategy when one is on."""
+    pruner = config.pruning.pruner
+    return f"{config.name}-{strategy}{'' if pruner == 'none' else '-' + pruner}-s{seed}"
 
 
 def hardware_info() -> dict[str, Any]:
@@ -97,6 +102,9 @@ class StudySummary:
     propose_s: float
     stop_reason: str
     interrupted: bool = False
+    n_pruned: int = 0
+    energy_saved_j: float = 0.0  # estimated energy the pruned trials did not spend
+    propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -110,7 +118,11 @@ class StudySummary:
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       accuracy {best}  ({params})",
             f"energy     {energy}, all trials incl. failed; method {self.energy_method}",
-            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost)",
+            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
+            + (f", {self.propose_energy_j:,.1f} J" if self.propose_energy_j is not None else "")
+            + ")",
+            *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
+               f"(estimated from the epochs not run)"] if self.n_pruned else []),
             f"wall time  {self.wall_s:.1f} s",
         ]
 
@@ -139,13 +151,15 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     storage = open_storage(storage_url)
     name = study_name(config, strategy, seed)
     sampler = make_sampler(strategy, config, seed)
+    metrics = objectives(strategy)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
-                                direction="maximize", load_if_exists=True)
+                                directions=[d for _, d in metrics], load_if_exists=True,
+                                pruner=make_pruner(config))
     stored = study.user_attrs.get("config")
     if stored is None:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["accuracy"])
+            study.set_metric_names([m for m, _ in metrics])
         attrs = {
             "strategy": strategy, "seed": seed, "config": config.to_dict(),
             "hardware": hardware_info(), "energy_method": meter_choice.meter.method,
@@ -174,6 +188,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     out = out or sys.stdout
     check_strategy(strategy)
     storage_kind(storage_url)
+    multi_objective = len(objectives(strategy)) > 1
+    if multi_objective and config.pruning.pruner != "none":
+        raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
+                          f"single-objective; strategy {strategy!r} needs pruner = 'none' "
+                          f"(budget.max_trial_energy_j still caps each trial)")
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     set_threads(config.train.torch_threads)
@@ -223,8 +242,13 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     idle = "off" if idle_power_w is None else f"{idle_power_w:.2f} W over {config.meter.idle_s:g} s"
     print(f"idle power: {idle}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
           f"{carbon.pue:g} ({carbon.source})", file=out)
+    predictor = EnergyPredictor.from_attrs(t.user_attrs for t in finished())
     objective = Objective(config, data, trial_meter, seed=seed, device=device,
-                          on_measurement=TrialEnergyAttrs(idle_power_w, carbon))
+                          on_measurement=TrialEnergyAttrs(idle_power_w, carbon),
+                          multi_objective=multi_objective, predictor=predictor)
+    # One tiny step of the largest model first, outside any window: the first trial of a
+    # process would otherwise be charged the one-off warm-up (~2 s of CPU here, 10x a trial).
+    warm_up(data, device)
     if done:
         print(f"resuming {name}: {done}/{n_budget} finished, {n_budget - done} to run", file=out)
 
@@ -236,26 +260,38 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     stop_reason = "budget reached"
     last_error = ""
     interrupted = False
+    max_j = config.budget.max_energy_j
     try:
         while done < n_budget:
-            if config.budget.max_energy_j is not None and energy_so_far >= config.budget.max_energy_j:
-                stop_reason = f"energy budget {config.budget.max_energy_j:g} J reached"
-                break
+            if max_j is not None:
+                # Stop before a trial that would overrun the budget, predicted by the median
+                # energy of this study's finished trials.
+                spent = [t.user_attrs["energy_j"] for t in finished()
+                         if t.user_attrs.get("energy_j") is not None]
+                next_j = statistics.median(spent) if spent else 0.0
+                if energy_so_far + next_j > max_j:
+                    stop_reason = (f"energy budget: {energy_so_far:,.1f} J spent, the next trial "
+                                   f"(~{next_j:,.1f} J predicted) would pass max_energy_j "
+                                   f"{max_j:g} J")
+                    break
             if config.budget.timeout_s is not None and \
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            t_ask = time.perf_counter()
+            window = meter.begin()  # the strategy's own cost: ask + suggest
             trial = study.ask()
-            ask_s = time.perf_counter() - t_ask
+            state, values = TrialState.COMPLETE, None
             try:
-                value = objective(trial, ask_s=ask_s)
+                params = objective.propose(trial, window)
+                values = objective.values(objective.run(trial, params))
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
                 study.tell(trial, state=TrialState.FAIL)
                 interrupted = True
                 stop_reason = "interrupted"
                 break
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
             except Exception as exc:  # a crashed trial is recorded, the study goes on
                 last_error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", last_error[:2000])
@@ -267,17 +303,18 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                         f"{fails_in_row} trials in a row failed in {name}; last error: "
                         f"{last_error}. The failures are recorded in the store."
                     ) from exc
-            else:
-                frozen = study.tell(trial, value)
-                fails_in_row = 0
-                if frozen.state in FINISHED:
-                    done += 1
-                    bar.update(1)
-                    if best is None or (value is not None and value > best):
-                        best = value
+                continue
             finally:
                 ran += 1
                 energy_so_far += trial.user_attrs.get("energy_j") or 0.0
+            frozen = study.tell(trial, values, state=state)
+            fails_in_row = 0
+            if frozen.state in FINISHED:
+                done += 1
+                bar.update(1)
+                acc = _accuracy(frozen)
+                if acc is not None and (best is None or acc > best):
+                    best = acc
             bar.set_postfix_str(f"best acc {best:.4f}, {energy_so_far:,.0f} J"
                                 if best is not None else f"{energy_so_far:,.0f} J")
     finally:
@@ -286,6 +323,10 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         _write_dashboard_notes(study)
     summary = _summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter)
     summary.interrupted = interrupted
+    for key, value in {"pruning_energy_saved_j": summary.energy_saved_j,
+                       "propose_energy_j": summary.propose_energy_j,
+                       "total_energy_j": summary.total_energy_j}.items():
+        study.set_user_attr(key, value)
     return summary
 
 
@@ -306,27 +347,43 @@ def _meter_line(choice: MeterChoice) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _accuracy(t) -> float | None:
+    """Accuracy of a finished trial (the first objective; None for pruned trials)."""
+    if t.state != TrialState.COMPLETE or not t.values:
+        return None
+    v = t.values[0]
+    return v if v is not None and math.isfinite(v) else None
+
+
 def _best(study: optuna.Study) -> float | None:
-    vals = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    vals = [a for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if (a := _accuracy(t)) is not None]
     return max(vals) if vals else None
 
 
 def _summary(study, storage_url, n_budget, ran, t_start, reason, meter) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best_t = max(complete, key=lambda t: t.value) if complete else None
+    complete = [t for t in trials if _accuracy(t) is not None]
+    best_t = max(complete, key=_accuracy) if complete else None
     energies = [t.user_attrs.get("energy_j") for t in trials]
     measured = [e for e in energies if e is not None]
     return StudySummary(
         study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
         n_finished=sum(t.state in FINISHED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
-        best_accuracy=best_t.value if best_t else None,
+        best_accuracy=_accuracy(best_t) if best_t else None,
         best_params=dict(best_t.params) if best_t else {},
         total_energy_j=sum(measured) if measured else None,
         energy_method=study.user_attrs.get("energy_method", meter.method),
         wall_s=time.perf_counter() - t_start,
         propose_s=sum(t.user_attrs.get("propose_s") or 0.0 for t in trials),
         stop_reason=reason,
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        energy_saved_j=sum(t.user_attrs.get("energy_saved_j") or 0.0 for t in trials),
+        propose_energy_j=_sum_or_none(t.user_attrs.get("propose_energy_j") for t in trials),
     )
+
+
+def _sum_or_none(values) -> float | None:
+    measured = [v for v in values if v is not None]
+    return sum(measured) if measured else None

@@ -335,3 +335,22 @@ def check_strategy(name: str) -> str:
 def make_sampler(name: str, config: StudyConfig, seed: int) -> BaseSampler:
     """The sampler for strategy `name`, seeded."""
     return STRATEGIES[check_strategy(name)](config, seed)
+
+
+# ---------------------------------------------------------------- pruners
+
+
+def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
+    """The pruner named in `[pruning]`; the step is the epoch, the value validation accuracy."""
+    p = config.pruning
+    if p.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
+                                           n_warmup_steps=p.n_warmup_epochs)
+    if p.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_epochs,
+                                                      reduction_factor=p.reduction_factor)
+    if p.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_epochs,
+                                              max_resource=config.train.epochs,
+                                              reduction_factor=p.reduction_factor)
+    return optuna.pruners.NopPruner()

@@ -107,3 +107,19 @@ def fit(
                 return FitResult(acc, mean_loss, epochs_run, False, True, history)
     acc = history[-1] if history else evaluate(model, x_val, y_val)
     return FitResult(acc, mean_loss, epochs_run, diverged=False, accuracy_per_epoch=history)
+
+
+def warm_up(data, device: torch.device | str = "cpu") -> None:
+    """One training step and one evaluation of a conv model on a few samples.
+
+    PyTorch initialises kernels, allocators and the fused optimiser lazily: the first trial
+    of a process would be charged ~2 s of one-off CPU work (10x a small trial here). Run
+    this outside any meter window before the first trial.
+    """
+    from .models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(n_conv=1, n_linear=2, relu=True), data.input_shape,
+                        data.n_classes).to(device)
+    x, y = data.x_train[:8], data.y_train[:8]
+    fit(model, x, y, x, y, Hyper(lr=1e-3, beta1=0.9, beta2=0.999, epochs=1, batch_size=8),
+        torch.Generator().manual_seed(0))
