@@ -75,7 +75,13 @@ def test_window_longer_than_several_wraps_with_background_polling(tmp_path):
         w = meter.begin()
         for _ in range(5):  # 5 x 6 J = 30 J: three wraps within one window
             pc.add("intel-rapl:0", 6_000_000)
-            time.sleep(0.1)  # the poller reads between the steps, as it would at 1/4 wrap
+            # Wait until the background poller (not this thread) has read the counter, as it
+            # would at 1/4 of the wrap period; a loaded machine may delay it.
+            seen = meter.polls
+            deadline = time.monotonic() + 10
+            while meter.polls == seen and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert meter.polls > seen, "the background poller never ran"
         m = meter.end(w)
     assert m.energy_j == pytest.approx(30.0)
     assert meter.wraps == 2  # 0 -> 6 -> 2 -> 8 -> 4 -> 10 (no wrap at the top)

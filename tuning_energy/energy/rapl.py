@@ -162,6 +162,7 @@ class RaplMeter(Meter):
         self._last_uj = {z.device: self._read_uj(z) for z in self.zones}
         self._total_uj = {z.device: 0 for z in self.zones}
         self.wraps = 0
+        self.polls = 0  # reads folded into the totals (background and window edges)
         fastest_wrap_s = min(z.max_energy_range_uj for z in self.zones) / 1e6 / ASSUMED_MAX_POWER_W
         self.poll_s = poll_s if poll_s is not None else \
             min(MAX_POLL_S, max(MIN_POLL_S, fastest_wrap_s / 4))
@@ -193,6 +194,7 @@ class RaplMeter(Meter):
                     self.wraps += 1
                 self._total_uj[zone.device] += delta
                 self._last_uj[zone.device] = now
+            self.polls += 1
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_s):
