@@ -207,7 +207,8 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     Columns: study, strategy, seed, target, reached, trials_to_target (1-based count of
     finished trials up to and including the first with accuracy >= target; NaN when never
     reached), energy_to_target_j (cumulative energy up to and including that trial; NaN when
-    never reached), total_energy_j, best_accuracy, n_trials.
+    never reached), total_energy_j, best_accuracy, n_trials, energy_method (None when the
+    table has no energy_method column).
     """
     require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
             "energy_to_target")
@@ -229,10 +230,12 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
             "total_energy_j": float(s["energy_j"].sum(min_count=1)),
             "best_accuracy": float(s["accuracy"].max()),
             "n_trials": len(s),
+            "energy_method": "+".join(energy_methods(s)) or None,
         })
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
                                        "trials_to_target", "energy_to_target_j",
-                                       "total_energy_j", "best_accuracy", "n_trials"])
+                                       "total_energy_j", "best_accuracy", "n_trials",
+                                       "energy_method"])
 
 
 # ---------------------------------------------------------------- across seeds
