@@ -68,26 +68,29 @@ def _strategies(df: pd.DataFrame) -> list[str]:
 
 def best_so_far_curves(trials: pd.DataFrame, points: int = 400) -> pd.DataFrame:
     """Per strategy on a common cumulative-energy grid: median, q25, q75 of the best accuracy
-    so far over seeds, only where every seed of the strategy has run that far."""
+    so far over seeds, only where every seed of the strategy has a result and has not yet
+    stopped (from the latest first result to the earliest end)."""
     df = best_so_far(trials)
     require(df, ("strategy",), "best_so_far_curves")
     rows = []
     for strategy, s in df.groupby("strategy", sort=True):
-        ends = s.groupby("study")["cum_energy_j"].max()
-        x = np.linspace(0.0, float(ends.min()), points)
+        by_study = s.groupby("study")
+        # from where every seed has a result to where the first seed stopped
+        has_acc = s[s["best_accuracy_so_far"].notna()]
+        start = float(has_acc.groupby("study")["cum_energy_j"].min().max()) \
+            if has_acc["study"].nunique() == s["study"].nunique() else math.inf
+        end = float(by_study["cum_energy_j"].max().min())
+        if not start <= end:
+            continue
+        x = np.linspace(start, end, points)
         ys = []
-        for _, st in s.groupby("study"):
+        for _, st in by_study:
             e = st["cum_energy_j"].to_numpy()
             b = st["best_accuracy_so_far"].to_numpy()
             i = np.searchsorted(e, x, side="right") - 1
             ys.append(np.where(i >= 0, b[np.clip(i, 0, None)], np.nan))
         y = np.vstack(ys)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                q = np.nanquantile(y, [0.25, 0.5, 0.75], axis=0)
+        q = np.quantile(y, [0.25, 0.5, 0.75], axis=0)
         rows.append(pd.DataFrame({"strategy": strategy, "cum_energy_j": x, "q25": q[0],
                                   "median": q[1], "q75": q[2], "n_seeds": len(ys)}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -106,11 +109,14 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
         c = strategy_color(strategy, order)
         for _, st in df[df["strategy"] == strategy].groupby("study"):
             ax.step(st["cum_energy_j"] / 1e3, st["best_accuracy_so_far"], where="post",
-                    color=c, alpha=0.25, lw=0.8)
-        cv = curves[curves["strategy"] == strategy]
-        n = int(cv["n_seeds"].iloc[0]) if len(cv) else 0
-        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2,
-                label=f"{strategy} (median of {n} seed{'s' if n != 1 else ''})")
+                    color=c, alpha=0.45, lw=0.9)
+        cv = curves[curves["strategy"] == strategy] if len(curves) else curves
+        n = int(df.loc[df["strategy"] == strategy, "study"].nunique())
+        label = f"{strategy} (median of {n} seed{'s' if n != 1 else ''})"
+        if not len(cv):  # no energy range that every seed covers: seeds only
+            ax.plot([], [], color=c, lw=2.2, label=label)
+            continue
+        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label)
         ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c, alpha=0.2,
                         lw=0)
     if target is not None:
@@ -154,16 +160,18 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
             ax.scatter(i + rng.uniform(-0.12, 0.12, missed), [top] * missed, marker="x",
                        color="#b00000", s=40, zorder=3)
         med = float(np.median(energy[s.index])) if len(s) else math.nan
-        med_txt = "median: not reached" if math.isinf(med) else f"median {med / 1e3:.3g} kJ"
-        ax.annotate(f"reached {len(reached)}/{len(s)}\n{med_txt}", (i, 0), xytext=(0, -34),
+        med_txt = "median: n/a (half or\nfewer reached)" if math.isinf(med) \
+            else f"median {med / 1e3:.3g} kJ"
+        ax.annotate(f"reached {len(reached)}/{len(s)}\n{med_txt}", (i, 0), xytext=(0, -30),
                     textcoords="offset points", xycoords=("data", "axes fraction"),
                     ha="center", va="top", fontsize=8)
     ax.axhline(top, color="#b00000", lw=0.6, ls=":")
-    ax.text(len(order) - 0.5, top, " never reached (x)", color="#b00000", fontsize=8,
-            va="center", ha="left", clip_on=False)
     ax.set_xticks(range(len(order)), order)
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylim(0, top * 1.06)
+    ticks = [t for t in ax.get_yticks() if 0 <= t < top * 0.95]
+    ax.set_yticks([*ticks, top], [*(f"{t:g}" for t in ticks), "never\nreached"])
+    ax.get_yticklabels()[-1].set_color("#b00000")
     ax.set_ylabel("energy to reach the target (kJ)")
     target = float(ett["target"].iloc[0]) if len(ett) else math.nan
     ax.set_title(title or f"Energy until the first trial with accuracy >= {target:.3f} "
@@ -172,7 +180,7 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
     methods = sorted({m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
                       for m in str(v).split("+")})
     fig = _finish(fig, methods)
-    fig.subplots_adjust(bottom=0.2)
+    fig.subplots_adjust(bottom=0.24)
     return fig
 
 
@@ -264,11 +272,14 @@ def fig_flops(trials: pd.DataFrame, title: str = "") -> Figure:
     else:
         df["y"] = df["energy_j"]
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
-    color_by = "param_n_conv" if "param_n_conv" in df.columns else None
-    if color_by:
-        sc = ax.scatter(df["flops_per_sample"], df["y"], c=df[color_by], cmap="viridis", s=18,
-                        alpha=0.7)
-        fig.colorbar(sc, ax=ax, label="conv blocks (n_conv)")
+    if "param_n_conv" in df.columns:
+        levels = sorted(df["param_n_conv"].unique())
+        cmap = plt.get_cmap("viridis", max(len(levels), 2))
+        for i, lv in enumerate(levels):
+            s = df[df["param_n_conv"] == lv]
+            ax.scatter(s["flops_per_sample"], s["y"], s=18, alpha=0.7, color=cmap(i),
+                       label=f"n_conv = {lv}")
+        ax.legend(fontsize=8, title="conv blocks", title_fontsize=8)
     else:
         ax.scatter(df["flops_per_sample"], df["y"], s=18, alpha=0.7)
     corr = ""
