@@ -371,9 +371,13 @@ def strategy_tests(ett: pd.DataFrame, value: str = "energy_to_target_j") -> pd.D
 # ---------------------------------------------------------------- RQ2: layers
 
 
-def _factor_columns(trials: pd.DataFrame, what: str) -> list[str]:
-    cols = [f"param_{f}" for f in LAYER_FACTORS]
-    require(trials, ["energy_j", *cols], what)
+def _factor_columns(trials: pd.DataFrame, what: str) -> dict[str, str]:
+    """factor -> column for the layer factors in the table (a factor that was not searched
+    has no column: it was constant). At least one is needed."""
+    require(trials, ("energy_j",), what)
+    cols = {f: f"param_{f}" for f in LAYER_FACTORS if f"param_{f}" in trials.columns}
+    if not cols:
+        require(trials, [f"param_{f}" for f in LAYER_FACTORS], what)
     return cols
 
 
@@ -391,15 +395,17 @@ def layer_attribution(trials: pd.DataFrame) -> pd.DataFrame:
     Columns: factor (n_conv, n_linear, relu, Residual), df, sum_sq, F, p_value, eta_sq
     (sum_sq / total sum of squares, as Yarally et al. report), partial_eta_sq, levels,
     paper_eta_sq_fashion_mnist, paper_eta_sq_cifar10. A factor with one level in the data
-    is left out of the model (row kept, eta_sq NaN, note says why).
+    is left out of the model (row kept, eta_sq NaN, note says why); so is a factor without a
+    column (it was not searched), but at least one of the three columns must be there.
     """
     cols = _factor_columns(trials, "layer_attribution")
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
 
     df = _layer_rows(trials)
-    data = pd.DataFrame({f: df[c].astype(str) for f, c in zip(LAYER_FACTORS, cols, strict=True)})
-    data["energy_j"] = df["energy_j"].astype(float).to_numpy()
+    data = pd.DataFrame({f: df[cols[f]].astype(str) if f in cols else "constant"
+                         for f in LAYER_FACTORS}, index=df.index)
+    data["energy_j"] = df["energy_j"].astype(float)
     varying = [f for f in LAYER_FACTORS if data[f].nunique() > 1]
     base = {f: {"factor": f, "df": math.nan, "sum_sq": math.nan, "F": math.nan,
                 "p_value": math.nan, "eta_sq": math.nan, "partial_eta_sq": math.nan,
@@ -409,7 +415,8 @@ def layer_attribution(trials: pd.DataFrame) -> pd.DataFrame:
              "levels": math.nan, "note": ""}
     for f in LAYER_FACTORS:
         if f not in varying:
-            base[f]["note"] = "one level in the data: not in the model"
+            base[f]["note"] = "one level in the data: not in the model" if f in cols \
+                else "not searched (no param_ column): not in the model"
     if varying and len(data) > sum(data[f].nunique() - 1 for f in varying) + 1:
         model = smf.ols("energy_j ~ " + " + ".join(f"C({f})" for f in varying), data).fit()
         table = anova_lm(model, typ=2)
@@ -436,7 +443,7 @@ def layer_attribution(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def energy_per_epoch_by_factor(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per level of n_conv, n_linear and relu (COMPLETE trials with measured energy):
+    """Per level of n_conv, n_linear and relu where searched (COMPLETE trials with energy):
     factor, level, n_trials, median_energy_j, mean_energy_j, mean_energy_per_epoch_j
     (energy_j / epochs_run when `epochs_run` is there, else NaN), median_accuracy."""
     cols = _factor_columns(trials, "energy_per_epoch_by_factor")
@@ -445,7 +452,7 @@ def energy_per_epoch_by_factor(trials: pd.DataFrame) -> pd.DataFrame:
         if "epochs_run" in df.columns else pd.Series(math.nan, index=df.index)
     df = df.assign(_per_epoch=per_epoch.astype(float))
     rows = []
-    for f, c in zip(LAYER_FACTORS, cols, strict=True):
+    for f, c in cols.items():
         for level, s in df.groupby(c, sort=True):
             rows.append({"factor": f, "level": level, "n_trials": len(s),
                          "median_energy_j": float(s["energy_j"].median()),

@@ -217,10 +217,9 @@ def fig_pareto(trials: pd.DataFrame, title: str = "") -> Figure:
 
 
 def has_layer_sweep(trials: pd.DataFrame) -> bool:
-    """True when the table varies at least one of n_conv, n_linear, relu (and has all)."""
-    cols = [f"param_{f}" for f in LAYER_FACTORS]
-    return all(c in trials.columns for c in cols) and \
-        any(trials[c].nunique() > 1 for c in cols)
+    """True when the table varies at least one of n_conv, n_linear, relu."""
+    cols = [f"param_{f}" for f in LAYER_FACTORS if f"param_{f}" in trials.columns]
+    return "energy_j" in trials.columns and any(trials[c].nunique() > 1 for c in cols)
 
 
 def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
@@ -237,6 +236,13 @@ def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
               "relu": "ReLU (relu)"}
     for ax, f in zip(axes, LAYER_FACTORS, strict=True):
         col = f"param_{f}"
+        ax.set_xlabel(labels[f])
+        ax.grid(axis="y", alpha=0.3)
+        if col not in df.columns:
+            ax.set_xticks([])
+            ax.text(0.5, 0.5, "not searched\n(constant in these trials)", ha="center",
+                    va="center", transform=ax.transAxes, color="#666666")
+            continue
         levels = sorted(df[col].unique())
         vals = [df.loc[df[col] == lv, "energy_j"].to_numpy() for lv in levels]
         ax.boxplot(vals, positions=range(len(levels)), widths=0.55, showfliers=False,
@@ -245,13 +251,11 @@ def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=9, alpha=0.5,
                        color="#1f78b4")
         ax.set_xticks(range(len(levels)), [str(lv) for lv in levels])
-        ax.set_xlabel(labels[f])
         e = eta.get(f, math.nan)
         paper = PAPER_ETA_SQ[f]
         ours = "n/a (one level)" if math.isnan(e) else f"{e:.3f}"
         ax.set_title(f"eta² here {ours}\npaper {paper['fashion-mnist']:.3f} FMNIST / "
                      f"{paper['cifar10']:.3f} CIFAR-10", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("energy per trial (J)")
     fig.suptitle(title or f"RQ2: energy per trial by layer kind ({len(df)} completed trials)",
                  fontsize=10)
