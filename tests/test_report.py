@@ -154,3 +154,18 @@ def test_net_vs_gross_figure_when_net_energy_is_there():
     fig = fg.fig_net_vs_gross(df.drop(columns=["energy_net_j"]))
     assert "No idle-corrected energy" in _texts(fig)
     plt.close(fig)
+
+
+def test_a_whole_grid_runs_to_its_end(tmp_path):
+    """The last point of a whole grid used to raise from GridSampler's study.stop()."""
+    import io
+
+    from tuning_energy.config import parse_config
+    from tuning_energy.runner import run_study
+
+    doc = {"name": "whole", "train": {"epochs": 1, "batch_size": 512},
+           "budget": {"n_trials": 5}, "meter": {"kind": "estimate", "idle_s": 0},
+           "search_space": {"n_conv": {"type": "int", "low": 0, "high": 1}}}
+    summary = run_study(parse_config(doc), "grid", 0, f"sqlite:///{tmp_path / 'g.db'}",
+                        progress=False, out=io.StringIO())
+    assert summary.n_finished == 2 and summary.n_failed == 0  # the grid has 2 points

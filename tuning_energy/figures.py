@@ -222,6 +222,13 @@ def has_layer_sweep(trials: pd.DataFrame) -> bool:
     return "energy_j" in trials.columns and any(trials[c].nunique() > 1 for c in cols)
 
 
+def _level(v) -> str:
+    """2.0 -> '2' (a column with a NaN for a failed trial turns ints into floats)."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
 def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
     """Energy per trial by n_conv, n_linear and relu (box per level, trials as dots), with
     the ANOVA eta^2 per factor next to the paper's."""
@@ -250,7 +257,7 @@ def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
         for i, v in enumerate(vals):
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=9, alpha=0.5,
                        color="#1f78b4")
-        ax.set_xticks(range(len(levels)), [str(lv) for lv in levels])
+        ax.set_xticks(range(len(levels)), [_level(lv) for lv in levels])
         e = eta.get(f, math.nan)
         paper = PAPER_ETA_SQ[f]
         ours = "n/a (one level)" if math.isnan(e) else f"{e:.3f}"
@@ -282,7 +289,7 @@ def fig_flops(trials: pd.DataFrame, title: str = "") -> Figure:
         for i, lv in enumerate(levels):
             s = df[df["param_n_conv"] == lv]
             ax.scatter(s["flops_per_sample"], s["y"], s=18, alpha=0.7, color=cmap(i),
-                       label=f"n_conv = {lv}")
+                       label=f"n_conv = {_level(lv)}")
         ax.legend(fontsize=8, title="conv blocks", title_fontsize=8)
     else:
         ax.scatter(df["flops_per_sample"], df["y"], s=18, alpha=0.7)

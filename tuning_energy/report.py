@@ -120,11 +120,16 @@ def rq1_findings(c: Comparison) -> list[str]:
     best = s.sort_values(["median_energy_to_target_j", "reached_share"],
                          ascending=[True, False]).iloc[0]
     for _, r in s.iterrows():
+        if math.isinf(r["median_energy_to_target_j"]):
+            how = ("so its median energy to target is undefined (half or more of the seeds "
+                   "never got there)")
+        else:
+            how = (f"median energy to get there {_kj(r['median_energy_to_target_j'])} (95% "
+                   f"bootstrap CI {_kj(r['ci_low_j'])} to {_kj(r['ci_high_j'])}), after a "
+                   f"median of {_fmt(r['median_trials_to_target'])} trials")
         out.append(
             f"**{r['strategy']}** reached accuracy {c.target:.3f} in {r['reached']} of "
-            f"{r['n_seeds']} seeds; median energy to get there {_kj(r['median_energy_to_target_j'])}"
-            f" (95% bootstrap CI {_kj(r['ci_low_j'])} to {_kj(r['ci_high_j'])}), after a median "
-            f"of {_fmt(r['median_trials_to_target'])} trials; the whole search cost "
+            f"{r['n_seeds']} seeds; {how}. The whole search cost "
             f"{_kj(r['median_total_energy_j'])} per seed (median) and reached at best "
             f"{r['best_accuracy']:.4f}.")
     kw = c.tests[c.tests["test"].str.startswith("Kruskal")].iloc[0]
@@ -190,12 +195,13 @@ def rq2_findings(c: Comparison) -> list[str]:
         out.append(f"Median accuracy by n_conv: {accs}.")
         base = conv["median_accuracy"].iloc[0]
         more = conv["median_accuracy"].iloc[1:].max()
+        costlier = e1 > e0
         if conv["level"].iloc[0] == 0 and not more > base:
             out.append("Here conv layers do not make the model more accurate than the plain "
-                       "MLP (n_conv = 0), while they cost more energy; the paper saw "
-                       "accuracy rise with conv depth (with diminishing returns) on the larger "
-                       "28x28 and 32x32 images. On 8x8 digits there is little spatial "
-                       "structure for convolutions to exploit.")
+                       "MLP (n_conv = 0)" + (", while they cost more energy" if costlier else "")
+                       + "; this disagrees with the paper, which saw accuracy rise with conv "
+                       "depth (with diminishing returns) on 28x28 and 32x32 images. 8x8 "
+                       "digits leave little spatial structure for convolutions to exploit.")
         elif more > base:
             out.append("Deeper conv stacks are more accurate here, as in the paper; compare "
                        "the gain with the energy per epoch above for the trade-off.")
