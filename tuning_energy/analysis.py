@@ -145,6 +145,17 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
     return df.reset_index(drop=True)
 
 
+def tidy(trials: pd.DataFrame) -> pd.DataFrame:
+    """A subset of the table (e.g. one comparison) without the columns that are empty in it,
+    and with integer parameters back as integers where no value is missing."""
+    df = trials.dropna(axis=1, how="all").reset_index(drop=True)
+    for c in df.columns:
+        if c.startswith("param_") and df[c].dtype.kind == "f" and df[c].notna().all() \
+                and (df[c] == df[c].round()).all():
+            df[c] = df[c].astype("int64")
+    return df
+
+
 def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
     that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
