@@ -169,7 +169,7 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
     ax.set_xticks(range(len(order)), order)
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylim(0, top * 1.06)
-    ticks = [t for t in ax.get_yticks() if 0 <= t < top * 0.95]
+    ticks = [t for t in ax.get_yticks() if 0 <= t < top * 0.88]
     ax.set_yticks([*ticks, top], [*(f"{t:g}" for t in ticks), "never\nreached"])
     ax.get_yticklabels()[-1].set_color("#b00000")
     ax.set_ylabel("energy to reach the target (kJ)")
