@@ -20,7 +20,7 @@ TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 PRUNER ?=
 PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 
-.PHONY: install study test lint show clean dashboard
+.PHONY: install study test lint show clean dashboard compare figures paper
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,33 @@ test: install
 
 lint: install
 	$(BIN)/ruff check tuning_energy tests bench
+
+# ---- comparisons, figures, paper (analysis) ----
+SEEDS ?= 5
+STRATEGIES ?=
+STRATEGIES_FLAG := $(if $(STRATEGIES),--strategies $(STRATEGIES),)
+OUT ?= figures
+TARGET ?=
+TARGET_FLAG := $(if $(TARGET),--target $(TARGET),)
+PAPER_STORAGE ?= sqlite:///studies/paper.db
+
+# every strategy (or STRATEGIES=a,b) x seeds 0..SEEDS-1 of CONFIG into STORAGE
+compare: install
+	$(BIN)/tuning-energy compare --config $(CONFIG) --seeds $(SEEDS) $(STRATEGIES_FLAG) \
+		--storage $(STORAGE) $(TRIALS_FLAG)
+
+# figures (PNG + PDF) and report.md from STORAGE into OUT; no training
+figures: install
+	$(BIN)/tuning-energy figures --storage $(STORAGE) --out $(OUT) $(TARGET_FLAG)
+
+# the paper's studies scaled to digits on a CPU, then figures/ and figures/report.md.
+# Resumes what PAPER_STORAGE already holds; `rm studies/paper.db` to start over.
+paper: install
+	$(BIN)/tuning-energy compare --config studies/paper-rq1-digits.toml --seeds 5 \
+		--storage $(PAPER_STORAGE) --no-progress
+	$(BIN)/tuning-energy compare --config studies/paper-rq2-digits.toml --seeds 3 \
+		--strategies grid --storage $(PAPER_STORAGE) --no-progress
+	$(BIN)/tuning-energy figures --storage $(PAPER_STORAGE) --out figures
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -107,6 +107,47 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every strategy x seed of one config into one store (resumes what is there)."""
+    import dataclasses
+
+    from .compare import run_comparison
+    from .config import load_config
+    from .errors import ConfigError
+
+    config = load_config(args.config)
+    if args.trials is not None:
+        if args.trials <= 0:
+            raise ConfigError(f"--trials = {args.trials}: must be > 0")
+        config = config.with_overrides(
+            budget=dataclasses.replace(config.budget, n_trials=args.trials))
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] \
+        if args.strategies else None
+    summaries = run_comparison(config, args.seeds, strategies, args.storage,
+                               progress=not args.no_progress)
+    print(f"\n{'study':36} {'trials':>7} {'best acc':>9} {'energy J':>11}  method")
+    for s in summaries:
+        best = "-" if s.best_accuracy is None else f"{s.best_accuracy:.4f}"
+        energy = "-" if s.total_energy_j is None else f"{s.total_energy_j:,.1f}"
+        print(f"{s.study_name:36} {s.n_finished:>7} {best:>9} {energy:>11}  {s.energy_method}")
+    if summaries and summaries[-1].interrupted:
+        print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
+              "to resume")
+        return 130
+    print(f"\nfigures and report: tuning-energy figures --storage {args.storage}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    """Figures (PNG + PDF) and report.md from the store; no training."""
+    from .report import write_figures
+
+    written = write_figures(args.storage, args.out, target=args.target,
+                            target_fraction=args.target_fraction, studies=args.studies)
+    print(f"wrote {len(written)} files to {args.out}/ (report: {args.out}/report.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .strategies import STRATEGIES
 
@@ -151,6 +192,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact-dir", default=None,
                    help="attached figures (default: artifacts/ beside the store file)")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("compare", help="run every strategy for every seed into one store")
+    p.add_argument("--config", required=True, help="study TOML file")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    p.add_argument("--strategies", default=None,
+                   help=f"comma-separated (default all: {','.join(STRATEGIES)})")
+    p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_storage(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("figures", help="figures and report.md from the store (no training)")
+    p.add_argument("--out", default="figures", help="output folder (default figures)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target", type=float, default=None,
+                   help="target accuracy for energy-to-target (absolute, e.g. 0.95)")
+    g.add_argument("--target-fraction", type=float, default=0.99,
+                   help="target = this fraction of the best accuracy in each comparison "
+                        "(default 0.99)")
+    p.add_argument("--studies", default=None, help="only studies whose name starts with this")
+    _add_storage(p)
+    p.set_defaults(func=cmd_figures)
     return parser
 
 

@@ -273,8 +273,18 @@ class SkoptSampler(BaseSampler):
 SamplerFactory = Callable[[StudyConfig, int], BaseSampler]
 
 
+class _BudgetGridSampler(GridSampler):
+    """GridSampler without its `study.stop()` when the grid is used up: that call only works
+    inside `study.optimize()` and raised from the runner's `study.tell()` on the last point
+    of a whole grid. The runner already caps the budget at the grid size."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 def _grid(config: StudyConfig, seed: int) -> BaseSampler:
-    return GridSampler(grid_space(config.search_space, config.strategy.grid_levels), seed=seed)
+    return _BudgetGridSampler(grid_space(config.search_space, config.strategy.grid_levels),
+                              seed=seed)
 
 
 def _random(config: StudyConfig, seed: int) -> BaseSampler:

@@ -1,0 +1,171 @@
+"""A small real store (2 strategies x 2 seeds x 3 trials, 1 epoch, digits) built through the
+`compare` CLI, read back by `trials_table`, and turned into figures and report.md by the
+`figures` CLI."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from tuning_energy import analysis as an
+from tuning_energy import figures as fg
+from tuning_energy.cli import main
+
+TINY = """
+name = "tiny"
+[data]
+dataset = "digits"
+[train]
+epochs = 1
+batch_size = 256
+[budget]
+n_trials = 3
+[meter]
+kind = "estimate"
+idle_s = 0
+[strategy.bayes]
+n_initial_points = 2
+n_points = 100
+[search_space.n_conv]
+type = "int"
+low = 0
+high = 1
+[search_space.relu]
+type = "bool"
+[search_space.lr]
+type = "float"
+low = 1e-3
+high = 1e-1
+log = true
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    url = f"sqlite:///{root / 'tiny.db'}"
+    assert main(["compare", "--config", str(config), "--seeds", "2", "--strategies",
+                 "random,bayes", "--storage", url, "--no-progress"]) == 0
+    # a trial that failed after spending energy, finished last in tiny-random-s1
+    study = optuna.load_study(study_name="tiny-random-s1", storage=url)
+    t = study.ask()
+    t.set_user_attr("energy_j", 2.5)
+    t.set_user_attr("energy_method", "estimate-cpu-tdp")
+    t.set_user_attr("error", "RuntimeError: boom")
+    study.tell(t, state=TrialState.FAIL)
+    return root, url
+
+
+def test_trials_table_from_a_real_store(store):
+    _, url = store
+    df = an.trials_table(url)
+    assert len(df) == 2 * 2 * 3 + 1
+    assert list(df.columns[:10]) == ["comparison", "study", "strategy", "seed", "trial",
+                                     "number", "state", "accuracy", "energy_j", "duration_s"]
+    for col in ("param_n_conv", "param_relu", "param_lr", "n_params", "flops_per_sample",
+                "epochs_run", "diverged", "propose_s", "avg_power_w", "energy_method"):
+        assert col in df.columns, col
+    assert "error" not in df.columns  # strings other than the method are not columns
+    assert set(df["study"]) == {f"tiny-{s}-s{i}" for s in ("random", "bayes") for i in (0, 1)}
+    assert set(df["comparison"]) == {"tiny"}
+    assert (df["energy_method"] == "estimate-cpu-tdp").all()
+    for _, s in df.groupby("study"):
+        assert s["trial"].tolist() == list(range(len(s)))
+    fail = df[df["state"] == "FAIL"]
+    assert len(fail) == 1 and fail["study"].iloc[0] == "tiny-random-s1"
+    assert fail["trial"].iloc[0] == 3 and fail["energy_j"].iloc[0] == 2.5
+    assert math.isnan(fail["accuracy"].iloc[0])
+    ok = df[df["state"] == "COMPLETE"]
+    assert ok["accuracy"].between(0, 1).all() and (ok["energy_j"] > 0).all()
+    # a prefix and exact names select studies
+    assert set(an.trials_table(url, "tiny-bayes")["strategy"]) == {"bayes"}
+    assert set(an.trials_table(url, ["tiny-random-s0"])["study"]) == {"tiny-random-s0"}
+    info = an.studies_info(url)
+    assert len(info) == 4 and info["hardware"].iloc[0]["cpu_cores"] >= 1
+
+
+def test_figures_cli_writes_figures_and_report(store):
+    root, url = store
+    out = root / "figs"
+    assert main(["figures", "--storage", url, "--out", str(out)]) == 0
+    for stem in ("best-so-far", "energy-to-target", "pareto", "flops", "layers"):
+        for ext in ("png", "pdf"):
+            path = out / f"tiny-{stem}.{ext}"
+            assert path.is_file() and path.stat().st_size > 5_000, path
+    assert not (out / "tiny-net-vs-gross.png").exists()  # no energy_net_j in this store
+    report = (out / "report.md").read_text()
+    assert "## Comparison `tiny`" in report
+    assert "| strategy | seeds | reached share | median energy to target (J)" in report
+    assert "| Kruskal-Wallis H | all |" in report
+    assert "| Mann-Whitney U (two-sided) | bayes | random |" in report
+    assert "| n_conv | 2 |" in report and "eta² paper FMNIST" in report
+    assert "ESTIMATE" in report and "estimate-cpu-tdp" in report
+    assert "![tiny pareto](tiny-pareto.png)" in report
+
+
+def test_figures_cli_with_an_absolute_target_and_errors(store, capsys):
+    root, url = store
+    out = root / "figs-target"
+    assert main(["figures", "--storage", url, "--out", str(out), "--target", "0.5",
+                 "--studies", "tiny-"]) == 0
+    assert "Target accuracy 0.5000: given on the command line" in (out / "report.md").read_text()
+    assert main(["figures", "--storage", url, "--out", str(out), "--studies", "nope"]) == 2
+    assert "no finished trials" in capsys.readouterr().err
+    assert main(["figures", "--storage", f"sqlite:///{root / 'missing.db'}"]) == 2
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for t in fig.findobj(plt.Text))
+
+
+def test_every_figure_names_the_energy_method(store):
+    _, url = store
+    df = an.trials_table(url)
+    ett = an.energy_to_target(df, an.target_from_best(df))
+    figs = [fg.fig_best_so_far(df, 0.5), fg.fig_energy_to_target(ett), fg.fig_pareto(df),
+            fg.fig_flops(df), fg.fig_layers(df), fg.fig_net_vs_gross(df)]
+    for fig in figs:
+        text = _texts(fig)
+        assert "ESTIMATE (estimate-cpu-tdp)" in text
+        ax = fig.axes[0]
+        if ax.axison:  # units on the value axis
+            assert "(" in ax.get_ylabel() or "accuracy" in ax.get_ylabel(), ax.get_ylabel()
+        plt.close(fig)
+    measured = df.assign(energy_method="rapl")
+    fig = fg.fig_pareto(measured)
+    assert "energy method: rapl" in _texts(fig) and "ESTIMATE" not in _texts(fig)
+    plt.close(fig)
+
+
+def test_net_vs_gross_figure_when_net_energy_is_there():
+    df = pd.DataFrame({"strategy": ["grid", "grid", "bayes"], "energy_j": [100.0, 100.0, 50.0],
+                       "energy_net_j": [60.0, 40.0, 10.0], "energy_method": "rapl"})
+    fig = fg.fig_net_vs_gross(df)
+    assert "50%" in _texts(fig) and "20%" in _texts(fig)  # net share of gross per strategy
+    assert "(kJ)" in fig.axes[0].get_ylabel()
+    plt.close(fig)
+    fig = fg.fig_net_vs_gross(df.drop(columns=["energy_net_j"]))
+    assert "No idle-corrected energy" in _texts(fig)
+    plt.close(fig)
+
+
+def test_a_whole_grid_runs_to_its_end(tmp_path):
+    """The last point of a whole grid used to raise from GridSampler's study.stop()."""
+    import io
+
+    from tuning_energy.config import parse_config
+    from tuning_energy.runner import run_study
+
+    doc = {"name": "whole", "train": {"epochs": 1, "batch_size": 512},
+           "budget": {"n_trials": 5}, "meter": {"kind": "estimate", "idle_s": 0},
+           "search_space": {"n_conv": {"type": "int", "low": 0, "high": 1}}}
+    summary = run_study(parse_config(doc), "grid", 0, f"sqlite:///{tmp_path / 'g.db'}",
+                        progress=False, out=io.StringIO())
+    assert summary.n_finished == 2 and summary.n_failed == 0  # the grid has 2 points

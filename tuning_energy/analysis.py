@@ -1,0 +1,503 @@
+"""The tidy trials table and the analyses on it.
+
+`trials_table(storage_url)` reads an Optuna store into one row per finished trial
+(COMPLETE, PRUNED and FAIL: a failed trial spent its energy too), in the order the trials
+finished. Every other function here takes such a DataFrame and returns a DataFrame, so it
+can analyse results that came from elsewhere (another tool's CSV) as long as the columns it
+uses are there; a missing column raises `TuningEnergyError` naming it.
+
+Columns of the trials table:
+
+    comparison   the config name the study was run from (studies of one comparison share it)
+    study        Optuna study name, `{comparison}-{strategy}-s{seed}`
+    strategy, seed               from the study's user attrs
+    trial        0-based finishing order within the study
+    number       Optuna's trial number (order of creation)
+    state        COMPLETE | PRUNED | FAIL
+    accuracy     validation accuracy (NaN when the trial has none, e.g. FAIL)
+    energy_j, duration_s         the trial's meter window (NaN when not measured)
+    energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
+    param_<name>                 every searched parameter
+    <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
+                 epochs_run, diverged, propose_s, avg_power_w, energy_net_j, co2_g, ...)
+    energy_dev_<device>_j        the trial's energy per device (cpu0, gpu0, ...), when recorded
+
+Energy-to-target: the cumulative energy of a study up to and including the first trial whose
+accuracy reaches the target, i.e. what a user running that search would have paid to get
+there. A study that never reaches the target is *censored*: it cost at least its total
+energy. Summaries across seeds treat it as infinitely expensive (`inf`), so a median is only
+finite when more than half of the seeds reached the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import TuningEnergyError
+
+#: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
+PAPER_ETA_SQ: dict[str, dict[str, float]] = {
+    "n_conv": {"fashion-mnist": 0.990, "cifar10": 0.976},
+    "n_linear": {"fashion-mnist": 0.006, "cifar10": 0.016},
+    "relu": {"fashion-mnist": 0.002, "cifar10": 0.003},
+}
+LAYER_FACTORS = ("n_conv", "n_linear", "relu")
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+BOOTSTRAP_SEED = 20230324  # fixed: the same store gives the same confidence intervals
+
+
+def require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise TuningEnergyError naming the first column `what` needs that `df` lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise TuningEnergyError(
+            f"{what}: column {missing[0]!r} is missing from the trials table "
+            f"(it needs {', '.join(columns)}; it has {', '.join(map(str, df.columns)) or 'none'})"
+        )
+
+
+# ---------------------------------------------------------------- reading the store
+
+
+def _select(names: list[str], studies: str | Sequence[str] | None) -> list[str]:
+    if studies is None:
+        return names
+    if isinstance(studies, str):
+        return [n for n in names if n.startswith(studies)]
+    wanted = list(studies)
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        raise TuningEnergyError(
+            f"studies: {unknown[0]!r} is not in the store; it has {', '.join(names) or 'none'}")
+    return wanted
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, bool | int | float) and not isinstance(v, complex)
+
+
+def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per finished trial of the store, in finishing order within each study.
+
+    `studies`: None for all studies, a string for the studies whose name starts with it, or
+    a list of exact study names.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from .storage import open_storage
+
+    storage = open_storage(storage_url, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
+    rows: list[dict[str, Any]] = []
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    for name in sorted(_select(names, studies)):
+        study = optuna.load_study(study_name=name, storage=storage)
+        attrs = study.user_attrs
+        config = attrs.get("config") or {}
+        trials = study.get_trials(deepcopy=False, states=finished)
+        trials.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
+        for i, t in enumerate(trials):
+            row: dict[str, Any] = {
+                "comparison": config.get("name", name),
+                "study": name,
+                "strategy": attrs.get("strategy"),
+                "seed": attrs.get("seed"),
+                "trial": i,
+                "number": t.number,
+                "state": t.state.name,
+                "accuracy": t.value if t.state == TrialState.COMPLETE and t.value is not None
+                else math.nan,
+                "energy_j": math.nan,
+                "duration_s": math.nan,
+            }
+            for k, v in t.params.items():
+                row[f"param_{k}"] = v
+            for k, v in t.user_attrs.items():
+                if _scalar(v):
+                    row[k] = v
+                elif k == "energy_by_device_j" and isinstance(v, dict):
+                    for dev, e in v.items():
+                        if _scalar(e):
+                            row[f"energy_dev_{dev}_j"] = e
+            row["energy_method"] = t.user_attrs.get("energy_method",
+                                                    attrs.get("energy_method"))
+            for k in ("energy_j", "duration_s"):
+                if row[k] is None:
+                    row[k] = math.nan
+            rows.append(row)
+    base = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
+            "energy_j", "duration_s"]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=[*base, "energy_method"])
+    params = sorted(c for c in df.columns if c.startswith("param_"))
+    rest = [c for c in df.columns if c not in base and c not in params and c != "energy_method"]
+    df = df[[*base, *params, *rest, "energy_method"]]
+    for c in ("accuracy", "energy_j", "duration_s"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df.reset_index(drop=True)
+
+
+def tidy(trials: pd.DataFrame) -> pd.DataFrame:
+    """A subset of the table (e.g. one comparison) without the columns that are empty in it,
+    and with integer parameters back as integers where no value is missing."""
+    df = trials.dropna(axis=1, how="all").reset_index(drop=True)
+    for c in df.columns:
+        if c.startswith("param_") and df[c].dtype.kind == "f" and df[c].notna().all() \
+                and (df[c] == df[c].round()).all():
+            df[c] = df[c].astype("int64")
+    return df
+
+
+def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
+    that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
+    import optuna
+
+    from .storage import open_storage
+
+    storage = open_storage(storage_url, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
+    rows = []
+    for name in sorted(_select(names, studies)):
+        a = optuna.load_study(study_name=name, storage=storage).user_attrs
+        config = a.get("config") or {}
+        rows.append({"study": name, "comparison": config.get("name", name),
+                     "strategy": a.get("strategy"), "seed": a.get("seed"),
+                     "energy_method": a.get("energy_method"), "hardware": a.get("hardware"),
+                     "meter": a.get("meter"), "config": config,
+                     "tuning_energy_version": a.get("tuning_energy_version"),
+                     "torch_version": a.get("torch_version"),
+                     "torch_threads": a.get("torch_threads")})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- curves and targets
+
+
+def _ordered(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials.sort_values(["study", "trial"], kind="stable").reset_index(drop=True)
+
+
+def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
+    """Add `cum_energy_j` (this and all earlier trials of the study) and
+    `best_accuracy_so_far` (NaN until a trial has an accuracy).
+
+    A trial whose energy was not measured (NaN) adds nothing to `cum_energy_j`; its own
+    `energy_j` stays NaN so that the gap stays visible.
+    """
+    require(trials, ("study", "trial", "accuracy", "energy_j"), "best_so_far")
+    df = _ordered(trials)
+    g = df.groupby("study", sort=False)
+    df["cum_energy_j"] = g["energy_j"].transform(lambda s: s.fillna(0.0).cumsum())
+    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax())
+    return df
+
+
+def target_from_best(trials: pd.DataFrame, fraction: float = 0.99) -> float:
+    """An absolute accuracy target: `fraction` of the best accuracy any trial reached."""
+    require(trials, ("accuracy",), "target_from_best")
+    if not 0 < fraction <= 1:
+        raise TuningEnergyError(f"target fraction = {fraction!r}: must be in (0, 1]")
+    best = trials["accuracy"].max()
+    if pd.isna(best):
+        raise TuningEnergyError("target_from_best: no trial has an accuracy (all failed?)")
+    return float(fraction * best)
+
+
+def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
+    """One row per study: did it reach `target`, after how many trials and joules.
+
+    Columns: study, strategy, seed, target, reached, trials_to_target (1-based count of
+    finished trials up to and including the first with accuracy >= target; NaN when never
+    reached), energy_to_target_j (cumulative energy up to and including that trial; NaN when
+    never reached), total_energy_j, best_accuracy, n_trials, energy_method (None when the
+    table has no energy_method column).
+    """
+    require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
+            "energy_to_target")
+    df = best_so_far(trials)
+    rows = []
+    for study, s in df.groupby("study", sort=True):
+        hit = s.index[s["accuracy"].ge(target).to_numpy()]
+        first = hit[0] if len(hit) else None
+        rows.append({
+            "study": study,
+            "strategy": s["strategy"].iloc[0],
+            "seed": s["seed"].iloc[0],
+            "target": float(target),
+            "reached": first is not None,
+            "trials_to_target": float(s.loc[first, "trial"] + 1) if first is not None
+            else math.nan,
+            "energy_to_target_j": float(s.loc[first, "cum_energy_j"]) if first is not None
+            else math.nan,
+            "total_energy_j": float(s["energy_j"].sum(min_count=1)),
+            "best_accuracy": float(s["accuracy"].max()),
+            "n_trials": len(s),
+            "energy_method": "+".join(energy_methods(s)) or None,
+        })
+    return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
+                                       "trials_to_target", "energy_to_target_j",
+                                       "total_energy_j", "best_accuracy", "n_trials",
+                                       "energy_method"])
+
+
+# ---------------------------------------------------------------- across seeds
+
+
+def censored_energy(ett: pd.DataFrame) -> pd.Series:
+    """Energy-to-target with never-reached studies as +inf (they cost at least their total)."""
+    require(ett, ("reached", "energy_to_target_j"), "censored_energy")
+    return ett["energy_to_target_j"].where(ett["reached"].astype(bool), math.inf).astype(float)
+
+
+def bootstrap_median_ci(values: Sequence[float], n_boot: int = 10_000, level: float = 0.95,
+                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """Median and percentile-bootstrap CI of the median; `inf` values allowed (censored)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    meds = np.median(rng.choice(x, size=(n_boot, x.size), replace=True), axis=1)
+    alpha = (1 - level) / 2
+    # inverted_cdf: no interpolation, so inf bounds stay inf instead of becoming NaN
+    lo, hi = np.quantile(meds, [alpha, 1 - alpha], method="inverted_cdf")
+    return float(np.median(x)), float(lo), float(hi)
+
+
+def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.95,
+                     seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """Per strategy across seeds, from `energy_to_target`'s table.
+
+    Columns: strategy, n_seeds, reached, reached_share, median_energy_to_target_j,
+    ci_low_j, ci_high_j (percentile bootstrap of the median, `level`, fixed rng seed;
+    never-reached seeds count as inf, so a bound or the median can be inf),
+    median_trials_to_target (same rule), median_total_energy_j, total_energy_j (sum over
+    seeds: what the comparison spent on this strategy), best_accuracy (max over seeds),
+    median_best_accuracy.
+    """
+    require(ett, ("strategy", "reached", "energy_to_target_j", "trials_to_target",
+                  "total_energy_j", "best_accuracy"), "strategy_summary")
+    rows = []
+    energy = censored_energy(ett)
+    trials = ett["trials_to_target"].where(ett["reached"].astype(bool), math.inf)
+    for strategy, s in ett.groupby("strategy", sort=True):
+        med, lo, hi = bootstrap_median_ci(energy[s.index], n_boot, level, seed)
+        rows.append({
+            "strategy": strategy, "n_seeds": len(s), "reached": int(s["reached"].sum()),
+            "reached_share": float(s["reached"].mean()),
+            "median_energy_to_target_j": med, "ci_low_j": lo, "ci_high_j": hi,
+            "median_trials_to_target": float(np.median(trials[s.index].astype(float))),
+            "median_total_energy_j": float(s["total_energy_j"].median()),
+            "total_energy_j": float(s["total_energy_j"].sum()),
+            "best_accuracy": float(s["best_accuracy"].max()),
+            "median_best_accuracy": float(s["best_accuracy"].median()),
+        })
+    return pd.DataFrame(rows)
+
+
+def a12(a: Sequence[float], b: Sequence[float]) -> float:
+    """Vargha-Delaney A12: P(X > Y) + 0.5 P(X = Y), X from `a`, Y from `b`.
+
+    0.5 = no difference. For energy (lower is better) A12 < 0.5 means `a` tends to need
+    less energy than `b`.
+    """
+    x = np.asarray(a, dtype=float)[:, None]
+    y = np.asarray(b, dtype=float)[None, :]
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    return float(((x > y).sum() + 0.5 * (x == y).sum()) / (x.size * y.size))
+
+
+def a12_magnitude(value: float) -> str:
+    """Vargha and Delaney's thresholds on |A12 - 0.5|: .06 small, .14 medium, .21 large."""
+    if math.isnan(value):
+        return ""
+    d = abs(value - 0.5)
+    return "negligible" if d < 0.06 else "small" if d < 0.14 else "medium" if d < 0.21 \
+        else "large"
+
+
+def strategy_tests(ett: pd.DataFrame, value: str = "energy_to_target_j") -> pd.DataFrame:
+    """Do the strategies differ in `value` across seeds?
+
+    Rows: one Kruskal-Wallis H test across all strategies, then two-sided Mann-Whitney U for
+    every pair with Holm-corrected p-values and Vargha-Delaney A12 (group_a vs group_b).
+    For `energy_to_target_j` never-reached seeds count as inf (worse than any energy).
+    Columns: test, value, group_a, group_b, n_a, n_b, statistic, p_value, p_holm, a12,
+    a12_magnitude, note.
+    """
+    require(ett, ("strategy", value), "strategy_tests")
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    v = censored_energy(ett) if value == "energy_to_target_j" else ett[value].astype(float)
+    groups = {k: v[s.index].to_numpy() for k, s in ett.groupby("strategy", sort=True)}
+    names = list(groups)
+    rows: list[dict[str, Any]] = []
+    kw: dict[str, Any] = {"test": "Kruskal-Wallis H", "value": value, "group_a": "all",
+                          "group_b": "", "n_a": sum(len(g) for g in groups.values()),
+                          "n_b": math.nan, "statistic": math.nan, "p_value": math.nan,
+                          "p_holm": math.nan, "a12": math.nan, "a12_magnitude": "", "note": ""}
+    if len(names) < 2:
+        kw["note"] = "needs at least two strategies"
+    else:
+        try:
+            h, p = stats.kruskal(*groups.values())
+            kw.update(statistic=float(h), p_value=float(p))
+        except ValueError as exc:  # all values identical
+            kw["note"] = str(exc)
+    rows.append(kw)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            row = {"test": "Mann-Whitney U (two-sided)", "value": value, "group_a": a,
+                   "group_b": b, "n_a": len(groups[a]), "n_b": len(groups[b]),
+                   "statistic": math.nan, "p_value": math.nan, "p_holm": math.nan,
+                   "a12": a12(groups[a], groups[b]), "note": ""}
+            try:
+                u, p = stats.mannwhitneyu(groups[a], groups[b], alternative="two-sided")
+                row.update(statistic=float(u), p_value=float(p))
+            except ValueError as exc:
+                row["note"] = str(exc)
+            row["a12_magnitude"] = a12_magnitude(row["a12"])
+            pairs.append(row)
+    ps = [r["p_value"] for r in pairs]
+    ok = [i for i, p in enumerate(ps) if not math.isnan(p)]
+    if ok:
+        adjusted = multipletests([ps[i] for i in ok], method="holm")[1]
+        for i, p in zip(ok, adjusted, strict=True):
+            pairs[i]["p_holm"] = float(p)
+    rows += pairs
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- RQ2: layers
+
+
+def _factor_columns(trials: pd.DataFrame, what: str) -> dict[str, str]:
+    """factor -> column for the layer factors in the table (a factor that was not searched
+    has no column: it was constant). At least one is needed."""
+    require(trials, ("energy_j",), what)
+    cols = {f: f"param_{f}" for f in LAYER_FACTORS if f"param_{f}" in trials.columns}
+    if not cols:
+        require(trials, [f"param_{f}" for f in LAYER_FACTORS], what)
+    return cols
+
+
+def _layer_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    df = trials
+    if "state" in df.columns:
+        df = df[df["state"] == "COMPLETE"]
+    return df[df["energy_j"].notna()].copy()
+
+
+def layer_attribution(trials: pd.DataFrame) -> pd.DataFrame:
+    """ANOVA of energy per trial on C(n_conv) + C(n_linear) + C(relu) (statsmodels, type II
+    sums of squares) over COMPLETE trials with a measured energy.
+
+    Columns: factor (n_conv, n_linear, relu, Residual), df, sum_sq, F, p_value, eta_sq
+    (sum_sq / total sum of squares, as Yarally et al. report), partial_eta_sq, levels,
+    paper_eta_sq_fashion_mnist, paper_eta_sq_cifar10. A factor with one level in the data
+    is left out of the model (row kept, eta_sq NaN, note says why); so is a factor without a
+    column (it was not searched), but at least one of the three columns must be there.
+    """
+    cols = _factor_columns(trials, "layer_attribution")
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    df = _layer_rows(trials)
+    data = pd.DataFrame({f: df[cols[f]].astype(str) if f in cols else "constant"
+                         for f in LAYER_FACTORS}, index=df.index)
+    data["energy_j"] = df["energy_j"].astype(float)
+    varying = [f for f in LAYER_FACTORS if data[f].nunique() > 1]
+    base = {f: {"factor": f, "df": math.nan, "sum_sq": math.nan, "F": math.nan,
+                "p_value": math.nan, "eta_sq": math.nan, "partial_eta_sq": math.nan,
+                "levels": int(data[f].nunique()), "note": ""} for f in LAYER_FACTORS}
+    resid = {"factor": "Residual", "df": math.nan, "sum_sq": math.nan, "F": math.nan,
+             "p_value": math.nan, "eta_sq": math.nan, "partial_eta_sq": math.nan,
+             "levels": math.nan, "note": ""}
+    for f in LAYER_FACTORS:
+        if f not in varying:
+            base[f]["note"] = "one level in the data: not in the model" if f in cols \
+                else "not searched (no param_ column): not in the model"
+    if varying and len(data) > sum(data[f].nunique() - 1 for f in varying) + 1:
+        model = smf.ols("energy_j ~ " + " + ".join(f"C({f})" for f in varying), data).fit()
+        table = anova_lm(model, typ=2)
+        ss_total = float(((data["energy_j"] - data["energy_j"].mean()) ** 2).sum())
+        ss_resid = float(table.loc["Residual", "sum_sq"])
+        for f in varying:
+            r = table.loc[f"C({f})"]
+            ss = float(r["sum_sq"])
+            base[f].update(df=float(r["df"]), sum_sq=ss, F=float(r["F"]),
+                           p_value=float(r["PR(>F)"]),
+                           eta_sq=ss / ss_total if ss_total > 0 else math.nan,
+                           partial_eta_sq=ss / (ss + ss_resid) if ss + ss_resid > 0
+                           else math.nan)
+        resid.update(df=float(table.loc["Residual", "df"]), sum_sq=ss_resid,
+                     eta_sq=ss_resid / ss_total if ss_total > 0 else math.nan)
+    elif varying:
+        resid["note"] = "too few trials for the model"
+    out = pd.DataFrame([*base.values(), resid])
+    out["paper_eta_sq_fashion_mnist"] = out["factor"].map(
+        lambda f: PAPER_ETA_SQ.get(f, {}).get("fashion-mnist", math.nan))
+    out["paper_eta_sq_cifar10"] = out["factor"].map(
+        lambda f: PAPER_ETA_SQ.get(f, {}).get("cifar10", math.nan))
+    return out
+
+
+def energy_per_epoch_by_factor(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per level of n_conv, n_linear and relu where searched (COMPLETE trials with energy):
+    factor, level, n_trials, median_energy_j, mean_energy_j, mean_energy_per_epoch_j
+    (energy_j / epochs_run when `epochs_run` is there, else NaN), median_accuracy."""
+    cols = _factor_columns(trials, "energy_per_epoch_by_factor")
+    df = _layer_rows(trials)
+    per_epoch = df["energy_j"] / df["epochs_run"].where(df["epochs_run"] > 0) \
+        if "epochs_run" in df.columns else pd.Series(math.nan, index=df.index)
+    df = df.assign(_per_epoch=per_epoch.astype(float))
+    rows = []
+    for f, c in cols.items():
+        for level, s in df.groupby(c, sort=True):
+            rows.append({"factor": f, "level": level, "n_trials": len(s),
+                         "median_energy_j": float(s["energy_j"].median()),
+                         "mean_energy_j": float(s["energy_j"].mean()),
+                         "mean_energy_per_epoch_j": float(s["_per_epoch"].mean()),
+                         "median_accuracy": float(s["accuracy"].median())
+                         if "accuracy" in s.columns else math.nan})
+    return pd.DataFrame(rows, columns=["factor", "level", "n_trials", "median_energy_j",
+                                       "mean_energy_j", "mean_energy_per_epoch_j",
+                                       "median_accuracy"])
+
+
+# ---------------------------------------------------------------- Pareto
+
+
+def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials not dominated in (max accuracy, min energy_j), sorted by energy_j ascending.
+
+    A trial is dominated when another has accuracy >= and energy <= with one strictly
+    better. Trials without accuracy or energy are left out; of exact duplicates one is kept.
+    """
+    require(trials, ("accuracy", "energy_j"), "pareto_front")
+    df = trials[trials["accuracy"].notna() & trials["energy_j"].notna()]
+    df = df.sort_values(["energy_j", "accuracy"], ascending=[True, False], kind="stable")
+    keep, best = [], -math.inf
+    for idx, acc in zip(df.index, df["accuracy"], strict=True):
+        if acc > best:
+            keep.append(idx)
+            best = acc
+    return df.loc[keep]
+
+
+def energy_methods(trials: pd.DataFrame) -> list[str]:
+    """The distinct energy methods in the table (sorted), or [] when the column is absent."""
+    if "energy_method" not in trials.columns:
+        return []
+    return sorted(str(m) for m in trials["energy_method"].dropna().unique())
