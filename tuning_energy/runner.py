@@ -248,7 +248,7 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                           multi_objective=multi_objective, predictor=predictor)
     # One tiny step of the largest model first, outside any window: the first trial of a
     # process would otherwise be charged the one-off warm-up (~2 s of CPU here, 10x a trial).
-    warm_up(data, device)
+    warm_up(data, device, config.train.batch_size)
     if done:
         print(f"resuming {name}: {done}/{n_budget} finished, {n_budget - done} to run", file=out)
 

@@ -109,7 +109,7 @@ def fit(
     return FitResult(acc, mean_loss, epochs_run, diverged=False, accuracy_per_epoch=history)
 
 
-def warm_up(data, device: torch.device | str = "cpu") -> None:
+def warm_up(data, device: torch.device | str = "cpu", batch_size: int = 64) -> None:
     """One training step and one evaluation of a conv model on a few samples.
 
     PyTorch initialises kernels, allocators and the fused optimiser lazily: the first trial
@@ -118,8 +118,11 @@ def warm_up(data, device: torch.device | str = "cpu") -> None:
     """
     from .models import ModelSpec, build_model
 
-    model = build_model(ModelSpec(n_conv=1, n_linear=2, relu=True), data.input_shape,
-                        data.n_classes).to(device)
-    x, y = data.x_train[:8], data.y_train[:8]
-    fit(model, x, y, x, y, Hyper(lr=1e-3, beta1=0.9, beta2=0.999, epochs=1, batch_size=8),
-        torch.Generator().manual_seed(0))
+    n = 4 * batch_size + len(data.x_train) % batch_size  # full batches and the last, short one
+    x, y = data.x_train[:n], data.y_train[:n]
+    for n_conv in range(4):  # every conv shape of the family's usual depths
+        model = build_model(ModelSpec(n_conv=n_conv, n_linear=2, relu=True), data.input_shape,
+                            data.n_classes).to(device)
+        fit(model, x, y, data.x_val, data.y_val,
+            Hyper(lr=1e-3, beta1=0.9, beta2=0.999, epochs=2, batch_size=batch_size),
+            torch.Generator().manual_seed(0))
