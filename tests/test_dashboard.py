@@ -159,15 +159,15 @@ def test_note_is_written_when_the_run_is_interrupted(store, tmp_path, monkeypatc
 
     url = _copy_store(store, tmp_path)
     calls = []
-    real_call = runner.Objective.__call__
+    real_run = runner.Objective.run
 
-    def interrupt_second(self, trial, ask_s=0.0):
+    def interrupt_second(self, trial, params):
         calls.append(trial.number)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_call(self, trial, ask_s)
+        return real_run(self, trial, params)
 
-    monkeypatch.setattr(runner.Objective, "__call__", interrupt_second)
+    monkeypatch.setattr(runner.Objective, "run", interrupt_second)
     cfg = parse_config(TINY)
     cfg = cfg.with_overrides(budget=dataclasses.replace(cfg.budget, n_trials=6))
     summary = run_study(cfg, "random", 0, url, progress=False)
