@@ -26,6 +26,7 @@ from .config import StudyConfig
 from .data import Dataset
 from .energy import Measurement, Meter
 from .models import ModelSpec, build_model, count_params, flops_per_sample
+from .storage import set_user_attrs
 from .strategies import suggest_params
 from .train import FitResult, Hyper, fit
 
@@ -83,27 +84,29 @@ class Objective:
         seed = trial_seed(self.seed, trial.number)
         torch.manual_seed(seed)  # weight init
         model = build_model(spec, self.data.input_shape, self.data.n_classes)
-        trial.set_user_attr("n_params", count_params(model))
-        trial.set_user_attr("flops_per_sample", flops_per_sample(model, self.data.input_shape))
+        # Written together after the window, in one transaction (bench: storage_overhead).
+        attrs: dict[str, Any] = {"n_params": count_params(model),
+                                 "flops_per_sample": flops_per_sample(model, self.data.input_shape)}
         generator = torch.Generator().manual_seed(seed)  # shuffling
 
         d = self.data
         window = self.meter.begin()
         measurement: Measurement | None = None
+        result: FitResult | None = None
         try:
             model = model.to(self.device)
             result = fit(model, d.x_train, d.y_train, d.x_val, d.y_val, hyper, generator,
                          on_epoch=self.epoch_callback(trial))
         finally:
             measurement = self.meter.end(window)
-            for key, value in energy_attrs(measurement).items():
-                trial.set_user_attr(key, value)
+            attrs.update(energy_attrs(measurement))
+            if result is not None:
+                attrs.update(epochs_run=result.epochs_run, diverged=result.diverged,
+                             train_loss=result.train_loss if math.isfinite(result.train_loss)
+                             else None)
+            set_user_attrs(trial, attrs)
             if self.on_measurement is not None:
                 self.on_measurement(trial, measurement)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("diverged", result.diverged)
-        trial.set_user_attr("train_loss", result.train_loss if math.isfinite(result.train_loss)
-                            else None)
         return TrialOutcome(result.accuracy, result, measurement, params)
 
     def epoch_callback(self, trial: optuna.Trial):
