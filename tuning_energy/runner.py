@@ -95,6 +95,12 @@ class StudySummary:
     stop_reason: str
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # The search's own share, over the trials run now (None when none ran): proposing wall
+    # seconds / this run's wall time; under the estimate meter also its energy (CPU seconds
+    # of study.ask x watts per busy core) and that energy / (it + the trials' energy).
+    propose_share_of_wall: float | None = None
+    propose_energy_j: float | None = None
+    propose_share_of_energy: float | None = None
 
     def lines(self) -> list[str]:
         e = self.total_energy_j
@@ -107,9 +113,19 @@ class StudySummary:
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       accuracy {best}  ({params})",
             f"energy     {energy}, all trials incl. failed; method {self.energy_method}",
-            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost)",
+            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost)"
+            + self._share_line(),
             f"wall time  {self.wall_s:.1f} s",
         ]
+
+    def _share_line(self) -> str:
+        if self.propose_share_of_wall is None:
+            return ""
+        out = f"; this run: {self.propose_share_of_wall:.1%} of wall time"
+        if self.propose_energy_j is not None and self.propose_share_of_energy is not None:
+            out += (f", {self.propose_energy_j:.1f} J = {self.propose_share_of_energy:.1%} of "
+                    "energy (estimate: ask CPU s x W per core)")
+        return out
 
 
 def _fmt(v: Any) -> str:
@@ -211,6 +227,7 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     bar = tqdm(total=n_budget, initial=done, desc=name, unit="trial", disable=not progress,
                file=out, dynamic_ncols=True)
     ran = fails_in_row = 0
+    propose_wall_now = propose_cpu_now = trial_energy_now = 0.0
     stop_reason = "budget reached"
     last_error = ""
     interrupted = False
@@ -223,9 +240,10 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            t_ask = time.perf_counter()
+            t_ask, c_ask = time.perf_counter(), time.process_time()
             trial = study.ask()
             ask_s = time.perf_counter() - t_ask
+            propose_cpu_now += time.process_time() - c_ask
             try:
                 value = objective(trial, ask_s=ask_s)
             except KeyboardInterrupt:
@@ -255,7 +273,10 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                         best = value
             finally:
                 ran += 1
-                energy_so_far += trial.user_attrs.get("energy_j") or 0.0
+                trial_attrs = trial.user_attrs
+                energy_so_far += trial_attrs.get("energy_j") or 0.0
+                trial_energy_now += trial_attrs.get("energy_j") or 0.0
+                propose_wall_now += trial_attrs.get("propose_s") or ask_s
             bar.set_postfix_str(f"best acc {best:.4f}, {energy_so_far:,.0f} J"
                                 if best is not None else f"{energy_so_far:,.0f} J")
     finally:
@@ -263,6 +284,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         meter.close()
     summary = _summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter)
     summary.interrupted = interrupted
+    if ran:
+        summary.propose_share_of_wall = propose_wall_now / summary.wall_s
+        watts_per_core_w = getattr(meter, "watts_per_core_w", None)  # the estimate meter
+        if watts_per_core_w is not None:
+            summary.propose_energy_j = propose_cpu_now * watts_per_core_w
+            total_j = trial_energy_now + summary.propose_energy_j
+            summary.propose_share_of_energy = summary.propose_energy_j / total_j if total_j > 0 \
+                else None
     return summary
 
 
