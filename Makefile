@@ -17,7 +17,7 @@ STORAGE ?= sqlite:///studies/energy.db
 TRIALS ?=
 TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 
-.PHONY: install study test lint show clean
+.PHONY: install study test lint show clean bench
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ show: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (bench/RESULTS.md): at most ~10 minutes here; QUICK=1 is a smoke run (<= 2 min).
+QUICK ?=
+bench: install
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 lint: install
 	$(BIN)/ruff check tuning_energy tests bench
