@@ -20,7 +20,7 @@ TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 PRUNER ?=
 PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 
-.PHONY: install study test lint show clean dashboard compare figures paper
+.PHONY: install study test lint show clean dashboard compare figures paper bench
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ dashboard: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (bench/RESULTS.md): at most ~10 minutes here; QUICK=1 is a smoke run (<= 2 min).
+QUICK ?=
+bench: install
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 lint: install
 	$(BIN)/ruff check tuning_energy tests bench

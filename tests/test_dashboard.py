@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -63,8 +62,16 @@ def store(tmp_path_factory):
 
 
 def _copy_store(store, tmp_path) -> str:
+    """A copy through SQLite's backup API: the store is in WAL mode, and a plain file copy
+    would miss what is still in energy.db-wal."""
+    import sqlite3
+
     d, _, _ = store
-    shutil.copy(d / "energy.db", tmp_path / "energy.db")
+    src, dst = sqlite3.connect(d / "energy.db"), sqlite3.connect(tmp_path / "energy.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
     return f"sqlite:///{tmp_path / 'energy.db'}"
 
 
@@ -107,7 +114,8 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
         for key in ("strategy", "seed", "config", "hardware", "energy_method", "meter"):
             assert key in attrs, key
         assert attrs["strategy"] == "random" and attrs["energy_method"] == "estimate-cpu-tdp"
-        assert json.loads(attrs["config"])["target_accuracy"] == 0.2
+        assert json.loads(attrs["config.target_accuracy"]) == 0.2
+        assert json.loads(attrs["config.search_space"])[0]["name"] == "n_conv"  # whole, not cut
 
         detail = _get(f"{base}/api/studies/{listed[name]['study_id']}")
         assert detail["objective_names"] == ["accuracy"]

@@ -29,6 +29,7 @@ from .data import Dataset
 from .energy import Measurement, Meter, Window
 from .models import ModelSpec, build_model, count_params, flops_per_sample
 from .predict import EnergyPredictor
+from .storage import set_user_attrs
 from .strategies import suggest_params
 from .train import FitResult, Hyper, fit
 
@@ -62,7 +63,7 @@ class Objective:
 
     def __init__(self, config: StudyConfig, data: Dataset, meter: Meter, seed: int = 0,
                  device: torch.device | str = "cpu",
-                 on_measurement: Callable[[optuna.Trial, Measurement], None] | None = None,
+                 on_measurement: Callable[[Measurement], dict[str, Any]] | None = None,
                  multi_objective: bool = False, predictor: EnergyPredictor | None = None):
         self.config = config
         self.data = data
@@ -88,8 +89,7 @@ class Objective:
         """
         sampled = suggest_params(trial, self.config.search_space)
         m = window.meter.end(window)
-        trial.set_user_attr("propose_s", m.duration_s)
-        trial.set_user_attr("propose_energy_j", m.energy_j)
+        set_user_attrs(trial, {"propose_s": m.duration_s, "propose_energy_j": m.energy_j})
         return self.config.param_values(sampled)
 
     def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
@@ -110,39 +110,41 @@ class Objective:
         torch.manual_seed(seed)  # weight init
         model = build_model(spec, self.data.input_shape, self.data.n_classes)
         flops = flops_per_sample(model, self.data.input_shape)
-        trial.set_user_attr("n_params", count_params(model))
-        trial.set_user_attr("flops_per_sample", flops)
-        trial.set_user_attr("predicted_energy_j", self.predictor.predict(flops, epochs))
+        # Collected here and written in one transaction after the window (bench:
+        # storage_overhead); DB writes are not the trial's energy.
+        attrs: dict[str, Any] = {
+            "n_params": count_params(model), "flops_per_sample": flops,
+            "predicted_energy_j": self.predictor.predict(flops, epochs),
+        }
         generator = torch.Generator().manual_seed(seed)  # shuffling
 
         d = self.data
-        notes: dict[str, Any] = {}  # written after the window: DB writes are not the trial's
         window = self.meter.begin()
-        measurement: Measurement | None = None
+        result: FitResult | None = None
         try:
             model = model.to(self.device)
             result = fit(model, d.x_train, d.y_train, d.x_val, d.y_val, hyper, generator,
-                         on_epoch=self._epoch_callback(trial, window, notes),
+                         on_epoch=self._epoch_callback(trial, window, attrs),
                          evaluate_each_epoch=self.pruning)
         finally:
+            # Also when training raised: a failed trial keeps the energy it spent.
             measurement = self.meter.end(window)
-            for key, value in energy_attrs(measurement).items():
-                trial.set_user_attr(key, value)
+            attrs.update(energy_attrs(measurement))
             if self.on_measurement is not None:
-                self.on_measurement(trial, measurement)
-            for key, value in notes.items():
-                trial.set_user_attr(key, value)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("diverged", result.diverged)
-        trial.set_user_attr("train_loss", result.train_loss if math.isfinite(result.train_loss)
-                            else None)
+                attrs.update(self.on_measurement(measurement))
+            if result is not None:
+                attrs.update(epochs_run=result.epochs_run, diverged=result.diverged,
+                             train_loss=result.train_loss if math.isfinite(result.train_loss)
+                             else None)
+                if result.stopped_early:
+                    e = measurement.energy_j
+                    attrs["energy_saved_j"] = None if e is None else \
+                        e / result.epochs_run * (epochs - result.epochs_run)
+                    attrs["accuracy_at_stop"] = result.accuracy
+            set_user_attrs(trial, attrs)
         self.predictor.observe(flops, result.epochs_run, measurement.energy_j)
         if result.stopped_early:
-            e = measurement.energy_j
-            trial.set_user_attr("energy_saved_j", None if e is None else
-                                e / result.epochs_run * (epochs - result.epochs_run))
-            trial.set_user_attr("accuracy_at_stop", result.accuracy)
-            raise optuna.TrialPruned(f"{notes.get('pruned_reason')} after epoch "
+            raise optuna.TrialPruned(f"{attrs.get('pruned_reason')} after epoch "
                                      f"{result.epochs_run}/{epochs}")
         return TrialOutcome(result.accuracy, result, measurement, params)
 

@@ -107,6 +107,14 @@ class StudySummary:
     propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def propose_share_of_energy(self) -> float | None:
+        """The search's own energy / (it + all trials' energy): what the strategy costs."""
+        if self.propose_energy_j is None or self.total_energy_j is None:
+            return None
+        total = self.propose_energy_j + self.total_energy_j
+        return self.propose_energy_j / total if total > 0 else None
+
     def lines(self) -> list[str]:
         e = self.total_energy_j
         energy = "not measured" if e is None else f"{e:,.1f} J ({e / 3600:.4f} Wh)"
@@ -119,7 +127,8 @@ class StudySummary:
             f"best       accuracy {best}  ({params})",
             f"energy     {energy}, all trials incl. failed; method {self.energy_method}",
             f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
-            + (f", {self.propose_energy_j:,.1f} J" if self.propose_energy_j is not None else "")
+            + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
+               f"search + training energy" if self.propose_share_of_energy is not None else "")
             + ")",
             *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
                f"(estimated from the epochs not run)"] if self.n_pruned else []),
@@ -166,6 +175,10 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
             "meter": meter_choice.describe(), "tuning_energy_version": __version__,
             "torch_version": torch.__version__, "torch_threads": config.train.torch_threads,
         }
+        # optuna-dashboard shows at most 1,024 characters of an attr: the config's sections
+        # are also stored one by one (`config.train`, `config.search_space`, ...) so that a
+        # reader of the dashboard sees all of it.
+        attrs.update({f"config.{k}": v for k, v in config.to_dict().items()})
         for k, v in attrs.items():
             study.set_user_attr(k, v)
     elif _comparable(stored) != _comparable(config.to_dict()):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -75,11 +76,62 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
         )
+        if kind == "sqlite":
+            _fast_sqlite(storage)
+        return storage
     except StorageError:
         raise
     except Exception as exc:
         raise StorageError(f"--storage = {url!r}: cannot open the store: {exc}") from exc
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """WAL journal + synchronous=NORMAL on every connection of a SQLite store.
+
+    With the default rollback journal every commit (each set_user_attr, each parameter) waits
+    for an fsync: recording one trial took ~0.4 s here (bench: storage_overhead). In WAL
+    mode with synchronous=NORMAL a commit is durable across a crash or kill -9 of the
+    process; only a power loss may drop the last commits.
+    """
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "connect", _sqlite_pragmas)
+    storage.engine.dispose()  # connections opened while creating the schema: reopen with pragmas
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set several user attrs of a running trial, in one transaction on an RDB store.
+
+    `trial.set_user_attr` commits once per attr; a trial's dozen attrs cost a dozen commits.
+    Other stores get one call per attr. Optuna's cached storage passes attr writes straight
+    to its backend, so writing to the backend keeps it consistent.
+    """
+    from optuna.storages import RDBStorage
+    from optuna.storages._cached_storage import _CachedStorage
+
+    storage = getattr(trial, "storage", None)
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if not isinstance(trial, optuna.Trial) or not isinstance(backend, RDBStorage) or not attrs:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    # What trial.set_user_attr does after writing: keep the trial's own view current.
+    trial._cached_frozen_trial.user_attrs.update(attrs)

@@ -213,6 +213,7 @@ class SkoptSampler(BaseSampler):
     def optimizer(self, study: optuna.Study, trial_number: int = 0) -> Any:
         """A fitted skopt Optimizer over the study's finished trials (None while too few)."""
         from skopt import Optimizer
+        from skopt.utils import cook_estimator
 
         trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
         xs, ys = [], []
@@ -233,8 +234,11 @@ class SkoptSampler(BaseSampler):
         if len(xs) < o.n_initial_points:
             return None
         seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
+        # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours to set.
+        gp = cook_estimator("GP", space=self._dims, random_state=seed,
+                            n_restarts_optimizer=o.gp_n_restarts_optimizer)
         opt = Optimizer(
-            self._dims, base_estimator="GP", acq_func=o.acq_func, n_initial_points=0,
+            self._dims, base_estimator=gp, acq_func=o.acq_func, n_initial_points=0,
             acq_optimizer=o.acq_optimizer, random_state=seed,
             acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
             acq_optimizer_kwargs={"n_points": o.n_points, "n_restarts_optimizer": o.n_restarts_optimizer},

@@ -48,6 +48,5 @@ class TrialEnergyAttrs:
             **m.extra,  # e.g. crosscheck_energy_j, crosscheck_method
         }
 
-    def __call__(self, trial: Any, m: Measurement) -> None:
-        for key, value in self.attrs(m).items():
-            trial.set_user_attr(key, value)
+    def __call__(self, m: Measurement) -> dict[str, Any]:
+        return self.attrs(m)

@@ -1,0 +1,145 @@
+"""Run the benchmarks; write bench/results.json and bench/RESULTS.md.
+
+    python -m bench.run            # everything (`make bench`), at most ~10 minutes
+    python -m bench.run --quick    # smoke run (`make bench QUICK=1`), at most ~2 minutes
+    python -m bench.run --quick --only storage_overhead --repeats 3
+
+Each benchmark prints what it compares and how many repeats. Every figure is a ratio whose
+two sides were timed in this run, interleaved, because the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"  # noqa: A001
+
+from bench.common import Context, machine, make_context, meets, say  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent
+
+
+def _benchmarks() -> dict[str, Callable[[Context], list[dict]]]:
+    from bench import meters, search, study, trainer
+
+    return {
+        "default_study_wall": study.bench_default_study_wall,
+        "storage_overhead": search.bench_storage,
+        "meter_window_overhead": meters.bench_meters,
+        "propose_overhead_bayes_64": search.bench_propose,
+        "trainer_vs_bare_torch": trainer.bench_trainer,
+        "flops_vs_matmul_peak": trainer.bench_flops,
+    }
+
+
+def order(quick: bool) -> list[str]:
+    """Full: the whole default study first (its trials give the reference trial time).
+    QUICK: a 3-trial run gives it; the study estimate comes after the proposal timing."""
+    if quick:
+        return ["storage_overhead", "meter_window_overhead", "propose_overhead_bayes_64",
+                "default_study_wall", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+    return ["default_study_wall", "storage_overhead", "meter_window_overhead",
+            "propose_overhead_bayes_64", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def render_markdown(results: list[dict], info: dict, quick: bool, wall_s: float) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{'make bench QUICK=1' if quick else 'make bench'}` "
+        f"(`python -m bench.run{' --quick' if quick else ''}`) in {wall_s:.0f} s. Every value "
+        "is a ratio whose two sides were timed in the same run, interleaved (A B A B ...); "
+        "`detail` in results.json has the raw times, repeats and variants.",
+        "",
+        "| benchmark | value | unit | goal | better | meets goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ok = meets(r)
+        lines.append(f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r['goal'])} | "
+                     f"{r['better']} | {'-' if ok is None else ('yes' if ok else 'NO')} |")
+    lines += ["", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "## Details", ""]
+    for r in results:
+        d = r["detail"]
+        lines.append(f"### {r['name']}")
+        lines.append("")
+        for k, v in d.items():
+            if isinstance(v, dict):
+                lines.append(f"- {k}:")
+                lines += [f"  - {kk}: {json.dumps(vv)}" for kk, vv in v.items()]
+            else:
+                lines.append(f"- {k}: {json.dumps(v) if not isinstance(v, str) else v}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run, <= ~2 minutes")
+    p.add_argument("--only", action="append", default=[],
+                   help="run only these benchmarks (repeatable or comma-separated)")
+    p.add_argument("--repeats", type=int, default=None, help="override repeat counts")
+    p.add_argument("--trial-s", type=float, default=None,
+                   help="reference trial seconds to divide by, instead of measuring them")
+    p.add_argument("--out", type=Path, default=OUT_DIR,
+                   help="folder for results.json and RESULTS.md (default bench/)")
+    p.add_argument("--note", default="", help="a line added to RESULTS.md (e.g. machine load)")
+    args = p.parse_args(argv)
+
+    benches = _benchmarks()
+    only = [n for item in args.only for n in item.split(",") if n]
+    unknown = [n for n in only if n not in benches]
+    if unknown:
+        p.error(f"--only {', '.join(unknown)}: unknown; allowed values are {', '.join(benches)}")
+    names = [n for n in order(args.quick) if not only or n in only]
+
+    ctx = make_context(args.quick, repeats=args.repeats, trial_s=args.trial_s)
+    info = machine()
+    info["torch_threads_used"] = ctx.threads
+    say(f"machine: {info['cpu']}, {info['cpu_cores_usable']} usable cores, torch "
+        f"{info['torch']}, {ctx.threads} thread(s) (default study), load {info['load_avg_1_5_15']}")
+    t0 = time.perf_counter()
+    results: list[dict] = []
+    try:
+        for name in names:
+            t = time.perf_counter()
+            results += benches[name](ctx)
+            say(f"  [{name}: {time.perf_counter() - t:.1f} s]\n")
+    finally:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+    wall_s = time.perf_counter() - t0
+    info["load_avg_1_5_15_after"] = machine()["load_avg_1_5_15"]
+    if args.note:
+        info["note"] = args.note
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "RESULTS.md").write_text(render_markdown(results, info, args.quick, wall_s) + "\n")
+    for r in results:
+        ok = meets(r)
+        say(f"{r['name']:42s} {_fmt(r['value']):>10s}  goal {_fmt(r['goal']):>6s} "
+            f"({r['better']})  {'' if ok is None else ('ok' if ok else 'MISSES GOAL')}")
+    say(f"wrote {args.out / 'results.json'} and {args.out / 'RESULTS.md'} ({wall_s:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

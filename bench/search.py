@@ -1,0 +1,241 @@
+"""The search machinery's own cost: proposing with the GP, and recording a trial in SQLite.
+
+- `propose_overhead_bayes_64`: the `bayes` strategy proposing trial 64 in a SQLite store
+  holding 63 finished trials (filled with a fast fake objective over the default search
+  space), divided by the default study's median trial time. Rows for skopt's own defaults,
+  our defaults before this benchmark, and the settings we ship; plus a solution-quality
+  check (best value of a smooth fake objective after N trials) before vs after.
+- `storage_overhead`: study.ask + the trial's parameters + its user attrs + tell in SQLite,
+  divided by the median trial time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from tuning_energy.config import BayesConfig
+from tuning_energy.storage import open_storage, set_user_attrs
+from tuning_energy.strategies import (
+    ResumableRandomSampler,
+    SkoptSampler,
+    distributions,
+    suggest_params,
+)
+
+from .common import Context, interleave, row, say
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+GOAL_PROPOSE = 0.05
+GOAL_STORAGE = 0.01
+N_FILLED = 63
+
+#: skopt's Optimizer defaults for a GP: acq_optimizer "auto" -> "lbfgs" (GP has gradients),
+#: n_points 10000, 5 L-BFGS starts; its cooked GP refits the kernel with 2 restarts.
+SKOPT_DEFAULTS = dict(acq_optimizer="lbfgs", n_points=10000, n_restarts_optimizer=5,
+                      gp_n_restarts_optimizer=2)
+#: Our defaults before this benchmark (commit f3d5ecf).
+OURS_BEFORE = dict(acq_optimizer="sampling", n_points=2000, n_restarts_optimizer=2,
+                   gp_n_restarts_optimizer=2)
+
+
+def fake_accuracy(p: dict) -> float:
+    """A smooth stand-in for the default study's objective, peaked inside the space."""
+    return (0.97 - 0.08 * (math.log10(p["lr"]) + 2.7) ** 2 - 0.3 * (p["beta1"] - 0.85) ** 2
+            - 0.5 * (p["beta2"] - 0.99) ** 2 - 0.02 * (p["n_conv"] - 2) ** 2
+            - 0.01 * (p["n_linear"] - 1) ** 2 - (0.0 if p["relu"] else 0.05))
+
+
+def _variants(ctx: Context) -> dict[str, BayesConfig]:
+    base = ctx.config.strategy.bayes  # PI, 5 initial points, as the paper
+    ours = {f.name: getattr(base, f.name) for f in dataclasses.fields(BayesConfig)}
+    v = {"skopt defaults (lbfgs, 10000 points, 5 starts, GP fit 2 restarts)": SKOPT_DEFAULTS,
+         "ours before (sampling, 2000 points, GP fit 2 restarts)": OURS_BEFORE}
+    if not ctx.quick:
+        v["sampling, 2000 points, GP fit 0 restarts"] = dict(
+            acq_optimizer="sampling", n_points=2000, gp_n_restarts_optimizer=0)
+        v["lbfgs, 1000 points, 2 starts, GP fit 0 restarts"] = dict(
+            acq_optimizer="lbfgs", n_points=1000, n_restarts_optimizer=2,
+            gp_n_restarts_optimizer=0)
+    v["ours now (BayesConfig defaults)"] = {k: ours[k] for k in
+                                            ("acq_optimizer", "n_points", "n_restarts_optimizer",
+                                             "gp_n_restarts_optimizer")}
+    return {k: dataclasses.replace(base, **kw) for k, kw in v.items()}
+
+
+def _fill(ctx: Context, url: str, n: int) -> str:
+    space = ctx.config.search_space
+    study = optuna.create_study(storage=open_storage(url), study_name="propose",
+                                direction="maximize", sampler=ResumableRandomSampler(seed=0))
+    for _ in range(n):
+        trial = study.ask()
+        study.tell(trial, fake_accuracy(suggest_params(trial, space)))
+    return "propose"
+
+
+def _proposer(ctx: Context, url: str, name: str, opts: BayesConfig) -> Callable[[], float]:
+    """A side that proposes the next trial and returns the seconds it took (ask + suggest,
+    as the runner times it). One study object per setting, kept across repeats as in a
+    running study (its trial cache is warm after the first call: use warmup). Each call
+    proposes a new trial number, so a new seed and a fresh GP fit."""
+    space = ctx.config.search_space
+    study = optuna.load_study(study_name=name, storage=open_storage(url),
+                              sampler=SkoptSampler(distributions(space), opts, seed=0))
+
+    def run() -> float:
+        t = time.perf_counter()
+        trial = study.ask()
+        suggest_params(trial, space)
+        dt = time.perf_counter() - t
+        study.tell(trial, state=TrialState.FAIL)  # not COMPLETE: the GP never sees it
+        return dt
+    return run
+
+
+def _best_after(ctx: Context, opts: BayesConfig, seed: int, n: int) -> float:
+    space = ctx.config.search_space
+    study = optuna.create_study(direction="maximize",
+                                sampler=SkoptSampler(distributions(space), opts, seed=seed))
+    for _ in range(n):
+        trial = study.ask()
+        study.tell(trial, fake_accuracy(suggest_params(trial, space)))
+    return study.best_value
+
+
+def bench_propose(ctx: Context) -> list[dict]:
+    trial_s = ctx.reference_trial_s()
+    url = f"sqlite:///{ctx.workdir / 'propose.db'}"
+    name = _fill(ctx, url, N_FILLED)
+    variants = _variants(ctx)
+    repeats = ctx.n(full=3, quick=1)
+    say(f"propose_overhead_bayes_64: time to propose trial {N_FILLED + 1} ({N_FILLED} finished "
+        f"in SQLite) for {len(variants)} settings, interleaved, {repeats} repeat(s) each, vs "
+        f"median trial {trial_s:.3f} s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        times = interleave({k: _proposer(ctx, url, name, o) for k, o in variants.items()},
+                           repeats, warmup=1)
+    rows_detail = {}
+    for k, ts in times.items():
+        m = statistics.median(ts)
+        rows_detail[k] = {"propose_s": round(m, 4), "ratio_to_trial": round(m / trial_s, 4)}
+        say(f"  {k:64s} {m:7.3f} s  ratio {m / trial_s:.4f}")
+    ours_key = "ours now (BayesConfig defaults)"
+    ours_s = statistics.median(times[ours_key])
+    ctx.extra["propose_s_ours"] = ours_s
+
+    # Solution quality: same fake objective, same seeds, before vs after.
+    n_q, seeds_q = (8, [0]) if ctx.quick else (20, [0, 1])
+    quality = {}
+    for label, key in (("before", "ours before (sampling, 2000 points, GP fit 2 restarts)"),
+                       ("after", ours_key)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bests = [_best_after(ctx, variants[key], s, n_q) for s in seeds_q]
+        quality[label] = {"best_per_seed": [round(b, 4) for b in bests],
+                          "mean_best": round(statistics.fmean(bests), 4)}
+        say(f"  quality {label}: best fake accuracy after {n_q} trials, seeds {seeds_q}: "
+            f"{quality[label]['best_per_seed']}")
+    b = ctx.config.strategy.bayes
+    detail = {
+        "compares": f"proposal of trial {N_FILLED + 1} (study.ask + suggest, SQLite, "
+                    f"{N_FILLED} COMPLETE trials of a fake objective) / median default trial",
+        "repeats": repeats, "median_trial_s": round(trial_s, 4), "trial_s_from": ctx.trial_s_note,
+        "ours": {"acq_func": b.acq_func, "acq_optimizer": b.acq_optimizer,
+                 "n_points": b.n_points, "n_restarts_optimizer": b.n_restarts_optimizer,
+                 "gp_n_restarts_optimizer": b.gp_n_restarts_optimizer},
+        "variants": rows_detail,
+        "quality": {"objective": "bench.search.fake_accuracy (smooth, max 0.97)",
+                    "n_trials": n_q, "seeds": seeds_q, **quality},
+    }
+    out = [row("propose_overhead_bayes_64", ours_s / trial_s, "ratio to trial time",
+               GOAL_PROPOSE, "lower", detail)]
+    skopt = next(k for k in variants if k.startswith("skopt defaults"))
+    out.append(row("propose_overhead_bayes_64_skopt_defaults",
+                   statistics.median(times[skopt]) / trial_s, "ratio to trial time",
+                   GOAL_PROPOSE, "lower",
+                   {"compares": "as propose_overhead_bayes_64, with skopt's defaults (before)",
+                    "settings": SKOPT_DEFAULTS, "repeats": repeats}))
+    return out
+
+
+# ---------------------------------------------------------------- storage
+
+#: The user attrs a trial carries (objective.py), with typical values.
+ATTRS = {"propose_s": 0.01, "n_params": 23_000, "flops_per_sample": 111_402,
+         "energy_j": 12.5, "energy_method": "estimate-cpu-tdp",
+         "energy_by_device_j": {"cpu0": 12.5}, "duration_s": 2.1, "avg_power_w": 6.0,
+         "epochs_run": 20, "diverged": False, "train_loss": 0.05}
+
+
+def _record_trial(study: optuna.Study, space, batched: bool) -> None:
+    trial = study.ask()
+    suggest_params(trial, space)
+    if batched:  # what the objective does now
+        set_user_attrs(trial, ATTRS)
+    else:
+        for k, v in ATTRS.items():
+            trial.set_user_attr(k, v)
+    study.tell(trial, 0.95)
+
+
+def _store(ctx: Context, tag: str, before: bool, n_prefill: int) -> optuna.Study:
+    url = f"sqlite:///{ctx.workdir / f'storage-{tag}.db'}" if tag != "journal" else \
+        f"journal:///{ctx.workdir / 'storage-journal.log'}"
+    # before: Optuna's RDBStorage as it comes (rollback journal, fsync per commit);
+    # after: open_storage (WAL, synchronous=NORMAL).
+    storage = optuna.storages.RDBStorage(url) if before else open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="storage", direction="maximize",
+                                sampler=ResumableRandomSampler(seed=0))
+    for _ in range(n_prefill):
+        _record_trial(study, ctx.config.search_space, batched=not before)
+    return study
+
+
+def bench_storage(ctx: Context) -> list[dict]:
+    trial_s = ctx.reference_trial_s()
+    space = ctx.config.search_space
+    n_prefill = 2 if ctx.quick else 60
+    before = _store(ctx, "before", True, n_prefill)
+    after = _store(ctx, "after", False, n_prefill)
+    journal = _store(ctx, "journal", False, n_prefill)
+    repeats = ctx.n(full=20, quick=5)
+    say(f"storage_overhead: record one trial in SQLite (ask + {len(space)} params + "
+        f"{len(ATTRS)} user attrs + tell) after {n_prefill} trials; before (Optuna's SQLite "
+        f"defaults, attrs one commit each) vs after (WAL + synchronous=NORMAL, attrs in one "
+        f"commit), interleaved, {repeats} repeats, vs median trial {trial_s:.3f} s")
+    ts = interleave({"before": lambda: _timed_record(before, space, False),
+                     "after": lambda: _timed_record(after, space, True),
+                     "journal": lambda: _timed_record(journal, space, True)}, repeats)
+    med = {k: statistics.median(v) for k, v in ts.items()}
+    for k, m in med.items():
+        say(f"  {k:7s} record {m * 1000:7.1f} ms  ratio {m / trial_s:.4f}")
+    detail = {"compares": "ask + suggest params (random sampler) + user attrs + tell, SQLite "
+                          "file store / median default trial",
+              "repeats": repeats, "n_trials_before": n_prefill,
+              "record_ms": {k: round(m * 1000, 2) for k, m in med.items()},
+              "ratio_before": round(med["before"] / trial_s, 4),
+              "before": "Optuna RDBStorage defaults (rollback journal: an fsync per commit), "
+                        f"trial.set_user_attr x {len(ATTRS)} (one commit each)",
+              "after": "tuning_energy.storage.open_storage (WAL, synchronous=NORMAL) + "
+                       "set_user_attrs (one commit for all attrs), as the objective now does",
+              "journal": "for comparison: journal:/// file store (not the default), attrs "
+                         "one call each",
+              "ratio_journal": round(med["journal"] / trial_s, 4),
+              "median_trial_s": round(trial_s, 4), "trial_s_from": ctx.trial_s_note}
+    return [row("storage_overhead", med["after"] / trial_s, "ratio to trial time",
+                GOAL_STORAGE, "lower", detail)]
+
+
+def _timed_record(study, space, batched: bool) -> float:
+    t = time.perf_counter()
+    _record_trial(study, space, batched)
+    return time.perf_counter() - t
