@@ -134,7 +134,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
               "to resume")
         return 130
-    print(f"\nfigures and report: tuning-energy figures --storage {args.storage}")
+    from .compare import write_compare
+
+    paths = write_compare(args.storage, config, args.out, target=args.target,
+                          studies=[s.study_name for s in summaries])
+    print(f"\n{paths[1].read_text()}")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    print(f"all figures and report: tuning-energy figures --storage {args.storage}")
     return 0
 
 
@@ -200,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated (default all: {','.join(STRATEGIES)})")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default="figures",
+                   help="where compare.md, compare.json, compare.png go (default figures)")
+    p.add_argument("--target", type=float, default=None,
+                   help="target accuracy (default: 0.99 x the best accuracy of the comparison)")
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
 

@@ -8,9 +8,17 @@ pays one-off costs that would otherwise be charged to whichever trial happens to
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from . import analysis as an
 from .config import StudyConfig
 from .errors import ConfigError
 from .runner import StudySummary, run_study
@@ -35,3 +43,196 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
             if summary.interrupted:
                 return summaries
     return summaries
+
+
+# ---------------------------------------------------------------- compare.md / compare.json
+
+REFERENCES = ("bayes", "random", "grid")
+RATIO_SEED = 20_230_323
+
+
+def with_search_energy(trials: pd.DataFrame) -> pd.DataFrame:
+    """energy_j := the trial's training energy + the energy its strategy spent proposing it.
+
+    That is what the search cost: a GP that takes seconds to propose a one-second trial
+    spends energy too. `training_energy_j` keeps the trial's own figure.
+    """
+    df = trials.copy()
+    df["training_energy_j"] = df["energy_j"]
+    if "propose_energy_j" in df.columns:
+        df["energy_j"] = df["energy_j"] + df["propose_energy_j"].fillna(0.0)
+    return df
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
+             level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
+    """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
+
+    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(np.median(x) / np.median(y))
+        bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
+        by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
+        r = bx / by
+    r = r[~np.isnan(r)]
+    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
+    return point, float(lo), float(hi)
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None = None,
+                    target_fraction: float = 0.99) -> tuple[dict[str, Any], Any]:
+    """compare.json's content, and the analysed comparison (for the markdown and figure)."""
+    from .report import analyse
+
+    df = with_search_energy(trials)
+    c = analyse(an.tidy(df), config_name, target, target_fraction)
+    methods = an.energy_methods(df)
+    per_study = df.groupby("study")["trial"].count()
+    result: dict[str, Any] = {
+        "config": config_name,
+        "seeds": sorted(int(s) for s in df["seed"].dropna().unique()),
+        "trials_per_study": int(per_study.max()) if len(per_study) else 0,
+        "target": c.target,
+        "target_rule": c.target_rule,
+        "energy_method": "+".join(methods) if methods else None,
+        "energy_counted": "training energy of every trial (complete, pruned and failed) "
+                          "+ the strategy's own energy proposing it",
+        "strategies": {},
+    }
+    for row in c.summary.itertuples():
+        enough = row.reached_share > 0.5
+        result["strategies"][row.strategy] = {
+            "eta_median_j": _finite(row.median_energy_to_target_j) if enough else None,
+            "eta_ci95_j": [_finite(row.ci_low_j), _finite(row.ci_high_j)],
+            "reached_share": float(row.reached_share),
+            "total_energy_median_j": float(row.median_total_energy_j),
+            "best_accuracy_median": float(row.median_best_accuracy),
+        }
+    return result, c
+
+
+def ratios(c, best: str) -> list[dict[str, Any]]:
+    """Energy-to-target of `best` over each reference strategy, with bootstrap CIs."""
+    energy = an.censored_energy(c.ett)
+    rows = []
+    for ref in REFERENCES:
+        if ref == best or ref not in set(c.ett["strategy"]):
+            continue
+        a = energy[c.ett["strategy"] == best]
+        b = energy[c.ett["strategy"] == ref]
+        point, lo, hi = ratio_ci(a, b)
+        rows.append({"vs": ref, "ratio": point, "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def render_compare_md(result: dict[str, Any], c) -> str:
+    from .report import md_table
+
+    s = c.summary.copy()
+    reached = s[s["reached_share"] > 0.5]
+    lines = [
+        f"# Which strategy reaches the target for the fewest joules? ({result['config']})",
+        "",
+        f"Seeds {result['seeds']}, {result['trials_per_study']} trials per study, the same "
+        f"objective for every strategy. Target accuracy {result['target']:.4f} "
+        f"({result['target_rule']}). Energy counted: {result['energy_counted']}; method "
+        f"`{result['energy_method']}`"
+        + (" (an **estimate** from CPU time x TDP per core, not a measurement)"
+           if str(result["energy_method"]).startswith("estimate") else "") + ".",
+        "",
+        "Energy to target (ETA) = cumulative energy up to and including the first trial that "
+        "reaches the target. Median over seeds with a percentile-bootstrap 95% CI; a seed "
+        "that never reaches the target counts as infinitely expensive, so a median exists "
+        "only when more than half of the seeds reached it.",
+        "",
+        md_table(s.sort_values("median_energy_to_target_j"), {
+            "strategy": "strategy", "reached_share": "reached", "median_energy_to_target_j":
+            "ETA median J", "ci_low_j": "CI low J", "ci_high_j": "CI high J",
+            "median_trials_to_target": "trials to target", "median_total_energy_j":
+            "total J (median)", "median_best_accuracy": "best acc (median)"}),
+        "",
+    ]
+    if reached.empty:
+        lines += ["No strategy reached the target in more than half of its seeds.", ""]
+        return "\n".join(lines)
+    best = reached.sort_values("median_energy_to_target_j").iloc[0]
+    lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
+              f"{best['median_energy_to_target_j']:,.1f} J "
+              f"(95% CI {best['ci_low_j']:,.1f}-{best['ci_high_j']:,.1f} J).", ""]
+    rows = ratios(c, best["strategy"])
+    if rows:
+        lines += ["| vs | ETA ratio (median) | 95% CI |", "| --- | --- | --- |"]
+        for r in rows:
+            lines.append(f"| {r['vs']} | {r['ratio']:.2f} | {r['ci_low']:.2f}-{r['ci_high']:.2f} |")
+        lines.append("")
+        vs_bayes = next((r for r in rows if r["vs"] == "bayes"), None)
+        if vs_bayes is not None:
+            goal = vs_bayes["ratio"] <= 1 / 3
+            lines += [
+                f"Goal (at most one third of the energy of `bayes`): "
+                f"{'met' if goal else 'not met'} - {best['strategy']} needs "
+                f"{vs_bayes['ratio']:.2f}x the energy of bayes to reach the target "
+                f"(CI {vs_bayes['ci_low']:.2f}-{vs_bayes['ci_high']:.2f}).", ""]
+    tests = c.tests
+    if len(tests):
+        kw = tests[tests["test"].str.startswith("Kruskal")]
+        if len(kw) and math.isfinite(kw.iloc[0]["p_value"]):
+            k = kw.iloc[0]
+            lines += [f"Kruskal-Wallis across strategies: H = {k['statistic']:.2f}, "
+                      f"p = {k['p_value']:.3g}. Pairwise Mann-Whitney U (Holm-corrected) and "
+                      f"Vargha-Delaney A12 are in report.md.", ""]
+    return "\n".join(lines)
+
+
+def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "figures",
+                  target: float | None = None, target_fraction: float = 0.99,
+                  studies: Sequence[str] | None = None) -> list[Path]:
+    """compare.md, compare.json and compare.png/pdf from the store (no training).
+
+    Named `compare.*` for the default config and `compare-{name}.*` for others, so that
+    `make paper` does not overwrite the default comparison. `studies`: the studies to
+    compare (default: every study of this config in the store).
+    """
+    import matplotlib.pyplot as plt
+
+    from . import figures as fg
+
+    names = list(studies) if studies is not None else _study_names(storage_url, config)
+    trials = an.trials_table(storage_url, names)
+    if trials.empty:
+        raise ConfigError(f"no finished trials of {config.name!r} in {storage_url}; "
+                          f"run `make compare CONFIG=...` first")
+    result, c = compare_summary(trials, config.name, target, target_fraction)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "compare" if config.name == "default" else f"compare-{config.name}"
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    paths[1].write_text(render_compare_md(result, c))
+    fig = fg.fig_best_so_far(with_search_energy(trials), c.target,
+                             title=f"{config.name}: best accuracy vs energy spent (training + "
+                                   f"proposing), all strategies")
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{stem}.{ext}", dpi=130 if ext == "png" else None,
+                    metadata={"CreationDate": None} if ext == "pdf" else None)
+        paths.append(out / f"{stem}.{ext}")
+    plt.close(fig)
+    return paths
+
+
+def _study_names(storage_url: str, config: StudyConfig) -> list[str]:
+    import optuna
+
+    from .storage import open_storage
+
+    storage = open_storage(storage_url, create=False)
+    prefix = f"{config.name}-"
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, False)
+            if s.study_name.startswith(prefix)
+            and s.user_attrs.get("config", {}).get("name") == config.name]

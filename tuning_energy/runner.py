@@ -78,12 +78,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(n: int) -> None:
-    """Torch threads, set explicitly: results with convolutions differ between 1 and 2."""
+    """Torch and BLAS threads, set explicitly.
+
+    Results with convolutions differ between 1 and 2 torch threads. The strategies' GPs run
+    on NumPy/SciPy's BLAS (OpenBLAS), which by default starts a thread per core: on a busy
+    2-core machine its threads contend and a 63-point GP fit took 3x longer (and its
+    spinning CPU time is charged as the search's energy). threadpoolctl (a scikit-learn
+    dependency) caps every BLAS/OpenMP pool in the process to the same count.
+    """
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(n)
     try:
         torch.set_num_interop_threads(n)
     except RuntimeError:
         pass  # can only be set once per process, before parallel work; intra-op is what counts
+    threadpool_limits(limits=n, user_api="blas")
 
 
 @dataclass
