@@ -126,12 +126,47 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    _upsert_user_attrs(backend, trial._trial_id, attrs)
     # What trial.set_user_attr does after writing: keep the trial's own view current.
     trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _upsert_user_attrs(backend: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """One INSERT ... ON CONFLICT DO UPDATE for all attrs (SQLite and PostgreSQL).
+
+    Optuna's own path runs three ORM queries per attr (find the trial, find the attr,
+    insert or update); a dozen attrs took ~60 ms here, 3% of a default trial. This writes
+    Optuna's `trial_user_attributes` table directly, as `set_trial_user_attr` would
+    (JSON-encoded values, unique (trial_id, key)), after the same finished-trial check.
+    Other SQL dialects take Optuna's path.
+    """
+    import json
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import select
+
+    dialect = backend.engine.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value)
+        return
+    table = models.TrialUserAttributeModel.__table__
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+            for k, v in attrs.items()]
+    stmt = insert(table).values(rows)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
+                                      set_={"value_json": stmt.excluded.value_json})
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        state = session.execute(select(models.TrialModel.state).where(
+            models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
+        if state is None:
+            raise KeyError(f"no trial with id {trial_id}")
+        backend.check_trial_is_updatable(trial_id, state)
+        session.execute(stmt)

@@ -1,0 +1,33 @@
+"""Batched trial attrs on the real stores users use (SQLite file, journal file)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tuning_energy.errors import StorageError
+from tuning_energy.storage import open_storage, set_user_attrs, storage_kind
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "journal"])
+def test_set_user_attrs_writes_overwrites_and_refuses_finished_trials(tmp_path, scheme):
+    url = f"{scheme}:///{tmp_path / 'store'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="s")
+    trial = study.ask()
+    set_user_attrs(trial, {"energy_j": 1.5, "energy_by_device_j": {"cpu0": 1.5},
+                           "train_loss": None, "energy_method": "estimate-cpu-tdp"})
+    set_user_attrs(trial, {"energy_j": 2.5})  # a second write replaces, not duplicates
+    assert trial.user_attrs["energy_j"] == 2.5
+    study.tell(trial, 0.9)
+    stored = optuna.load_study(study_name="s", storage=open_storage(url)).trials[0].user_attrs
+    assert stored == {"energy_j": 2.5, "energy_by_device_j": {"cpu0": 1.5},
+                      "train_loss": None, "energy_method": "estimate-cpu-tdp"}
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {"late": 1})
+
+
+def test_bad_storage_urls_name_the_allowed_forms():
+    with pytest.raises(StorageError, match="allowed forms are sqlite:///PATH"):
+        storage_kind("studies/energy.db")
+    with pytest.raises(StorageError, match="three slashes"):
+        open_storage("journal://x")
