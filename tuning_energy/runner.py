@@ -84,7 +84,7 @@ def set_threads(n: int) -> None:
     on NumPy/SciPy's BLAS (OpenBLAS), which by default starts a thread per core: on a busy
     2-core machine its threads contend and a 63-point GP fit took 3x longer (and its
     spinning CPU time is charged as the search's energy). threadpoolctl (a scikit-learn
-    dependency) caps every BLAS/OpenMP pool in the process to the same count.
+    dependency) caps every BLAS and OpenMP pool in the process to the same count.
     """
     from threadpoolctl import threadpool_limits
 
@@ -93,7 +93,11 @@ def set_threads(n: int) -> None:
         torch.set_num_interop_threads(n)
     except RuntimeError:
         pass  # can only be set once per process, before parallel work; intra-op is what counts
-    threadpool_limits(limits=n, user_api="blas")
+    # threadpoolctl limits the libraries loaded so far: load the GP stack's BLAS first.
+    import scipy.linalg  # noqa: F401
+    import sklearn.gaussian_process  # noqa: F401
+
+    threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
 @dataclass
