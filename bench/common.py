@@ -7,7 +7,6 @@ figure is a ratio whose two sides are timed in the same run, interleaved A B A B
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -72,27 +71,16 @@ def meets(r: dict[str, Any]) -> bool | None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
+    """The study's own hardware record, plus what a benchmark reader needs (load, threads)."""
+    from tuning_energy.runner import hardware_info
+
     try:
         load = os.getloadavg()
     except OSError:  # pragma: no cover
         load = None
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable,
+    return {**hardware_info(),
             "load_avg_1_5_15": [round(x, 2) for x in load] if load else None,
-            "torch": torch.__version__, "torch_threads_default": torch.get_num_threads(),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "torch": torch.__version__, "torch_threads_default": torch.get_num_threads()}
 
 
 @dataclass

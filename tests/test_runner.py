@@ -87,18 +87,24 @@ def test_a_different_config_under_the_same_name_is_refused(tiny_config, storage_
         run_study(other, "random", 0, storage_url, progress=False)
 
 
-def test_ctrl_c_marks_the_trial_fail_and_resume_completes_the_budget(
-        tiny_config, storage_url, monkeypatch):
-    real_fit = runner_mod.Objective.run
+def raise_on_call(monkeypatch, n: int, exc: BaseException):
+    """Make the objective's n-th training (1-based) raise `exc`; the others run for real."""
+    real_run = runner_mod.Objective.run
     calls = {"n": 0}
 
-    def interrupted_on_second(self, trial, params):
+    def run(self, trial, params):
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_fit(self, trial, params)
+        if calls["n"] == n:
+            raise exc
+        return real_run(self, trial, params)
 
-    monkeypatch.setattr(runner_mod.Objective, "run", interrupted_on_second)
+    monkeypatch.setattr(runner_mod.Objective, "run", run)
+    return real_run
+
+
+def test_ctrl_c_marks_the_trial_fail_and_resume_completes_the_budget(
+        tiny_config, storage_url, monkeypatch):
+    real_fit = raise_on_call(monkeypatch, 2, KeyboardInterrupt())
     summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
     assert summary.interrupted and summary.n_finished == 1
     states = [t.state for t in load(storage_url).trials]
@@ -113,16 +119,7 @@ def test_ctrl_c_marks_the_trial_fail_and_resume_completes_the_budget(
 
 def test_a_crashing_trial_is_fail_with_its_error_and_the_study_goes_on(
         tiny_config, storage_url, monkeypatch):
-    real_run = runner_mod.Objective.run
-    calls = {"n": 0}
-
-    def crash_once(self, trial, params):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("out of memory (simulated)")
-        return real_run(self, trial, params)
-
-    monkeypatch.setattr(runner_mod.Objective, "run", crash_once)
+    raise_on_call(monkeypatch, 1, RuntimeError("out of memory (simulated)"))
     summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
     assert summary.n_finished == 3 and summary.n_failed == 1
     failed = load(storage_url).trials[0]
