@@ -53,8 +53,13 @@ def store_exists(url: str) -> bool:
 
 
 def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> BaseStorage:
-    """An Optuna storage for `url`. With create=False a missing local store is an error."""
+                 grace_period: int | None = None,
+                 stale_trial_callback=None) -> BaseStorage:
+    """An Optuna storage for `url`. With create=False a missing local store is an error.
+
+    heartbeat_interval / grace_period / stale_trial_callback: RDB storages only (see
+    workers.py); the callback runs for each trial failed for a stale heartbeat.
+    """
     kind = storage_kind(url)
     if not create and not store_exists(url):
         raise StorageError(
@@ -76,9 +81,18 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
+        if stale_trial_callback is not None:  # the keyword was renamed in Optuna 4.9
+            import inspect
+
+            params = inspect.signature(optuna.storages.RDBStorage).parameters
+            name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in \
+                params else "failed_trial_callback"
+            callback_kwargs = {name: stale_trial_callback}
+        else:
+            callback_kwargs = {}
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
+            grace_period=grace_period, **callback_kwargs,
         )
         if kind == "sqlite":
             _fast_sqlite(storage)
