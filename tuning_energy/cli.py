@@ -20,7 +20,6 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .errors import ConfigError
-    from .runner import run_study
     from .strategies import check_strategy
 
     check_strategy(args.strategy)

@@ -52,6 +52,21 @@ def store_exists(url: str) -> bool:
     return True  # a server: ask it
 
 
+def postgres_driver_url(url: str) -> str:
+    """`postgresql://` with a driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg (3); the `postgres` extra installs
+    psycopg2-binary. An explicit `postgresql+DRIVER://` is left alone.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
                  grace_period: int | None = None,
                  stale_trial_callback=None) -> BaseStorage:
@@ -74,6 +89,8 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         engine_kwargs = {}
+        if kind == "postgresql":
+            url = postgres_driver_url(url)
         if kind == "sqlite":
             path = sqlite_path(url)
             if path is not None:

@@ -36,6 +36,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -167,11 +168,26 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+_in_retry = threading.local()
+
+
 def retrying(fn: Callable, what: str, limit_s: float, out=None) -> Callable:
-    """`fn`, retried with back-off (0.5 s doubling to 8 s) on a lost database connection."""
+    """`fn`, retried with back-off (0.5 s doubling to 8 s) on a lost database connection.
+
+    Calls made inside a retried call are not retried again (the outer call does it).
+    """
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
+        if getattr(_in_retry, "active", False):
+            return fn(*args, **kwargs)
+        _in_retry.active = True
+        try:
+            return _call(*args, **kwargs)
+        finally:
+            _in_retry.active = False
+
+    def _call(*args, **kwargs):
         t0 = time.monotonic()
         delay, attempt = 0.5, 0
         while True:
@@ -182,7 +198,7 @@ def retrying(fn: Callable, what: str, limit_s: float, out=None) -> Callable:
                     raise
                 attempt += 1
                 waited = time.monotonic() - t0
-                if waited + delay > limit_s:
+                if waited >= limit_s:
                     root = exc
                     while root.__cause__ is not None:
                         root = root.__cause__
@@ -193,8 +209,8 @@ def retrying(fn: Callable, what: str, limit_s: float, out=None) -> Callable:
                         f"its trial in flight is failed and re-run by the other workers."
                     ) from exc
                 print(f"[worker {os.getpid()}] database connection lost ({type(exc).__name__});"
-                      f" retry {attempt} in {delay:g} s", file=out or sys.stderr)
-                time.sleep(delay)
+                      f" retry {attempt} in {min(delay, limit_s - waited):.1f} s", file=out or sys.stderr)
+                time.sleep(min(delay, limit_s - waited))
                 delay = min(delay * 2, 8.0)
 
     return call
@@ -203,7 +219,9 @@ def retrying(fn: Callable, what: str, limit_s: float, out=None) -> Callable:
 def _wrap_storage(storage: BaseStorage, what: str, limit_s: float) -> BaseStorage:
     names = [n for n in dir(BaseStorage) if not n.startswith("__") and
              callable(getattr(BaseStorage, n, None))]
-    names += ["record_heartbeat", "_get_stale_trial_ids"]
+    # What Optuna's _CachedStorage calls on an RDBStorage besides the public methods:
+    names += ["record_heartbeat", "_get_stale_trial_ids", "_create_new_trial",
+              "_get_best_trial_id", "_get_trials", "_set_trial_param"]
     for name in names:
         fn = getattr(storage, name, None)
         if callable(fn):
@@ -239,11 +257,17 @@ class WorkerContext:
         self.kind = storage_kind(self.storage_url)
         self.torch_threads = self.options.torch_threads or \
             threads_per_worker(self.options.n_workers)
-        self.identity = worker_identity(self.index, self.options.n_workers, self.torch_threads,
-                                        self.gpu)
         self._retry = retry_callback(self.options.max_retry)
         self._storage: BaseStorage | None = None
         self.n_reaped = 0
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Who runs the trial, computed in the worker process itself (not where built)."""
+        if getattr(self, "_identity", {}).get("pid") != os.getpid():
+            self._identity = worker_identity(self.index, self.options.n_workers,
+                                             self.torch_threads, self.gpu)
+        return self._identity
 
     # -- storage
     def storage(self) -> BaseStorage:
