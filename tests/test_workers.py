@@ -120,7 +120,7 @@ def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_tri
     pool.start()
     pids = [p.pid for p in pool.processes]
     killed = _kill_mid_trial(storage_url, f"{name}-{strategy}-s0", pids)
-    summary = pool.wait()
+    summary = pool.wait(timeout_s=120)
     return pool.study, killed, summary
 
 

@@ -366,6 +366,8 @@ class WorkerContext:
         """A trial for this worker with its parameters suggested, and the seconds that took;
         None when there is nothing to take now (the budget is finished or running elsewhere).
         """
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
         with self.claim_lock(study):
             self.reap(study)
             states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -378,6 +380,10 @@ class WorkerContext:
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
                 study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.identity)
+                if is_heartbeat_enabled(study._storage):
+                    # A first beat now: Optuna never declares a trial without one stale, so a
+                    # worker killed before its heartbeat thread ran would block the budget.
+                    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
                 suggest(trial)
                 return trial, time.perf_counter() - t0
         if finished < n_budget:
@@ -531,13 +537,24 @@ class WorkerPool:
               + (f"; GPUs {', '.join(g for g in gpus if g)}" if any(gpus) else "") + ")",
               file=self.out)
 
-    def wait(self):
-        """Wait for every worker; store the energy ledger; the study's summary."""
+    def wait(self, timeout_s: float | None = None):
+        """Wait for every worker; store the energy ledger; the study's summary.
+
+        timeout_s: stop (SIGTERM) workers still running after this long, then raise.
+        """
         from .runner import _summary
 
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             for p in self.processes:
+                p.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            late = [p for p in self.processes if p.is_alive()]
+            for p in late:
+                p.terminate()
                 p.join()
+            if late:
+                raise TuningEnergyError(
+                    f"{len(late)} worker(s) still running after {timeout_s:g} s; stopped")
         except KeyboardInterrupt:
             for p in self.processes:
                 p.join()
