@@ -12,10 +12,13 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${TUNING_ENERGY_PG_DIR:-$REPO/.cache/postgres}"
+# Where an earlier `start` put it when the repo was out of the postgres user's reach.
+POINTER="$REPO/.cache/postgres.dir"
+if [[ -z "${TUNING_ENERGY_PG_DIR:-}" && -s "$POINTER" ]]; then DIR="$(cat "$POINTER")"; fi
 PORT="${TUNING_ENERGY_PG_PORT:-54329}"
 DB="${TUNING_ENERGY_PG_DB:-tuning_energy}"
-DATA="$DIR/data"
-LOG="$DIR/server.log"
+set_paths() { DATA="$DIR/data"; LOG="$DIR/server.log"; }
+set_paths
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
 
@@ -40,7 +43,7 @@ install_server() {
 }
 
 as_owner() {  # run a command as the server's owner
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 password() { cat "$DIR/password"; }
@@ -54,7 +57,15 @@ init() {
   if [[ $(id -u) -eq 0 ]]; then
     id postgres >/dev/null 2>&1 || die "no 'postgres' user; install the postgresql package"
     chown postgres "$DIR"
-    as_owner test -w "$DIR" || die "$DIR is not reachable by the postgres user (a parent directory is private); set TUNING_ENERGY_PG_DIR to a directory it can reach"
+    if ! as_owner test -w "$DIR"; then
+      # A parent directory is private (e.g. a clone under /root): use one outside it.
+      [[ -z "${TUNING_ENERGY_PG_DIR:-}" ]] || die "$DIR is not reachable by the postgres user; set TUNING_ENERGY_PG_DIR to a directory it can reach"
+      DIR="/var/tmp/tuning-energy-postgres-$(echo "$REPO" | cksum | cut -d' ' -f1)"
+      echo "postgres.sh: $REPO is out of the postgres user's reach; data in $DIR" >&2
+      mkdir -p "$DIR" "$REPO/.cache" && chown postgres "$DIR" && chmod 700 "$DIR"
+      echo "$DIR" > "$POINTER"
+      set_paths
+    fi
   fi
   if [[ ! -s "$DIR/password" ]]; then
     (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/password")
