@@ -34,11 +34,16 @@ def cmd_study(args: argparse.Namespace) -> int:
             pruning=dataclasses.replace(config.pruning, pruner=args.pruner))
     summary = _run(config, args)
     print("\n".join(summary.lines()))
+    failed_workers = [c for c in summary.extra.get("exit_codes", []) if c != 0]
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
               f"{args.strategy} --seed {args.seed} --storage {args.storage}")
         return 130
+    if failed_workers and not summary.interrupted:
+        print(f"\n{len(failed_workers)} worker(s) exited with an error (see above); rerun the "
+              f"same command to finish the budget", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -545,6 +545,7 @@ class WorkerPool:
         from .runner import _summary
 
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        interrupted = False
         try:
             for p in self.processes:
                 p.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -555,15 +556,21 @@ class WorkerPool:
             if late:
                 raise TuningEnergyError(
                     f"{len(late)} worker(s) still running after {timeout_s:g} s; stopped")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the workers got the SIGINT too: each fails its trial
+            interrupted = True
             for p in self.processes:
                 p.join()
-            raise
         finally:
             self._store_ledger()
         codes = [p.exitcode for p in self.processes]
-        summary = _summary(self.study, redact(self.storage_url), self._budget(), 0,
-                           self._t0, "budget reached", _MethodOnly(self.study))
+        pids = {p.pid for p in self.processes}
+        ran = sum((t.system_attrs.get(WORKER_ATTR) or {}).get("pid") in pids
+                  for t in self.study.get_trials(deepcopy=False))
+        reason = "interrupted" if interrupted else "budget reached" if all(
+            c == 0 for c in codes) else f"worker exit codes {codes}"
+        summary = _summary(self.study, redact(self.storage_url), self._budget(), ran,
+                           self._t0, reason, _MethodOnly(self.study))
+        summary.interrupted = interrupted
         summary.extra["exit_codes"] = codes
         return summary
 
