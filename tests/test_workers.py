@@ -56,7 +56,7 @@ class ClockPackageMeter(Meter):
         return {"cpu0": POWER_W * time.time()}
 
 
-def clock_meters(config) -> MeterChoice:  # a MeterFactory; spawned workers import it
+def clock_meters(config, use_gpus=None) -> MeterChoice:  # a MeterFactory; spawned workers import it
     return MeterChoice(ClockPackageMeter(), "fake")
 
 
@@ -152,7 +152,9 @@ def _check_energy(study: optuna.Study) -> None:
     ledger = ledgers[0]
     method = shared_method("fake-package")
     assert study.user_attrs["energy_method"] == method == ledger["method"]
-    measured = [t.user_attrs["energy_j"] for t in trials if t.user_attrs.get("energy_j")]
+    # Every window a worker closed: proposing (propose_energy_j) and training (energy_j).
+    measured = [t.user_attrs[k] for t in trials for k in ("energy_j", "propose_energy_j")
+                if t.user_attrs.get(k) is not None]
     assert all(t.user_attrs["energy_method"] == method for t in trials
                if t.state == TrialState.COMPLETE)
     # The meter saw POWER_W for as long as the ledger ran ...
@@ -333,6 +335,7 @@ def test_ledger_splits_package_energy_by_cpu_time_and_keeps_the_rest():
     # A worker killed in its window: its share stays unattributed, the sum still holds.
     wa = a.begin()
     meter.j += 8.0
+    assert a.peek(wa).by_device_j["cpu0"] == pytest.approx(8.0)  # alone: all of it so far
     del cpu[1]
     totals = ledger.totals()
     assert totals["in_trials_j"] + totals["unattributed_j"] == pytest.approx(59.0)

@@ -59,7 +59,7 @@ WORKER_ATTR = "te_worker"  # trial system attr: which worker ran it
 MULTI_WORKER_KINDS = ("journal", "postgresql")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-MeterFactory = Callable[[MeterConfig], MeterChoice]
+MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=...) like build_meter
 
 
 @dataclass(frozen=True)
@@ -287,8 +287,8 @@ class WorkerContext:
         return self._storage
 
     # -- meter
-    def meter_choice(self, config: MeterConfig) -> MeterChoice:
-        choice = self.meter_factory(config)
+    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None) -> MeterChoice:
+        choice = self.meter_factory(config, use_gpus=use_gpus)
         if self.ledger_address is None or not needs_attribution(choice.meter):
             return choice
         ledger = connect_ledger(self.ledger_address, self.ledger_authkey)
@@ -361,10 +361,13 @@ class WorkerContext:
                   f"re-queued (at most {self.options.max_retry} retry)", file=self.out)
         return reaped
 
-    def claim(self, study: optuna.Study, n_budget: int,
-              suggest: Callable[[optuna.Trial], Any]) -> tuple[optuna.Trial, float] | None:
-        """A trial for this worker with its parameters suggested, and the seconds that took;
+    def claim(self, study: optuna.Study, n_budget: int, begin: Callable[[], Any],
+              propose: Callable[[optuna.Trial, Any], Any]) -> tuple[optuna.Trial, Any] | None:
+        """A trial for this worker and its parameters, proposed under the workers' lock;
         None when there is nothing to take now (the budget is finished or running elsewhere).
+
+        begin() opens the meter window of the proposal, propose(trial, window) suggests the
+        parameters and ends it (Objective.propose), as in the single-process runner.
         """
         from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -375,7 +378,7 @@ class WorkerContext:
             running = states.count(TrialState.RUNNING)
             waiting = states.count(TrialState.WAITING)
             if finished < n_budget and (waiting or finished + running < n_budget):
-                t0 = time.perf_counter()
+                window = begin()
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
@@ -384,8 +387,7 @@ class WorkerContext:
                     # A first beat now: Optuna never declares a trial without one stale, so a
                     # worker killed before its heartbeat thread ran would block the budget.
                     study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-                suggest(trial)
-                return trial, time.perf_counter() - t0
+                return trial, propose(trial, window)
         if finished < n_budget:
             time.sleep(self.options.poll_s)
         return None
@@ -423,7 +425,7 @@ def _ledger() -> CpuTimeLedger | None:
 
 def _init_ledger(meter_factory: MeterFactory, config: MeterConfig) -> None:
     global _LEDGER
-    _LEDGER = CpuTimeLedger(meter_factory(config).meter)
+    _LEDGER = CpuTimeLedger(meter_factory(config, use_gpus=False).meter)
 
 
 _LedgerManager.register("ledger", callable=_ledger)
@@ -444,6 +446,7 @@ class _WorkerSpec:
     strategy: str
     seed: int
     context: WorkerContext
+    cross_check: str | None = None
 
 
 def _worker_main(spec: _WorkerSpec) -> None:
@@ -451,7 +454,7 @@ def _worker_main(spec: _WorkerSpec) -> None:
 
     try:
         run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
-                  progress=False, worker=spec.context)
+                  progress=False, cross_check=spec.cross_check, worker=spec.context)
     except TuningEnergyError as exc:
         print(f"tuning-energy worker {spec.context.index}: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -467,8 +470,10 @@ class WorkerPool:
     """
 
     def __init__(self, config: StudyConfig, strategy: str, seed: int, storage_url: str,
-                 options: WorkerOptions, meter_factory: MeterFactory = build_meter, out=None):
+                 options: WorkerOptions, meter_factory: MeterFactory = build_meter, out=None,
+                 cross_check: str | None = None):
         check_workers(storage_url, options.n_workers)
+        self.cross_check = cross_check
         self.config, self.strategy, self.seed = config, strategy, seed
         self.storage_url = storage_url
         threads = options.torch_threads or threads_per_worker(options.n_workers)
@@ -484,7 +489,7 @@ class WorkerPool:
         from .runner import open_study
 
         ctx = WorkerContext(self.storage_url, self.options, meter_factory=self.meter_factory)
-        choice = self.meter_factory(self.config.meter)
+        choice = self.meter_factory(self.config.meter, use_gpus=False)
         shared = needs_attribution(choice.meter)
         if shared and self.options.n_workers > 1:
             choice.meter.method = shared_method(choice.meter.method)  # as the trials record it
@@ -523,7 +528,7 @@ class WorkerPool:
                     os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # the child inherits it at spawn
                 p = spawn.Process(target=_worker_main, name=f"tuning-energy-worker-{i}",
                                   args=(_WorkerSpec(self.config, self.strategy, self.seed,
-                                                    context),))
+                                                    context, self.cross_check),))
                 p.start()
                 self.processes.append(p)
         finally:
@@ -605,7 +610,7 @@ class _MethodOnly:
 
 def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
                 options: WorkerOptions, meter_factory: MeterFactory = build_meter,
-                out=None, progress: bool = True):
+                out=None, progress: bool = True, cross_check: str | None = None):
     """Run the study with `options.n_workers` workers; one worker runs in this process."""
     check_workers(storage_url, options.n_workers)
     if options.n_workers == 1:
@@ -613,7 +618,8 @@ def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
         context = WorkerContext(storage_url, options, meter_factory=meter_factory, out=out)
         return run_study(config, strategy, seed, storage_url, progress=progress, out=out,
-                         worker=context)
-    pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out)
+                         cross_check=cross_check, worker=context)
+    pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out,
+                      cross_check)
     pool.start()
     return pool.wait()

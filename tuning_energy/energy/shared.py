@@ -77,6 +77,7 @@ class CpuTimeLedger:
         self.devices = sorted(self._last_j)
         self._t0 = time.perf_counter()
         self._open: dict[int, float] = {}  # pid -> its CPU seconds at the previous event
+        self._depth: dict[int, int] = {}  # pid -> open windows (they may nest)
         self._cum: dict[int, dict[str, float]] = {}  # pid -> cumulative attributed joules
         self._at_open: dict[int, dict[str, float]] = {}
         self.total_j = dict.fromkeys(self.devices, 0.0)
@@ -111,26 +112,35 @@ class CpuTimeLedger:
         return dict(self._cum.setdefault(pid, dict.fromkeys(self.devices, 0.0)))
 
     def open_window(self, pid: int) -> dict[str, float]:
-        """Start charging `pid`; returns its cumulative joules (the window's start)."""
+        """Charge `pid` from now on; returns its cumulative joules (the window's start)."""
         with self._lock:
             self._advance()
-            if pid in self._open:
-                raise RuntimeError(f"process {pid} already has an open window")
-            self._open[pid] = self.cpu_s(pid) or 0.0
-            self._at_open[pid] = self._cumulative(pid)
+            self._depth[pid] = self._depth.get(pid, 0) + 1
+            if self._depth[pid] == 1:
+                self._open[pid] = self.cpu_s(pid) or 0.0
+                self._at_open[pid] = self._cumulative(pid)
             return self._cumulative(pid)
 
     def close_window(self, pid: int) -> dict[str, float]:
-        """Stop charging `pid`; returns its cumulative joules (the window's end)."""
+        """Close one of `pid`'s windows; returns its cumulative joules (the window's end)."""
         with self._lock:
             self._advance()
-            self._open.pop(pid, None)
             end = self._cumulative(pid)
-            start = self._at_open.pop(pid, end)
-            for d in self.devices:
-                self.in_windows_j[d] += end[d] - start[d]
-            self.n_windows += 1
+            self._depth[pid] = self._depth.get(pid, 1) - 1
+            if self._depth[pid] <= 0:
+                self._depth.pop(pid, None)
+                self._open.pop(pid, None)
+                start = self._at_open.pop(pid, end)
+                for d in self.devices:
+                    self.in_windows_j[d] += end[d] - start[d]
+                self.n_windows += 1
             return end
+
+    def read(self, pid: int) -> dict[str, float]:
+        """`pid`'s cumulative joules now (a peek into an open window)."""
+        with self._lock:
+            self._advance()
+            return self._cumulative(pid)
 
     def totals(self) -> dict[str, Any]:
         """What the meter saw, what went into closed windows, and the rest (unattributed)."""
@@ -153,7 +163,7 @@ class CpuTimeLedger:
 class SharedCpuTimeMeter(Meter):
     """A worker's meter: package devices from the shared ledger, GPUs from its own meter.
 
-    `ledger` is a `CpuTimeLedger` or a proxy to one (same three methods).
+    `ledger` is a `CpuTimeLedger` or a proxy to one (open_window, close_window, read).
     """
 
     def __init__(self, inner: Meter, ledger: Any, pid: int | None = None):
@@ -171,8 +181,8 @@ class SharedCpuTimeMeter(Meter):
             shared = self.ledger.open_window(self.pid)
         elif self._mode == "close":
             shared = self.ledger.close_window(self.pid)
-        else:  # a read outside begin/end: no segment of ours is open
-            raise RuntimeError("SharedCpuTimeMeter is read through begin()/end() only")
+        else:  # peek() into an open window
+            shared = self.ledger.read(self.pid)
         return {**self._own(), **shared}
 
     def begin(self) -> Window:
