@@ -20,7 +20,11 @@ TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 PRUNER ?=
 PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 
-.PHONY: install study test lint show clean dashboard compare figures paper bench
+# WORKERS=N: N worker processes share the study (journal:/// or postgresql:// storage).
+WORKERS ?=
+WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
+
+.PHONY: install study test lint show clean dashboard compare figures paper bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -31,7 +35,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 study: install
 	$(BIN)/tuning-energy study --config $(CONFIG) --strategy $(STRATEGY) --seed $(SEED) \
-		--storage $(STORAGE) $(TRIALS_FLAG) $(PRUNER_FLAG)
+		--storage $(STORAGE) $(TRIALS_FLAG) $(PRUNER_FLAG) $(WORKERS_FLAG)
 
 show: install
 	$(BIN)/tuning-energy show --storage $(STORAGE)
@@ -76,6 +80,13 @@ paper: install
 	$(BIN)/tuning-energy compare --config studies/paper-rq2-digits.toml --seeds 3 \
 		--strategies grid --storage $(PAPER_STORAGE) --no-progress
 	$(BIN)/tuning-energy figures --storage $(PAPER_STORAGE) --out figures
+
+# A local PostgreSQL on 127.0.0.1:54329 (data in .cache/postgres); prints its URL.
+postgres:
+	@bash scripts/postgres.sh start
+
+postgres-stop:
+	@bash scripts/postgres.sh stop
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -20,7 +20,6 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .errors import ConfigError
-    from .runner import run_study
     from .strategies import check_strategy
 
     check_strategy(args.strategy)
@@ -33,15 +32,34 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.pruner is not None:
         config = config.with_overrides(
             pruning=dataclasses.replace(config.pruning, pruner=args.pruner))
-    summary = run_study(config, args.strategy, args.seed, args.storage,
-                        progress=not args.no_progress, cross_check=args.cross_check)
+    summary = _run(config, args)
     print("\n".join(summary.lines()))
+    failed_workers = [c for c in summary.extra.get("exit_codes", []) if c != 0]
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
               f"{args.strategy} --seed {args.seed} --storage {args.storage}")
         return 130
+    if failed_workers and not summary.interrupted:
+        print(f"\n{len(failed_workers)} worker(s) exited with an error (see above); rerun the "
+              f"same command to finish the budget", file=sys.stderr)
+        return 1
     return 0
+
+
+def _run(config, args: argparse.Namespace):
+    """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
+    from .runner import run_study
+    from .storage import storage_kind
+    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers, run_workers
+
+    check_workers(args.storage, args.workers)
+    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+        return run_study(config, args.strategy, args.seed, args.storage,
+                         progress=not args.no_progress, cross_check=args.cross_check)
+    return run_workers(config, args.strategy, args.seed, args.storage,
+                       WorkerOptions(n_workers=args.workers), progress=not args.no_progress,
+                       cross_check=args.cross_check)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -175,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-check", choices=["codecarbon"], default=None,
                    help="also record CodeCarbon's energy (offline) for each trial window "
                         "as crosscheck_energy_j (needs the `crosscheck` extra)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes sharing the study (default 1); > 1 needs a "
+                        "journal:/// or postgresql:// --storage")
     _add_storage(p)
     p.set_defaults(func=cmd_study)
 

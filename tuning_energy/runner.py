@@ -8,6 +8,7 @@ FAIL; a trial left RUNNING by a process killed hard is marked FAIL by the next r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -16,7 +17,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -36,6 +37,9 @@ from .predict import EnergyPredictor
 from .storage import open_storage, storage_kind
 from .strategies import check_strategy, grid_size, make_pruner, make_sampler, objectives
 from .train import warm_up
+
+if TYPE_CHECKING:
+    from .workers import WorkerContext
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 5
@@ -170,8 +174,8 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
-               meter_choice: MeterChoice) -> optuna.Study:
-    storage = open_storage(storage_url)
+               meter_choice: MeterChoice, storage=None) -> optuna.Study:
+    storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
     sampler = make_sampler(strategy, config, seed)
     metrics = objectives(strategy)
@@ -207,10 +211,14 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
               storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
-              out=None, cross_check: str | None = None) -> StudySummary:
+              out=None, cross_check: str | None = None,
+              worker: WorkerContext | None = None) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
 
     cross_check: None, or `codecarbon` to store CodeCarbon's energy beside ours per trial.
+    worker: one of several processes sharing the study (workers.py): it takes trials through
+    `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
+    a heartbeat while a trial runs, and uses its share of the cores and of the meter.
     """
     out = out or sys.stdout
     check_strategy(strategy)
@@ -222,18 +230,23 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                           f"(budget.max_trial_energy_j still caps each trial)")
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    set_threads(config.train.torch_threads)
+    set_threads(config.train.torch_threads if worker is None else worker.torch_threads)
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
-    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda")
+    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda") if worker is None \
+        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)
     except BaseException:
         meter.close()
         raise
-    study = open_study(config, strategy, seed, storage_url, meter_choice)
+    study = open_study(config, strategy, seed, storage_url, meter_choice,
+                       storage=None if worker is None else worker.storage())
+    if worker is not None:
+        for k, v in worker.describe().items():
+            study.set_user_attr(k, v)
     name = study.study_name
     n_budget = config.budget.n_trials
     if strategy == "grid":
@@ -242,7 +255,8 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
             print(f"grid has {size} points < budget {n_budget}: running the whole grid", file=out)
             n_budget = size
 
-    stale = fail_stale_running(study) if storage_kind(storage_url) == "sqlite" else 0
+    stale = fail_stale_running(study) if storage_kind(storage_url) == "sqlite" and \
+        worker is None else 0
     if stale:
         print(f"marked {stale} trial(s) left RUNNING by a killed run as FAIL", file=out)
 
@@ -305,12 +319,22 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            window = meter.begin()  # the strategy's own cost: ask + suggest
-            trial = study.ask()
+            if worker is None:
+                window = meter.begin()  # the strategy's own cost: ask + suggest
+                trial = study.ask()
+                params = None
+            else:  # ask + suggest under the workers' lock, inside the same kind of window
+                claimed = worker.claim(study, n_budget, meter.begin, objective.propose)
+                if claimed is None:  # the rest of the budget is finished or running elsewhere
+                    done = len(finished())
+                    continue
+                trial, params = claimed
             state, values = TrialState.COMPLETE, None
             try:
-                params = objective.propose(trial, window)
-                values = objective.values(objective.run(trial, params))
+                with worker.heartbeat(trial) if worker else contextlib.nullcontext():
+                    if params is None:
+                        params = objective.propose(trial, window)
+                    values = objective.values(objective.run(trial, params))
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
                 study.tell(trial, state=TrialState.FAIL)
@@ -334,10 +358,12 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
             finally:
                 ran += 1
                 energy_so_far += trial.user_attrs.get("energy_j") or 0.0
+                if worker is not None:  # other workers finish trials too
+                    done = len(finished())
             frozen = study.tell(trial, values, state=state)
             fails_in_row = 0
             if frozen.state in FINISHED:
-                done += 1
+                done += 1 if worker is None else len(finished()) - done
                 bar.update(1)
                 acc = _accuracy(frozen)
                 if acc is not None and (best is None or acc > best):

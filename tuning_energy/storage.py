@@ -52,9 +52,29 @@ def store_exists(url: str) -> bool:
     return True  # a server: ask it
 
 
+def postgres_driver_url(url: str) -> str:
+    """`postgresql://` with a driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg (3); the `postgres` extra installs
+    psycopg2-binary. An explicit `postgresql+DRIVER://` is left alone.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> BaseStorage:
-    """An Optuna storage for `url`. With create=False a missing local store is an error."""
+                 grace_period: int | None = None,
+                 stale_trial_callback=None) -> BaseStorage:
+    """An Optuna storage for `url`. With create=False a missing local store is an error.
+
+    heartbeat_interval / grace_period / stale_trial_callback: RDB storages only (see
+    workers.py); the callback runs for each trial failed for a stale heartbeat.
+    """
     kind = storage_kind(url)
     if not create and not store_exists(url):
         raise StorageError(
@@ -69,6 +89,8 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         engine_kwargs = {}
+        if kind == "postgresql":
+            url = postgres_driver_url(url)
         if kind == "sqlite":
             path = sqlite_path(url)
             if path is not None:
@@ -76,9 +98,18 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
+        if stale_trial_callback is not None:  # the keyword was renamed in Optuna 4.9
+            import inspect
+
+            params = inspect.signature(optuna.storages.RDBStorage).parameters
+            name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in \
+                params else "failed_trial_callback"
+            callback_kwargs = {name: stale_trial_callback}
+        else:
+            callback_kwargs = {}
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
+            grace_period=grace_period, **callback_kwargs,
         )
         if kind == "sqlite":
             _fast_sqlite(storage)

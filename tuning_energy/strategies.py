@@ -9,7 +9,9 @@
 - `bayes`:  scikit-optimize's Gaussian-process `Optimizer` behind `SkoptSampler`, rebuilt
             from the study's finished trials at every proposal (a resumed study continues
             where it stopped). Acquisition PI and a few random initial points by default,
-            as Yarally et al.
+            as Yarally et al. With several workers, trials still RUNNING are told to the GP
+            with the worst value seen so far ("constant liar"), so that concurrent
+            proposals differ.
 - `tpe`:    Optuna's multivariate TPE.
 - `gp`:     Optuna's GPSampler (log EI, its own GP in PyTorch).
 - `mo`:     multi-objective: maximise accuracy and minimise energy_j (MO-TPE); the study
@@ -158,6 +160,10 @@ class SkoptSampler(BaseSampler):
     Until `n_initial_points` trials are complete, points are drawn at random. Values are
     maximised (we tell skopt the negated objective). Parameters outside the declared space
     fall back to independent random sampling.
+
+    Constant liar: trials RUNNING in other workers (their parameters already in the store)
+    are told to the GP with the worst finished value, which pushes the acquisition away
+    from them; a single process never has such trials, so it is unaffected.
     """
 
     def __init__(
@@ -215,10 +221,14 @@ class SkoptSampler(BaseSampler):
         from skopt import Optimizer
         from skopt.utils import cook_estimator
 
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
-        xs, ys = [], []
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                          TrialState.RUNNING), use_cache=True)
+        xs, ys, running = [], [], []
         for t in trials:
             row = self._to_internal(t)
+            if row is not None and t.state == TrialState.RUNNING:
+                running.append(row)  # in another worker (ours has no parameters yet)
+                continue
             if row is None or t.value is None or not math.isfinite(t.value):
                 continue
             sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
@@ -233,6 +243,12 @@ class SkoptSampler(BaseSampler):
         o = self._options
         if len(xs) < o.n_initial_points:
             return None
+        if running and ys:  # constant liar: the worst value so far (skopt minimises)
+            if self._cost_attr is None:
+                lie: Any = max(ys)
+            else:  # EIps: the worst value at the median cost
+                lie = [max(y[0] for y in ys), float(np.median([y[1] for y in ys]))]
+            xs, ys = xs + running, ys + [lie] * len(running)
         seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
         # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours to set.
         gp = cook_estimator("GP", space=self._dims, random_state=seed,
