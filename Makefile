@@ -76,7 +76,7 @@ figures: install
 # Resumes what PAPER_STORAGE already holds; `rm studies/paper.db` to start over.
 paper: install
 	$(BIN)/tuning-energy compare --config studies/paper-rq1-digits.toml --seeds 5 \
-		--storage $(PAPER_STORAGE) --no-progress
+		--strategies grid,random,bayes --storage $(PAPER_STORAGE) --no-progress
 	$(BIN)/tuning-energy compare --config studies/paper-rq2-digits.toml --seeds 3 \
 		--strategies grid --storage $(PAPER_STORAGE) --no-progress
 	$(BIN)/tuning-energy figures --storage $(PAPER_STORAGE) --out figures
