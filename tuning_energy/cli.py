@@ -154,6 +154,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 130
     from .compare import write_compare
 
+    if len({s.study_name.rsplit("-s", 1)[0] for s in summaries}) < 2:
+        print("one strategy: no comparison to write (figures and report: tuning-energy figures)")
+        return 0
     paths = write_compare(args.storage, config, args.out, target=args.target,
                           studies=[s.study_name for s in summaries])
     print(f"\n{paths[1].read_text()}")
