@@ -112,3 +112,14 @@ def test_every_pruner_runs(storage_url, pruner):
                                 pruning={"pruner": pruner}))
     summary = run_study(cfg, "tpe", 0, storage_url, progress=False)
     assert summary.n_finished == 4
+
+
+def test_trials_table_reads_multi_objective_studies(storage_url):
+    from tuning_energy.analysis import trials_table
+
+    run_study(parse_config(tiny_doc(budget={"n_trials": 3})), "mo", 0, storage_url,
+              progress=False)
+    table = trials_table(storage_url)
+    study = optuna.load_study(study_name="tiny-mo-s0", storage=storage_url)
+    assert list(table["accuracy"]) == [t.values[0] for t in study.trials]
+    assert list(table["energy_j"]) == [t.values[1] for t in study.trials]

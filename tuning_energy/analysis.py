@@ -112,8 +112,9 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
                 "trial": i,
                 "number": t.number,
                 "state": t.state.name,
-                "accuracy": t.value if t.state == TrialState.COMPLETE and t.value is not None
-                else math.nan,
+                # values[0]: accuracy is the first objective of multi-objective studies too
+                "accuracy": t.values[0] if t.state == TrialState.COMPLETE and t.values
+                and t.values[0] is not None else math.nan,
                 "energy_j": math.nan,
                 "duration_s": math.nan,
             }
