@@ -52,7 +52,8 @@ def store(tmp_path_factory):
     config.write_text(TINY)
     url = f"sqlite:///{root / 'tiny.db'}"
     assert main(["compare", "--config", str(config), "--seeds", "2", "--strategies",
-                 "random,bayes", "--storage", url, "--no-progress"]) == 0
+                 "random,bayes", "--storage", url, "--no-progress",
+                 "--out", str(root / "compare")]) == 0
     # a trial that failed after spending energy, finished last in tiny-random-s1
     study = optuna.load_study(study_name="tiny-random-s1", storage=url)
     t = study.ask()
@@ -169,3 +170,47 @@ def test_a_whole_grid_runs_to_its_end(tmp_path):
     summary = run_study(parse_config(doc), "grid", 0, f"sqlite:///{tmp_path / 'g.db'}",
                         progress=False, out=io.StringIO())
     assert summary.n_finished == 2 and summary.n_failed == 0  # the grid has 2 points
+
+
+def test_compare_writes_json_markdown_and_figure(store):
+    import json
+
+    root, _ = store
+    out = root / "compare"
+    data = json.loads((out / "compare-tiny.json").read_text())
+    assert set(data) >= {"config", "seeds", "trials_per_study", "target", "target_rule",
+                         "energy_method", "strategies"}
+    assert data["config"] == "tiny" and data["seeds"] == [0, 1]
+    assert data["energy_method"] == "estimate-cpu-tdp"
+    assert set(data["strategies"]) == {"random", "bayes"}
+    for s in data["strategies"].values():
+        assert set(s) == {"eta_median_j", "eta_ci95_j", "reached_share",
+                          "total_energy_median_j", "best_accuracy_median"}
+        assert s["total_energy_median_j"] > 0 and 0 <= s["reached_share"] <= 1
+        if s["reached_share"] <= 0.5:
+            assert s["eta_median_j"] is None  # fewer than half reached: no median
+    md = (out / "compare-tiny.md").read_text()
+    assert "reaches the target for the least energy" in md or "No strategy reached" in md
+    assert (out / "compare-tiny.png").stat().st_size > 10_000
+
+
+def test_energy_to_target_counts_the_search_energy_by_hand():
+    """Two seeds of one strategy; target 0.9. By hand, with proposing energy included:
+    s0: trials (0.5, 10 J + 1 J), (0.95, 20 J + 1 J) -> reached at trial 2: 32 J.
+    s1: trials (0.92, 5 J + 0 J) -> 5 J. Median of (32, 5) = 18.5 J."""
+    import pandas as pd
+
+    from tuning_energy.compare import compare_summary
+
+    trials = pd.DataFrame({
+        "comparison": "c", "study": ["c-x-s0", "c-x-s0", "c-x-s1"], "strategy": "x",
+        "seed": [0, 0, 1], "trial": [0, 1, 0], "state": "COMPLETE",
+        "accuracy": [0.5, 0.95, 0.92], "energy_j": [10.0, 20.0, 5.0],
+        "propose_energy_j": [1.0, 1.0, 0.0], "energy_method": "rapl",
+    })
+    result, _ = compare_summary(trials, "c", target=0.9)
+    x = result["strategies"]["x"]
+    assert x["eta_median_j"] == pytest.approx(18.5)
+    assert x["reached_share"] == 1.0
+    assert x["total_energy_median_j"] == pytest.approx((32 + 5) / 2)
+    assert result["energy_method"] == "rapl"
