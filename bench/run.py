@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n for n in order(args.quick) if not only or n in only]
 
     ctx = make_context(args.quick, repeats=args.repeats, trial_s=args.trial_s)
+    from tuning_energy.runner import set_threads
+
+    set_threads(ctx.threads)  # torch, BLAS and OpenMP threads as a study sets them
     info = machine()
     info["torch_threads_used"] = ctx.threads
     say(f"machine: {info['cpu']}, {info['cpu_cores_usable']} usable cores, torch "

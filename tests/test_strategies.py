@@ -143,3 +143,13 @@ def test_mo_keeps_a_pareto_set_of_accuracy_and_energy():
 def test_unknown_strategy_lists_the_allowed_ones():
     with pytest.raises(ConfigError, match="allowed values are grid, random, bayes"):
         make_sampler("annealing", config(), 0)
+
+
+def test_a_resumed_bayes_study_proposes_what_an_uninterrupted_one_would(storage_url):
+    """The GP's kernel is refitted every few trials on a fixed prefix of the trials, so a
+    new process (empty cache) must land on the same points."""
+    whole = [t.params for t in run("bayes", 1, 14).trials]
+    storage = open_storage(storage_url)
+    run("bayes", 1, 8, storage=storage, name="r")
+    resumed = run("bayes", 1, 6, storage=storage, name="r")
+    assert [t.params for t in resumed.trials] == whole

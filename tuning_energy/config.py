@@ -128,6 +128,10 @@ class BayesConfig:
     # n_restarts_optimizer; skopt cooks 2). Each restart is a full L-BFGS fit: 0 takes
     # ~60% off a proposal at 63 trials with the same best values (bench/RESULTS.md).
     gp_n_restarts_optimizer: int = 0
+    # Fit the GP kernel's hyperparameters on the first multiple of this many finished
+    # trials and keep them fixed until the next multiple (1 = refit at every proposal, as
+    # skopt does). Deterministic: a resumed study refits on the same trials.
+    gp_refit_every: int = 5
     xi: float = 0.01
     kappa: float = 1.96
 
@@ -351,6 +355,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "n_points": ((int,), None),
         "n_restarts_optimizer": ((int,), None),
         "gp_n_restarts_optimizer": ((int,), None),
+        "gp_refit_every": ((int,), None),
         "xi": (_NUM, None),
         "kappa": (_NUM, None),
     })
@@ -358,6 +363,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
     _positive("strategy.bayes.n_points", bayes.n_points)
     _positive("strategy.bayes.n_restarts_optimizer", bayes.n_restarts_optimizer, True)
     _positive("strategy.bayes.gp_n_restarts_optimizer", bayes.gp_n_restarts_optimizer, True)
+    _positive("strategy.bayes.gp_refit_every", bayes.gp_refit_every)
     _check_keys(strat_table, "strategy", {"grid_levels"})
     grid_levels = _get(strat_table, "strategy", "grid_levels", (int,), 5)
     if grid_levels < 2:

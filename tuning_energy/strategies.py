@@ -183,6 +183,7 @@ class SkoptSampler(BaseSampler):
             self._options = dataclasses.replace(self._options, acq_func="EIps")
         self._random = ResumableRandomSampler(seed=seed)
         self._dims = [self._dimension(n, d) for n, d in self._space.items()]
+        self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
 
     @staticmethod
     def _dimension(name: str, dist: BaseDistribution):
@@ -218,9 +219,6 @@ class SkoptSampler(BaseSampler):
 
     def optimizer(self, study: optuna.Study, trial_number: int = 0) -> Any:
         """A fitted skopt Optimizer over the study's finished trials (None while too few)."""
-        from skopt import Optimizer
-        from skopt.utils import cook_estimator
-
         trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,
                                                           TrialState.RUNNING), use_cache=True)
         xs, ys, running = [], [], []
@@ -250,20 +248,54 @@ class SkoptSampler(BaseSampler):
                 lie = [max(y[0] for y in ys), float(np.median([y[1] for y in ys]))]
             xs, ys = xs + running, ys + [lie] * len(running)
         seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
-        # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours to set.
-        gp = cook_estimator("GP", space=self._dims, random_state=seed,
-                            n_restarts_optimizer=o.gp_n_restarts_optimizer)
-        opt = Optimizer(
-            self._dims, base_estimator=gp, acq_func=o.acq_func, n_initial_points=0,
-            acq_optimizer=o.acq_optimizer, random_state=seed,
-            acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
-            acq_optimizer_kwargs={"n_points": o.n_points, "n_restarts_optimizer": o.n_restarts_optimizer},
-        )
+        opt = self._skopt_optimizer(seed, self._kernel(xs, ys))
         with warnings.catch_warnings():
             # "The objective has been evaluated at point ... before": harmless for a GP.
             warnings.simplefilter("ignore", UserWarning)
             opt.tell(xs, ys)
         return opt
+
+    def _skopt_optimizer(self, seed: int | None, kernel: tuple[Any, float] | None = None):
+        from skopt import Optimizer
+        from skopt.utils import cook_estimator
+
+        o = self._options
+        # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours to set.
+        gp = cook_estimator("GP", space=self._dims, random_state=seed,
+                            n_restarts_optimizer=o.gp_n_restarts_optimizer)
+        if kernel is not None:  # hyperparameters fitted earlier, kept fixed (no L-BFGS)
+            gp.kernel, gp.noise, gp.optimizer = kernel[0], kernel[1], None
+        return Optimizer(
+            self._dims, base_estimator=gp, acq_func=o.acq_func, n_initial_points=0,
+            acq_optimizer=o.acq_optimizer, random_state=seed,
+            acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
+            acq_optimizer_kwargs={"n_points": o.n_points, "n_restarts_optimizer": o.n_restarts_optimizer},
+        )
+
+    def _kernel(self, xs: list, ys: list) -> tuple[Any, float] | None:
+        """GP kernel hyperparameters fitted on the first m = k * floor(n / k) points.
+
+        The L-BFGS fit of the kernel is most of a proposal's cost (~60 likelihood
+        evaluations); refitting every k trials keeps the GP's behaviour and cuts that k-fold.
+        The fit depends only on those first m points (trial order) and the seed, so a
+        resumed study refits them and proposes exactly what an uninterrupted one would.
+        """
+        k = self._options.gp_refit_every
+        m = len(xs) // k * k
+        if k <= 1 or m < self._options.n_initial_points or self._cost_attr is not None:
+            return None  # EIps fits a second GP on the cost: refit both every time
+        key = (m, repr(xs[:m]), repr(ys[:m]))
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
+            opt = self._skopt_optimizer(seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                opt.tell(xs[:m], ys[:m], fit=True)
+            kernel = opt.models[-1].kernel_
+            base, noise = (kernel.k1, kernel.k2.noise_level) if hasattr(kernel, "k2") and \
+                type(kernel.k2).__name__ == "WhiteKernel" else (kernel, None)
+            self._kernel_cache = (key, (base, noise))
+        return self._kernel_cache[1]
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         if study._is_multi_objective():
