@@ -82,6 +82,9 @@ start() {
   BIN="$(find_bin)" || { install_server; BIN="$(find_bin)" || die "no pg_ctl after installing"; }
   init
   if ! running; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      die "127.0.0.1:$PORT is taken by another server (another clone's 'make postgres'?): stop it, or choose a port with TUNING_ENERGY_PG_PORT=NNNNN"
+    fi
     # Loopback only; the Unix socket lives in the data directory (mode 700).
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories='$DATA' -c max_connections=200" \
