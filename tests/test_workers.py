@@ -91,25 +91,29 @@ def _config(name: str, search_space=None, **over):
 
 def _kill_mid_trial(storage_url: str, study_name: str, pids: list[int],
                     timeout_s: float = 120) -> int:
-    """SIGKILL the worker of the first trial that has run for 0.4 s; its trial number."""
+    """SIGKILL the worker of the first trial that has trained for 0.3 s; its trial number."""
     storage = open_storage(storage_url)
     deadline = time.monotonic() + timeout_s
+    oldest = 0.0
     while time.monotonic() < deadline:
         study = optuna.load_study(study_name=study_name, storage=storage)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             ident = t.system_attrs.get(WORKER_ATTR)
             age = time.time() - t.datetime_start.timestamp()
-            if ident and ident["pid"] in pids and t.params and age > 0.4:
+            oldest = max(oldest, age)
+            if ident and ident["pid"] in pids and t.params and age > 0.3:
                 os.kill(ident["pid"], signal.SIGKILL)
                 return t.number
         time.sleep(0.1)
-    raise AssertionError("no trial ran long enough to be killed mid-trial")
+    raise AssertionError(f"no trial ran long enough to be killed mid-trial (oldest RUNNING "
+                         f"trial seen: {oldest:.2f} s)")
 
 
 def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_trials: int):
     name = f"w{uuid.uuid4().hex[:8]}"
-    # 1 conv block and enough epochs that a trial lasts about a second here.
-    config = _config(name, train={"epochs": 6}, budget={"n_trials": n_trials},
+    # 1 conv block and enough epochs that a trial lasts well over a second here (an epoch
+    # takes ~40 ms on 1 thread): long enough to be caught mid-trial by a 0.1 s poll.
+    config = _config(name, train={"epochs": 40}, budget={"n_trials": n_trials},
                      fixed={"n_conv": 1},
                      search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1,
                                           "log": True},
