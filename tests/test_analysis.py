@@ -167,6 +167,35 @@ def test_pareto_front_keeps_only_non_dominated_trials():
         [(1, 0.5), (2, 0.7), (4, 0.9)]
 
 
+def test_prediction_error_by_hand():
+    df = pd.DataFrame({
+        "study": ["s"] * 6, "strategy": ["a", "a", "a", "b", "b", "b"],
+        "state": ["COMPLETE"] * 4 + ["PRUNED", "COMPLETE"],
+        "epochs_run": [4, 4, 4, 4, 2, 2],  # the last ran 2 of 4 epochs (diverged): left out
+        "energy_j": [10.0, 20.0, 40.0, 10.0, 5.0, 5.0],
+        "predicted_energy_j": [NAN, 30.0, 30.0, 11.0, 10.0, 10.0],
+        "predicted_energy_epoch1_j": [10.0, 20.0, 44.0, 10.0, 10.0, 10.0],
+    })
+    e = an.prediction_error(df).set_index("predictor")
+    flops = e.loc["predicted_energy_j"]
+    # |30-20|/20 = 0.5, |30-40|/40 = 0.25, |11-10|/10 = 0.1
+    assert flops["n"] == 3
+    assert flops["median_ape"] == pytest.approx(0.25)
+    assert flops["mean_ape"] == pytest.approx(0.85 / 3)
+    assert flops["median_ratio"] == pytest.approx(1.1)  # ratios 1.5, 0.75, 1.1
+    assert flops["within_25pct"] == pytest.approx(2 / 3)
+    # ranks: predicted (2.5, 2.5, 1), measured (2, 3, 1): r = 1.5 / sqrt(1.5 x 2)
+    assert flops["spearman"] == pytest.approx(1.5 / math.sqrt(3))
+    epoch1 = e.loc["predicted_energy_epoch1_j"]
+    assert epoch1["n"] == 4 and epoch1["median_ape"] == pytest.approx(0.0)
+    by = an.prediction_error(df, by="strategy")
+    assert list(by["n"]) == [2, 3, 1, 1]  # a: flops, epoch1; b: flops, epoch1
+    with pytest.raises(TuningEnergyError, match="predicted_energy_j"):
+        an.prediction_error(df.drop(columns=["predicted_energy_j", "predicted_energy_epoch1_j"]))
+    with pytest.raises(TuningEnergyError, match="'state'"):
+        an.prediction_error(df.drop(columns=["state"]))
+
+
 def _layer_table() -> pd.DataFrame:
     # full 2 x 2 x 2 factorial, two replicates; energy = 10 n_conv + 2 (n_linear - 1) +- 0.5
     rows = []

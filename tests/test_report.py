@@ -96,7 +96,7 @@ def test_figures_cli_writes_figures_and_report(store):
     root, url = store
     out = root / "figs"
     assert main(["figures", "--storage", url, "--out", str(out)]) == 0
-    for stem in ("best-so-far", "energy-to-target", "pareto", "flops", "layers"):
+    for stem in ("best-so-far", "energy-to-target", "pareto", "flops", "layers", "prediction"):
         for ext in ("png", "pdf"):
             path = out / f"tiny-{stem}.{ext}"
             assert path.is_file() and path.stat().st_size > 5_000, path
@@ -109,6 +109,8 @@ def test_figures_cli_writes_figures_and_report(store):
     assert "| n_conv | 2 |" in report and "eta² paper FMNIST" in report
     assert "ESTIMATE" in report and "estimate-cpu-tdp" in report
     assert "![tiny pareto](tiny-pareto.png)" in report
+    assert "### Energy predicted before training" in report
+    assert "| FLOPs x joules per FLOP measured so far (before training) |" in report
 
 
 def test_figures_cli_with_an_absolute_target_and_errors(store, capsys):
@@ -192,6 +194,15 @@ def test_compare_writes_json_markdown_and_figure(store):
     md = (out / "compare-tiny.md").read_text()
     assert "reaches the target for the least energy" in md or "No strategy reached" in md
     assert (out / "compare-tiny.png").stat().st_size > 10_000
+    # The energy predictions against what was measured (the first trial of a study has no
+    # FLOPs-based prediction: nothing measured yet).
+    pred = data["prediction"]
+    assert set(pred) == {"predicted_energy_j", "predicted_energy_epoch1_j"}
+    assert pred["predicted_energy_j"]["n"] == 2 * 2 * (3 - 1)
+    assert pred["predicted_energy_epoch1_j"]["n"] == 2 * 2 * 3
+    assert all(p["median_ape"] >= 0 and 0 <= p["within_25pct"] <= 1 for p in pred.values())
+    assert "## Energy predicted before training" in md
+    assert (out / "compare-tiny-prediction.png").stat().st_size > 10_000
 
 
 def test_energy_to_target_counts_the_search_energy_by_hand():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -83,8 +84,35 @@ def test_rerun_runs_only_what_is_left_and_a_finished_study_runs_nothing(tiny_con
 def test_a_different_config_under_the_same_name_is_refused(tiny_config, storage_url):
     run_study(tiny_config, "random", 0, storage_url, progress=False)
     other = parse_config(tiny_doc(train={"epochs": 2}))
-    with pytest.raises(StorageError, match="different config .*train"):
+    with pytest.raises(StorageError, match=r"different config \(train.epochs: stored 1, now 2\)"):
         run_study(other, "random", 0, storage_url, progress=False)
+
+
+def test_only_the_studys_own_strategy_options_must_match_on_resume(tiny_config, storage_url):
+    run_study(tiny_config, "random", 0, storage_url, progress=False)
+    bayes_opts = dataclasses.replace(tiny_config.strategy.bayes, n_points=50)
+    other = tiny_config.with_overrides(
+        strategy=dataclasses.replace(tiny_config.strategy, bayes=bayes_opts),
+        budget=dataclasses.replace(tiny_config.budget, n_trials=4))
+    assert run_study(other, "random", 0, storage_url, progress=False).n_finished == 4
+
+
+def test_a_study_stored_before_gp_refit_every_resumes_only_with_the_old_behaviour(
+        tiny_config, storage_url):
+    run_study(tiny_config, "bayes", 0, storage_url, progress=False)
+    # As tuning-energy 0.1.0 stored it: no gp_refit_every (it refit the kernel every trial).
+    study = load(storage_url, "tiny-bayes-s0")
+    stored = study.user_attrs["config"]
+    del stored["strategy"]["bayes"]["gp_refit_every"]
+    study.set_user_attr("config", stored)
+    more = dataclasses.replace(tiny_config.budget, n_trials=4)
+    with pytest.raises(StorageError, match="strategy.bayes.gp_refit_every: stored 1, now 5"):
+        run_study(tiny_config.with_overrides(budget=more), "bayes", 0, storage_url,
+                  progress=False)
+    old = tiny_config.with_overrides(budget=more, strategy=dataclasses.replace(
+        tiny_config.strategy, bayes=dataclasses.replace(tiny_config.strategy.bayes,
+                                                        gp_refit_every=1)))
+    assert run_study(old, "bayes", 0, storage_url, progress=False).n_finished == 4
 
 
 def raise_on_call(monkeypatch, n: int, exc: BaseException):

@@ -477,6 +477,73 @@ def energy_per_epoch_by_factor(trials: pd.DataFrame) -> pd.DataFrame:
                                        "median_accuracy"])
 
 
+# ---------------------------------------------------------------- energy prediction
+
+#: The predictions the objective stores beside the measured energy (see predict.py).
+PREDICTORS = {
+    "predicted_energy_j": "FLOPs x joules per FLOP measured so far (before training)",
+    "predicted_energy_epoch1_j": "first epoch's energy x epochs (after epoch 1)",
+}
+
+
+def full_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """COMPLETE trials with a measured energy that ran every epoch of their study (a pruned,
+    failed or diverged trial ran fewer epochs than a prediction made before it assumed)."""
+    require(trials, ("state", "energy_j"), "full_runs")
+    done = trials[(trials["state"] == "COMPLETE") & (trials["energy_j"] > 0)]
+    if "epochs_run" in done.columns and "study" in done.columns:
+        full = done.groupby("study")["epochs_run"].transform("max")
+        done = done[done["epochs_run"] == full]
+    return done
+
+
+def prediction_error(trials: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """How far each stored energy prediction was from the measured energy.
+
+    Completed trials that ran every epoch only (a pruned, failed or diverged trial ran
+    fewer epochs than were predicted),
+    with both a prediction and a measurement. One row per predictor (and per value of `by`,
+    e.g. "strategy"): `predictor`, `what`, `n`, `median_ape` and `mean_ape` (absolute
+    percentage error |predicted - measured| / measured), `p90_ape`, `median_ratio`
+    (predicted / measured: > 1 over-predicts), `within_25pct` (share of trials within
+    +-25 %), `spearman` (rank correlation of predicted with measured; NaN under 3 trials).
+    """
+    from scipy import stats
+
+    require(trials, ("state", "energy_j"), "prediction_error")
+    present = [p for p in PREDICTORS if p in trials.columns]
+    if not present:
+        raise TuningEnergyError(
+            f"prediction_error: none of the columns {sorted(PREDICTORS)} is in the trials "
+            f"table (studies run before energy prediction was stored have none)")
+    if by is not None:
+        require(trials, (by,), "prediction_error")
+    done = full_runs(trials)
+    rows = []
+    groups = [(None, done)] if by is None else list(done.groupby(by, sort=True))
+    for key, g in groups:
+        for p in present:
+            d = g[g[p].notna()]
+            measured = d["energy_j"].to_numpy(float)
+            predicted = pd.to_numeric(d[p]).to_numpy(float)
+            row: dict[str, Any] = {} if by is None else {by: key}
+            row.update(predictor=p, what=PREDICTORS[p], n=len(d))
+            if len(d):
+                ape = np.abs(predicted - measured) / measured
+                ratio = predicted / measured
+                row.update(median_ape=float(np.median(ape)), mean_ape=float(np.mean(ape)),
+                           p90_ape=float(np.quantile(ape, 0.9)),
+                           median_ratio=float(np.median(ratio)),
+                           within_25pct=float(np.mean(ape <= 0.25)))
+                row["spearman"] = (float(stats.spearmanr(predicted, measured).statistic)
+                                   if len(d) >= 3 and np.ptp(predicted) > 0 else math.nan)
+            rows.append(row)
+    cols = ([] if by is None else [by]) + ["predictor", "what", "n", "median_ape", "mean_ape",
+                                           "p90_ape", "median_ratio", "within_25pct",
+                                           "spearman"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
 # ---------------------------------------------------------------- Pareto
 
 

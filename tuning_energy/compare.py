@@ -105,6 +105,12 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
                           "+ the strategy's own energy proposing it",
         "strategies": {},
     }
+    if c.prediction is not None:
+        result["prediction"] = {
+            r.predictor: {"n": int(r.n), "median_ape": _finite(r.median_ape),
+                          "p90_ape": _finite(r.p90_ape), "within_25pct": _finite(r.within_25pct),
+                          "spearman": _finite(r.spearman)}
+            for r in c.prediction.itertuples()}
     for row in c.summary.itertuples():
         enough = row.reached_share > 0.5
         result["strategies"][row.strategy] = {
@@ -160,7 +166,7 @@ def render_compare_md(result: dict[str, Any], c) -> str:
     ]
     if reached.empty:
         lines += ["No strategy reached the target in more than half of its seeds.", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + _prediction_section(c))
     best = reached.sort_values("median_energy_to_target_j").iloc[0]
     lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
               f"{best['median_energy_to_target_j']:,.1f} J "
@@ -208,7 +214,15 @@ def render_compare_md(result: dict[str, Any], c) -> str:
                       md_table(pairs, {"group_a": "a", "group_b": "b", "p_value": "p",
                                        "p_holm": "p (Holm)", "a12": "A12",
                                        "a12_magnitude": "effect"}), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _prediction_section(c))
+
+
+def _prediction_section(c) -> list[str]:
+    from .report import prediction_lines
+
+    if c.prediction is None:
+        return []
+    return ["## Energy predicted before training", "", *prediction_lines(c.prediction), ""]
 
 
 def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "figures",
@@ -248,6 +262,12 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
                     metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(out / f"{stem}.{ext}")
     plt.close(fig)
+    if c.prediction is not None:
+        fig = fg.fig_prediction(trials, title=f"{config.name}: predicted vs measured energy "
+                                              f"per trial")
+        fig.savefig(out / f"{stem}-prediction.png", dpi=110)
+        paths.append(out / f"{stem}-prediction.png")
+        plt.close(fig)
     return paths
 
 

@@ -21,11 +21,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from .analysis import (  # noqa: E402
     LAYER_FACTORS,
     PAPER_ETA_SQ,
+    PREDICTORS,
     best_so_far,
     censored_energy,
     energy_methods,
+    full_runs,
     layer_attribution,
     pareto_front,
+    prediction_error,
     require,
 )
 
@@ -307,6 +310,51 @@ def fig_flops(trials: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("energy per epoch (J)" if per_epoch else "energy per trial (J)")
     ax.grid(alpha=0.3)
     ax.set_title((title or "How well do FLOPs predict energy?") + f"\n{corr}", fontsize=10)
+    return _finish(fig, energy_methods(trials))
+
+
+def has_predictions(trials: pd.DataFrame) -> bool:
+    return any(p in trials.columns and trials[p].notna().any() for p in PREDICTORS)
+
+
+def fig_prediction(trials: pd.DataFrame, title: str = "") -> Figure:
+    """Predicted vs measured energy per trial, one panel per stored predictor (log-log, the
+    diagonal and a +-25 % band), each titled with its median absolute percentage error."""
+    errors = prediction_error(trials)
+    done = full_runs(trials)
+    present = [p for p in PREDICTORS if p in done.columns and done[p].notna().any()]
+    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 4.6), squeeze=False)
+    # One scale for every panel, so the spreads compare at a glance.
+    values = [done["energy_j"]] + [done.loc[done[p] > 0, p] for p in present]
+    lo = min(float(v.min()) for v in values) * 0.8
+    hi = max(float(v.max()) for v in values) * 1.25
+    xs = np.geomspace(lo, hi, 50)
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    for ax, p in zip(axes[0], present, strict=True):
+        d = done[done[p].notna() & (done[p] > 0)]
+        err = errors[errors["predictor"] == p].iloc[0]
+        strategies = _strategies(d) if "strategy" in d.columns else []
+        for name in strategies or [None]:
+            s = d if name is None else d[d["strategy"] == name]
+            ax.scatter(s["energy_j"], s[p], s=10, alpha=0.55, label=name,
+                       color=None if name is None else strategy_color(name, strategies))
+        ax.plot(xs, xs, color="black", lw=1, label="predicted = measured")
+        ax.fill_between(xs, xs * 0.75, xs * 1.25, color="grey", alpha=0.15, label="+-25 %")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("measured energy per trial (J)")
+        ax.set_ylabel("predicted energy (J)")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(f"{PREDICTORS[p]}\nmedian error {err['median_ape']:.0%}, "
+                     f"{err['within_25pct']:.0%} within +-25 %, n = {int(err['n'])}",
+                     fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or "How well is a trial's energy predicted?", fontsize=11)
     return _finish(fig, energy_methods(trials))
 
 

@@ -36,6 +36,7 @@ class Comparison:
     tests: pd.DataFrame
     anova: pd.DataFrame | None = None
     by_level: pd.DataFrame | None = None
+    prediction: pd.DataFrame | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # file stem -> Figure
 
 
@@ -55,6 +56,8 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
     if fg.has_layer_sweep(trials):
         c.anova = an.layer_attribution(trials)
         c.by_level = an.energy_per_epoch_by_factor(trials)
+    if fg.has_predictions(trials):
+        c.prediction = an.prediction_error(trials)
     return c
 
 
@@ -71,6 +74,9 @@ def make_figures(c: Comparison) -> dict[str, Any]:
     if c.anova is not None:
         figs["layers"] = fg.fig_layers(c.trials, title=f"{c.name}: RQ2, energy per trial by "
                                                        f"layer kind")
+    if c.prediction is not None:
+        figs["prediction"] = fg.fig_prediction(c.trials, title=f"{c.name}: predicted vs "
+                                                              f"measured energy per trial")
     if fg.has_net_energy(c.trials):
         figs["net-vs-gross"] = fg.fig_net_vs_gross(c.trials, title=f"{c.name}: gross vs "
                                                                    f"idle-corrected energy")
@@ -278,6 +284,39 @@ LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
                  "median_accuracy": "median accuracy"}
 
 
+PREDICTION_COLUMNS = {"what": "predictor", "n": "trials", "median_ape": "median |error|",
+                      "p90_ape": "90th pct |error|", "median_ratio": "predicted / measured "
+                      "(median)", "within_25pct": "within ±25 %", "spearman": "Spearman rho"}
+
+
+def prediction_lines(pred: pd.DataFrame) -> list[str]:
+    """The prediction-error table and one sentence on what it shows."""
+    table = pred.copy()
+    for col in ("median_ape", "p90_ape", "within_25pct"):
+        table[col] = [f"{v:.0%}" if pd.notna(v) else "-" for v in table[col]]
+    lines = ["Each trial's energy was predicted, and stored beside the measurement, twice: "
+             "before training from its forward FLOPs x the joules per FLOP the study had "
+             "measured so far (`predicted_energy_j`), and after its first epoch as that "
+             "epoch's energy x epochs (`predicted_energy_epoch1_j`). Completed trials that "
+             "ran every epoch.", "", md_table(table, PREDICTION_COLUMNS), ""]
+    rows = {r.predictor: r for r in pred.itertuples()}
+    flops, epoch1 = rows.get("predicted_energy_j"), rows.get("predicted_energy_epoch1_j")
+    if flops is not None and flops.n and epoch1 is not None and epoch1.n:
+        rank = (f", though they rank trials well (Spearman rho {flops.spearman:.2f})"
+                if flops.spearman >= 0.9 else f" (Spearman rho {flops.spearman:.2f})")
+        if flops.median_ape > 2 * epoch1.median_ape:
+            lines.append(
+                f"FLOPs alone miss a trial's energy by {flops.median_ape:.0%} in the median "
+                f"and {flops.p90_ape:.0%} at the 90th percentile{rank}: the joules per FLOP "
+                f"are not the same for every model. One measured epoch predicts the whole "
+                f"trial to {epoch1.median_ape:.0%}.")
+        else:
+            lines.append(
+                f"FLOPs predict a trial's energy about as well as its first epoch does "
+                f"({flops.median_ape:.0%} vs {epoch1.median_ape:.0%} median error{rank}).")
+    return lines
+
+
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
                   storage_url: str, image_ext: str = "png") -> str:
     lines = ["# tuning-energy report", "",
@@ -313,6 +352,9 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                       md_table(c.anova, ANOVA_COLUMNS), "", md_table(c.by_level, LEVEL_COLUMNS),
                       ""]
             lines += [f"- {s}" for s in rq2_findings(c)]
+        if c.prediction is not None:
+            lines += ["", "### Energy predicted before training", ""]
+            lines += prediction_lines(c.prediction)
         if "flops" in c.figures:
             lines += ["", f"FLOPs: {c.figures['flops'].axes[0].get_title().splitlines()[-1]} "
                           "between forward FLOPs per sample and energy per epoch."]

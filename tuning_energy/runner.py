@@ -169,8 +169,46 @@ def fail_stale_running(study: optuna.Study) -> int:
     return n
 
 
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k != "budget"}
+#: Config keys added after 0.1.0, with the value that reproduces what a study stored before
+#: the key existed did. A stored config without the key is read with this value, so such a
+#: study resumes only where the current config keeps the old behaviour.
+LEGACY_VALUES: dict[str, Any] = {
+    "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
+}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "search_space" and k != "fixed":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _relevant(key: str, strategy: str) -> bool:
+    """Keys that change what a study of `strategy` does: not the budget (a resumed study
+    may be given more trials), and only its own strategy's options."""
+    if key.startswith("budget."):
+        return False
+    if key.startswith("strategy.bayes."):
+        return strategy in ("bayes", "bayes-eips")
+    if key == "strategy.grid_levels":
+        return strategy == "grid"
+    return True
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any],
+                       strategy: str) -> list[str]:
+    """'key: stored X, now Y' for every dotted key that differs and matters to `strategy`."""
+    old, new = _flat(stored), _flat(current)
+    for key, value in LEGACY_VALUES.items():
+        if key not in old and key in new:
+            old[key] = value
+    return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
+            for k in sorted(set(old) | set(new))
+            if _relevant(k, strategy) and old.get(k) != new.get(k)]
 
 
 def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
@@ -199,13 +237,11 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
         attrs.update({f"config.{k}": v for k, v in config.to_dict().items()})
         for k, v in attrs.items():
             study.set_user_attr(k, v)
-    elif _comparable(stored) != _comparable(config.to_dict()):
-        diff = sorted(k for k in set(stored) | set(config.to_dict())
-                      if k != "budget" and stored.get(k) != config.to_dict().get(k))
+    elif diff := config_differences(stored, config.to_dict(), strategy):
         raise StorageError(
             f"study {name!r} in {storage_url} was created with a different config "
-            f"(differs in: {', '.join(diff)}); rename the config's `name` or use another --storage"
-        )
+            f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
+            f"a new study, rename the config's `name` or use another --storage")
     return study
 
 
