@@ -153,3 +153,57 @@ def test_a_resumed_bayes_study_proposes_what_an_uninterrupted_one_would(storage_
     run("bayes", 1, 8, storage=storage, name="r")
     resumed = run("bayes", 1, 6, storage=storage, name="r")
     assert [t.params for t in resumed.trials] == whole
+
+
+@pytest.mark.parametrize("options", [
+    {},  # PI, sampling: the paper's driver
+    {"acq_func": "EI", "acq_optimizer": "lbfgs", "n_points": 300, "n_restarts_optimizer": 2},
+    {"acq_func": "gp_hedge"},
+    {"acq_func": "EIps"},  # bayes-eips: (objective, cost) pairs
+])
+def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
+    """SkoptSampler copies one template Optimizer instead of building one per proposal:
+    with the same seed, points and kernel it must ask for exactly the point skopt's own
+    constructor would."""
+    import dataclasses
+
+    import numpy as np
+    from skopt import Optimizer
+    from skopt.utils import cook_estimator
+
+    from tuning_energy.config import BayesConfig
+    from tuning_energy.strategies import SkoptSampler, distributions
+
+    space = parse_config(tiny_doc()).search_space
+    opts = dataclasses.replace(BayesConfig(), **{"n_points": 500, **options})
+    sampler = SkoptSampler(distributions(space), opts, seed=0)
+    rng = np.random.default_rng(0)
+    ps = "ps" in opts.acq_func
+    xs, ys = [], []
+    for _ in range(12):
+        xs.append([int(rng.integers(0, 2)), int(rng.integers(0, 2)),
+                   float(10 ** rng.uniform(-3, -1)), float(rng.uniform(0.5, 0.95))])
+        y = -float(rng.uniform(0.5, 0.99))
+        ys.append([y, float(rng.uniform(1, 10))] if ps else y)
+
+    def fresh(seed, kernel=None):
+        gp = cook_estimator("GP", space=sampler._dims, random_state=seed,
+                            n_restarts_optimizer=opts.gp_n_restarts_optimizer)
+        if kernel is not None:
+            gp.kernel, gp.noise, gp.optimizer = kernel[0], kernel[1], None
+        return Optimizer(sampler._dims, base_estimator=gp, acq_func=opts.acq_func,
+                         n_initial_points=0, acq_optimizer=opts.acq_optimizer,
+                         random_state=seed, acq_func_kwargs={"xi": opts.xi, "kappa": opts.kappa},
+                         acq_optimizer_kwargs={"n_points": opts.n_points,
+                                               "n_restarts_optimizer": opts.n_restarts_optimizer})
+
+    fitted = fresh(7)
+    fitted.tell(xs[:10], ys[:10])
+    k = fitted.models[-1].kernel_ if not ps else None
+    kernels = [None] + ([(k.k1, k.k2.noise_level)] if k is not None else [])
+    for seed in (3, 11):  # twice each: the template must come out of a proposal unchanged
+        for kernel in kernels:
+            want, got = fresh(seed, kernel), sampler._skopt_optimizer(seed, kernel)
+            want.tell(xs, ys)
+            got.tell(xs, ys)
+            assert got.ask() == want.ask()

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -184,6 +185,7 @@ class SkoptSampler(BaseSampler):
         self._random = ResumableRandomSampler(seed=seed)
         self._dims = [self._dimension(n, d) for n, d in self._space.items()]
         self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
+        self._template: tuple[Any, Any] | None = None  # (cooked GP, empty Optimizer)
 
     @staticmethod
     def _dimension(name: str, dist: BaseDistribution):
@@ -256,21 +258,46 @@ class SkoptSampler(BaseSampler):
         return opt
 
     def _skopt_optimizer(self, seed: int | None, kernel: tuple[Any, float] | None = None):
-        from skopt import Optimizer
-        from skopt.utils import cook_estimator
+        """An empty skopt Optimizer seeded with `seed`, as
+        `Optimizer(dims, base_estimator=cook_estimator("GP", ...), random_state=seed, ...)`
+        would build it, without building it: constructing one normalises the space and cooks
+        the GP again (~30 ms of scipy distribution objects, half of a proposal between kernel
+        refits). The template is built once; each proposal gets a shallow copy with its own
+        seed, its own GP and empty state (tests check the proposals are the same)."""
+        from sklearn.base import clone
+        from sklearn.utils import check_random_state
 
-        o = self._options
-        # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours to set.
-        gp = cook_estimator("GP", space=self._dims, random_state=seed,
-                            n_restarts_optimizer=o.gp_n_restarts_optimizer)
+        if self._template is None:
+            from skopt import Optimizer
+            from skopt.utils import cook_estimator
+
+            o = self._options
+            # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours.
+            gp = cook_estimator("GP", space=self._dims, random_state=None,
+                                n_restarts_optimizer=o.gp_n_restarts_optimizer)
+            self._template = (gp, Optimizer(
+                self._dims, base_estimator=clone(gp), acq_func=o.acq_func, n_initial_points=0,
+                acq_optimizer=o.acq_optimizer, random_state=0,
+                acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
+                acq_optimizer_kwargs={"n_points": o.n_points,
+                                      "n_restarts_optimizer": o.n_restarts_optimizer}))
+        gp_template, empty = self._template
+        gp = clone(gp_template).set_params(random_state=seed)
         if kernel is not None:  # hyperparameters fitted earlier, kept fixed (no L-BFGS)
-            gp.kernel, gp.noise, gp.optimizer = kernel[0], kernel[1], None
-        return Optimizer(
-            self._dims, base_estimator=gp, acq_func=o.acq_func, n_initial_points=0,
-            acq_optimizer=o.acq_optimizer, random_state=seed,
-            acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
-            acq_optimizer_kwargs={"n_points": o.n_points, "n_restarts_optimizer": o.n_restarts_optimizer},
-        )
+            gp.set_params(kernel=kernel[0], noise=kernel[1], optimizer=None)
+        opt = copy.copy(empty)
+        if "ps" in opt.acq_func:  # EIps / PIps: skopt fits (objective, log cost) jointly
+            from sklearn.multioutput import MultiOutputRegressor
+
+            opt.base_estimator_ = MultiOutputRegressor(gp)
+        else:
+            opt.base_estimator_ = gp
+        opt.rng = check_random_state(seed)  # what Optimizer(random_state=seed) starts from
+        opt.Xi, opt.yi, opt.models, opt.cache_ = [], [], [], {}
+        opt._n_initial_points = opt.n_initial_points_
+        if hasattr(empty, "gains_"):  # gp_hedge updates it in place
+            opt.gains_ = empty.gains_.copy()
+        return opt
 
     def _kernel(self, xs: list, ys: list) -> tuple[Any, float] | None:
         """GP kernel hyperparameters fitted on the first m = k * floor(n / k) points.
