@@ -177,7 +177,7 @@ def test_a_whole_grid_runs_to_its_end(tmp_path):
 def test_compare_writes_json_markdown_and_figure(store):
     import json
 
-    root, _ = store
+    root, url = store
     out = root / "compare"
     data = json.loads((out / "compare-tiny.json").read_text())
     assert set(data) >= {"config", "seeds", "trials_per_study", "target", "target_rule",
@@ -201,6 +201,11 @@ def test_compare_writes_json_markdown_and_figure(store):
     assert pred["predicted_energy_j"]["n"] == 2 * 2 * (3 - 1)
     assert pred["predicted_energy_epoch1_j"]["n"] == 2 * 2 * 3
     assert all(p["median_ape"] >= 0 and 0 <= p["within_25pct"] <= 1 for p in pred.values())
+    # Predictions are of the trial's training energy: compare.md's energies add the
+    # proposing energy, the prediction error must not.
+    raw = an.prediction_error(an.trials_table(url)).set_index("predictor")
+    for name, p in pred.items():
+        assert p["median_ape"] == pytest.approx(raw.loc[name, "median_ape"])
     assert "## Energy predicted before training" in md
     assert (out / "compare-tiny-prediction.png").stat().st_size > 10_000
 

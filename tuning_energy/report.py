@@ -284,8 +284,8 @@ LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
                  "median_accuracy": "median accuracy"}
 
 
-PREDICTION_COLUMNS = {"what": "predictor", "n": "trials", "median_ape": "median |error|",
-                      "p90_ape": "90th pct |error|", "median_ratio": "predicted / measured "
+PREDICTION_COLUMNS = {"what": "predictor", "n": "trials", "median_ape": "median abs. error",
+                      "p90_ape": "90th pct abs. error", "median_ratio": "predicted / measured "
                       "(median)", "within_25pct": "within ±25 %", "spearman": "Spearman rho"}
 
 
