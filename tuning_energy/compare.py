@@ -224,7 +224,8 @@ def _prediction_section(c) -> list[str]:
 
     if c.prediction is None:
         return []
-    return ["## Energy predicted before training", "", *prediction_lines(c.prediction), ""]
+    return ["## Energy predicted before training", "",
+            *prediction_lines(c.prediction, c.trials), ""]
 
 
 def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "figures",

@@ -344,7 +344,8 @@ def fig_prediction(trials: pd.DataFrame, title: str = "") -> Figure:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        for axis in (ax.xaxis, ax.yaxis):
+        for axis in (ax.xaxis, ax.yaxis):  # labels at 1, 2, 5, 10, ...: some in any range
+            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(plain)
             axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("measured energy per trial (J)")

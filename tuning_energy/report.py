@@ -289,8 +289,9 @@ PREDICTION_COLUMNS = {"what": "predictor", "n": "trials", "median_ape": "median 
                       "(median)", "within_25pct": "within ±25 %", "spearman": "Spearman rho"}
 
 
-def prediction_lines(pred: pd.DataFrame) -> list[str]:
-    """The prediction-error table and one sentence on what it shows."""
+def prediction_lines(pred: pd.DataFrame, trials: pd.DataFrame | None = None) -> list[str]:
+    """The prediction-error table and one sentence on what it shows (`trials`: to say when
+    every trial had the same FLOPs, so that the FLOPs model had nothing to tell apart)."""
     table = pred.copy()
     for col in ("median_ape", "p90_ape", "within_25pct"):
         table[col] = [f"{v:.0%}" if pd.notna(v) else "-" for v in table[col]]
@@ -304,7 +305,15 @@ def prediction_lines(pred: pd.DataFrame) -> list[str]:
     if flops is not None and flops.n and epoch1 is not None and epoch1.n:
         rank = (f", though they rank trials well (Spearman rho {flops.spearman:.2f})"
                 if flops.spearman >= 0.9 else f" (Spearman rho {flops.spearman:.2f})")
-        if flops.median_ape > 2 * epoch1.median_ape:
+        same = trials is not None and "flops_per_sample" in trials.columns and \
+            trials["flops_per_sample"].nunique() == 1
+        if same:
+            lines.append(
+                f"Every trial here trains the same model (same FLOPs), so the FLOPs "
+                f"prediction is the study's mean energy per epoch so far x epochs: it misses by "
+                f"{flops.median_ape:.0%} in the median, the first epoch by "
+                f"{epoch1.median_ape:.0%}. This comparison cannot test FLOPs as a predictor.")
+        elif flops.median_ape > 2 * epoch1.median_ape:
             lines.append(
                 f"FLOPs alone miss a trial's energy by {flops.median_ape:.0%} in the median "
                 f"and {flops.p90_ape:.0%} at the 90th percentile{rank}: the joules per FLOP "
@@ -313,7 +322,8 @@ def prediction_lines(pred: pd.DataFrame) -> list[str]:
         else:
             lines.append(
                 f"FLOPs predict a trial's energy about as well as its first epoch does "
-                f"({flops.median_ape:.0%} vs {epoch1.median_ape:.0%} median error{rank}).")
+                f"({flops.median_ape:.0%} vs {epoch1.median_ape:.0%} median error; FLOPs "
+                f"Spearman rho {flops.spearman:.2f}).")
     return lines
 
 
@@ -354,7 +364,7 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
             lines += [f"- {s}" for s in rq2_findings(c)]
         if c.prediction is not None:
             lines += ["", "### Energy predicted before training", ""]
-            lines += prediction_lines(c.prediction)
+            lines += prediction_lines(c.prediction, c.trials)
         if "flops" in c.figures:
             lines += ["", f"FLOPs: {c.figures['flops'].axes[0].get_title().splitlines()[-1]} "
                           "between forward FLOPs per sample and energy per epoch."]
