@@ -58,7 +58,10 @@ lint: install
 SEEDS ?= 5
 STRATEGIES ?=
 STRATEGIES_FLAG := $(if $(STRATEGIES),--strategies $(STRATEGIES),)
-OUT ?= figures
+# OUT: where make figures writes (default figures/<store name>, figures/energy for the
+# default store; figures/report.md is make paper's)
+OUT ?=
+OUT_FLAG := $(if $(OUT),--out $(OUT),)
 TARGET ?=
 TARGET_FLAG := $(if $(TARGET),--target $(TARGET),)
 PAPER_STORAGE ?= sqlite:///studies/paper.db
@@ -70,7 +73,7 @@ compare: install
 
 # figures (PNG + PDF) and report.md from STORAGE into OUT; no training
 figures: install
-	$(BIN)/tuning-energy figures --storage $(STORAGE) --out $(OUT) $(TARGET_FLAG)
+	$(BIN)/tuning-energy figures --storage $(STORAGE) $(OUT_FLAG) $(TARGET_FLAG)
 
 # the paper's studies scaled to digits on a CPU, then figures/ and figures/report.md.
 # Resumes what PAPER_STORAGE already holds; `rm studies/paper.db` to start over.

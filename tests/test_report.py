@@ -230,3 +230,13 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     assert x["reached_share"] == 1.0
     assert x["total_energy_median_j"] == pytest.approx((32 + 5) / 2)
     assert result["energy_method"] == "rapl"
+
+
+def test_figures_go_to_a_folder_per_store_by_default():
+    """`make figures` on the default store must not overwrite `make paper`'s report.md."""
+    from tuning_energy.cli import default_figures_dir
+
+    assert default_figures_dir("sqlite:///studies/energy.db") == "figures/energy"
+    assert default_figures_dir("sqlite:////tmp/x/paper.db") == "figures/paper"
+    assert default_figures_dir("journal:///runs/study.log") == "figures/study"
+    assert default_figures_dir("postgresql://u:p@127.0.0.1:5432/db") == "figures/postgresql"

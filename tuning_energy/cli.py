@@ -169,10 +169,23 @@ def cmd_figures(args: argparse.Namespace) -> int:
     """Figures (PNG + PDF) and report.md from the store; no training."""
     from .report import write_figures
 
-    written = write_figures(args.storage, args.out, target=args.target,
+    out = args.out or default_figures_dir(args.storage)
+    written = write_figures(args.storage, out, target=args.target,
                             target_fraction=args.target_fraction, studies=args.studies)
-    print(f"wrote {len(written)} files to {args.out}/ (report: {args.out}/report.md)")
+    print(f"wrote {len(written)} files to {out}/ (report: {out}/report.md)")
     return 0
+
+
+def default_figures_dir(storage_url: str) -> str:
+    """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
+    that figures of one store never overwrite another's report.md (figures/report.md is
+    `make paper`'s)."""
+    from .storage import journal_path, sqlite_path, storage_kind
+
+    kind = storage_kind(storage_url)
+    path = sqlite_path(storage_url) if kind == "sqlite" else \
+        journal_path(storage_url) if kind == "journal" else None
+    return f"figures/{path.stem if path is not None else kind}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figures", help="figures and report.md from the store (no training)")
-    p.add_argument("--out", default="figures", help="output folder (default figures)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default figures/<store name>, e.g. figures/energy "
+                        "for sqlite:///studies/energy.db)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target", type=float, default=None,
                    help="target accuracy for energy-to-target (absolute, e.g. 0.95)")
