@@ -31,3 +31,20 @@ def test_bad_storage_urls_name_the_allowed_forms():
         storage_kind("studies/energy.db")
     with pytest.raises(StorageError, match="three slashes"):
         open_storage("journal://x")
+
+
+def test_a_store_that_cannot_be_opened_never_shows_the_password():
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://tuner:s3cret-pw@127.0.0.1:{port}/energy"
+    with pytest.raises(StorageError) as err:
+        open_storage(url)
+    message = str(err.value)
+    assert "cannot open the store" in message and f"127.0.0.1:{port}" in message
+    assert "s3cret-pw" not in message and "tuner:***@" in message
+    with pytest.raises(StorageError) as err:
+        open_storage("postgres-ish://tuner:s3cret-pw@host/db")
+    assert "s3cret-pw" not in str(err.value)

@@ -22,6 +22,7 @@ from . import analysis as an
 from .config import StudyConfig
 from .errors import ConfigError
 from .runner import StudySummary, run_study
+from .storage import redact
 from .strategies import STRATEGIES, check_strategy
 
 
@@ -244,7 +245,7 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     names = list(studies) if studies is not None else _study_names(storage_url, config)
     trials = an.trials_table(storage_url, names)
     if trials.empty:
-        raise ConfigError(f"no finished trials of {config.name!r} in {storage_url}; "
+        raise ConfigError(f"no finished trials of {config.name!r} in {redact(storage_url)}; "
                           f"run `make compare CONFIG=...` first")
     result, c = compare_summary(trials, config.name, target, target_fraction)
     out = Path(out_dir)

@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import ConfigError, StorageError, TuningEnergyError
-from .storage import journal_path, open_storage, sqlite_path, storage_kind
+from .storage import journal_path, open_storage, redact, sqlite_path, storage_kind
 
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -134,7 +134,7 @@ def serve(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
     out = out or sys.stdout
     server = open_server(storage_url, port, host, artifact_dir)
     try:
-        print(f"optuna-dashboard for {storage_url}", file=out)
+        print(f"optuna-dashboard for {redact(storage_url)}", file=out)
         print(f"  open {server_url(server)}   (Ctrl-C stops it)", file=out, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:

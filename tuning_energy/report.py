@@ -19,6 +19,7 @@ import pandas as pd
 from . import analysis as an
 from . import figures as fg
 from .errors import TuningEnergyError
+from .storage import redact
 
 SIGNIFICANCE = 0.05
 
@@ -330,7 +331,7 @@ def prediction_lines(pred: pd.DataFrame, trials: pd.DataFrame | None = None) -> 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
                   storage_url: str, image_ext: str = "png") -> str:
     lines = ["# tuning-energy report", "",
-             f"Generated from `{storage_url}` by `tuning-energy figures`; every number below "
+             f"Generated from `{redact(storage_url)}` by `tuning-energy figures`; every number below "
              "is computed from that store. Energy-to-target is the cumulative energy of a "
              "search up to and including its first trial at or above the target accuracy; "
              "a seed that never reaches the target counts as infinitely expensive in the "
@@ -387,7 +388,7 @@ def write_figures(storage_url: str, out_dir: str | Path, target: float | None = 
     trials = an.trials_table(storage_url, studies)
     if trials.empty:
         raise TuningEnergyError(
-            f"--storage = {storage_url!r}"
+            f"--storage = {redact(storage_url)!r}"
             + (f", --studies = {studies!r}" if studies else "")
             + ": no finished trials to analyse; run `tuning-energy compare` first")
     info = an.studies_info(storage_url, studies)

@@ -34,7 +34,7 @@ from .energy.crosscheck import wrap_cross_check
 from .errors import ConfigError, StorageError, StudyAborted
 from .objective import Objective
 from .predict import EnergyPredictor
-from .storage import open_storage, storage_kind
+from .storage import open_storage, redact, storage_kind
 from .strategies import check_strategy, grid_size, make_pruner, make_sampler, objectives
 from .train import warm_up
 
@@ -139,7 +139,7 @@ class StudySummary:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
         best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
         return [
-            f"study      {self.study_name}  in {self.storage}",
+            f"study      {self.study_name}  in {redact(self.storage)}",
             f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       accuracy {best}  ({params})",
@@ -239,7 +239,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
             study.set_user_attr(k, v)
     elif diff := config_differences(stored, config.to_dict(), strategy):
         raise StorageError(
-            f"study {name!r} in {storage_url} was created with a different config "
+            f"study {name!r} in {redact(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
     return study

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,19 @@ def storage_kind(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     base = scheme.split("+", 1)[0]
     if base not in ("sqlite", "journal", "postgresql", "mysql"):
-        raise StorageError(f"--storage = {url!r}: not a storage URL; allowed forms are {ALLOWED}")
+        raise StorageError(f"--storage = {redact(url)!r}: not a storage URL; allowed forms are "
+                           f"{ALLOWED}")
     return base
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def _password(url: str) -> str | None:
+    m = re.search(r"://[^:/@]+:([^@/]*)@", url)
+    return m.group(1) if m and m.group(1) else None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -117,7 +129,10 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
     except StorageError:
         raise
     except Exception as exc:
-        raise StorageError(f"--storage = {url!r}: cannot open the store: {exc}") from exc
+        # Never the password: the URL here may carry one (postgresql://user:pw@host/db).
+        raise StorageError(f"--storage = {redact(url)!r}: cannot open the store: "
+                           f"{str(exc).replace(_password(url), '***') if _password(url) else exc}"
+                           ) from exc
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

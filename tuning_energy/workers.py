@@ -33,7 +33,6 @@ import fcntl
 import functools
 import multiprocessing as mp
 import os
-import re
 import socket
 import sys
 import threading
@@ -53,7 +52,7 @@ from .config import MeterConfig, StudyConfig
 from .energy import MeterChoice, build_meter
 from .energy.shared import CpuTimeLedger, SharedCpuTimeMeter, needs_attribution, shared_method
 from .errors import StorageError, TuningEnergyError
-from .storage import journal_path, open_storage, storage_kind
+from .storage import journal_path, open_storage, redact, storage_kind
 
 WORKER_ATTR = "te_worker"  # trial system attr: which worker ran it
 MULTI_WORKER_KINDS = ("journal", "postgresql")
@@ -73,11 +72,6 @@ class WorkerOptions:
     reconnect_limit_s: float = 60.0  # give up on a lost database connection after this
     poll_s: float = 1.0  # wait while the rest of the budget is running on other workers
     torch_threads: int | None = None  # default: usable cores // n_workers, at least 1
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
 def check_workers(storage_url: str, n_workers: int) -> None:
