@@ -123,3 +123,38 @@ def test_trials_table_reads_multi_objective_studies(storage_url):
     study = optuna.load_study(study_name="tiny-mo-s0", storage=storage_url)
     assert list(table["accuracy"]) == [t.values[0] for t in study.trials]
     assert list(table["energy_j"]) == [t.values[1] for t in study.trials]
+
+
+def test_compare_runs_a_pruned_variant_beside_its_strategy(storage_url):
+    """`make compare STRATEGIES=random,random+median`: the pruned variant is its own study
+    and its own strategy in the analysis, with its pruned trials' energy counted."""
+    from tuning_energy.analysis import energy_to_target, trials_table
+    from tuning_energy.compare import run_comparison
+
+    cfg = parse_config(tiny_doc(
+        train={"epochs": 4}, budget={"n_trials": 6},
+        pruning={"n_startup_trials": 1, "n_warmup_epochs": 1},
+        search_space={"lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}))
+    summaries = run_comparison(cfg, 1, ["random", "random+median"], storage_url,
+                               progress=False)
+    assert [s.study_name for s in summaries] == ["tiny-random-s0", "tiny-random-median-s0"]
+    table = trials_table(storage_url)
+    assert set(table["strategy"]) == {"random", "random+median"}
+    pruned = table[table["strategy"] == "random+median"]
+    assert (pruned["state"] == "PRUNED").any()
+    ett = energy_to_target(table, target=2.0).set_index("strategy")  # unreachable: totals
+    assert math.isclose(ett.loc["random+median", "total_energy_j"], pruned["energy_j"].sum())
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tpe+fast", "unknown pruner 'fast' after '\\+'; allowed values are median, asha, "
+                 "hyperband"),
+    ("mo+asha", "mo is multi-objective and Optuna cannot prune it"),
+    ("tpx+asha", "unknown strategy; allowed values are grid"),
+])
+def test_a_bad_strategy_variant_names_what_is_allowed(spec, message):
+    from tuning_energy.strategies import parse_variant
+
+    assert parse_variant("tpe+asha") == ("tpe", "asha") and parse_variant("grid") == ("grid", None)
+    with pytest.raises(ConfigError, match=message):
+        parse_variant(spec)

@@ -10,7 +10,8 @@ Columns of the trials table:
 
     comparison   the config name the study was run from (studies of one comparison share it)
     study        Optuna study name, `{comparison}-{strategy}-s{seed}`
-    strategy, seed               from the study's user attrs
+    strategy, seed               from the study's user attrs; a study run with a pruner is
+                                 labelled `{strategy}+{pruner}` (`tpe+asha`)
     trial        0-based finishing order within the study
     number       Optuna's trial number (order of creation)
     state        COMPLETE | PRUNED | FAIL
@@ -82,6 +83,13 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, bool | int | float) and not isinstance(v, complex)
 
 
+def strategy_label(study_attrs: dict[str, Any]) -> str | None:
+    """The study's strategy, with its pruner when one was on: 'tpe', 'tpe+asha'."""
+    strategy = study_attrs.get("strategy")
+    pruner = ((study_attrs.get("config") or {}).get("pruning") or {}).get("pruner", "none")
+    return strategy if strategy is None or pruner in (None, "none") else f"{strategy}+{pruner}"
+
+
 def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per finished trial of the store, in finishing order within each study.
 
@@ -107,7 +115,7 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
             row: dict[str, Any] = {
                 "comparison": config.get("name", name),
                 "study": name,
-                "strategy": attrs.get("strategy"),
+                "strategy": strategy_label(attrs),
                 "seed": attrs.get("seed"),
                 "trial": i,
                 "number": t.number,

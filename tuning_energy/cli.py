@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="study TOML file")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--strategies", default=None,
-                   help=f"comma-separated (default all: {','.join(STRATEGIES)})")
+                   help=f"comma-separated (default all: {','.join(STRATEGIES)}); "
+                        f"STRATEGY+PRUNER (tpe+asha) runs that strategy with a pruner as a "
+                        f"variant of its own")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", default="figures",

@@ -8,6 +8,7 @@ pays one-off costs that would otherwise be charged to whichever trial happens to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -23,23 +24,28 @@ from .config import StudyConfig
 from .errors import ConfigError
 from .runner import StudySummary, run_study
 from .storage import redact
-from .strategies import STRATEGIES, check_strategy
+from .strategies import STRATEGIES, parse_variant
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
                    storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
                    out=None) -> list[StudySummary]:
-    """Run (or resume) `{config.name}-{strategy}-s{seed}` for seeds 0..seeds-1."""
+    """Run (or resume) `{config.name}-{strategy}-s{seed}` for seeds 0..seeds-1.
+
+    A strategy may carry a pruner, `tpe+asha`: that study runs with `[pruning] pruner =
+    "asha"` (named `{config.name}-tpe-asha-s{seed}`), beside the unpruned one.
+    """
     out = out or sys.stdout
     names = list(strategies) if strategies else list(STRATEGIES)
-    for s in names:
-        check_strategy(s)
+    variants = [parse_variant(s) for s in names]
     if seeds <= 0:
         raise ConfigError(f"--seeds = {seeds}: must be > 0")
     summaries = []
     for seed in range(seeds):
-        for strategy in names:
-            summary = run_study(config, strategy, seed, storage_url, progress=progress, out=out)
+        for strategy, pruner in variants:
+            cfg = config if pruner is None else config.with_overrides(
+                pruning=dataclasses.replace(config.pruning, pruner=pruner))
+            summary = run_study(cfg, strategy, seed, storage_url, progress=progress, out=out)
             summaries.append(summary)
             if summary.interrupted:
                 return summaries

@@ -37,9 +37,15 @@ _EXTRA = plt.get_cmap("tab10").colors
 
 
 def strategy_color(name: str, order: list[str] | None = None) -> str:
-    if name in COLORS:
-        return COLORS[name]
-    i = (order or []).index(name) if order and name in order else abs(hash(name))
+    """A strategy's colour; a pruned variant (`tpe+asha`) takes its strategy's colour (its
+    lines are dashed)."""
+    import zlib
+
+    base = str(name).split("+")[0]
+    if base in COLORS:
+        return COLORS[base]
+    bases = list(dict.fromkeys(str(o).split("+")[0] for o in order or []))
+    i = bases.index(base) if base in bases else zlib.crc32(base.encode())  # stable per name
     return matplotlib.colors.to_hex(_EXTRA[(i + 3) % len(_EXTRA)])
 
 
@@ -119,7 +125,8 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
         if not len(cv):  # no energy range that every seed covers: seeds only
             ax.plot([], [], color=c, lw=2.2, label=label)
             continue
-        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label)
+        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label,
+                ls="--" if "+" in str(strategy) else "-")  # pruned variants dashed
         ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c, alpha=0.2,
                         lw=0)
     if target is not None:

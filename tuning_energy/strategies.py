@@ -421,6 +421,25 @@ def check_strategy(name: str) -> str:
     return name
 
 
+PRUNERS = ("none", "median", "asha", "hyperband")
+
+
+def parse_variant(spec: str) -> tuple[str, str | None]:
+    """'tpe' -> ('tpe', None); 'tpe+asha' -> ('tpe', 'asha'): a strategy with a pruner, as
+    `make compare STRATEGIES=tpe,tpe+asha` names it (and the analysis labels it)."""
+    name, _, pruner = spec.partition("+")
+    check_strategy(name)
+    if not pruner:
+        return name, None
+    if pruner not in PRUNERS[1:]:
+        raise ConfigError(f"strategy = {spec!r}: unknown pruner {pruner!r} after '+'; allowed "
+                          f"values are {', '.join(PRUNERS[1:])}")
+    if name in MULTI_OBJECTIVE:
+        raise ConfigError(f"strategy = {spec!r}: {name} is multi-objective and Optuna cannot "
+                          f"prune it; use {name} without '+{pruner}'")
+    return name, pruner
+
+
 def make_sampler(name: str, config: StudyConfig, seed: int) -> BaseSampler:
     """The sampler for strategy `name`, seeded."""
     return STRATEGIES[check_strategy(name)](config, seed)
