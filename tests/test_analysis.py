@@ -54,6 +54,17 @@ def test_best_so_far_accumulates_energy_and_best_accuracy_per_study(trials):
     assert math.isnan(df.loc[("bayes-s1", 2), "energy_j"])  # ... but stays visibly NaN
 
 
+def test_a_pruned_or_failed_trial_keeps_the_best_accuracy_so_far():
+    """A trial without accuracy (PRUNED, FAIL) after a result: the best so far does not
+    vanish there (figures would break the line at every pruned trial)."""
+    df = pd.DataFrame({"study": ["s"] * 4, "trial": [0, 1, 2, 3],
+                       "state": ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"],
+                       "accuracy": [0.7, NAN, NAN, 0.6], "energy_j": [1.0, 0.5, 0.2, 1.0]})
+    b = an.best_so_far(df)
+    assert b["best_accuracy_so_far"].tolist() == [0.7, 0.7, 0.7, 0.7]
+    assert b["cum_energy_j"].tolist() == [1.0, 1.5, 1.7, 2.7]
+
+
 def test_energy_to_target_matches_the_hand_calculation(trials):
     ett = an.energy_to_target(trials, 0.85).set_index("study")
     assert ett.loc["grid-s0", ["reached", "trials_to_target", "energy_to_target_j",

@@ -206,7 +206,8 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     df = _ordered(trials)
     g = df.groupby("study", sort=False)
     df["cum_energy_j"] = g["energy_j"].transform(lambda s: s.fillna(0.0).cumsum())
-    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax())
+    # cummax leaves NaN where a trial has no accuracy (PRUNED, FAIL): carry the best on.
+    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax().ffill())
     return df
 
 

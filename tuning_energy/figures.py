@@ -37,16 +37,29 @@ _EXTRA = plt.get_cmap("tab10").colors
 
 
 def strategy_color(name: str, order: list[str] | None = None) -> str:
-    """A strategy's colour; a pruned variant (`tpe+asha`) takes its strategy's colour (its
-    lines are dashed)."""
+    """A strategy's colour; a pruned variant (`tpe+asha`) takes a darker shade of its
+    strategy's colour (and dashed or dotted lines: PRUNER_LINESTYLES)."""
     import zlib
 
     base = str(name).split("+")[0]
     if base in COLORS:
-        return COLORS[base]
-    bases = list(dict.fromkeys(str(o).split("+")[0] for o in order or []))
-    i = bases.index(base) if base in bases else zlib.crc32(base.encode())  # stable per name
-    return matplotlib.colors.to_hex(_EXTRA[(i + 3) % len(_EXTRA)])
+        color = COLORS[base]
+    else:
+        bases = list(dict.fromkeys(str(o).split("+")[0] for o in order or []))
+        i = bases.index(base) if base in bases else zlib.crc32(base.encode())  # stable
+        color = matplotlib.colors.to_hex(_EXTRA[(i + 3) % len(_EXTRA)])
+    if "+" in str(name):  # darker, so that it shows where it runs over its strategy's line
+        r, g, b = matplotlib.colors.to_rgb(color)
+        color = matplotlib.colors.to_hex((r * 0.6, g * 0.6, b * 0.6))
+    return color
+
+
+#: Pruned variants (`tpe+asha`) are drawn in their strategy's colour with these lines.
+PRUNER_LINESTYLES = {"median": ":", "asha": "--", "hyperband": "-."}
+
+
+def strategy_linestyle(name: str) -> str:
+    return PRUNER_LINESTYLES.get(str(name).partition("+")[2], "-")
 
 
 def method_note(methods: list[str]) -> str:
@@ -113,22 +126,25 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
     df = best_so_far(trials)
     curves = best_so_far_curves(trials)
     order = _strategies(df)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    many = len(order) > 6  # the legend goes beside the axes instead of over the data
+    fig, ax = plt.subplots(figsize=(10.0 if many else 7.5, 4.8))
     for strategy in order:
         c = strategy_color(strategy, order)
+        ls = strategy_linestyle(strategy)
         for _, st in df[df["strategy"] == strategy].groupby("study"):
+            if many:  # eleven strategies' single seeds would hide every median
+                break
             ax.step(st["cum_energy_j"] / 1e3, st["best_accuracy_so_far"], where="post",
-                    color=c, alpha=0.45, lw=0.9)
+                    color=c, alpha=0.45, lw=0.9, ls=ls)
         cv = curves[curves["strategy"] == strategy] if len(curves) else curves
         n = int(df.loc[df["strategy"] == strategy, "study"].nunique())
         label = f"{strategy} (median of {n} seed{'s' if n != 1 else ''})"
         if not len(cv):  # no energy range that every seed covers: seeds only
-            ax.plot([], [], color=c, lw=2.2, label=label)
+            ax.plot([], [], color=c, lw=2.2, label=label, ls=ls)
             continue
-        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label,
-                ls="--" if "+" in str(strategy) else "-")  # pruned variants dashed
-        ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c, alpha=0.2,
-                        lw=0)
+        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label, ls=ls)
+        ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c,
+                        alpha=0.08 if many else 0.2, lw=0)
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label=f"target accuracy {target:.3f}")
     ax.set_xlabel("cumulative energy of the search (kJ)")
@@ -137,9 +153,13 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
     ax.set_ylim(max(0.0, min(lo, target or 1) - 0.02), 1.0)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    else:
+        ax.legend(loc="lower right", fontsize=9)
     ax.set_title(title or "Best accuracy so far vs energy spent (band: inter-quartile range "
-                 "over seeds; thin lines: single seeds)", fontsize=10)
+                 "over seeds" + ("" if many else "; thin lines: single seeds") + ")",
+                 fontsize=10)
     return _finish(fig, energy_methods(df))
 
 
