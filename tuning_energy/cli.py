@@ -189,6 +189,7 @@ def default_figures_dir(storage_url: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import PRUNERS
     from .strategies import STRATEGIES
 
     parser = argparse.ArgumentParser(
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"search strategy: {', '.join(STRATEGIES)} (default bayes)")
     p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
-    p.add_argument("--pruner", default=None, choices=["none", "median", "asha", "hyperband"],
+    p.add_argument("--pruner", default=None, choices=PRUNERS,
                    help="override [pruning] pruner: stop unpromising trials early")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cross-check", choices=["codecarbon"], default=None,

@@ -98,9 +98,7 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
     from .report import analyse
 
     df = with_search_energy(trials)
-    c = analyse(an.tidy(df), config_name, target, target_fraction)
-    if c.prediction is not None:  # predictions are of the training energy, not the search's
-        c.prediction = an.prediction_error(an.tidy(trials))
+    c = analyse(an.tidy(df), config_name, target, target_fraction, training=an.tidy(trials))
     methods = an.energy_methods(df)
     per_study = df.groupby("study")["trial"].count()
     result: dict[str, Any] = {

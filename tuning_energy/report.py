@@ -42,7 +42,10 @@ class Comparison:
 
 
 def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
-            target_fraction: float = 0.99) -> Comparison:
+            target_fraction: float = 0.99,
+            training: pd.DataFrame | None = None) -> Comparison:
+    """`training`: the same trials with energy_j the training energy alone, where `trials`
+    counts more (compare adds the proposing energy); predictions are of the training."""
     if target is None:
         target = an.target_from_best(trials, target_fraction)
         rule = f"{target_fraction:g} x the best accuracy of any trial in the comparison " \
@@ -57,8 +60,9 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
     if fg.has_layer_sweep(trials):
         c.anova = an.layer_attribution(trials)
         c.by_level = an.energy_per_epoch_by_factor(trials)
-    if fg.has_predictions(trials):
-        c.prediction = an.prediction_error(trials)
+    training = trials if training is None else training
+    if fg.has_predictions(training):
+        c.prediction = an.prediction_error(training)
     return c
 
 

@@ -35,7 +35,14 @@ from .errors import ConfigError, StorageError, StudyAborted
 from .objective import Objective
 from .predict import EnergyPredictor
 from .storage import open_storage, redact, storage_kind
-from .strategies import check_strategy, grid_size, make_pruner, make_sampler, objectives
+from .strategies import (
+    SKOPT_STRATEGIES,
+    check_strategy,
+    grid_size,
+    make_pruner,
+    make_sampler,
+    objectives,
+)
 from .train import warm_up
 
 if TYPE_CHECKING:
@@ -193,7 +200,7 @@ def _relevant(key: str, strategy: str) -> bool:
     if key.startswith("budget."):
         return False
     if key.startswith("strategy.bayes."):
-        return strategy in ("bayes", "bayes-eips")
+        return strategy in SKOPT_STRATEGIES
     if key == "strategy.grid_levels":
         return strategy == "grid"
     return True

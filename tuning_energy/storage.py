@@ -129,10 +129,12 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
     except StorageError:
         raise
     except Exception as exc:
-        # Never the password: the URL here may carry one (postgresql://user:pw@host/db).
-        raise StorageError(f"--storage = {redact(url)!r}: cannot open the store: "
-                           f"{str(exc).replace(_password(url), '***') if _password(url) else exc}"
-                           ) from exc
+        # Never the password: the URL here may carry one (postgresql://user:pw@host/db),
+        # and a driver may repeat it in its own message.
+        why, password = str(exc), _password(url)
+        if password:
+            why = why.replace(password, "***")
+        raise StorageError(f"--storage = {redact(url)!r}: cannot open the store: {why}") from exc
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -41,7 +41,7 @@ from optuna.samplers import BaseSampler, GPSampler, GridSampler, RandomSampler, 
 from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import BayesConfig, ParamSpec, StudyConfig
+from .config import PRUNERS, BayesConfig, ParamSpec, StudyConfig
 from .errors import ConfigError
 
 
@@ -405,6 +405,8 @@ STRATEGIES: dict[str, SamplerFactory] = {
 }
 
 #: Objectives per strategy: `mo` maximises accuracy and minimises the trial's energy.
+#: The strategies driven by scikit-optimize (SkoptSampler): [strategy.bayes] is theirs.
+SKOPT_STRATEGIES = ("bayes", "bayes-eips")
 MULTI_OBJECTIVE = {"mo": (("accuracy", "maximize"), ("energy_j", "minimize"))}
 
 
@@ -419,9 +421,6 @@ def check_strategy(name: str) -> str:
             f"strategy = {name!r}: unknown strategy; allowed values are {', '.join(STRATEGIES)}"
         )
     return name
-
-
-PRUNERS = ("none", "median", "asha", "hyperband")
 
 
 def parse_variant(spec: str) -> tuple[str, str | None]:
