@@ -240,3 +240,20 @@ def test_figures_go_to_a_folder_per_store_by_default():
     assert default_figures_dir("sqlite:////tmp/x/paper.db") == "figures/paper"
     assert default_figures_dir("journal:///runs/study.log") == "figures/study"
     assert default_figures_dir("postgresql://u:p@127.0.0.1:5432/db") == "figures/postgresql"
+
+
+@pytest.mark.parametrize("command", ["study", "compare"])
+def test_study_and_compare_read_the_powercap_root_from_the_environment(command, tmp_path,
+                                                                        monkeypatch):
+    """TUNING_ENERGY_POWERCAP_ROOT is read at the CLI's edge by every command that runs
+    studies, not by `study` alone."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("TUNING_ENERGY_POWERCAP_ROOT", str(tmp_path / "powercap"))
+    args = ["--strategy", "random"] if command == "study" else \
+        ["--seeds", "1", "--strategies", "random", "--out", str(tmp_path / "out")]
+    assert main([command, "--config", str(config), "--trials", "1", "--storage", url,
+                 "--no-progress", *args]) == 0
+    study = optuna.load_study(study_name="tiny-random-s0", storage=url)
+    assert study.user_attrs["config"]["meter"]["powercap_root"] == str(tmp_path / "powercap")

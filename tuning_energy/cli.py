@@ -15,20 +15,29 @@ def _add_storage(p: argparse.ArgumentParser) -> None:
                    help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
 
 
-def cmd_study(args: argparse.Namespace) -> int:
+def _study_config(args: argparse.Namespace):
+    """--config, with the environment's meter settings and --trials applied."""
     import dataclasses
 
     from .config import load_config
     from .errors import ConfigError
-    from .strategies import check_strategy
 
-    check_strategy(args.strategy)
     config = _with_env_meter(load_config(args.config))
     if args.trials is not None:
         if args.trials <= 0:
             raise ConfigError(f"--trials = {args.trials}: must be > 0")
         config = config.with_overrides(
             budget=dataclasses.replace(config.budget, n_trials=args.trials))
+    return config
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .strategies import check_strategy
+
+    check_strategy(args.strategy)
+    config = _study_config(args)
     if args.pruner is not None:
         config = config.with_overrides(
             pruning=dataclasses.replace(config.pruning, pruner=args.pruner))
@@ -127,18 +136,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every strategy x seed of one config into one store (resumes what is there)."""
-    import dataclasses
-
     from .compare import run_comparison
-    from .config import load_config
-    from .errors import ConfigError
 
-    config = load_config(args.config)
-    if args.trials is not None:
-        if args.trials <= 0:
-            raise ConfigError(f"--trials = {args.trials}: must be > 0")
-        config = config.with_overrides(
-            budget=dataclasses.replace(config.budget, n_trials=args.trials))
+    config = _study_config(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] \
         if args.strategies else None
     summaries = run_comparison(config, args.seeds, strategies, args.storage,
