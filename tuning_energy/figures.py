@@ -190,8 +190,10 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
             ax.scatter(i + rng.uniform(-0.12, 0.12, missed), [top] * missed, marker="x",
                        color="#b00000", s=40, zorder=3)
         med = float(np.median(energy[s.index])) if len(s) else math.nan
+        # The box is over the seeds that reached it; the median counts every seed, a
+        # never-reached one as infinite (as the tables do), so say so where they differ.
         med_txt = "median: n/a (half or\nfewer reached)" if math.isinf(med) \
-            else f"median {med / 1e3:.3g} kJ"
+            else f"median {med / 1e3:.3g} kJ" + ("\n(never reached = inf)" if missed else "")
         ax.annotate(f"reached {len(reached)}/{len(s)}\n{med_txt}", (i, 0), xytext=(0, -30),
                     textcoords="offset points", xycoords=("data", "axes fraction"),
                     ha="center", va="top", fontsize=8)
@@ -204,8 +206,9 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
     ax.get_yticklabels()[-1].set_color("#b00000")
     ax.set_ylabel("energy to reach the target (kJ)")
     target = float(ett["target"].iloc[0]) if len(ett) else math.nan
-    ax.set_title(title or f"Energy until the first trial with accuracy >= {target:.3f} "
-                 f"(one dot per seed)", fontsize=10)
+    ax.set_title((title or f"Energy until the first trial with accuracy >= {target:.3f} "
+                  f"(one dot per seed)") + "\nbox: the seeds that reached it; crosses: "
+                 "seeds that never did", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     methods = sorted({m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
                       for m in str(v).split("+")})
