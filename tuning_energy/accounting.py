@@ -1,0 +1,48 @@
+"""What a trial is charged: the one definition that budgets, energy to target and every
+report use.
+
+A trial is charged its training energy (`energy_j`, the objective's meter window), the
+strategy's own computation that proposed it (`propose_energy_j`) and the storage round trips
+around it (`store_energy_j`). Parts a trial does not carry (a store from an older version,
+a table from elsewhere) count as absent, not as zero: `charged_parts` says which were there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: The trial attrs (and trials-table columns) whose sum a trial is charged, in J.
+TRAINING = "energy_j"
+PROPOSING = "propose_energy_j"
+STORING = "store_energy_j"
+CHARGED_PARTS = (TRAINING, PROPOSING, STORING)
+
+
+def _number(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def charged_energy_j(attrs: Mapping[str, Any]) -> float | None:
+    """Training + proposing + storage energy of one trial, in J.
+
+    None when its training energy was not measured (a meter that could not measure): an
+    unknown is never a zero. Proposing and storage parts that are absent add nothing.
+    """
+    training = _number(attrs.get(TRAINING))
+    if training is None:
+        return None
+    return training + sum(v for k in (PROPOSING, STORING)
+                          if (v := _number(attrs.get(k))) is not None)
+
+
+def charged_total_j(trials_attrs: Iterable[Mapping[str, Any]]) -> float:
+    """Sum of `charged_energy_j` over trials whose energy is known (J)."""
+    return sum(e for a in trials_attrs if (e := charged_energy_j(a)) is not None)
