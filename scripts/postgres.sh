@@ -6,7 +6,8 @@
 # - Data directory under .cache/postgres (override with TUNING_ENERGY_PG_DIR), listening on
 #   127.0.0.1 only, port 54329 (override with TUNING_ENERGY_PG_PORT); password auth on TCP,
 #   the password is generated once and kept in $DIR/password (mode 600).
-# - Idempotent: `start` on a running server only prints the URL.
+# - Idempotent: `start` on a running server only prints the URL. The URL names the port the
+#   running server listens on (from its postmaster.pid), whatever TUNING_ENERGY_PG_PORT says.
 # - As root the server runs as the `postgres` user (initdb refuses root).
 set -euo pipefail
 
@@ -48,7 +49,13 @@ as_owner() {  # run a command as the server's owner
 
 password() { cat "$DIR/password"; }
 
-url() { echo "postgresql://postgres:$(password)@127.0.0.1:$PORT/$DB"; }
+port() {  # the running server's port (line 4 of postmaster.pid), else the configured one
+  local p=""
+  if [[ -n "${BIN:-}" ]] && running; then p="$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null)"; fi
+  echo "${p:-$PORT}"
+}
+
+url() { echo "postgresql://postgres:$(password)@127.0.0.1:$(port)/$DB"; }
 
 running() { [[ -f "$DATA/postmaster.pid" ]] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
@@ -106,7 +113,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  url) [[ -s "$DIR/password" ]] || die "not initialised; run: $0 start"; url ;;
+  url) [[ -s "$DIR/password" ]] || die "not initialised; run: $0 start"; BIN="$(find_bin)" || true; url ;;
   status) BIN="$(find_bin)" || die "no PostgreSQL binaries"; if running; then echo "running: $(url)"; else echo "stopped"; exit 3; fi ;;
   *) echo "usage: $0 start|stop|url|status" >&2; exit 64 ;;
 esac

@@ -1,8 +1,28 @@
-"""Shared fixtures: tiny, fast study configs and temporary real SQLite stores."""
+"""Shared fixtures: tiny, fast study configs, temporary real SQLite stores, a PostgreSQL
+server, and a check that no test leaves a process behind.
+
+- `pg_url` (session): TUNING_ENERGY_TEST_POSTGRES_URL when set (.ci/run exports it); else
+  this clone's server (`make postgres`) when it is running; both are left alone. Otherwise
+  the fixture starts one (scripts/postgres.sh, on a free loopback port) and stops it when the
+  session ends. Without server binaries the PostgreSQL tests skip locally, and fail under
+  CI=true.
+- Every process the session starts carries TUNING_ENERGY_TEST_SESSION in its environment
+  (inherited, even by a daemon such as the PostgreSQL server). When the session's fixtures
+  are torn down, any such process still alive is ended and reported as an error.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +70,125 @@ def tiny_config() -> StudyConfig:
 @pytest.fixture
 def storage_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'energy.db'}"
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+REPO = Path(__file__).resolve().parents[1]
+PG_SCRIPT = REPO / "scripts" / "postgres.sh"
+
+
+def have_pg_binaries() -> bool:
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or shutil.which("pg_ctl") \
+        is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(PG_SCRIPT), command], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+@contextlib.contextmanager
+def pg_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """The URL of scripts/postgres.sh's server for `env` (TUNING_ENERGY_PG_DIR, ...).
+
+    A server that is already running is used and left running; otherwise one is started
+    on a free port (never "port taken" by another clone's server) and stopped on exit.
+    """
+    env = dict(env or {})
+    status = _pg("status", env)
+    if status.returncode == 0 and status.stdout.startswith("running: "):
+        yield status.stdout.split("running: ", 1)[1].strip()
+        return
+    env.setdefault("TUNING_ENERGY_PG_PORT", str(free_port()))
+    started = _pg("start", env)
+    if started.returncode != 0:
+        raise RuntimeError(f"scripts/postgres.sh start failed:\n{started.stderr}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        stopped = _pg("stop", env)
+        assert stopped.returncode == 0, f"scripts/postgres.sh stop failed:\n{stopped.stderr}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = os.environ.get("TUNING_ENERGY_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if not have_pg_binaries():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI: no PostgreSQL server; .ci/run must start one (make postgres)")
+        pytest.skip("no PostgreSQL server binaries here (make postgres installs them as root)")
+    with pg_server() as url:
+        yield url
+
+
+# ---------------------------------------------------------------- processes left behind
+
+SESSION_ENV = "TUNING_ENERGY_TEST_SESSION"
+# The interpreter's own helpers: they end with the pytest process, not with a test.
+_OWN_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def marked_processes(marker: str) -> dict[int, str]:
+    """pid -> command line of every live process whose environment carries `marker`."""
+    needle = f"{SESSION_ENV}={marker}".encode()
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":  # exited, not reaped
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if not any(h in cmdline for h in _OWN_HELPERS):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def end_leftovers(marker: str, wait_s: float = 5.0) -> dict[int, str]:
+    """The processes carrying `marker` still alive after `wait_s` (time for ones on their way
+    out), each then sent SIGTERM (and SIGKILL 5 s later)."""
+    deadline = time.monotonic() + wait_s
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in marked_processes(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        end = time.monotonic() + 5
+        while marked_processes(marker) and time.monotonic() < end:
+            time.sleep(0.1)
+    return left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Set up first, torn down last: after the session's other fixtures have stopped what
+    they started, nothing this session started may still run."""
+    marker = uuid.uuid4().hex
+    previous = os.environ.get(SESSION_ENV)
+    os.environ[SESSION_ENV] = marker
+    yield
+    if previous is None:
+        os.environ.pop(SESSION_ENV, None)
+    else:
+        os.environ[SESSION_ENV] = previous
+    left = end_leftovers(marker)
+    assert not left, "tests left these processes running (now ended):\n" + "\n".join(
+        f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))

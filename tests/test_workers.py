@@ -1,22 +1,18 @@
 """Several workers on one study: real PostgreSQL on 127.0.0.1 and a real journal file.
 
-The PostgreSQL server is the one `make postgres` starts (scripts/postgres.sh), or the URL in
-TUNING_ENERGY_TEST_POSTGRES_URL (.ci/run exports it). Without server binaries the
-PostgreSQL tests skip locally, and fail under CI=true.
+The PostgreSQL server: the URL in TUNING_ENERGY_TEST_POSTGRES_URL (.ci/run exports it), this
+clone's `make postgres` server, or one conftest.py's `pg_url` starts for the session and stops
+at its end. Without server binaries the PostgreSQL tests skip locally, and fail under CI=true.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -42,7 +38,6 @@ from tuning_energy.workers import (
 
 from .conftest import tiny_doc
 
-REPO = Path(__file__).resolve().parents[1]
 POWER_W = 40.0
 
 
@@ -63,23 +58,7 @@ def clock_meters(config, use_gpus=None) -> MeterChoice:  # a MeterFactory; spawn
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _have_pg_binaries() -> bool:
-    return bool(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or shutil.which("pg_ctl") \
-        is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> str:
-    url = os.environ.get("TUNING_ENERGY_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if not _have_pg_binaries():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI: no PostgreSQL server; .ci/run must start one (make postgres)")
-        pytest.skip("no PostgreSQL server binaries here (make postgres installs them as root)")
-    out = subprocess.run(["bash", str(REPO / "scripts/postgres.sh"), "start"], check=True,
-                         capture_output=True, text=True, timeout=300)
-    return out.stdout.strip().splitlines()[-1]
+# pg_url: conftest.py's session fixture (stops the server it started when the session ends).
 
 
 def _config(name: str, search_space=None, **over):

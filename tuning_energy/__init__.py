@@ -1,3 +1,65 @@
-"""tuning-energy: what did this hyperparameter search cost in energy?"""
+"""tuning-energy: what did this hyperparameter search cost in energy?
+
+The public Python API (the README's "Python API" section has a runnable example):
+
+    load_config(path) -> StudyConfig      read and validate a study TOML file
+    parse_config(dict) -> StudyConfig     the same from a dict
+    run_study(config, strategy, seed, storage_url) -> StudySummary
+                                          create or resume a study and run its budget
+    analysis                              the tidy trials table and the analyses on it
+    export_trials(storage_url, path, fmt) the trials table as CSV or Parquet
+    build_meter(meter_config) -> MeterChoice
+                                          the meter a config asks for (`.meter`), and why
+    Measurement                           the energy of one meter window, with its method
+
+The names are imported on first use: `import tuning_energy` stays cheap (no torch, optuna
+or pandas until a name that needs them is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name -> module that defines it (None: the name is that module itself)
+_LAZY: dict[str, str | None] = {
+    "load_config": ".config",
+    "parse_config": ".config",
+    "StudyConfig": ".config",
+    "run_study": ".runner",
+    "StudySummary": ".runner",
+    "analysis": None,
+    "export_trials": ".export",
+    "build_meter": ".energy",
+    "MeterChoice": ".energy",
+    "Measurement": ".energy",
+}
+
+__all__ = [  # a literal list, for type checkers; the same names as _LAZY
+    "__version__", "load_config", "parse_config", "StudyConfig", "run_study", "StudySummary",
+    "analysis", "export_trials", "build_meter", "MeterChoice", "Measurement",
+]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
+    from . import analysis
+    from .config import StudyConfig, load_config, parse_config
+    from .energy import Measurement, MeterChoice, build_meter
+    from .export import export_trials
+    from .runner import StudySummary, run_study
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tuning_energy' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f".{name}" if module is None else module, __name__)
+    if module is not None:
+        value = getattr(value, name)
+    globals()[name] = value  # the next lookup skips __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -176,6 +176,15 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The trials table (one row per finished trial) as CSV or Parquet."""
+    from .export import export_trials
+
+    trials = export_trials(args.storage, args.out, args.format, args.studies)
+    print(f"wrote {len(trials)} trials of {trials['study'].nunique()} studies to {args.out}")
+    return 0
+
+
 def default_figures_dir(storage_url: str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
@@ -266,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--studies", default=None, help="only studies whose name starts with this")
     _add_storage(p)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("export", help="the trials table (one row per finished trial) as CSV "
+                                      "or Parquet")
+    p.add_argument("--out", required=True, help="file to write (folders are created)")
+    p.add_argument("--format", default=None,
+                   help="csv or parquet (default: from --out's suffix)")
+    p.add_argument("--studies", default=None, help="only studies whose name starts with this")
+    _add_storage(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -3,7 +3,8 @@
 - `sqlite:///studies/energy.db`: the default; one process at a time.
 - `journal:///path/to/file.log`: Optuna's JournalStorage on a file; several processes on
   one machine, no server.
-- `postgresql://user@host:port/db`: several machines share a study.
+- `postgresql://user@host:port/db`: several machines share a study; opened with psycopg 3
+  or psycopg2, whichever is installed (`postgres_driver_url`).
 """
 
 from __future__ import annotations
@@ -64,19 +65,32 @@ def store_exists(url: str) -> bool:
     return True  # a server: ask it
 
 
-def postgres_driver_url(url: str) -> str:
-    """`postgresql://` with a driver that is installed.
+#: PostgreSQL drivers the project can use, in order of preference: (module, SQLAlchemy name).
+POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
 
-    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg (3); the `postgres` extra installs
-    psycopg2-binary. An explicit `postgresql+DRIVER://` is left alone.
+
+def postgres_driver_url(url: str) -> str:
+    """`postgresql://` with the first driver of POSTGRES_DRIVERS that imports here.
+
+    The `postgres` extra installs psycopg (3), which SQLAlchemy 2.1 also takes for a bare
+    `postgresql://`, so the same URL works in plain Optuna and optuna-dashboard. Naming the
+    driver keeps a venv with only psycopg2 (or SQLAlchemy 2.0, whose default is psycopg2)
+    working through tuning-energy. An explicit `postgresql+DRIVER://` is left alone.
     """
     if not url.startswith("postgresql://"):
         return url
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
+    for module, driver in POSTGRES_DRIVERS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return f"postgresql+{driver}://" + url[len("postgresql://"):]
+    raise StorageError(
+        f"--storage = {redact(url)!r}: no PostgreSQL driver is installed; install the "
+        f"`postgres` extra (pip install 'tuning-energy[postgres]', which brings psycopg 3) or "
+        f"psycopg2-binary")
 
 
 def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
