@@ -83,6 +83,38 @@ def test_energy_to_target_matches_the_hand_calculation(trials):
     assert ett.loc["bayes-s1", "strategy"] == "bayes" and ett.loc["bayes-s1", "seed"] == 1
 
 
+def test_energy_to_target_charges_proposing_and_storage_energy():
+    """s: (0.5, 10 J training + 2 J proposing + 1 J storage), FAIL (4 J + 2 J, no storage
+    recorded), (0.9, 20 J + 3 J + 1 J) -> target 0.85 reached at trial 3: 13 + 6 + 24 = 43 J;
+    then (0.95, unmeasured training, 5 J proposing): charged unknown, adds nothing.
+    Search total 43 J; its training alone 34 J."""
+    df = pd.DataFrame({"study": "s", "strategy": "x", "seed": 0, "trial": [0, 1, 2, 3],
+                       "state": ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"],
+                       "accuracy": [0.5, NAN, 0.9, 0.95], "energy_j": [10.0, 4.0, 20.0, NAN],
+                       "propose_energy_j": [2.0, 2.0, 3.0, 5.0],
+                       "store_energy_j": [1.0, NAN, 1.0, 1.0]})
+    row = an.energy_to_target(df, 0.85).iloc[0]
+    assert row["energy_to_target_j"] == 43 and row["trials_to_target"] == 3
+    assert row["total_energy_j"] == 43 and row["training_energy_j"] == 34
+    assert an.best_so_far(df)["cum_energy_j"].tolist() == [13, 19, 43, 43]
+    assert an.charged_what(df) == "training + proposing + storage"
+    assert "training energy only" not in an.energy_counted(df)
+    # without the proposing and storage columns (another tool's CSV): training alone, said
+    training = df.drop(columns=["propose_energy_j", "store_energy_j"])
+    assert an.energy_to_target(training, 0.85).iloc[0]["energy_to_target_j"] == 34
+    assert "energy to target counts training energy only" in an.energy_counted(training)
+
+
+def test_method_label_names_the_estimated_devices_of_the_table():
+    df = pd.DataFrame({"energy_method": ["nvml-counter+estimate-cpu-tdp", "rapl"],
+                       "energy_dev_gpu0_j": [5.0, NAN], "energy_dev_cpu0_j": [2.0, 3.0],
+                       "energy_dev_dram0_j": [NAN, 1.0]})
+    lab = an.method_label(df)
+    assert lab.methods == ("nvml-counter+estimate-cpu-tdp", "rapl")
+    assert lab.estimated == {"estimate-cpu-tdp": ("cpu0",)}  # not dram0: rapl measured it
+    assert not an.method_label(df.drop(columns=["energy_method"])).any_estimate
+
+
 def test_target_from_best_is_a_fraction_of_the_best_accuracy(trials):
     assert an.target_from_best(trials, 0.9) == pytest.approx(0.9 * 0.99)
     assert an.target_from_best(trials) == pytest.approx(0.99 * 0.99)

@@ -127,7 +127,9 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
             for key in ENERGY_ATTRS:
                 assert float(ua[key]) > 0, (t["number"], key)
             assert ua["energy_method"] == "estimate-cpu-tdp"
-            total_j += float(ua["energy_j"])
+            # the search's total: training + proposing (+ storage) energy of every trial
+            total_j += sum(float(ua[k]) for k in ("energy_j", "propose_energy_j",
+                                                  "store_energy_j") if ua.get(k) is not None)
 
         note = detail["note"]["body"]
         assert note.startswith(f"## Energy summary: {name}")

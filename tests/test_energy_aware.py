@@ -143,7 +143,7 @@ def test_compare_runs_a_pruned_variant_beside_its_strategy(storage_url):
     pruned = table[table["strategy"] == "random+median"]
     assert (pruned["state"] == "PRUNED").any()
     ett = energy_to_target(table, target=2.0).set_index("strategy")  # unreachable: totals
-    assert math.isclose(ett.loc["random+median", "total_energy_j"], pruned["energy_j"].sum())
+    assert math.isclose(ett.loc["random+median", "training_energy_j"], pruned["energy_j"].sum())
 
 
 @pytest.mark.parametrize("spec, message", [

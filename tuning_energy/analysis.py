@@ -16,18 +16,26 @@ Columns of the trials table:
     number       Optuna's trial number (order of creation)
     state        COMPLETE | PRUNED | FAIL
     accuracy     validation accuracy (NaN when the trial has none, e.g. FAIL)
-    energy_j, duration_s         the trial's meter window (NaN when not measured)
+    energy_j, duration_s         the trial's meter window: its training energy (NaN when
+                                 not measured)
+    charged_energy_j             what the trial is charged (accounting.charged_energy_j):
+                                 energy_j + propose_energy_j + store_energy_j where recorded
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
                  epochs_run, diverged, propose_s, avg_power_w, energy_net_j, co2_g, ...)
     energy_dev_<device>_j        the trial's energy per device (cpu0, gpu0, ...), when recorded
 
-Energy-to-target: the cumulative energy of a study up to and including the first trial whose
-accuracy reaches the target, i.e. what a user running that search would have paid to get
-there. A study that never reaches the target is *censored*: it cost at least its total
-energy. Summaries across seeds treat it as infinitely expensive (`inf`), so a median is only
-finite when more than half of the seeds reached the target.
+Energy-to-target (`energy_to_target`, the one definition every output uses): the cumulative
+charged energy (training + proposing + storage) of every finished trial of a study, in
+finishing order, up to and including the first trial whose accuracy reaches the target,
+i.e. what a user running that search would have paid to get there. A table without
+`propose_energy_j` (results from elsewhere) counts training energy alone, and
+`energy_counted` says so. A study's total energy is its charged energy too;
+`training_energy_j` is labelled as training. A study that never reaches the target is
+*censored*: it cost at least its total energy. Summaries across seeds treat it as
+infinitely expensive (`inf`), so a median is only finite when more than half of the seeds
+reached the target.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .accounting import CHARGED_PARTS, PROPOSING, STORING, TRAINING, charged_energy_j
+from .energy.methods import MethodLabel, label
 from .errors import TuningEnergyError
 
 #: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
@@ -90,6 +100,67 @@ def strategy_label(study_attrs: dict[str, Any]) -> str | None:
     return strategy if strategy is None or pruner in (None, "none") else f"{strategy}+{pruner}"
 
 
+def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[dict[str, Any]]:
+    """The trials table's rows of one study (`attrs`: its user attrs; `trials`: its
+    FrozenTrials, any states: only finished ones become rows, in finishing order)."""
+    from optuna.trial import TrialState
+
+    config = attrs.get("config") or {}
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    done = sorted((t for t in trials if t.state in finished),
+                  key=lambda t: (t.datetime_complete or datetime.max, t.number))
+    rows: list[dict[str, Any]] = []
+    for i, t in enumerate(done):
+        row: dict[str, Any] = {
+            "comparison": config.get("name", name),
+            "study": name,
+            "strategy": strategy_label(attrs),
+            "seed": attrs.get("seed"),
+            "trial": i,
+            "number": t.number,
+            "state": t.state.name,
+            # values[0]: accuracy is the first objective of multi-objective studies too
+            "accuracy": t.values[0] if t.state == TrialState.COMPLETE and t.values
+            and t.values[0] is not None else math.nan,
+            "energy_j": math.nan,
+            "duration_s": math.nan,
+        }
+        for k, v in t.params.items():
+            row[f"param_{k}"] = v
+        for k, v in t.user_attrs.items():
+            if _scalar(v):
+                row[k] = v
+            elif k == "energy_by_device_j" and isinstance(v, dict):
+                for dev, e in v.items():
+                    if _scalar(e):
+                        row[f"energy_dev_{dev}_j"] = e
+        row["energy_method"] = t.user_attrs.get("energy_method", attrs.get("energy_method"))
+        for k in ("energy_j", "duration_s"):
+            if row[k] is None:
+                row[k] = math.nan
+        charged = charged_energy_j(t.user_attrs)
+        row["charged_energy_j"] = math.nan if charged is None else charged
+        rows.append(row)
+    return rows
+
+
+TABLE_BASE = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
+              "energy_j", "duration_s", "charged_energy_j"]
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=[*TABLE_BASE, "energy_method"])
+    params = sorted(c for c in df.columns if c.startswith("param_"))
+    rest = [c for c in df.columns
+            if c not in TABLE_BASE and c not in params and c != "energy_method"]
+    df = df[[*TABLE_BASE, *params, *rest, "energy_method"]]
+    for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df.reset_index(drop=True)
+
+
 def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per finished trial of the store, in finishing order within each study.
 
@@ -97,61 +168,22 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
     a list of exact study names.
     """
     import optuna
-    from optuna.trial import TrialState
 
     from .storage import open_storage
 
     storage = open_storage(storage_url, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
     rows: list[dict[str, Any]] = []
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     for name in sorted(_select(names, studies)):
         study = optuna.load_study(study_name=name, storage=storage)
-        attrs = study.user_attrs
-        config = attrs.get("config") or {}
-        trials = study.get_trials(deepcopy=False, states=finished)
-        trials.sort(key=lambda t: (t.datetime_complete or datetime.max, t.number))
-        for i, t in enumerate(trials):
-            row: dict[str, Any] = {
-                "comparison": config.get("name", name),
-                "study": name,
-                "strategy": strategy_label(attrs),
-                "seed": attrs.get("seed"),
-                "trial": i,
-                "number": t.number,
-                "state": t.state.name,
-                # values[0]: accuracy is the first objective of multi-objective studies too
-                "accuracy": t.values[0] if t.state == TrialState.COMPLETE and t.values
-                and t.values[0] is not None else math.nan,
-                "energy_j": math.nan,
-                "duration_s": math.nan,
-            }
-            for k, v in t.params.items():
-                row[f"param_{k}"] = v
-            for k, v in t.user_attrs.items():
-                if _scalar(v):
-                    row[k] = v
-                elif k == "energy_by_device_j" and isinstance(v, dict):
-                    for dev, e in v.items():
-                        if _scalar(e):
-                            row[f"energy_dev_{dev}_j"] = e
-            row["energy_method"] = t.user_attrs.get("energy_method",
-                                                    attrs.get("energy_method"))
-            for k in ("energy_j", "duration_s"):
-                if row[k] is None:
-                    row[k] = math.nan
-            rows.append(row)
-    base = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
-            "energy_j", "duration_s"]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=[*base, "energy_method"])
-    params = sorted(c for c in df.columns if c.startswith("param_"))
-    rest = [c for c in df.columns if c not in base and c not in params and c != "energy_method"]
-    df = df[[*base, *params, *rest, "energy_method"]]
-    for c in ("accuracy", "energy_j", "duration_s"):
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-    return df.reset_index(drop=True)
+        rows += study_rows(name, study.user_attrs, study.get_trials(deepcopy=False))
+    return _frame(rows)
+
+
+def study_table(study: Any, trials: Iterable[Any] | None = None) -> pd.DataFrame:
+    """The trials table of one loaded Optuna study (`trials`: its trials, if already read)."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    return _frame(study_rows(study.study_name, study.user_attrs, trials))
 
 
 def tidy(trials: pd.DataFrame) -> pd.DataFrame:
@@ -195,17 +227,64 @@ def _ordered(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.sort_values(["study", "trial"], kind="stable").reset_index(drop=True)
 
 
+def charged_parts(trials: pd.DataFrame) -> list[str]:
+    """The parts of a trial's charge (accounting.CHARGED_PARTS) that the table carries."""
+    return [c for c in CHARGED_PARTS if c in trials.columns and trials[c].notna().any()]
+
+
+def with_charged_energy(trials: pd.DataFrame) -> pd.DataFrame:
+    """The table with `charged_energy_j` (accounting.charged_energy_j of each row: training
+    + proposing + storage energy, whichever columns the table has; NaN where the training
+    energy is unknown). A table from the store has it already; one from elsewhere gets it."""
+    if "charged_energy_j" in trials.columns:
+        return trials
+    require(trials, (TRAINING,), "charged energy")
+    cols = [c for c in CHARGED_PARTS if c in trials.columns]
+    charged = [charged_energy_j(r) for r in trials[cols].to_dict("records")]
+    return trials.assign(charged_energy_j=pd.Series(charged, index=trials.index, dtype=float))
+
+
+def charged_what(trials: pd.DataFrame) -> str:
+    """'training + proposing + storage' (or the parts this table has): what is charged."""
+    names = {TRAINING: "training", PROPOSING: "proposing", STORING: "storage"}
+    return " + ".join(names[p] for p in charged_parts(trials)) or "training"
+
+
+def energy_counted(trials: pd.DataFrame) -> str:
+    """What energy to target and a search's total energy count in this table, in words."""
+    text = (f"{charged_what(trials)} energy of every finished trial (complete, pruned and "
+            f"failed), in finishing order")
+    if PROPOSING not in charged_parts(trials):
+        text += "; energy to target counts training energy only: the table has no proposing " \
+                "energy (propose_energy_j)"
+    return text
+
+
+def method_label(trials: pd.DataFrame) -> MethodLabel:
+    """The table's energy methods and which of their devices were estimated (from the
+    `energy_dev_<device>_j` columns where the table has them)."""
+    if "energy_method" not in trials.columns:
+        return label([])
+    dev_cols = {c: c[len("energy_dev_"):-len("_j")] for c in trials.columns
+                if c.startswith("energy_dev_") and c.endswith("_j")}
+    devices: dict[str, set[str]] = {}
+    for method, g in trials.groupby(trials["energy_method"].astype(str), sort=True):
+        devices[method] = {d for c, d in dev_cols.items() if g[c].notna().any()}
+    return label(trials["energy_method"].dropna(), devices)
+
+
 def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
-    """Add `cum_energy_j` (this and all earlier trials of the study) and
-    `best_accuracy_so_far` (NaN until a trial has an accuracy).
+    """Add `cum_energy_j` (the charged energy of this and all earlier trials of the study,
+    see `with_charged_energy`) and `best_accuracy_so_far` (NaN until a trial has an
+    accuracy).
 
     A trial whose energy was not measured (NaN) adds nothing to `cum_energy_j`; its own
     `energy_j` stays NaN so that the gap stays visible.
     """
     require(trials, ("study", "trial", "accuracy", "energy_j"), "best_so_far")
-    df = _ordered(trials)
+    df = _ordered(with_charged_energy(trials))
     g = df.groupby("study", sort=False)
-    df["cum_energy_j"] = g["energy_j"].transform(lambda s: s.fillna(0.0).cumsum())
+    df["cum_energy_j"] = g["charged_energy_j"].transform(lambda s: s.fillna(0.0).cumsum())
     # cummax leaves NaN where a trial has no accuracy (PRUNED, FAIL): carry the best on.
     df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax().ffill())
     return df
@@ -225,10 +304,16 @@ def target_from_best(trials: pd.DataFrame, fraction: float = 0.99) -> float:
 def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     """One row per study: did it reach `target`, after how many trials and joules.
 
+    The one definition of energy to target, which every report, figure and note uses: the
+    cumulative charged energy (`with_charged_energy`: training + proposing + storage, as
+    far as the table has them) of every finished trial (COMPLETE, PRUNED, FAIL) in finishing
+    order, up to and including the first trial whose accuracy reaches `target`.
+
     Columns: study, strategy, seed, target, reached, trials_to_target (1-based count of
     finished trials up to and including the first with accuracy >= target; NaN when never
-    reached), energy_to_target_j (cumulative energy up to and including that trial; NaN when
-    never reached), total_energy_j, best_accuracy, n_trials, energy_method (None when the
+    reached), energy_to_target_j (NaN when never reached), total_energy_j (the charged
+    energy of the whole search), training_energy_j (its training energy alone),
+    best_accuracy, n_trials, energy_method (the study's methods, ", "-joined; None when the
     table has no energy_method column).
     """
     require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
@@ -248,15 +333,16 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
             else math.nan,
             "energy_to_target_j": float(s.loc[first, "cum_energy_j"]) if first is not None
             else math.nan,
-            "total_energy_j": float(s["energy_j"].sum(min_count=1)),
+            "total_energy_j": float(s["charged_energy_j"].sum(min_count=1)),
+            "training_energy_j": float(s["energy_j"].sum(min_count=1)),
             "best_accuracy": float(s["accuracy"].max()),
             "n_trials": len(s),
-            "energy_method": "+".join(energy_methods(s)) or None,
+            "energy_method": ", ".join(energy_methods(s)) or None,
         })
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
                                        "trials_to_target", "energy_to_target_j",
-                                       "total_energy_j", "best_accuracy", "n_trials",
-                                       "energy_method"])
+                                       "total_energy_j", "training_energy_j", "best_accuracy",
+                                       "n_trials", "energy_method"])
 
 
 # ---------------------------------------------------------------- across seeds
@@ -289,8 +375,9 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     Columns: strategy, n_seeds, reached, reached_share, median_energy_to_target_j,
     ci_low_j, ci_high_j (percentile bootstrap of the median, `level`, fixed rng seed;
     never-reached seeds count as inf, so a bound or the median can be inf),
-    median_trials_to_target (same rule), median_total_energy_j, total_energy_j (sum over
-    seeds: what the comparison spent on this strategy), best_accuracy (max over seeds),
+    median_trials_to_target (same rule), median_total_energy_j, total_energy_j (the
+    search's charged energy, median over seeds and sum over seeds: what the comparison
+    spent on this strategy), best_accuracy (max over seeds),
     median_best_accuracy.
     """
     require(ett, ("strategy", "reached", "energy_to_target_j", "trials_to_target",

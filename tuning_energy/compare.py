@@ -58,19 +58,6 @@ REFERENCES = ("bayes", "random", "grid")
 RATIO_SEED = 20_230_323
 
 
-def with_search_energy(trials: pd.DataFrame) -> pd.DataFrame:
-    """energy_j := the trial's training energy + the energy its strategy spent proposing it.
-
-    That is what the search cost: a GP that takes seconds to propose a one-second trial
-    spends energy too. `training_energy_j` keeps the trial's own figure.
-    """
-    df = trials.copy()
-    df["training_energy_j"] = df["energy_j"]
-    if "propose_energy_j" in df.columns:
-        df["energy_j"] = df["energy_j"] + df["propose_energy_j"].fillna(0.0)
-    return df
-
-
 def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
              level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
     """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
@@ -97,9 +84,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
     """compare.json's content, and the analysed comparison (for the markdown and figure)."""
     from .report import analyse
 
-    df = with_search_energy(trials)
-    c = analyse(an.tidy(df), config_name, target, target_fraction, training=an.tidy(trials))
-    methods = an.energy_methods(df)
+    df = an.with_charged_energy(trials)
+    c = analyse(an.tidy(df), config_name, target, target_fraction)
+    methods = an.method_label(df)
     per_study = df.groupby("study")["trial"].count()
     result: dict[str, Any] = {
         "config": config_name,
@@ -107,9 +94,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "trials_per_study": int(per_study.max()) if len(per_study) else 0,
         "target": c.target,
         "target_rule": c.target_rule,
-        "energy_method": "+".join(methods) if methods else None,
-        "energy_counted": "training energy of every trial (complete, pruned and failed) "
-                          "+ the strategy's own energy proposing it",
+        "energy_method": ", ".join(methods.methods) or None,
+        "energy_estimate": methods.text() or None,
+        "energy_counted": an.energy_counted(df),
         "strategies": {},
     }
     if c.prediction is not None:
@@ -156,11 +143,11 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         f"objective for every strategy. Target accuracy {result['target']:.4f} "
         f"({result['target_rule']}). Energy counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"
-        + (" (an **estimate** from CPU time x TDP per core, not a measurement)"
-           if str(result["energy_method"]).startswith("estimate") else "") + ".",
+        + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + ".",
         "",
-        "Energy to target (ETA) = cumulative energy up to and including the first trial that "
-        "reaches the target. Median over seeds with a percentile-bootstrap 95% CI; a seed "
+        "Energy to target (ETA) = cumulative energy as counted above up to and including the "
+        "first trial that reaches the target; total = the whole search's energy, counted the "
+        "same way. Median over seeds with a percentile-bootstrap 95% CI; a seed "
         "that never reaches the target counts as infinitely expensive, so a median exists "
         "only when more than half of the seeds reached it.",
         "",
@@ -168,7 +155,7 @@ def render_compare_md(result: dict[str, Any], c) -> str:
             "strategy": "strategy", "reached_share": "reached", "median_energy_to_target_j":
             "ETA median J", "ci_low_j": "CI low J", "ci_high_j": "CI high J",
             "median_trials_to_target": "trials to target", "median_total_energy_j":
-            "total J (median)", "median_best_accuracy": "best acc (median)"}),
+            "search J (median)", "median_best_accuracy": "best acc (median)"}),
         "",
     ]
     if reached.empty:
@@ -258,9 +245,9 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     paths = [out / f"{stem}.json", out / f"{stem}.md"]
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
     paths[1].write_text(render_compare_md(result, c))
-    fig = fg.fig_best_so_far(with_search_energy(trials), c.target,
-                             title=f"{config.name}: best accuracy vs energy spent (training + "
-                                   f"proposing), all strategies")
+    fig = fg.fig_best_so_far(c.trials, c.target,
+                             title=f"{config.name}: best accuracy vs energy spent "
+                                   f"({an.charged_what(c.trials)}), all strategies")
     # Zoom on the race to the target: every strategy starts far below it after one trial.
     ax = fig.axes[0]
     ax.set_ylim(max(0.0, c.target - 0.06), min(1.0, c.target + 0.02))

@@ -4,9 +4,11 @@
   interface), with the store's artifact directory so attached figures open from the
   dashboard. Blocks until Ctrl-C, then closes the socket and returns.
 - `write_study_note(study)`: the study note (markdown, optuna-dashboard's note) with the
-  best accuracy, the total energy and its method, the energy spent until the configured
-  target accuracy was first reached and the trials that cost the most energy; plus a note
-  on the best trial saying why it is best. The runner calls it at the end of every run.
+  best accuracy, the search's total (charged) energy and its method (labelled when any
+  part is an estimate), the energy to the configured target accuracy (computed by
+  `analysis.energy_to_target` on the study's trials table, as every report does) and the
+  trials whose training cost the most energy; plus a note on the best trial saying why it
+  is best. The runner calls it at the end of every run.
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
 
 Accuracy is `trial.values[0]` so single-objective (`accuracy`) and multi-objective
@@ -30,6 +32,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .accounting import PROPOSING
+from .energy.methods import label as label_methods
 from .errors import ConfigError, StorageError, TuningEnergyError
 from .storage import journal_path, open_storage, redact, sqlite_path, storage_kind
 
@@ -169,22 +173,28 @@ def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     return max(scored, key=lambda t: (_accuracy(t), -(_energy(t) or math.inf), -t.number))
 
 
-def energy_to_target(trials: Sequence[FrozenTrial], target: float) -> tuple[float, int] | None:
-    """Energy (J) of all trials, in the order they ran, until the first COMPLETE trial with
-    accuracy >= target, and that trial's number; None when the target was not reached."""
-    total = 0.0
-    for t in sorted(trials, key=lambda t: t.number):
-        total += _energy(t) or 0.0
-        acc = _accuracy(t)
-        if acc is not None and acc >= target:
-            return total, t.number
-    return None
+def _energy_to_target(table, target: float) -> tuple[float, int, int] | None:
+    """analysis.energy_to_target on the study's trials table: (joules, number of the first
+    trial to reach `target`, finished trials up to it); None when not reached."""
+    from . import analysis as an
+
+    if table.empty:
+        return None
+    row = an.energy_to_target(table, target).iloc[0]
+    if not row["reached"]:
+        return None
+    k = int(row["trials_to_target"])
+    number = int(table.loc[table["trial"] == k - 1, "number"].iloc[0])
+    return float(row["energy_to_target_j"]), number, k
 
 
 def study_note(study: optuna.Study, target: float | None = None,
                trials: Sequence[FrozenTrial] | None = None) -> str:
     """The study note's markdown (see write_study_note)."""
+    from . import analysis as an
+
     trials = list(trials if trials is not None else study.get_trials(deepcopy=False))
+    table = an.study_table(study, trials)
     attrs = study.user_attrs
     config = attrs.get("config") or {}
     if target is None:
@@ -193,11 +203,11 @@ def study_note(study: optuna.Study, target: float | None = None,
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
-    energies = [e for e in (_energy(t) for t in trials) if e is not None]
-    methods = sorted({str(t.user_attrs["energy_method"]) for t in trials
-                      if t.user_attrs.get("energy_method")}) \
-        or [str(attrs.get("energy_method", "unknown"))]
-    method = ", ".join(methods)
+    energies = table["energy_j"].dropna().tolist()  # finished trials, as every total
+    label = an.method_label(table) if table["energy_method"].notna().any() \
+        else label_methods([attrs.get("energy_method")])
+    method = ", ".join(label.methods) or "unknown"
+    estimate = f", {label.text()}" if label.any_estimate else ""
     best = best_trial(trials)
 
     lines = [f"## Energy summary: {study.study_name}", ""]
@@ -208,30 +218,36 @@ def study_note(study: optuna.Study, target: float | None = None,
                  f"{len(trials)} in all |")
     if best is not None:
         lines.append(f"| best accuracy | **{_accuracy(best):.4f}** (trial {best.number}, "
-                     f"{_num(_energy(best), ',.1f')} J) |")
+                     f"{_num(_energy(best), ',.1f')} J of training) |")
     else:
         lines.append("| best accuracy | no complete trial yet |")
+    what = an.charged_what(table) if not table.empty else "training"
     if energies:
-        total = sum(energies)
-        missing = len(trials) - len(energies)
+        total = float(table["charged_energy_j"].sum())
+        missing = len(table) - len(energies)
         extra = f"; {missing} trial(s) without a measurement" if missing else ""
-        lines.append(f"| total energy | **{total:,.1f} J** ({total / 3600:.4f} Wh), all trials "
-                     f"incl. failed; method `{method}`{extra} |")
-        lines.append(f"| energy per trial | median {statistics.median(energies):,.1f} J, "
-                     f"max {max(energies):,.1f} J |")
+        lines.append(f"| total energy of the search | **{total:,.1f} J** ({total / 3600:.4f} "
+                     f"Wh): {what} energy of all trials incl. failed; method "
+                     f"`{method}`{estimate}{extra} |")
+        lines.append(f"| training energy per trial | median "
+                     f"{statistics.median(energies):,.1f} J, max {max(energies):,.1f} J, "
+                     f"{sum(energies):,.1f} J in all |")
     else:
-        lines.append("| total energy | not measured |")
+        lines.append("| total energy of the search | not measured |")
     if target is None:
         lines.append("| energy to target | no `target_accuracy` in the config |")
     else:
-        reached = energy_to_target(trials, float(target))
+        reached = _energy_to_target(table, float(target))
         if reached is None:
             best_acc = f"best {_accuracy(best):.4f}" if best is not None else "no complete trial"
             lines.append(f"| energy to target {float(target):.4f} | not reached ({best_acc}) |")
         else:
-            e, n = reached
+            e, n, k = reached
+            only = "" if PROPOSING in an.charged_parts(table) else \
+                " only: the trials carry no proposing energy"
             lines.append(f"| energy to target {float(target):.4f} | **{e:,.1f} J**: all trials "
-                         f"up to trial {n}, the first to reach it |")
+                         f"up to trial {n}, the first to reach it ({k} finished trials; "
+                         f"{what} energy{only}) |")
     if len(study.directions) > 1:
         front = [t.number for t in study.best_trials]
         lines.append(f"| Pareto front | {len(front)} trial(s): {', '.join(map(str, front))} |")
@@ -239,7 +255,8 @@ def study_note(study: optuna.Study, target: float | None = None,
     by_energy = sorted((t for t in trials if _energy(t) is not None), key=_energy, reverse=True)
     if by_energy:
         lines += ["", f"### Trials that cost the most energy (top {min(TOP_ENERGY_ROWS, len(by_energy))})",
-                  "", "| trial | state | accuracy | energy J | duration s | avg power W |",
+                  "", "| trial | state | accuracy | training energy J | duration s "
+                  "| avg power W |",
                   "|---:|---|---:|---:|---:|---:|"]
         for t in by_energy[:TOP_ENERGY_ROWS]:
             u = t.user_attrs
@@ -247,7 +264,8 @@ def study_note(study: optuna.Study, target: float | None = None,
                          f"{_energy(t):,.1f} | {_num(u.get('duration_s'), '.2f')} | "
                          f"{_num(u.get('avg_power_w'), '.1f')} |")
     lines += ["", f"_Written by tuning-energy at the end of each run of this study (updated on "
-                  f"resume). Energy method `{method}`; estimates are labelled as such._"]
+                  f"resume). Energy method `{method}`"
+                  + (f": {label.text()}" if label.any_estimate else "") + "._"]
     return "\n".join(lines) + "\n"
 
 
@@ -265,8 +283,8 @@ def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
         ratio = f"{e / med_e:.2f}x the median trial's {med_e:,.1f} J" if med_e > 0 \
             else f"median trial {med_e:,.1f} J"
         rank = sorted(energies).index(e) + 1
-        lines.append(f"It used **{e:,.1f} J** ({ratio}; rank {rank} of {len(energies)} "
-                     f"from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
+        lines.append(f"Its training used **{e:,.1f} J** ({ratio}; rank {rank} of "
+                     f"{len(energies)} from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
         close = [t for t in trials if _accuracy(t) is not None and _energy(t) is not None
                  and _accuracy(t) >= acc - 0.01 and t.number != best.number]
         cheaper = min(close, key=_energy) if close else None

@@ -2,7 +2,8 @@
 and returns a matplotlib Figure. Nothing here writes files; the CLI does.
 
 Every figure carries a footnote naming the energy method, and says "ESTIMATE" when the
-method is a model (`estimate-*`) rather than a measurement.
+method or any part of it is a model (`estimate-*`, also inside `nvml-counter+estimate-cpu-tdp`)
+rather than a measurement, naming the estimated devices (`energy.methods.label`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from .analysis import (  # noqa: E402
     PREDICTORS,
     best_so_far,
     censored_energy,
-    energy_methods,
+    charged_what,
     full_runs,
     layer_attribution,
+    method_label,
     pareto_front,
     prediction_error,
     require,
 )
+from .energy.methods import MethodLabel, label  # noqa: E402
 
 COLORS = {"grid": "#1b9e77", "random": "#d95f02", "bayes": "#7570b3"}
 _EXTRA = plt.get_cmap("tab10").colors
@@ -62,19 +65,22 @@ def strategy_linestyle(name: str) -> str:
     return PRUNER_LINESTYLES.get(str(name).partition("+")[2], "-")
 
 
-def method_note(methods: list[str]) -> str:
-    """'energy: rapl' or 'energy: ESTIMATE (estimate-cpu-tdp), not a measurement'."""
-    if not methods:
+def method_note(methods: MethodLabel) -> str:
+    """'energy method: rapl', 'energy: an ESTIMATE (estimate-cpu-tdp), modelled, not
+    measured' or 'energy: nvml-counter+estimate-cpu-tdp, partly an ESTIMATE: cpu0 from ...'."""
+    if not methods.methods:
         return "energy method: not recorded"
-    text = ", ".join(methods)
-    if any(m.startswith("estimate") for m in methods):
-        return f"energy: ESTIMATE ({text}), modelled, not measured"
+    text = ", ".join(methods.methods)
+    if methods.fully_estimated:
+        return f"energy: {methods.text()}"
+    if methods.any_estimate:
+        return f"energy: {text}, {methods.text()}"
     return f"energy method: {text}"
 
 
-def _finish(fig: Figure, methods: list[str], extra: str = "") -> Figure:
+def _finish(fig: Figure, methods: MethodLabel, extra: str = "") -> Figure:
     note = method_note(methods) + (f"   |   {extra}" if extra else "")
-    color = "#b00000" if any(m.startswith("estimate") for m in methods) else "#444444"
+    color = "#b00000" if methods.any_estimate else "#444444"
     fig.text(0.01, 0.01, note, fontsize=8, color=color, ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
@@ -147,7 +153,7 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
                         alpha=0.08 if many else 0.2, lw=0)
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label=f"target accuracy {target:.3f}")
-    ax.set_xlabel("cumulative energy of the search (kJ)")
+    ax.set_xlabel(f"cumulative energy of the search: {charged_what(trials)} (kJ)")
     ax.set_ylabel("best validation accuracy so far")
     lo = np.nanmin(df["best_accuracy_so_far"]) if df["best_accuracy_so_far"].notna().any() else 0
     ax.set_ylim(max(0.0, min(lo, target or 1) - 0.02), 1.0)
@@ -160,12 +166,19 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
     ax.set_title(title or "Best accuracy so far vs energy spent (band: inter-quartile range "
                  "over seeds" + ("" if many else "; thin lines: single seeds") + ")",
                  fontsize=10)
-    return _finish(fig, energy_methods(df))
+    return _finish(fig, method_label(df))
 
 
-def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
+def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
+                         methods: MethodLabel | None = None,
+                         counted: str | None = None) -> Figure:
     """Energy to reach the target per strategy: box over seeds plus one dot per seed; seeds
-    that never reached the target are drawn as crosses above the boxes, labelled."""
+    that never reached the target are drawn as crosses above the boxes, labelled.
+
+    `methods`: the trials' method label (`analysis.method_label(trials)`, which names the
+    estimated devices); without it, the label of ett's `energy_method` column.
+    `counted`: what the energy counts (`analysis.charged_what(trials)`), for the axis.
+    """
     require(ett, ("strategy", "reached", "energy_to_target_j", "total_energy_j", "target"),
             "fig_energy_to_target")
     order = _strategies(ett)
@@ -204,14 +217,15 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "") -> Figure:
     ticks = [t for t in ax.get_yticks() if 0 <= t < top * 0.88]
     ax.set_yticks([*ticks, top], [*(f"{t:g}" for t in ticks), "never\nreached"])
     ax.get_yticklabels()[-1].set_color("#b00000")
-    ax.set_ylabel("energy to reach the target (kJ)")
+    ax.set_ylabel("energy to reach the target (kJ)" + (f"\n{counted}" if counted else ""))
     target = float(ett["target"].iloc[0]) if len(ett) else math.nan
     ax.set_title((title or f"Energy until the first trial with accuracy >= {target:.3f} "
                   f"(one dot per seed)") + "\nbox: the seeds that reached it; crosses: "
                  "seeds that never did", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    methods = sorted({m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
-                      for m in str(v).split("+")})
+    if methods is None:
+        methods = label(m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
+                        for m in str(v).split(", "))
     fig = _finish(fig, methods)
     fig.subplots_adjust(bottom=0.24)
     return fig
@@ -236,13 +250,13 @@ def fig_pareto(trials: pd.DataFrame, title: str = "") -> Figure:
                    s=50, zorder=4)
     if len(df) and df["energy_j"].min() > 0 and df["energy_j"].max() / df["energy_j"].min() > 20:
         ax.set_xscale("log")
-    ax.set_xlabel("energy of the trial (J)")
+    ax.set_xlabel("training energy of the trial (J)")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
     dropped = len(trials) - len(df)
     ax.set_title(title or "Accuracy vs energy per trial, all strategies and seeds", fontsize=10)
-    return _finish(fig, energy_methods(trials),
+    return _finish(fig, method_label(trials),
                    f"{dropped} trial(s) without accuracy or energy not shown" if dropped else "")
 
 
@@ -296,10 +310,10 @@ def fig_layers(trials: pd.DataFrame, title: str = "") -> Figure:
         ours = "n/a (one level)" if math.isnan(e) else f"{e:.3f}"
         ax.set_title(f"eta² here {ours}\npaper {paper['fashion-mnist']:.3f} FMNIST / "
                      f"{paper['cifar10']:.3f} CIFAR-10", fontsize=9)
-    axes[0].set_ylabel("energy per trial (J)")
+    axes[0].set_ylabel("training energy per trial (J)")
     fig.suptitle(title or f"RQ2: energy per trial by layer kind ({len(df)} completed trials)",
                  fontsize=10)
-    return _finish(fig, energy_methods(trials))
+    return _finish(fig, method_label(trials))
 
 
 def fig_flops(trials: pd.DataFrame, title: str = "") -> Figure:
@@ -337,10 +351,10 @@ def fig_flops(trials: pd.DataFrame, title: str = "") -> Figure:
             df["flops_per_sample"].max() / df["flops_per_sample"].min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel("forward FLOPs per sample")
-    ax.set_ylabel("energy per epoch (J)" if per_epoch else "energy per trial (J)")
+    ax.set_ylabel(f"training energy per {'epoch' if per_epoch else 'trial'} (J)")
     ax.grid(alpha=0.3)
     ax.set_title((title or "How well do FLOPs predict energy?") + f"\n{corr}", fontsize=10)
-    return _finish(fig, energy_methods(trials))
+    return _finish(fig, method_label(trials))
 
 
 def has_predictions(trials: pd.DataFrame) -> bool:
@@ -378,7 +392,7 @@ def fig_prediction(trials: pd.DataFrame, title: str = "") -> Figure:
             axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(plain)
             axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("measured energy per trial (J)")
+        ax.set_xlabel("measured training energy per trial (J)")
         ax.set_ylabel("predicted energy (J)")
         ax.grid(alpha=0.3, which="both")
         ax.set_title(f"{PREDICTORS[p]}\nmedian error {err['median_ape']:.0%}, "
@@ -386,7 +400,7 @@ def fig_prediction(trials: pd.DataFrame, title: str = "") -> Figure:
                      fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "How well is a trial's energy predicted?", fontsize=11)
-    return _finish(fig, energy_methods(trials))
+    return _finish(fig, method_label(trials))
 
 
 def has_net_energy(trials: pd.DataFrame) -> bool:
@@ -402,7 +416,7 @@ def fig_net_vs_gross(trials: pd.DataFrame, title: str = "") -> Figure:
         ax.axis("off")
         ax.text(0.5, 0.5, "No idle-corrected energy (energy_net_j) in these trials:\n"
                 "the meter did not record an idle baseline.", ha="center", va="center")
-        return _finish(fig, energy_methods(trials))
+        return _finish(fig, method_label(trials))
     order = _strategies(trials)
     df = trials[trials["energy_j"].notna() & trials["energy_net_j"].notna()]
     gross = [df.loc[df["strategy"] == s, "energy_j"].sum() / 1e3 for s in order]
@@ -414,9 +428,9 @@ def fig_net_vs_gross(trials: pd.DataFrame, title: str = "") -> Figure:
         if g > 0:
             ax.text(i + 0.2, n, f"{n / g:.0%}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, order)
-    ax.set_ylabel("energy, all trials of all seeds (kJ)")
+    ax.set_ylabel("training energy, all trials of all seeds (kJ)")
     ax.legend(fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or "Gross vs idle-corrected energy (label: net share of gross)",
                  fontsize=10)
-    return _finish(fig, energy_methods(trials))
+    return _finish(fig, method_label(trials))

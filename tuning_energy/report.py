@@ -42,10 +42,9 @@ class Comparison:
 
 
 def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
-            target_fraction: float = 0.99,
-            training: pd.DataFrame | None = None) -> Comparison:
-    """`training`: the same trials with energy_j the training energy alone, where `trials`
-    counts more (compare adds the proposing energy); predictions are of the training."""
+            target_fraction: float = 0.99) -> Comparison:
+    """Energy to target (analysis.energy_to_target: charged energy), its summary and tests,
+    RQ2 where layers were varied, and the predictions (of the training energy)."""
     if target is None:
         target = an.target_from_best(trials, target_fraction)
         rule = f"{target_fraction:g} x the best accuracy of any trial in the comparison " \
@@ -60,9 +59,8 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
     if fg.has_layer_sweep(trials):
         c.anova = an.layer_attribution(trials)
         c.by_level = an.energy_per_epoch_by_factor(trials)
-    training = trials if training is None else training
-    if fg.has_predictions(training):
-        c.prediction = an.prediction_error(training)
+    if fg.has_predictions(trials):
+        c.prediction = an.prediction_error(trials)
     return c
 
 
@@ -71,7 +69,8 @@ def make_figures(c: Comparison) -> dict[str, Any]:
         "best-so-far": fg.fig_best_so_far(c.trials, c.target,
                                           title=f"{c.name}: best accuracy so far vs energy"),
         "energy-to-target": fg.fig_energy_to_target(
-            c.ett, title=f"{c.name}: energy to reach accuracy {c.target:.3f} (one dot per seed)"),
+            c.ett, title=f"{c.name}: energy to reach accuracy {c.target:.3f} (one dot per seed)",
+            methods=an.method_label(c.trials), counted=an.charged_what(c.trials)),
         "pareto": fg.fig_pareto(c.trials, title=f"{c.name}: accuracy vs energy per trial"),
     }
     if "flops_per_sample" in c.trials.columns and c.trials["flops_per_sample"].nunique() > 1:
@@ -148,8 +147,8 @@ def rq1_findings(c: Comparison) -> list[str]:
     done = t[(t.get("state", "COMPLETE") == "COMPLETE") & t["energy_j"].notna()]
     if not searched_model and len(done) > 2 and done["energy_j"].mean() > 0:
         e = done["energy_j"]
-        out.append(f"The model is the same in every trial, yet its energy per trial ranges "
-                   f"from {e.min():.3g} to {e.max():.3g} J (coefficient of variation "
+        out.append(f"The model is the same in every trial, yet its training energy per trial "
+                   f"ranges from {e.min():.3g} to {e.max():.3g} J (coefficient of variation "
                    f"{e.std() / e.mean():.0%}): strategies differ in energy mainly through how "
                    f"many trials they need, and differences smaller than this spread are noise.")
     if len(s) < 2:
@@ -237,20 +236,28 @@ def rq2_findings(c: Comparison) -> list[str]:
 # ---------------------------------------------------------------- the report
 
 
+def method_line(trials: pd.DataFrame) -> str:
+    """'- Energy method(s): ...', saying ESTIMATE and naming the estimated devices when any
+    part of a method is an estimate (energy.methods)."""
+    lab = an.method_label(trials)
+    line = f"- Energy method(s): {', '.join(lab.methods) or 'not recorded'}"
+    if lab.any_estimate:
+        line += (f" — {lab.text()}: compare strategies with it, do not quote its joules as "
+                 f"measured.")
+    return line
+
+
 def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
     lines = ["## Setup", ""]
     if info.empty:
-        return lines + ["No study metadata (the table did not come from a store)."]
+        return lines + [method_line(trials),
+                        "- No study metadata (the table did not come from a store)."]
     first = info.iloc[0]
     hw = first["hardware"] or {}
     if isinstance(hw, dict):
         lines.append("- Hardware: " + ", ".join(f"{k} {v}" for k, v in hw.items()))
     meter = first["meter"]
-    methods = an.energy_methods(trials)
-    lines.append(f"- Energy method(s): {', '.join(methods) or 'not recorded'}"
-                 + (" — an ESTIMATE modelled from the CPU's TDP and utilisation, not a "
-                    "measurement: compare strategies with it, do not quote its joules as "
-                    "measured." if any(m.startswith("estimate") for m in methods) else ""))
+    lines.append(method_line(trials))
     if meter:
         lines.append(f"- Meter: `{json.dumps(meter, sort_keys=True, default=str)}`")
     lines.append(f"- Software: tuning-energy {first['tuning_energy_version']}, torch "
@@ -273,7 +280,8 @@ SUMMARY_COLUMNS = {
     "strategy": "strategy", "n_seeds": "seeds", "reached_share": "reached share",
     "median_energy_to_target_j": "median energy to target (J)", "ci_low_j": "CI low (J)",
     "ci_high_j": "CI high (J)", "median_trials_to_target": "median trials to target",
-    "median_total_energy_j": "median search energy (J)", "total_energy_j": "total energy (J)",
+    "median_total_energy_j": "median search energy per seed (J)",
+    "total_energy_j": "search energy, all seeds (J)",
     "best_accuracy": "best accuracy",
 }
 TEST_COLUMNS = {"test": "test", "group_a": "a", "group_b": "b", "n_a": "n a", "n_b": "n b",
@@ -335,11 +343,14 @@ def prediction_lines(pred: pd.DataFrame, trials: pd.DataFrame | None = None) -> 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
                   storage_url: str, image_ext: str = "png") -> str:
     lines = ["# tuning-energy report", "",
-             f"Generated from `{redact(storage_url)}` by `tuning-energy figures`; every number below "
-             "is computed from that store. Energy-to-target is the cumulative energy of a "
-             "search up to and including its first trial at or above the target accuracy; "
-             "a seed that never reaches the target counts as infinitely expensive in the "
-             "medians, bootstrap intervals (10,000 resamples, fixed seed) and tests.", ""]
+             f"Generated from `{redact(storage_url)}` by `tuning-energy figures`; every number "
+             "below is computed from that store. Energy to target is the cumulative charged "
+             "energy of a search (each trial's training energy + the strategy's energy "
+             "proposing it + its storage round trips, as recorded) up to and including its "
+             "first trial at or above the target accuracy; a search's energy is its charged "
+             "energy too (training-only figures say \"training\"). A seed that never reaches "
+             "the target counts as infinitely expensive in the medians, bootstrap intervals "
+             "(10,000 resamples, fixed seed) and tests.", ""]
     lines += _setup(info, trials)
     unmeasured = int(trials["energy_j"].isna().sum()) if "energy_j" in trials else 0
     if unmeasured:
@@ -350,7 +361,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
         lines += ["", f"## Comparison `{c.name}`", "",
                   f"Target accuracy {c.target:.4f}: {c.target_rule}. {len(c.trials)} finished "
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
-                  f"energy is counted).", "", "### Per strategy, across seeds", "",
+                  f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
+                  "### Per strategy, across seeds", "",
                   md_table(c.summary, SUMMARY_COLUMNS), ""]
         if len(c.summary) > 1:
             lines += ["### Tests", "",

@@ -36,3 +36,17 @@ def test_meters_lists_rapl_devices_from_the_given_root(tmp_path, monkeypatch, ca
     assert "rapl      available      method rapl; devices cpu0, dram0" in out
     assert "auto uses rapl" in out
     assert "no hardware energy counter here" not in out
+
+
+def test_meters_says_auto_is_partly_an_estimate_on_a_gpu_machine_without_rapl(
+        tmp_path, monkeypatch, capsys):
+    from fake_pynvml import FakeGpu
+
+    gpu = FakeGpu("NVIDIA H100", "GPU-00000000-aaaa", energy_mj=1_000_000)
+    monkeypatch.setitem(sys.modules, "pynvml", make_pynvml([gpu]))
+    monkeypatch.setenv("TUNING_ENERGY_POWERCAP_ROOT", str(tmp_path / "absent"))
+    assert main(["meters", "--busy-s", "0.1", "--idle-s", "0.1"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("auto uses"))
+    assert line.startswith("auto uses nvml-counter+estimate-cpu-tdp")
+    assert line.endswith("partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by "
+                         "nvml-counter)")

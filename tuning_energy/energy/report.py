@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..errors import MeterUnavailable
 from . import build_meter, make_estimate, make_nvml, make_rapl
 from .base import Measurement, Meter
+from .methods import label
 
 if TYPE_CHECKING:
     from ..config import MeterConfig
@@ -93,7 +94,10 @@ def run_report(config: MeterConfig, busy_s: float = 3.0, idle_s: float = 2.0,
             unavailable = {s.kind for s in statuses if not s.available}
             why = "; ".join(f"not {k}: {r}" for k, r in choice.reasons.items()
                             if k not in unavailable)
-            print(f"auto uses {choice.meter.method}" + (f" ({why})" if why else ""), file=out)
+            estimate = label([choice.meter.method],
+                             {choice.meter.method: choice.meter.read_j()}).text()
+            print(f"auto uses {choice.meter.method}" + (f" ({why})" if why else "")
+                  + (f": {estimate}" if estimate else ""), file=out)
         finally:
             choice.meter.close()
         if not meters:  # pragma: no cover - estimate always works
