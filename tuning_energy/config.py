@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DATASETS = ("digits", "fashion-mnist", "cifar10")
-DEVICES = ("cpu", "cuda", "auto")
+DEVICES = ("cpu", "cuda", "auto")  # and "cuda:N", N a CUDA device index (DEVICE_PATTERN)
+DEVICE_PATTERN = re.compile(r"cuda:\d+")
 METER_KINDS = ("auto", "estimate", "rapl", "nvml")
 PARAM_TYPES = ("float", "int", "bool", "categorical")
 ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
@@ -108,7 +110,7 @@ class MeterConfig:
     cpu_tdp_w: float | None = None  # estimate meter: package TDP in W (default: 6 W x cores)
     cpu_cores: int | None = None  # estimate meter: cores the TDP is shared over
     powercap_root: str | None = None  # RAPL tree (default /sys/class/powercap)
-    gpus: tuple[int, ...] | None = None  # NVML indices (default: all visible)
+    gpus: tuple[int, ...] | None = None  # CUDA indices as in cuda:N (default: the training GPU)
     idle_s: float = 5.0  # idle-baseline seconds at study start (0 = off)
     region: str | None = None  # ISO country code for grid carbon intensity
     carbon_intensity_g_per_kwh: float | None = None  # explicit intensity (overrides region)
@@ -305,8 +307,12 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "epochs": ((int,), None),
         "batch_size": ((int,), None),
         "torch_threads": ((int,), None),
-        "device": ((str,), DEVICES),
+        "device": ((str,), None),
     })
+    if train.device not in DEVICES and not DEVICE_PATTERN.fullmatch(train.device):
+        raise ConfigError(f"train.device = {train.device!r}: allowed values are "
+                          f"{', '.join(map(repr, DEVICES))} and 'cuda:N' (N: a CUDA device "
+                          f"index, e.g. 'cuda:1')")
     for key in ("epochs", "batch_size", "torch_threads"):
         _positive(f"train.{key}", getattr(train, key))
 
@@ -324,9 +330,11 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
     meter_table = dict(_table(doc, "meter"))
     gpus = meter_table.pop("gpus", None)
     if gpus is not None and (
-        not isinstance(gpus, list) or not all(isinstance(g, int) and g >= 0 for g in gpus)
+        not isinstance(gpus, list) or not gpus or len(set(gpus)) != len(gpus)
+        or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus)
     ):
-        raise ConfigError(f"meter.gpus = {gpus!r}: must be a list of GPU indices (integers >= 0)")
+        raise ConfigError(f"meter.gpus = {gpus!r}: must be a non-empty list of distinct CUDA "
+                          f"device indices (integers >= 0, as N in cuda:N)")
     meter = _dataclass_from(MeterConfig, meter_table, "meter", {
         "kind": ((str,), METER_KINDS),
         "cpu_tdp_w": (_OPT_NUM, None),

@@ -5,7 +5,7 @@ and evaluation (the work the trial is charged for), and stores on the trial:
 
 value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-objective
        studies (accuracy, energy_j)
-user attrs: energy_j, energy_method, energy_by_device_j, duration_s, avg_power_w,
+user attrs: energy_j, energy_method, energy_by_device_j, energy_error, duration_s, avg_power_w,
             n_params, flops_per_sample, epochs_run, diverged, train_loss, propose_s,
             propose_energy_j, predicted_energy_j, predicted_energy_epoch1_j, and for a
             pruned trial pruned_reason and energy_saved_j
@@ -53,6 +53,7 @@ def energy_attrs(m: Measurement) -> dict[str, Any]:
         "energy_j": m.energy_j,
         "energy_method": m.method,
         "energy_by_device_j": dict(m.by_device_j),
+        "energy_error": m.energy_error,  # which device's energy is unknown and why (else None)
         "duration_s": m.duration_s,
         "avg_power_w": m.avg_power_w,
     }

@@ -80,12 +80,19 @@ def hardware_info() -> dict[str, Any]:
 
 
 def resolve_device(name: str) -> torch.device:
+    """train.device as a torch device; `cuda:N` must be one of the GPUs torch sees."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StudyAborted("train.device = 'cuda': no CUDA GPU is visible to torch; "
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StudyAborted(f"train.device = {name!r}: no CUDA GPU is visible to torch; "
                            "use train.device = 'cpu' or 'auto'")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= (n := torch.cuda.device_count()):
+        raise StudyAborted(
+            f"train.device = {name!r}: torch sees {n} GPU(s), cuda:0..cuda:{n - 1} "
+            f"(CUDA_VISIBLE_DEVICES = {os.environ.get('CUDA_VISIBLE_DEVICES')!r}: cuda:N is "
+            f"the N-th GPU it lists)")
+    return device
 
 
 def set_threads(n: int) -> None:
@@ -277,7 +284,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
-    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda") if worker is None \
+    if worker is not None and device.index is not None:
+        raise ConfigError(f"train.device = {config.train.device!r}: workers take their GPU "
+                          f"from CUDA_VISIBLE_DEVICES; use train.device = 'cuda' or 'auto'")
+    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
+                               cuda_index=device.index) if worker is None \
         else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
     meter = meter_choice.meter
     try:

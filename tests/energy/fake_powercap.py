@@ -38,7 +38,12 @@ class FakePowercap:
         return path
 
     def set(self, zone_id: str, energy_uj: int) -> None:
-        (self.zones[zone_id] / "energy_uj").write_text(f"{energy_uj}\n")
+        # Atomic, as a sysfs read is: a reader sees the old value or the new one, never the
+        # empty file that a truncating write leaves for a moment (a fault to the meter).
+        path = self.zones[zone_id] / "energy_uj"
+        tmp = path.with_name(".energy_uj.tmp")
+        tmp.write_text(f"{energy_uj}\n")
+        os.replace(tmp, path)
 
     def add(self, zone_id: str, delta_uj: int) -> None:
         path = self.zones[zone_id] / "energy_uj"

@@ -19,6 +19,7 @@ NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_GPU_IS_LOST = 15
 
 
 class NVMLError(Exception):
@@ -36,7 +37,8 @@ class NVMLError(Exception):
 
     def __str__(self):
         return {1: "Uninitialized", 2: "Invalid Argument", 3: "Not Supported",
-                6: "Not Found", 12: "NVML Shared Library Not Found"}.get(self.value, "Unknown")
+                6: "Not Found", 12: "NVML Shared Library Not Found",
+                15: "GPU is lost"}.get(self.value, "Unknown")
 
 
 def _sub(name: str, value: int) -> type:
@@ -50,6 +52,7 @@ NVMLError_InvalidArgument = _sub("NVMLError_InvalidArgument", NVML_ERROR_INVALID
 NVMLError_NotSupported = _sub("NVMLError_NotSupported", NVML_ERROR_NOT_SUPPORTED)
 NVMLError_NotFound = _sub("NVMLError_NotFound", NVML_ERROR_NOT_FOUND)
 NVMLError_LibraryNotFound = _sub("NVMLError_LibraryNotFound", NVML_ERROR_LIBRARY_NOT_FOUND)
+NVMLError_GpuIsLost = _sub("NVMLError_GpuIsLost", NVML_ERROR_GPU_IS_LOST)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class FakeGpu:
     uuid: str
     power_mw: int = 100_000
     energy_mj: int | None = 0  # None: no counter (pre-Volta): NotSupported
+    lost: bool = False  # fell off the bus: every read raises NVMLError_GpuIsLost
     power_calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,14 +118,20 @@ def make_pynvml(gpus: list[FakeGpu] | None, driver: str = "550.54.15") -> types.
         need_init()
         return handle.uuid
 
+    def need_gpu(handle):
+        if handle.lost:
+            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+
     def nvmlDeviceGetTotalEnergyConsumption(handle):
         need_init()
+        need_gpu(handle)
         if handle.energy_mj is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return handle.energy_mj
 
     def nvmlDeviceGetPowerUsage(handle):
         need_init()
+        need_gpu(handle)
         with handle.lock:
             handle.power_calls += 1
         return handle.power_mw

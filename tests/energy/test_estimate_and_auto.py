@@ -16,6 +16,7 @@ from tuning_energy.energy import (
     EstimateMeter,
     build_meter,
     config_from_env,
+    gpus,
 )
 from tuning_energy.errors import MeterUnavailable
 
@@ -59,6 +60,7 @@ def two_gpus(monkeypatch):
     fake = make_pynvml([FakeGpu("NVIDIA H100", "GPU-1"), FakeGpu("NVIDIA H100", "GPU-2")])
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpus, "torch_cuda_uuids", lambda: None)  # torch sees no CUDA here
     return fake
 
 
@@ -88,11 +90,12 @@ def test_auto_with_gpus_and_rapl_is_composite(tmp_path, two_gpus):
         assert isinstance(choice.meter, CompositeMeter)
         assert choice.meter.method == "nvml-counter+rapl"
         w = choice.meter.begin()
-        two_gpus.gpus[1].energy_mj += 5_000
+        two_gpus.gpus[0].energy_mj += 3_000
+        two_gpus.gpus[1].energy_mj += 5_000  # another job's GPU: not the training device
         pc.add("intel-rapl:0", 2_000_000)
         m = choice.meter.end(w)
         assert m.method == "nvml-counter+rapl"
-        assert m.by_device_j == pytest.approx({"gpu0": 0.0, "gpu1": 5.0, "cpu0": 2.0})
+        assert m.by_device_j == pytest.approx({"gpu0": 3.0, "cpu0": 2.0})
     finally:
         choice.meter.close()
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from fake_pynvml import FakeGpu, make_pynvml
 
-from tuning_energy.energy.nvml import COUNTER, SAMPLING, NvmlMeter, visible_selectors
+from tuning_energy.energy.nvml import COUNTER, SAMPLING, NvmlMeter
 from tuning_energy.errors import MeterUnavailable
 
 
@@ -19,7 +19,8 @@ def gpus(n: int, counter: bool = True) -> list[FakeGpu]:
 def test_counter_path_several_gpus_in_millijoules():
     fake = make_pynvml(gpus(3))
     syncs = []
-    meter = NvmlMeter(nvml=fake, sync=lambda: syncs.append(1), environ={})
+    meter = NvmlMeter(nvml=fake, sync=lambda: syncs.append(1), environ={},
+                      cuda_uuids=None)
     try:
         assert meter.method == COUNTER
         w = meter.begin()
@@ -39,7 +40,7 @@ def test_power_sampling_path_integrates_milliwatts():
     fake = make_pynvml(gpus(2, counter=False))
     fake.gpus[0].power_mw = 150_000
     fake.gpus[1].power_mw = 50_000
-    with NvmlMeter(nvml=fake, sync=None, sample_s=0.02, environ={}) as meter:
+    with NvmlMeter(nvml=fake, sync=None, sample_s=0.02, environ={}, cuda_uuids=None) as meter:
         assert meter.method == SAMPLING
         w = meter.begin()
         t0 = time.perf_counter()
@@ -61,7 +62,7 @@ def test_power_sampling_path_integrates_milliwatts():
 def test_mixed_gpus_say_both_methods():
     g = gpus(2)
     g[1].energy_mj = None  # no counter: NVMLError_NotSupported
-    with NvmlMeter(nvml=make_pynvml(g), sync=None, environ={}) as meter:
+    with NvmlMeter(nvml=make_pynvml(g), sync=None, environ={}, cuda_uuids=None) as meter:
         d = meter.describe()
         assert d["gpus"]["gpu0"]["method"] == COUNTER
         assert d["gpus"]["gpu1"]["method"] == SAMPLING
@@ -71,26 +72,30 @@ def test_mixed_gpus_say_both_methods():
 
 def test_cuda_visible_devices_and_named_gpus():
     fake = make_pynvml(gpus(4))
-    env = {"CUDA_VISIBLE_DEVICES": "2,GPU-00000000-aaaa"}
-    with NvmlMeter(nvml=fake, sync=None, environ=env) as meter:  # cuda:0 = NVML 2
-        assert [g.handle for g in meter.gpus] == [fake.gpus[2], fake.gpus[0]]
-        w = meter.begin()
+
+    def meter(gpu_indices=None, visible="2,0"):
+        return NvmlMeter(gpu_indices, nvml=fake, sync=None, cuda_uuids=None,
+                         environ={"CUDA_VISIBLE_DEVICES": visible})
+
+    with meter() as m:  # cuda:0 = NVML 2, cuda:1 = NVML 0
+        assert [g.handle for g in m.gpus] == [fake.gpus[2], fake.gpus[0]]
+        w = m.begin()
         fake.gpus[2].energy_mj += 2_000
         fake.gpus[3].energy_mj += 99_000  # not visible: not charged
-        assert meter.end(w).by_device_j == pytest.approx({"gpu0": 2.0, "gpu1": 0.0})
-    with NvmlMeter([1], nvml=fake, sync=None, environ=env) as meter:
-        assert [g.device for g in meter.gpus] == ["gpu1"]
-        assert meter.gpus[0].handle is fake.gpus[0]
-    with pytest.raises(MeterUnavailable, match=r"meter.gpus = \[5\]: GPU 5 is not visible"):
-        NvmlMeter([5], nvml=fake, sync=None, environ=env)
+        assert m.end(w).by_device_j == pytest.approx({"gpu0": 2.0, "gpu1": 0.0})
+    with meter([1]) as m:
+        assert [g.device for g in m.gpus] == ["gpu1"]
+        assert m.gpus[0].handle is fake.gpus[0]
+    with meter(visible="GPU-00000003,GPU-00000001") as m:  # UUID prefixes, as CUDA takes them
+        assert [g.handle for g in m.gpus] == [fake.gpus[3], fake.gpus[1]]
+    with meter(visible="2,GPU-00000000-aaaa") as m:  # CUDA stops at the first other kind
+        assert [g.handle for g in m.gpus] == [fake.gpus[2]]
+    with pytest.raises(MeterUnavailable, match=r"GPU cuda:5 is not visible .*2 visible"):
+        meter([5])
     with pytest.raises(MeterUnavailable, match="no GPU visible"):
-        NvmlMeter(nvml=fake, sync=None, environ={"CUDA_VISIBLE_DEVICES": ""})
-
-
-def test_visible_selectors_stop_at_first_invalid_entry_like_cuda():
-    assert visible_selectors({}) is None
-    assert visible_selectors({"CUDA_VISIBLE_DEVICES": "1,0"}) == ["1", "0"]
-    assert visible_selectors({"CUDA_VISIBLE_DEVICES": "0,-1,1"}) == ["0"]
+        meter(visible="")
+    with pytest.raises(MeterUnavailable, match="no GPU visible"):
+        meter(visible="1,1")  # a repeated entry: CUDA shows no device
 
 
 def test_no_driver_is_meter_unavailable_with_reason():

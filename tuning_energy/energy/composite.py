@@ -1,7 +1,8 @@
 """A meter made of several meters over disjoint devices (e.g. NVML GPUs + RAPL CPU).
 
 Its method joins the parts' methods with `+` (`nvml-counter+rapl`); `by_device_j` keeps
-each part's device names (`gpu0`, `cpu0`, `dram0`, ...).
+each part's device names (`gpu0`, `cpu0`, `dram0`, ...), and `faults()` each part's faults,
+so that one part's unknown device is unknown in the composite's windows too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class CompositeMeter(Meter):
             if clash:
                 raise ValueError(f"two meters report device {sorted(clash)[0]!r}")
             out.update(part)
+        return out
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        out: dict[str, tuple[int, str]] = {}
+        for m in self.meters:
+            out.update(m.faults())
         return out
 
     def close(self) -> None:

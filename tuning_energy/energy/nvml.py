@@ -9,10 +9,17 @@ Per GPU, one of two methods, recorded per device and in the meter's `method`:
   (<= 0.1 s) and integrates with the trapezoid rule; a read also takes a fresh sample.
 
 CUDA is synchronised before each read (`sync`) so that queued kernels are charged to the
-window that launched them. GPUs: all visible to CUDA, or the ones named in `meter.gpus`
-(CUDA indices, as in `cuda:N`), honouring `CUDA_VISIBLE_DEVICES` (indices or `GPU-` UUIDs).
-`by_device_j` keys are `gpu{cuda index}`. NVML enumerates GPUs in PCI bus order; CUDA does
-too when `CUDA_DEVICE_ORDER=PCI_BUS_ID` (set it on mixed-GPU machines).
+window that launched them. GPUs: the CUDA indices in `gpus` (as in `cuda:N`; the factory
+passes the training device, or `meter.gpus`), or every GPU visible to CUDA. `cuda:N` is
+mapped to the physical GPU by UUID (`gpus.py`: torch's device UUIDs, else
+`CUDA_VISIBLE_DEVICES` parsed as CUDA does), so `by_device_j` keys are `gpu{cuda index}`
+and `describe()` names each one's NVML index and UUID. A MIG instance cannot be metered
+(NVML measures only the whole GPU, shared by the other instances): `MeterUnavailable`.
+
+A reading that cannot be trusted makes the windows around it unknown for that GPU, never
+0 (`Meter.faults`): an NVML error on read (the GPU fell off the bus, was reset, ...) leaves
+the GPU out of that reading; a counter lower than the previous reading (it went backwards)
+and a failed power sample (a gap in the integral) are faults.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 from ..errors import MeterUnavailable
 from .base import Meter
+from .gpus import VisibleGpu, torch_cuda_uuids, visible_gpus
 
 COUNTER = "nvml-counter"
 SAMPLING = "nvml-power-sampling"
@@ -54,34 +62,20 @@ def cuda_sync() -> None:
             torch.cuda.synchronize(i)
 
 
-def visible_selectors(environ: Mapping[str, str]) -> list[str] | None:
-    """CUDA_VISIBLE_DEVICES as a list of NVML selectors; None when unset (all GPUs).
-
-    Like CUDA, parsing stops at the first entry that is neither an index nor a UUID.
-    """
-    raw = environ.get("CUDA_VISIBLE_DEVICES")
-    if raw is None:
-        return None
-    out: list[str] = []
-    for item in raw.split(","):
-        item = item.strip()
-        if item.isdigit() or item.startswith(("GPU-", "MIG-")):
-            out.append(item)
-        else:
-            break
-    return out
-
-
 @dataclass
 class _Gpu:
     device: str  # gpu{cuda index}
+    visible: VisibleGpu
     handle: Any
     name: str
     method: str
     start_mj: int = 0  # counter at meter creation (counter path)
+    last_mj: int = 0  # counter at the last good reading (counter path)
     total_j: float = 0.0  # integrated energy (sampling path)
     last_t: float = 0.0
-    last_w: float = 0.0
+    last_w: float | None = 0.0  # None: the last sample failed (sampling path)
+    faults: int = 0
+    problem: str = ""  # the last fault or failed reading, for messages
 
 
 class NvmlMeter(Meter):
@@ -89,7 +83,12 @@ class NvmlMeter(Meter):
 
     def __init__(self, gpus: Sequence[int] | None = None, *, nvml: ModuleType | None = None,
                  sync: Callable[[], None] | None = cuda_sync, sample_s: float = MAX_SAMPLE_S,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 cuda_uuids: Callable[[], Sequence[str] | None] | None = torch_cuda_uuids
+                 ) -> None:
+        """gpus: CUDA indices to meter (None: every visible GPU). cuda_uuids: torch's UUIDs
+        of the visible devices (None, or a function returning None: parse
+        CUDA_VISIBLE_DEVICES from `environ` instead)."""
         if not 0 < sample_s <= MAX_SAMPLE_S:
             raise ValueError(f"sample_s = {sample_s}: must be in (0, {MAX_SAMPLE_S}]")
         self.nvml = nvml if nvml is not None else import_pynvml()
@@ -105,23 +104,13 @@ class NvmlMeter(Meter):
                 f"here; use meter.kind = 'rapl' or 'estimate'") from exc
         try:
             self.driver = _text(n.nvmlSystemGetDriverVersion())
-            handles = self._handles(env)
-            if gpus is not None:
-                missing = [g for g in gpus if g not in range(len(handles))]
-                if missing:
-                    raise MeterUnavailable(
-                        f"meter.gpus = {list(gpus)}: GPU {missing[0]} is not visible "
-                        f"({len(handles)} visible: indices 0..{len(handles) - 1}; "
-                        f"CUDA_VISIBLE_DEVICES = {env.get('CUDA_VISIBLE_DEVICES')!r})")
-                chosen = {g: handles[g] for g in gpus}
-            else:
-                chosen = dict(enumerate(handles))
-            if not chosen:
-                raise MeterUnavailable(
-                    "NVML sees no GPU visible to this process (CUDA_VISIBLE_DEVICES = "
-                    f"{env.get('CUDA_VISIBLE_DEVICES')!r}); use meter.kind = 'rapl' "
-                    "or 'estimate'")
-            self.gpus = [self._probe(f"gpu{i}", h) for i, h in chosen.items()]
+            handles = [n.nvmlDeviceGetHandleByIndex(i) for i in range(n.nvmlDeviceGetCount())]
+            uuids = [_text(n.nvmlDeviceGetUUID(h)) for h in handles]
+            visible, self.visible_by = visible_gpus(
+                uuids, env, cuda_uuids() if cuda_uuids is not None else None)
+            self.cuda_visible_devices = env.get("CUDA_VISIBLE_DEVICES")
+            chosen = self._choose(visible, gpus)
+            self.gpus = [self._probe(g, handles[g.nvml_index]) for g in chosen]
         except BaseException:
             n.nvmlShutdown()
             raise
@@ -135,22 +124,35 @@ class NvmlMeter(Meter):
                                             daemon=True)
             self._thread.start()
 
-    def _handles(self, environ: Mapping[str, str]) -> list[Any]:
-        n = self.nvml
-        selectors = visible_selectors(environ)
-        if selectors is None:
-            return [n.nvmlDeviceGetHandleByIndex(i) for i in range(n.nvmlDeviceGetCount())]
-        handles = []
-        for sel in selectors:
-            try:
-                handles.append(n.nvmlDeviceGetHandleByIndex(int(sel)) if sel.isdigit()
-                               else n.nvmlDeviceGetHandleByUUID(sel))
-            except n.NVMLError:
-                break  # CUDA also ignores everything from the first invalid entry on
-        return handles
+    def _choose(self, visible: list[VisibleGpu], gpus: Sequence[int] | None) -> list[VisibleGpu]:
+        where = (f"CUDA_VISIBLE_DEVICES = {self.cuda_visible_devices!r}; found from "
+                 f"{self.visible_by}")
+        if gpus is None:
+            chosen = visible
+            if not chosen:
+                raise MeterUnavailable(f"NVML sees no GPU visible to this process ({where}); "
+                                       f"use meter.kind = 'rapl' or 'estimate'")
+        else:
+            missing = [g for g in gpus if not 0 <= g < len(visible)]
+            if missing:
+                seen = f"indices 0..{len(visible) - 1}" if visible else "none"
+                raise MeterUnavailable(
+                    f"GPU cuda:{missing[0]} is not visible to this process ({len(visible)} "
+                    f"visible: {seen}; {where}); meter.gpus and train.device name CUDA "
+                    f"indices among the visible GPUs")
+            chosen = [visible[g] for g in gpus]
+        for g in chosen:
+            if g.nvml_index is None:
+                raise MeterUnavailable(
+                    f"cuda:{g.cuda_index} is {g.uuid}, not a whole GPU that NVML lists (a MIG "
+                    f"instance): NVML measures only the whole GPU, shared with its other "
+                    f"instances, so its energy is not this process's; use meter.kind = "
+                    f"'rapl' or 'estimate' ({where})")
+        return chosen
 
-    def _probe(self, device: str, handle: Any) -> _Gpu:
+    def _probe(self, visible: VisibleGpu, handle: Any) -> _Gpu:
         n = self.nvml
+        device = f"gpu{visible.cuda_index}"
         name = _text(n.nvmlDeviceGetName(handle))
         try:
             start_mj = int(n.nvmlDeviceGetTotalEnergyConsumption(handle))
@@ -161,9 +163,9 @@ class NvmlMeter(Meter):
                 raise MeterUnavailable(
                     f"{device} ({name}): neither the energy counter nor power readings are "
                     f"supported ({exc}); use meter.kind = 'estimate'") from exc
-            return _Gpu(device, handle, name, SAMPLING, last_t=time.perf_counter(),
+            return _Gpu(device, visible, handle, name, SAMPLING, last_t=time.perf_counter(),
                         last_w=watts)
-        return _Gpu(device, handle, name, COUNTER, start_mj=start_mj)
+        return _Gpu(device, visible, handle, name, COUNTER, start_mj=start_mj, last_mj=start_mj)
 
     # ------------------------------------------------------------------ sampling path
 
@@ -172,17 +174,22 @@ class NvmlMeter(Meter):
             for g in self.gpus:
                 if g.method != SAMPLING:
                     continue
-                watts = self.nvml.nvmlDeviceGetPowerUsage(g.handle) / 1000.0
+                try:
+                    watts = self.nvml.nvmlDeviceGetPowerUsage(g.handle) / 1000.0
+                except self.nvml.NVMLError as exc:
+                    if g.last_w is not None:  # a gap in the integral: one fault per gap
+                        g.faults += 1
+                    g.last_w = None
+                    g.problem = _read_failed("power reading", exc)
+                    continue
                 now = time.perf_counter()
-                g.total_j += (g.last_w + watts) / 2 * (now - g.last_t)
+                if g.last_w is not None:
+                    g.total_j += (g.last_w + watts) / 2 * (now - g.last_t)
                 g.last_t, g.last_w = now, watts
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(self.sample_s):
-            try:
-                self._sample()
-            except self.nvml.NVMLError:  # pragma: no cover - a transient driver error
-                continue
+            self._sample()
 
     # ------------------------------------------------------------------ interface
 
@@ -195,13 +202,29 @@ class NvmlMeter(Meter):
             self._sample()
         out = {}
         for g in self.gpus:
-            if g.method == COUNTER:
-                now_mj = int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle))
-                out[g.device] = (now_mj - g.start_mj) / 1000.0
-            else:
+            if g.method == SAMPLING:
                 with self._lock:
-                    out[g.device] = g.total_j
+                    if g.last_w is not None:
+                        out[g.device] = g.total_j
+                continue
+            try:
+                now_mj = int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle))
+            except self.nvml.NVMLError as exc:
+                with self._lock:
+                    g.problem = _read_failed("energy counter", exc)
+                continue
+            with self._lock:
+                if now_mj < g.last_mj:
+                    g.faults += 1
+                    g.problem = (f"the NVML energy counter went backwards, from {g.last_mj} mJ "
+                                 f"to {now_mj} mJ (a GPU reset or driver reload?)")
+                g.last_mj = now_mj
+            out[g.device] = (now_mj - g.start_mj) / 1000.0
         return out
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        with self._lock:
+            return {g.device: (g.faults, g.problem) for g in self.gpus if g.problem}
 
     def close(self) -> None:
         if self._stop.is_set():
@@ -220,10 +243,21 @@ class NvmlMeter(Meter):
             "method": self.method,
             "kind": "nvml",
             "driver": self.driver,
-            "gpus": {g.device: {"name": g.name, "method": g.method} for g in self.gpus},
+            "gpus": {g.device: {"name": g.name, "method": g.method,
+                                "nvml_index": g.visible.nvml_index, "uuid": g.visible.uuid}
+                     for g in self.gpus},
+            "cuda_visible_devices": self.cuda_visible_devices,
+            "cuda_to_nvml": self.visible_by,
             "sample_s": self.sample_s if self._thread is not None else None,
-            "note": "NVML GPU energy (whole GPU, all processes on it)",
+            "note": "NVML GPU energy (whole GPU, all processes on it) of "
+                    + ", ".join(f"{g.device} (NVML {g.visible.nvml_index}, {g.visible.uuid})"
+                                for g in self.gpus),
         }
+
+
+def _read_failed(what: str, exc: Exception) -> str:
+    return (f"NVML {what} could not be read ({type(exc).__name__}: {exc}); the GPU may have "
+            f"fallen off the bus or been reset")
 
 
 def _text(value: Any) -> str:

@@ -21,8 +21,15 @@ be told from one, so a background thread reads the counters at a safe period (a 
 the fastest wrap at `ASSUMED_MAX_POWER_W`, at most `MAX_POLL_S`), as Zeus does; windows of
 any length stay right.
 
+A decrease is always read as one wrap: RAPL cannot tell a counter that was reset (the
+driver reloaded) from one that wrapped, and at the safe period a wrap is what it is.
+
 `energy_uj` is readable by root only since Linux 5.10 (CVE-2020-8694, the PLATYPUS power
 side channel); an unreadable counter raises `MeterUnavailable` naming the file and the fix.
+A counter that becomes unreadable later (the zone vanished, its permissions changed) is a
+fault (`Meter.faults`): the zone is left out of readings while it fails, and when it comes
+back it starts over from its new value, so every window over the gap has no energy for it
+(None, with the reason), never a guess at the missed wraps.
 """
 
 from __future__ import annotations
@@ -159,8 +166,18 @@ class RaplMeter(Meter):
         self.root = Path(powercap_root)
         self.zones, self.skipped = discover_zones(self.root)
         self._lock = threading.Lock()
-        self._last_uj = {z.device: self._read_uj(z) for z in self.zones}
+        self._last_uj: dict[str, int | None] = {}  # None: the last read failed
+        for z in self.zones:
+            try:
+                self._last_uj[z.device] = self._read_uj(z)
+            except OSError as exc:
+                raise MeterUnavailable(unreadable_message(z.energy_file, exc)) from exc
+            except ValueError as exc:
+                raise MeterUnavailable(f"RAPL counter {z.energy_file}: not an integer "
+                                       f"({exc})") from exc
         self._total_uj = {z.device: 0 for z in self.zones}
+        self._faults = {z.device: 0 for z in self.zones}
+        self._problem: dict[str, str] = {}
         self.wraps = 0
         self.polls = 0  # reads folded into the totals (background and window edges)
         fastest_wrap_s = min(z.max_energy_range_uj for z in self.zones) / 1e6 / ASSUMED_MAX_POWER_W
@@ -172,21 +189,33 @@ class RaplMeter(Meter):
             self._thread = threading.Thread(target=self._poll_loop, name="rapl-poll", daemon=True)
             self._thread.start()
 
-    def _read_uj(self, zone: RaplZone) -> int:
-        path = zone.energy_file
-        try:
-            return int(_read_text(path))
-        except OSError as exc:
-            raise MeterUnavailable(unreadable_message(path, exc)) from exc
-        except ValueError as exc:
-            raise MeterUnavailable(f"RAPL counter {path}: not an integer ({exc})") from exc
+    @staticmethod
+    def _read_uj(zone: RaplZone) -> int:
+        return int(_read_text(zone.energy_file))
 
     def poll(self) -> None:
-        """Fold the counters' progress since the last read into the totals (wrap-safe)."""
+        """Fold the counters' progress since the last read into the totals (wrap-safe).
+
+        A zone that cannot be read is a fault; it starts over when it can be read again.
+        """
         with self._lock:
             for zone in self.zones:
-                now = self._read_uj(zone)
+                try:
+                    now = self._read_uj(zone)
+                except (OSError, ValueError) as exc:
+                    if self._last_uj[zone.device] is not None:  # one fault per gap
+                        self._faults[zone.device] += 1
+                    self._last_uj[zone.device] = None
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    self._problem[zone.device] = (
+                        f"RAPL counter {zone.energy_file} could not be read ({why}): the zone "
+                        f"vanished or its permissions changed; wraps during the gap cannot "
+                        f"be counted")
+                    continue
                 last = self._last_uj[zone.device]
+                if last is None:  # readable again: start over (the gap is not counted)
+                    self._last_uj[zone.device] = now
+                    continue
                 if now >= last:
                     delta = now - last
                 else:  # the counter wrapped once since the last read
@@ -198,15 +227,17 @@ class RaplMeter(Meter):
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_s):
-            try:
-                self.poll()
-            except MeterUnavailable:  # pragma: no cover - counter vanished; read_j will raise
-                return
+            self.poll()  # never raises: a zone that fails is a fault, the others go on
 
     def read_j(self) -> dict[str, float]:
         self.poll()
         with self._lock:
-            return {dev: uj / 1e6 for dev, uj in self._total_uj.items()}
+            return {dev: uj / 1e6 for dev, uj in self._total_uj.items()
+                    if self._last_uj[dev] is not None}
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        with self._lock:
+            return {dev: (self._faults[dev], why) for dev, why in self._problem.items()}
 
     def close(self) -> None:
         self._stop.set()

@@ -115,10 +115,13 @@ def run_report(config: MeterConfig, busy_s: float = 3.0, idle_s: float = 2.0,
               f"{'idle W':>8}  by device (busy, J)", file=out)
         for s in statuses:
             if s.available:
-                by_dev = ", ".join(f"{d} {v:.1f}" for d, v in s.busy.by_device_j.items())
+                by_dev = ", ".join(f"{d} {_f(v)}" for d, v in s.busy.by_device_j.items())
                 print(f"  {s.kind:9} {s.method:22} {_f(s.busy.energy_j):>9} "
                       f"{_f(s.busy.avg_power_w):>8} {_f(s.idle.energy_j):>9} "
                       f"{_f(s.idle.avg_power_w):>8}  {by_dev}", file=out)
+                for m in (s.busy, s.idle):
+                    if m.energy_error:
+                        print(f"  {'':9} unknown (-): {m.energy_error}", file=out)
         if not any(s.available for s in statuses if s.kind in ("rapl", "nvml")):
             print("\nno hardware energy counter here (no readable RAPL, no NVML GPU): "
                   "tuning-energy uses the labelled estimate (estimate-cpu-tdp = CPU seconds "
