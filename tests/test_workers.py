@@ -135,8 +135,10 @@ def _check_energy(study: optuna.Study) -> None:
     ledger = ledgers[0]
     method = shared_method("fake-package")
     assert study.user_attrs["energy_method"] == method == ledger["method"]
-    # Every window a worker closed: proposing (propose_energy_j) and training (energy_j).
-    measured = [t.user_attrs[k] for t in trials for k in ("energy_j", "propose_energy_j")
+    # Every window a worker closed: proposing (the strategy's propose_energy_j and the
+    # store's store_energy_j) and training (energy_j).
+    measured = [t.user_attrs[k] for t in trials
+                for k in ("energy_j", "propose_energy_j", "store_energy_j")
                 if t.user_attrs.get(k) is not None]
     assert all(t.user_attrs["energy_method"] == method for t in trials
                if t.state == TrialState.COMPLETE)

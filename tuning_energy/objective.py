@@ -7,8 +7,22 @@ value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-o
        studies (accuracy, energy_j)
 user attrs: energy_j, energy_method, energy_by_device_j, energy_error, duration_s, avg_power_w,
             n_params, flops_per_sample, epochs_run, diverged, train_loss, propose_s,
-            propose_energy_j, predicted_energy_j, predicted_energy_epoch1_j, and for a
-            pruned trial pruned_reason and energy_saved_j
+            propose_energy_j, store_s, store_energy_j, predicted_energy_j,
+            predicted_energy_epoch1_j, the run attrs the runner passes (run_id,
+            hardware_id), and for a pruned trial pruned_reason and energy_saved_j
+
+Three energies per trial, each from its own meter window, and together what the trial is
+charged (accounting.py):
+    energy_j          training and evaluation (the trial's own window)
+    propose_energy_j  the strategy's own computation that proposed its parameters (the
+                      sampler's calls, metered by MeteredSampler); propose_s its seconds
+    store_energy_j    the storage round trips of proposing: Optuna's ask (creating the
+                      trial), one commit per suggested parameter, a worker's claim attrs;
+                      store_s its seconds. The commits that record these figures (the
+                      propose/store attrs, the training attrs, Optuna's tell: one each) come
+                      after their own windows and are not counted.
+With a sampler that is not a MeteredSampler (a plain `study.optimize(objective)`), the
+whole proposal window is propose_* and there is no store_*.
 
 The energy attrs are written even when training raises or is pruned: a failed or pruned
 trial keeps the energy it spent.
@@ -27,6 +41,7 @@ import torch
 from .config import StudyConfig
 from .data import Dataset
 from .energy import Measurement, Meter, Window
+from .metered_sampler import MeteredSampler
 from .models import ModelSpec, build_model, count_params, flops_per_sample
 from .predict import EnergyPredictor
 from .storage import set_user_attrs
@@ -65,7 +80,8 @@ class Objective:
     def __init__(self, config: StudyConfig, data: Dataset, meter: Meter, seed: int = 0,
                  device: torch.device | str = "cpu",
                  on_measurement: Callable[[Measurement], dict[str, Any]] | None = None,
-                 multi_objective: bool = False, predictor: EnergyPredictor | None = None):
+                 multi_objective: bool = False, predictor: EnergyPredictor | None = None,
+                 run_attrs: dict[str, Any] | None = None):
         self.config = config
         self.data = data
         self.meter = meter
@@ -75,6 +91,7 @@ class Objective:
         self.multi_objective = multi_objective
         self.pruning = config.pruning.pruner != "none"
         self.predictor = predictor if predictor is not None else EnergyPredictor()
+        self.run_attrs = dict(run_attrs or {})  # written on every trial (which run made it)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         """For `study.optimize`: propose, train, return the value(s)."""
@@ -86,11 +103,25 @@ class Objective:
 
         The strategy's own cost (GP fits, acquisition optimisation) is stored as
         `propose_s` / `propose_energy_j`: the search's energy, which Yarally et al. never
-        counted, separate from the trial's training energy.
+        counted, separate from the trial's training energy. The rest of the window (the
+        storage round trips) is stored as `store_s` / `store_energy_j`. Both are written
+        as soon as the window ends, so that a trial killed in training keeps them.
         """
         sampled = suggest_params(trial, self.config.search_space)
-        m = window.meter.end(window)
-        set_user_attrs(trial, {"propose_s": m.duration_s, "propose_energy_j": m.energy_j})
+        sampler = trial.study.sampler
+        if not isinstance(sampler, MeteredSampler):
+            m = window.meter.end(window)
+            set_user_attrs(trial, {"propose_s": m.duration_s, "propose_energy_j": m.energy_j,
+                                   **self.run_attrs})
+            return self.config.param_values(sampled)
+        own = sampler.take_cost(trial._trial_id)
+        m = window.meter.end(window)  # ask + suggest: the sampler's calls and the store's
+        set_user_attrs(trial, {
+            "propose_s": own.duration_s, "propose_energy_j": own.energy_j,
+            "store_s": m.duration_s - own.duration_s,
+            "store_energy_j": None if m.energy_j is None or own.energy_j is None
+            else m.energy_j - own.energy_j,
+            **self.run_attrs})
         return self.config.param_values(sampled)
 
     def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:

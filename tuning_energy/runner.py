@@ -4,20 +4,26 @@ One study per (config, strategy, seed), named `{config name}-{strategy}-s{seed}`
 budget counts finished trials (COMPLETE and PRUNED): rerunning a finished study runs
 nothing; rerunning an interrupted one runs what is left. Ctrl-C marks the trial in flight
 FAIL; a trial left RUNNING by a process killed hard is marked FAIL by the next run.
+
+In a SQLite store one process runs a study at a time (`storage.run_lock`): a second run of
+the same study is refused, naming the first, and only the holder of the lock marks RUNNING
+trials FAIL, so a live trial is never taken for a dead one. Several processes on one study
+share a journal or PostgreSQL store (workers.py).
+
+Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id` on its
+trials: runs.py), so a study resumed on another machine or with another meter says so.
+Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
+config then takes their new values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import platform
 import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -25,24 +31,29 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import __version__
+from .accounting import charged_energy_j, charged_total_j
 from .config import StudyConfig
 from .data import load_dataset
 from .energy import MeterChoice, build_meter
-from .energy.baseline import TrialEnergyAttrs, measure_idle
+from .energy.baseline import TrialEnergyAttrs, idle_baseline
 from .energy.carbon import resolve_carbon
 from .energy.crosscheck import wrap_cross_check
 from .errors import ConfigError, StorageError, StudyAborted
+from .metered_sampler import MeteredSampler
 from .objective import Objective
 from .predict import EnergyPredictor
-from .storage import open_storage, redact, storage_kind
+from .resume import analysis_changes, config_differences
+from .runs import hardware_info, record_run
+from .storage import open_storage, redact, run_lock, storage_kind
 from .strategies import (
-    SKOPT_STRATEGIES,
     check_strategy,
     grid_size,
     make_pruner,
     make_sampler,
     objectives,
 )
+from .summary import StudySummary, best_accuracy, study_summary
+from .summary import accuracy as _accuracy
 from .train import warm_up
 
 if TYPE_CHECKING:
@@ -56,27 +67,6 @@ def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
     """`{config name}-{strategy}-s{seed}`, with the pruner after the strategy when one is on."""
     pruner = config.pruning.pruner
     return f"{config.name}-{strategy}{'' if pruner == 'none' else '-' + pruner}-s{seed}"
-
-
-def hardware_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if torch.cuda.is_available() else []
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable,
-            "gpus": gpus or "none", "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,62 +108,14 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
-@dataclass
-class StudySummary:
-    study_name: str
-    storage: str
-    n_trials_budget: int
-    n_finished: int
-    n_failed: int
-    ran_now: int
-    best_accuracy: float | None
-    best_params: dict[str, Any]
-    total_energy_j: float | None
-    energy_method: str
-    wall_s: float
-    propose_s: float
-    stop_reason: str
-    interrupted: bool = False
-    n_pruned: int = 0
-    energy_saved_j: float = 0.0  # estimated energy the pruned trials did not spend
-    propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def propose_share_of_energy(self) -> float | None:
-        """The search's own energy / (it + all trials' energy): what the strategy costs."""
-        if self.propose_energy_j is None or self.total_energy_j is None:
-            return None
-        total = self.propose_energy_j + self.total_energy_j
-        return self.propose_energy_j / total if total > 0 else None
-
-    def lines(self) -> list[str]:
-        e = self.total_energy_j
-        energy = "not measured" if e is None else f"{e:,.1f} J ({e / 3600:.4f} Wh)"
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
-        best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
-        return [
-            f"study      {self.study_name}  in {redact(self.storage)}",
-            f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
-            f" {self.ran_now} run now ({self.stop_reason})",
-            f"best       accuracy {best}  ({params})",
-            f"energy     {energy}, all trials incl. failed; method {self.energy_method}",
-            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
-            + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
-               f"search + training energy" if self.propose_share_of_energy is not None else "")
-            + ")",
-            *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
-               f"(estimated from the epochs not run)"] if self.n_pruned else []),
-            f"wall time  {self.wall_s:.1f} s",
-        ]
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+__all__ = ["StudySummary", "hardware_info", "open_study", "run_study", "study_name"]
 
 
 def fail_stale_running(study: optuna.Study) -> int:
-    """Mark RUNNING trials FAIL: left by a process killed hard (single-process stores)."""
+    """Mark RUNNING trials FAIL: left by a process killed hard (single-process stores).
+
+    Call it only while holding the study's `run_lock`: then no other live run has trials.
+    """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason",
@@ -183,50 +125,14 @@ def fail_stale_running(study: optuna.Study) -> int:
     return n
 
 
-#: Config keys added after 0.1.0, with the value that reproduces what a study stored before
-#: the key existed did. A stored config without the key is read with this value, so such a
-#: study resumes only where the current config keeps the old behaviour.
-LEGACY_VALUES: dict[str, Any] = {
-    "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
-}
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "search_space" and k != "fixed":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _relevant(key: str, strategy: str) -> bool:
-    """Keys that change what a study of `strategy` does: not the budget (a resumed study
-    may be given more trials), and only its own strategy's options."""
-    if key.startswith("budget."):
-        return False
-    if key.startswith("strategy.bayes."):
-        return strategy in SKOPT_STRATEGIES
-    if key == "strategy.grid_levels":
-        return strategy == "grid"
-    return True
-
-
-def config_differences(stored: dict[str, Any], current: dict[str, Any],
-                       strategy: str) -> list[str]:
-    """'key: stored X, now Y' for every dotted key that differs and matters to `strategy`."""
-    old, new = _flat(stored), _flat(current)
-    for key, value in LEGACY_VALUES.items():
-        if key not in old and key in new:
-            old[key] = value
-    return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
-            for k in sorted(set(old) | set(new))
-            if _relevant(k, strategy) and old.get(k) != new.get(k)]
-
-
 def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
-               meter_choice: MeterChoice, storage=None) -> optuna.Study:
+               meter_choice: MeterChoice, storage=None,
+               notes: list[str] | None = None) -> optuna.Study:
+    """Create the study, or load it and check that the config still describes it.
+
+    On a resume the stored config takes the current values of the keys that do not block
+    it (budget, resume.ANALYSIS_ONLY); `notes` (when given) gets one line per changed key.
+    """
     storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
     sampler = make_sampler(strategy, config, seed)
@@ -256,6 +162,12 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
             f"study {name!r} in {redact(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
+    elif stored != config.to_dict():  # the budget or analysis-only keys: the stored follows
+        if notes is not None:
+            notes.extend(analysis_changes(stored, config.to_dict()))
+        study.set_user_attr("config", config.to_dict())
+        for k, v in config.to_dict().items():
+            study.set_user_attr(f"config.{k}", v)
     return study
 
 
@@ -269,8 +181,8 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     worker: one of several processes sharing the study (workers.py): it takes trials through
     `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
     a heartbeat while a trial runs, and uses its share of the cores and of the meter.
+    Without one, a SQLite store is locked for this study while it runs (`run_lock`).
     """
-    out = out or sys.stdout
     check_strategy(strategy)
     storage_kind(storage_url)
     multi_objective = len(objectives(strategy)) > 1
@@ -278,6 +190,15 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
+    with run_lock(storage_url, study_name(config, strategy, seed)) if worker is None \
+            else contextlib.nullcontext():
+        return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
+                    cross_check, worker, multi_objective)
+
+
+def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
+         out, cross_check: str | None, worker: WorkerContext | None,
+         multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     set_threads(config.train.torch_threads if worker is None else worker.torch_threads)
@@ -296,8 +217,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     except BaseException:
         meter.close()
         raise
+    notes: list[str] = []
     study = open_study(config, strategy, seed, storage_url, meter_choice,
-                       storage=None if worker is None else worker.storage())
+                       storage=None if worker is None else worker.storage(), notes=notes)
+    for note in notes:
+        print(f"config changed (only the analysis): {note}; the stored config now has it",
+              file=out)
+    # The strategy's own computation, metered apart from the storage around it.
+    study.sampler = MeteredSampler(study.sampler, meter)
     if worker is not None:
         for k, v in worker.describe().items():
             study.set_user_attr(k, v)
@@ -309,6 +236,7 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
             print(f"grid has {size} points < budget {n_budget}: running the whole grid", file=out)
             n_budget = size
 
+    # Only without workers, under run_lock: no other live run of this study exists.
     stale = fail_stale_running(study) if storage_kind(storage_url) == "sqlite" and \
         worker is None else 0
     if stale:
@@ -317,38 +245,40 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     def finished() -> list:
         return study.get_trials(deepcopy=False, states=FINISHED)
 
-    def all_trials() -> list:
-        return study.get_trials(deepcopy=False)
-
     done = len(finished())
     print(f"meter: {meter.method} ({_meter_line(meter_choice)})", file=out)
     if done >= n_budget:
         print(f"study {name} already has {done}/{n_budget} finished trials; nothing to run "
               f"(raise --trials to run more)", file=out)
         meter.close()
-        return _summary(study, storage_url, n_budget, 0, t_start, "budget already spent", meter)
+        return study_summary(study, storage_url, n_budget, 0, t_start, "budget already spent",
+                             meter)
 
     data = load_dataset(config.data).to(device)
     # Idle baseline with the same meter, at every start (new or resumed study): the
-    # study keeps the latest, each trial the one in force when it ran.
-    idle_power_w = measure_idle(meter, config.meter.idle_s)
+    # study keeps the latest, each trial the one in force when it ran. A meter that cannot
+    # see idle power (the estimate) is not asked.
+    idle_power_w, idle_note = idle_baseline(meter, config.meter.idle_s)
     for key, value in {"idle_power_w": idle_power_w, **carbon.study_attrs()}.items():
         study.set_user_attr(key, value)
-    idle = "off" if idle_power_w is None else f"{idle_power_w:.2f} W over {config.meter.idle_s:g} s"
-    print(f"idle power: {idle}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
+    print(f"idle power: {idle_note}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
           f"{carbon.pue:g} ({carbon.source})", file=out)
+    run_attrs = record_run(study, hardware_info(), meter_choice, out, idle_power_w=idle_power_w,
+                           idle_note=idle_note, config_changes=notes)
     predictor = EnergyPredictor.from_attrs(t.user_attrs for t in finished())
     objective = Objective(config, data, trial_meter, seed=seed, device=device,
                           on_measurement=TrialEnergyAttrs(idle_power_w, carbon),
-                          multi_objective=multi_objective, predictor=predictor)
+                          multi_objective=multi_objective, predictor=predictor,
+                          run_attrs=run_attrs)
     # One tiny step of the largest model first, outside any window: the first trial of a
     # process would otherwise be charged the one-off warm-up (~2 s of CPU here, 10x a trial).
     warm_up(data, device, config.train.batch_size)
     if done:
         print(f"resuming {name}: {done}/{n_budget} finished, {n_budget - done} to run", file=out)
 
-    energy_so_far = sum((t.user_attrs.get("energy_j") or 0.0) for t in all_trials())
-    best = _best(study)
+    # What the trials are charged (accounting.py): training + proposing + storage.
+    energy_so_far = charged_total_j(t.user_attrs for t in study.get_trials(deepcopy=False))
+    best = best_accuracy(study)
     bar = tqdm(total=n_budget, initial=done, desc=name, unit="trial", disable=not progress,
                file=out, dynamic_ncols=True)
     ran = fails_in_row = 0
@@ -360,21 +290,24 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         while done < n_budget:
             if max_j is not None:
                 # Stop before a trial that would overrun the budget, predicted by the median
-                # energy of this study's finished trials.
-                spent = [t.user_attrs["energy_j"] for t in finished()
-                         if t.user_attrs.get("energy_j") is not None]
+                # charged energy of the finished trials; the spent energy is read from the
+                # store (other workers' trials count too).
+                trials = study.get_trials(deepcopy=False)
+                energy_so_far = charged_total_j(t.user_attrs for t in trials)
+                spent = [e for t in trials if t.state in FINISHED
+                         and (e := charged_energy_j(t.user_attrs)) is not None]
                 next_j = statistics.median(spent) if spent else 0.0
                 if energy_so_far + next_j > max_j:
-                    stop_reason = (f"energy budget: {energy_so_far:,.1f} J spent, the next trial "
-                                   f"(~{next_j:,.1f} J predicted) would pass max_energy_j "
-                                   f"{max_j:g} J")
+                    stop_reason = (f"energy budget: {energy_so_far:,.1f} J charged (training + "
+                                   f"proposing + storage), the next trial (~{next_j:,.1f} J "
+                                   f"predicted) would pass max_energy_j {max_j:g} J")
                     break
             if config.budget.timeout_s is not None and \
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             if worker is None:
-                window = meter.begin()  # the strategy's own cost: ask + suggest
+                window = meter.begin()  # ask + suggest: the strategy's and the store's cost
                 trial = study.ask()
                 params = None
             else:  # ask + suggest under the workers' lock, inside the same kind of window
@@ -411,7 +344,7 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                 continue
             finally:
                 ran += 1
-                energy_so_far += trial.user_attrs.get("energy_j") or 0.0
+                energy_so_far += charged_energy_j(trial.user_attrs) or 0.0
                 if worker is not None:  # other workers finish trials too
                     done = len(finished())
             frozen = study.tell(trial, values, state=state)
@@ -428,10 +361,12 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         bar.close()
         meter.close()
         _write_dashboard_notes(study)
-    summary = _summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter)
+    summary = study_summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter,
+                            idle_note=idle_note)
     summary.interrupted = interrupted
     for key, value in {"pruning_energy_saved_j": summary.energy_saved_j,
                        "propose_energy_j": summary.propose_energy_j,
+                       "store_energy_j": summary.store_energy_j,
                        "total_energy_j": summary.total_energy_j}.items():
         study.set_user_attr(key, value)
     return summary
@@ -454,43 +389,6 @@ def _meter_line(choice: MeterChoice) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _accuracy(t) -> float | None:
-    """Accuracy of a finished trial (the first objective; None for pruned trials)."""
-    if t.state != TrialState.COMPLETE or not t.values:
-        return None
-    v = t.values[0]
-    return v if v is not None and math.isfinite(v) else None
+# Kept for callers of the names before summary.py (workers.py).
+_summary = study_summary
 
-
-def _best(study: optuna.Study) -> float | None:
-    vals = [a for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if (a := _accuracy(t)) is not None]
-    return max(vals) if vals else None
-
-
-def _summary(study, storage_url, n_budget, ran, t_start, reason, meter) -> StudySummary:
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if _accuracy(t) is not None]
-    best_t = max(complete, key=_accuracy) if complete else None
-    energies = [t.user_attrs.get("energy_j") for t in trials]
-    measured = [e for e in energies if e is not None]
-    return StudySummary(
-        study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
-        n_finished=sum(t.state in FINISHED for t in trials),
-        n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
-        best_accuracy=_accuracy(best_t) if best_t else None,
-        best_params=dict(best_t.params) if best_t else {},
-        total_energy_j=sum(measured) if measured else None,
-        energy_method=study.user_attrs.get("energy_method", meter.method),
-        wall_s=time.perf_counter() - t_start,
-        propose_s=sum(t.user_attrs.get("propose_s") or 0.0 for t in trials),
-        stop_reason=reason,
-        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
-        energy_saved_j=sum(t.user_attrs.get("energy_saved_j") or 0.0 for t in trials),
-        propose_energy_j=_sum_or_none(t.user_attrs.get("propose_energy_j") for t in trials),
-    )
-
-
-def _sum_or_none(values) -> float | None:
-    measured = [v for v in values if v is not None]
-    return sum(measured) if measured else None

@@ -1,6 +1,7 @@
 """Optuna storages from a URL, chosen in one place.
 
-- `sqlite:///studies/energy.db`: the default; one process at a time.
+- `sqlite:///studies/energy.db`: the default; one process per study at a time, enforced by
+  `run_lock` (a lock file per running study in `energy.db.locks/` beside the store).
 - `journal:///path/to/file.log`: Optuna's JournalStorage on a file; several processes on
   one machine, no server.
 - `postgresql://user@host:port/db`: several machines share a study; opened with psycopg 3
@@ -9,7 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +235,106 @@ def _upsert_user_attrs(backend: Any, trial_id: int, attrs: dict[str, Any]) -> No
             raise KeyError(f"no trial with id {trial_id}")
         backend.check_trial_is_updatable(trial_id, state)
         session.execute(stmt)
+
+
+# ---------------------------------------------------------------- one run per study (SQLite)
+
+
+def lock_path(url: str, study_name: str) -> Path | None:
+    """The lock file of `study_name` in a SQLite store (None: not a SQLite file)."""
+    if storage_kind(url) != "sqlite" or (db := sqlite_path(url)) is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", study_name)
+    return db.parent / f"{db.name}.locks" / f"{safe}.lock"
+
+
+def _holder(f) -> dict[str, Any]:
+    import json
+
+    f.seek(0)
+    try:
+        return json.loads(f.read() or "{}")
+    except ValueError:
+        return {}
+
+
+def _program(argv: list[str]) -> list[str]:
+    """The command line as a user would type it (`tuning-energy study ...`)."""
+    if argv and (argv[0].endswith(("tuning_energy/cli.py", "/tuning-energy")) or
+                 argv[0] == "tuning-energy"):
+        return ["tuning-energy", *argv[1:]]
+    return argv
+
+
+@contextlib.contextmanager
+def run_lock(url: str, study_name: str) -> Iterator[dict[str, Any] | None]:
+    """Hold the one-run lock of `study_name` in a SQLite store while a run of it is going.
+
+    SQLite gives one process a study: a second run of the same study would run the budget
+    again, or take the first run's live trial for one left by a killed run. The lock is an
+    `flock` on a file beside the store holding the runner's pid, host and command: the
+    kernel releases it when the process ends however it ends, so a run killed with
+    SIGKILL leaves no stale lock. Raises StorageError naming the holder, and how to run
+    several workers on one study. Other stores (journal, PostgreSQL) share a study between
+    processes through the workers' claim lock (workers.py) and yield None here.
+    """
+    import fcntl
+    import json
+    import os
+    import socket
+    import sys
+    import time
+
+    path = lock_path(url, study_name)
+    if path is None:
+        yield None
+        return
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            f = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+        except FileNotFoundError:  # the last holder removed the empty folder meanwhile
+            continue
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(f)
+            for _ in range(20):  # its holder writes who it is right after taking it
+                if holder:
+                    break
+                time.sleep(0.05)
+                holder = _holder(f)
+            f.close()
+            who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started " \
+                  f"{holder.get('started_utc', '?')}: {holder.get('command', '?')}"
+            raise StorageError(
+                f"study {study_name!r} in {redact(url)} is being run by another process "
+                f"({who}). A SQLite store runs one process per study: wait for it to end, "
+                f"then run this command again to resume. To run several processes on one "
+                f"study, give the study a store made for it and start the workers with "
+                f"--workers N: --storage journal:///studies/NAME.log (one machine) or "
+                f"--storage postgresql://USER@HOST:PORT/DB (several machines)") from None
+        try:  # the previous holder may have removed the file between our open and flock
+            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    import datetime as dt
+
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+          "command": " ".join(_program(sys.argv))[:500], "study": study_name}
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps(me))
+    f.flush()
+    try:
+        yield me
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding it: a waiting opener then retries
+        f.close()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # when no other study of the store is running

@@ -20,6 +20,11 @@ class CompositeMeter(Meter):
         self.meters = list(meters)
         self.method = "+".join(m.method for m in self.meters)
 
+    @property
+    def sees_idle_power(self) -> bool:  # type: ignore[override]
+        """True when any part sees idle power (e.g. NVML beside the CPU estimate)."""
+        return any(m.sees_idle_power for m in self.meters)
+
     def sync(self) -> None:
         for m in self.meters:
             m.sync()

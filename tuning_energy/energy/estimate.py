@@ -35,6 +35,7 @@ class EstimateMeter(Meter):
     """CPU-time x TDP-per-core estimate of this process's CPU energy."""
 
     method = "estimate-cpu-tdp"
+    sees_idle_power = False  # CPU time of this process: idle is 0 W by construction
 
     def __init__(self, cpu_tdp_w: float | None = None, cpu_cores: int | None = None) -> None:
         self.cpu_cores = cpu_cores or logical_cores()

@@ -1,0 +1,124 @@
+"""What a trial is charged besides training: the strategy's own computation (propose_*) and
+the storage round trips of proposing (store_*), and the energy budget that counts them.
+
+The estimate meter charges CPU seconds x watts per core, so a sampler and a store that burn
+known CPU seconds have known joules: at 10 W per core, 0.3 CPU seconds are 3 J.
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.samplers import RandomSampler
+
+from tuning_energy import runner as runner_mod
+from tuning_energy.config import parse_config
+from tuning_energy.runner import run_study
+from tuning_energy.storage import open_storage
+
+from .conftest import tiny_doc
+
+W_PER_CORE = 10.0
+METER = {"kind": "estimate", "idle_s": 0, "cpu_tdp_w": W_PER_CORE, "cpu_cores": 1}
+
+
+def burn_cpu(seconds: float) -> None:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        pass
+
+
+class CostlySampler(RandomSampler):
+    """A strategy whose own computation costs `before_s` CPU seconds per trial plus
+    `per_param_s` per parameter (the tiny config has 4)."""
+
+    def __init__(self, seed: int, before_s: float, per_param_s: float) -> None:
+        super().__init__(seed=seed)
+        self.before_s, self.per_param_s = before_s, per_param_s
+
+    def before_trial(self, study, trial) -> None:
+        burn_cpu(self.before_s)
+        super().before_trial(study, trial)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        burn_cpu(self.per_param_s)
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def use_sampler(monkeypatch, before_s: float, per_param_s: float) -> None:
+    monkeypatch.setattr(runner_mod, "make_sampler",
+                        lambda strategy, config, seed: CostlySampler(seed, before_s, per_param_s))
+
+
+def slow_store(monkeypatch, per_call_s: float) -> None:
+    """A real SQLite store whose trial creation and each parameter's commit also burn
+    `per_call_s` CPU seconds (the two storage round trips of proposing a trial)."""
+
+    def opened(url, *args, **kwargs):
+        storage = open_storage(url, *args, **kwargs)
+        for name in ("_create_new_trial", "_set_trial_param"):
+            real = getattr(storage, name)
+
+            def slow(*a, _real=real, **kw):
+                burn_cpu(per_call_s)
+                return _real(*a, **kw)
+
+            setattr(storage, name, slow)
+        return storage
+
+    monkeypatch.setattr(runner_mod, "open_storage", opened)
+
+
+def test_propose_is_the_samplers_work_and_store_the_storages(storage_url, monkeypatch):
+    use_sampler(monkeypatch, before_s=0.1, per_param_s=0.05)  # 0.3 CPU s = 3 J per trial
+    slow_store(monkeypatch, per_call_s=0.05)  # 1 trial + 4 params = 0.25 CPU s = 2.5 J
+    config = parse_config(tiny_doc(meter=METER))
+    run_study(config, "random", 0, storage_url, progress=False)
+    trials = optuna.load_study(study_name="tiny-random-s0", storage=storage_url).trials
+    assert len(trials) == 3
+    for t in trials:
+        a = t.user_attrs
+        assert 3.0 <= a["propose_energy_j"] < 4.0, a  # the sampler's 3 J, not the store's
+        assert a["propose_s"] >= 0.3
+        assert 2.5 <= a["store_energy_j"] < 4.0, a  # the store's 2.5 J and Optuna's own
+        assert a["store_s"] >= 0.25
+        assert a["energy_j"] < 2.5  # training is neither
+
+
+def test_a_study_without_costly_parts_still_records_both(storage_url):
+    config = parse_config(tiny_doc(meter=METER))
+    summary = run_study(config, "tpe", 0, storage_url, progress=False)
+    for t in optuna.load_study(study_name="tiny-tpe-s0", storage=storage_url).trials:
+        a = t.user_attrs
+        assert a["propose_energy_j"] >= 0 and a["store_energy_j"] > 0  # a commit costs CPU
+        assert a["propose_s"] >= 0 and a["store_s"] > 0
+    assert summary.store_energy_j > 0
+    assert any("storage round trips" in line for line in summary.lines())
+
+
+def test_workers_charge_their_claims_storage_round_trips_to_store(tmp_path):
+    from tuning_energy.workers import WorkerOptions, run_workers
+
+    url = f"journal:///{tmp_path / 'w.log'}"
+    config = parse_config(tiny_doc(meter=METER))
+    run_workers(config, "random", 0, url, WorkerOptions(n_workers=1), progress=False)
+    study = optuna.load_study(study_name="tiny-random-s0", storage=open_storage(url))
+    for t in study.trials:
+        assert t.user_attrs["store_energy_j"] > 0 and t.user_attrs["propose_energy_j"] >= 0
+
+
+def test_the_energy_budget_counts_proposing_energy(storage_url, monkeypatch):
+    """A strategy whose proposals cost ~2 J each against tiny trials of ~0.1-0.3 J: a 5 J
+    budget stops after a trial or two, long before the trials' training energy would."""
+    use_sampler(monkeypatch, before_s=0.2, per_param_s=0.0)
+    max_j = 5.0
+    config = parse_config(tiny_doc(meter=METER, budget={"n_trials": 6, "max_energy_j": max_j}))
+    summary = run_study(config, "random", 0, storage_url, progress=False)
+    assert "energy budget" in summary.stop_reason and summary.ran_now <= 2
+    trials = optuna.load_study(study_name="tiny-random-s0", storage=storage_url).trials
+    training_j = sum(t.user_attrs["energy_j"] for t in trials)
+    assert training_j < max_j / 2  # training alone had most of the budget left
+    charged = [t.user_attrs["energy_j"] + t.user_attrs["propose_energy_j"]
+               + t.user_attrs["store_energy_j"] for t in trials]
+    assert sum(charged) <= max_j + max(charged)  # it stops before a trial predicted to pass

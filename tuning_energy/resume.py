@@ -1,0 +1,74 @@
+"""What may change between runs of one study: the config check of a resume.
+
+A study resumes only under a config that does what the stored one did. The budget may
+change (a resumed study may be given more trials), and so may the keys that change only
+the analysis or where this machine finds things (`ANALYSIS_ONLY`); only the study's own
+strategy's options must match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .strategies import SKOPT_STRATEGIES
+
+#: Config keys added after 0.1.0, with the value that reproduces what a study stored before
+#: the key existed did. A stored config without the key is read with this value, so such a
+#: study resumes only where the current config keeps the old behaviour.
+LEGACY_VALUES: dict[str, Any] = {
+    "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
+}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "search_space" and k != "fixed":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+#: Config keys that change only the analysis or where this machine finds things, not what a
+#: study's trials do: a resume with other values goes on (and the stored config takes them).
+#: How energy is *measured* (meter.kind, cpu_tdp_w, cpu_cores, gpus) still must match; a
+#: different machine or meter under `auto` is recorded per run (runs.py) and reported.
+ANALYSIS_ONLY = frozenset({
+    "target_accuracy",  # what the analysis calls reaching the target
+    "meter.idle_s", "meter.region", "meter.carbon_intensity_g_per_kwh", "meter.pue",
+    "meter.powercap_root",  # where this machine's RAPL counters are
+    "data.root",  # where this machine keeps the dataset files
+})
+
+
+def _relevant(key: str, strategy: str) -> bool:
+    """Keys that change what a study of `strategy` does: not the budget (a resumed study
+    may be given more trials), not the keys that change only the analysis, and only its
+    own strategy's options."""
+    if key.startswith("budget.") or key in ANALYSIS_ONLY:
+        return False
+    if key.startswith("strategy.bayes."):
+        return strategy in SKOPT_STRATEGIES
+    if key == "strategy.grid_levels":
+        return strategy == "grid"
+    return True
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any],
+                       strategy: str) -> list[str]:
+    """'key: stored X, now Y' for every dotted key that differs and matters to `strategy`."""
+    old, new = _flat(stored), _flat(current)
+    for key, value in LEGACY_VALUES.items():
+        if key not in old and key in new:
+            old[key] = value
+    return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
+            for k in sorted(set(old) | set(new))
+            if _relevant(k, strategy) and old.get(k) != new.get(k)]
+
+
+def analysis_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'key: stored X, now Y' for the `ANALYSIS_ONLY` keys that differ."""
+    old, new = _flat(stored), _flat(current)
+    return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
+            for k in sorted(ANALYSIS_ONLY) if old.get(k) != new.get(k)]

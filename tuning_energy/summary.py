@@ -1,0 +1,139 @@
+"""What a run of a study tells its user at the end (`StudySummary.lines`), read from the store."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .accounting import charged_total_j
+from .runs import mixture_lines, provenance
+from .storage import redact
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class StudySummary:
+    study_name: str
+    storage: str
+    n_trials_budget: int
+    n_finished: int
+    n_failed: int
+    ran_now: int
+    best_accuracy: float | None
+    best_params: dict[str, Any]
+    total_energy_j: float | None  # training energy of all trials (their meter windows)
+    energy_method: str
+    wall_s: float
+    propose_s: float
+    stop_reason: str
+    interrupted: bool = False
+    n_pruned: int = 0
+    energy_saved_j: float = 0.0  # estimated energy the pruned trials did not spend
+    propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
+    store_s: float = 0.0  # storage round trips of proposing (store_s of the trials)
+    store_energy_j: float | None = None
+    charged_energy_j: float | None = None  # training + proposing + storage (accounting.py)
+    machines: dict[str, int] = field(default_factory=dict)  # hardware_id -> trials
+    energy_methods: dict[str, int] = field(default_factory=dict)  # method -> trials
+    idle_note: str | None = None  # the idle baseline of this run, or why there is none
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def propose_share_of_energy(self) -> float | None:
+        """The search's own energy / (it + all trials' energy): what the strategy costs."""
+        if self.propose_energy_j is None or self.total_energy_j is None:
+            return None
+        total = self.propose_energy_j + self.total_energy_j
+        return self.propose_energy_j / total if total > 0 else None
+
+    @property
+    def mixed(self) -> bool:
+        """Trials from more than one machine or energy method."""
+        return len(self.machines) > 1 or len(self.energy_methods) > 1
+
+    def lines(self) -> list[str]:
+        e = self.total_energy_j
+        energy = "not measured" if e is None else f"{e:,.1f} J ({e / 3600:.4f} Wh)"
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
+        best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
+        method = " + ".join(self.energy_methods) if len(self.energy_methods) > 1 \
+            else self.energy_method
+        store = f", {self.store_energy_j:,.1f} J" if self.store_energy_j is not None else ""
+        return [
+            f"study      {self.study_name}  in {redact(self.storage)}",
+            f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
+            f" {self.ran_now} run now ({self.stop_reason})",
+            f"best       accuracy {best}  ({params})",
+            f"energy     {energy}, all trials incl. failed; method {method}",
+            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
+            + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
+               f"search + training energy" if self.propose_share_of_energy is not None else "")
+            + f"); {self.store_s:.2f} s storage round trips{store}",
+            *([f"charged    {self.charged_energy_j:,.1f} J: training + proposing + storage "
+               f"(what max_energy_j and energy to target count)"]
+              if self.charged_energy_j is not None else []),
+            *mixture_lines(self.machines, self.energy_methods),
+            *([f"idle power {self.idle_note}"] if self.idle_note else []),
+            *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
+               f"(estimated from the epochs not run)"] if self.n_pruned else []),
+            f"wall time  {self.wall_s:.1f} s",
+        ]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def accuracy(t) -> float | None:
+    """Accuracy of a finished trial (the first objective; None for pruned trials)."""
+    if t.state != TrialState.COMPLETE or not t.values:
+        return None
+    v = t.values[0]
+    return v if v is not None and math.isfinite(v) else None
+
+
+def best_accuracy(study: optuna.Study) -> float | None:
+    vals = [a for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if (a := accuracy(t)) is not None]
+    return max(vals) if vals else None
+
+
+def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
+                  idle_note: str | None = None) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if accuracy(t) is not None]
+    best_t = max(complete, key=accuracy) if complete else None
+    attrs = [t.user_attrs for t in trials]
+    measured = [e for a in attrs if (e := a.get("energy_j")) is not None]
+    origin = provenance(attrs)
+    return StudySummary(
+        study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
+        n_finished=sum(t.state in FINISHED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
+        best_accuracy=accuracy(best_t) if best_t else None,
+        best_params=dict(best_t.params) if best_t else {},
+        total_energy_j=sum(measured) if measured else None,
+        energy_method=study.user_attrs.get("energy_method", meter.method),
+        wall_s=time.perf_counter() - t_start,
+        propose_s=sum(a.get("propose_s") or 0.0 for a in attrs),
+        stop_reason=reason,
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        energy_saved_j=sum(a.get("energy_saved_j") or 0.0 for a in attrs),
+        propose_energy_j=_sum_or_none(a.get("propose_energy_j") for a in attrs),
+        store_s=sum(a.get("store_s") or 0.0 for a in attrs),
+        store_energy_j=_sum_or_none(a.get("store_energy_j") for a in attrs),
+        charged_energy_j=charged_total_j(attrs) if measured else None,
+        machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
+        idle_note=idle_note,
+    )
+
+
+def _sum_or_none(values) -> float | None:
+    measured = [v for v in values if v is not None]
+    return sum(measured) if measured else None
