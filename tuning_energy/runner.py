@@ -19,6 +19,7 @@ config then takes their new values.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import time
