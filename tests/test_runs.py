@@ -93,3 +93,24 @@ def test_a_resume_on_another_machine_and_meter_is_recorded_and_reported(
     assert "MIXED      this study's energy comes from 2 methods: rapl (2 trials); " \
            "estimate-cpu-tdp (1 trial)" in lines
     assert "method rapl + estimate-cpu-tdp" in lines
+
+    # The report and the trials table say the same: the study pools two machines and methods.
+    from tuning_energy import analysis as an
+    from tuning_energy.report import mixed_lines
+
+    table = an.trials_table(storage_url)
+    assert list(table["hardware_id"]) == ["alpha: Xeon A"] * 2 + ["beta: EPYC B"]
+    report = "\n".join(mixed_lines(table))
+    assert "**MIXED**: `tiny-random-s0`'s trials ran on 2 machines (alpha: Xeon A; beta: EPYC B)" \
+        in report
+    assert "were metered by 2 methods (estimate-cpu-tdp; rapl)" in report
+    # ... and the summary labels the estimated part of the pooled methods
+    assert "partly an ESTIMATE" in lines
+
+
+def test_the_summary_labels_an_estimate(storage_url):
+    summary = run_study(parse_config(tiny_doc(budget={"n_trials": 1})), "random", 0,
+                        storage_url, progress=False)
+    energy = next(line for line in summary.lines() if line.startswith("energy"))
+    assert "method estimate-cpu-tdp (an ESTIMATE (estimate-cpu-tdp), modelled, not measured)" \
+        in energy

@@ -135,6 +135,10 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
                     if _scalar(e):
                         row[f"energy_dev_{dev}_j"] = e
         row["energy_method"] = t.user_attrs.get("energy_method", attrs.get("energy_method"))
+        # Provenance (runner.runs): which run and machine a trial came from, so that a study
+        # resumed elsewhere is seen to pool two machines' energy.
+        for k in PROVENANCE:
+            row[k] = t.user_attrs.get(k)
         for k in ("energy_j", "duration_s"):
             if row[k] is None:
                 row[k] = math.nan
@@ -144,6 +148,8 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
     return rows
 
 
+#: Per-trial text columns that say where a trial ran (None for stores before they existed).
+PROVENANCE = ("run_id", "hardware_id")
 TABLE_BASE = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
               "energy_j", "duration_s", "charged_energy_j"]
 

@@ -247,8 +247,24 @@ def method_line(trials: pd.DataFrame) -> str:
     return line
 
 
+def mixed_lines(trials: pd.DataFrame) -> list[str]:
+    """A MIXED line for each study whose trials ran on several machines (`hardware_id`) or
+    were metered by several methods: its energy figures pool them (a resume elsewhere)."""
+    out = []
+    for study, g in trials.groupby("study", sort=True):
+        for col, what in (("hardware_id", "ran on {n} machines"),
+                          ("energy_method", "were metered by {n} methods")):
+            if col not in g.columns:
+                continue
+            values = sorted(g[col].dropna().astype(str).unique())
+            if len(values) > 1:
+                out.append(f"- **MIXED**: `{study}`'s trials {what.format(n=len(values))} "
+                           f"({'; '.join(values)}); its energy figures pool them.")
+    return out
+
+
 def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
-    lines = ["## Setup", ""]
+    lines = ["## Setup", "", *mixed_lines(trials)]
     if info.empty:
         return lines + [method_line(trials),
                         "- No study metadata (the table did not come from a store)."]

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .accounting import charged_total_j
+from .energy.methods import label
 from .runs import mixture_lines, provenance
 from .storage import redact
 
@@ -64,6 +65,8 @@ class StudySummary:
         best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
         method = " + ".join(self.energy_methods) if len(self.energy_methods) > 1 \
             else self.energy_method
+        estimate = label(self.energy_methods or [self.energy_method]).text()
+        method += f" ({estimate})" if estimate else ""
         store = f", {self.store_energy_j:,.1f} J" if self.store_energy_j is not None else ""
         return [
             f"study      {self.study_name}  in {redact(self.storage)}",
