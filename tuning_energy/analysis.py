@@ -18,6 +18,7 @@ Columns of the trials table:
     accuracy     validation accuracy (NaN when the trial has none, e.g. FAIL)
     energy_j, duration_s         the trial's meter window (NaN when not measured)
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
+    environment                  where the study ran (study attr `environment`, see hardware.py)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
                  epochs_run, diverged, propose_s, avg_power_w, energy_net_j, co2_g, ...)
@@ -41,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TuningEnergyError
+from .hardware import environment_of
 
 #: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
 PAPER_ETA_SQ: dict[str, dict[str, float]] = {
@@ -137,6 +139,7 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
                             row[f"energy_dev_{dev}_j"] = e
             row["energy_method"] = t.user_attrs.get("energy_method",
                                                     attrs.get("energy_method"))
+            row["environment"] = environment_of(attrs)
             for k in ("energy_j", "duration_s"):
                 if row[k] is None:
                     row[k] = math.nan
@@ -145,10 +148,11 @@ def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -
             "energy_j", "duration_s"]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=[*base, "energy_method"])
+        return pd.DataFrame(columns=[*base, "energy_method", "environment"])
     params = sorted(c for c in df.columns if c.startswith("param_"))
-    rest = [c for c in df.columns if c not in base and c not in params and c != "energy_method"]
-    df = df[[*base, *params, *rest, "energy_method"]]
+    tail = ["energy_method", "environment"]
+    rest = [c for c in df.columns if c not in base and c not in params and c not in tail]
+    df = df[[*base, *params, *rest, *tail]]
     for c in ("accuracy", "energy_j", "duration_s"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df.reset_index(drop=True)
@@ -184,7 +188,8 @@ def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -
                      "meter": a.get("meter"), "config": config,
                      "tuning_energy_version": a.get("tuning_energy_version"),
                      "torch_version": a.get("torch_version"),
-                     "torch_threads": a.get("torch_threads")})
+                     "torch_threads": a.get("torch_threads"),
+                     "environment": environment_of(a)})
     return pd.DataFrame(rows)
 
 

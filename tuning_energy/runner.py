@@ -32,6 +32,7 @@ from .energy.baseline import TrialEnergyAttrs, measure_idle
 from .energy.carbon import resolve_carbon
 from .energy.crosscheck import wrap_cross_check
 from .errors import ConfigError, StorageError, StudyAborted
+from .hardware import environment_label
 from .objective import Objective
 from .predict import EnergyPredictor
 from .storage import open_storage, redact, storage_kind
@@ -43,7 +44,7 @@ from .strategies import (
     make_sampler,
     objectives,
 )
-from .train import warm_up
+from .train import set_deterministic, warm_up
 
 if TYPE_CHECKING:
     from .workers import WorkerContext
@@ -181,6 +182,8 @@ def fail_stale_running(study: optuna.Study) -> int:
 #: study resumes only where the current config keeps the old behaviour.
 LEGACY_VALUES: dict[str, Any] = {
     "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
+    "train.deterministic": False,
+    "environment": None,  # the default label, made at run time
 }
 
 
@@ -197,8 +200,8 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _relevant(key: str, strategy: str) -> bool:
     """Keys that change what a study of `strategy` does: not the budget (a resumed study
     may be given more trials), and only its own strategy's options."""
-    if key.startswith("budget."):
-        return False
+    if key.startswith("budget.") or key in ("data.root", "data.mirror"):  # where the files
+        return False  # are and come from, not what they hold (checksums, formats checked)
     if key.startswith("strategy.bayes."):
         return strategy in SKOPT_STRATEGIES
     if key == "strategy.grid_levels":
@@ -273,7 +276,9 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                           f"(budget.max_trial_energy_j still caps each trial)")
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    set_threads(config.train.torch_threads if worker is None else worker.torch_threads)
+    threads = config.train.torch_threads if worker is None else worker.torch_threads
+    set_threads(threads)
+    set_deterministic(config.train.deterministic)
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
@@ -290,6 +295,9 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     if worker is not None:
         for k, v in worker.describe().items():
             study.set_user_attr(k, v)
+    if "environment" not in study.user_attrs:  # --environment, or device + model + threads
+        study.set_user_attr("environment", config.environment or environment_label(
+            str(device), hardware_info(), threads))
     name = study.study_name
     n_budget = config.budget.n_trials
     if strategy == "grid":
@@ -317,7 +325,12 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         meter.close()
         return _summary(study, storage_url, n_budget, 0, t_start, "budget already spent", meter)
 
-    data = load_dataset(config.data).to(device)
+    try:
+        data = load_dataset(config.data, progress=progress, out=out).to(device)
+    except BaseException:
+        meter.close()
+        raise
+    print(f"data: {data.describe()}", file=out)
     # Idle baseline with the same meter, at every start (new or resumed study): the
     # study keeps the latest, each trial the one in force when it ran.
     idle_power_w = measure_idle(meter, config.meter.idle_s)
