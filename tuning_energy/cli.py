@@ -60,7 +60,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
-              f"{args.strategy} --seed {args.seed} --storage {args.storage}")
+              f"{args.strategy} --seed {args.seed} --storage {args.storage}"
+              + (f" --environment {args.environment!r}" if args.environment else ""))
         return 130
     if failed_workers and not summary.interrupted:
         print(f"\n{len(failed_workers)} worker(s) exited with an error (see above); rerun the "
