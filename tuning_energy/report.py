@@ -356,7 +356,7 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
                   f"energy is counted).", "", "### Per strategy, across seeds", "",
                   md_table(c.summary, SUMMARY_COLUMNS), ""]
-        lines += selection.report_lines(c.trials, info[info["comparison"] == c.name], md_table)
+        lines += selection.report_lines(c.trials, info, md_table)
         if len(c.summary) > 1:
             lines += ["### Tests", "",
                       "Energy to target per seed; never-reached = infinite. A12 is the "

@@ -11,7 +11,7 @@ Takes and returns DataFrames (the trials table, analysis.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -52,11 +52,13 @@ def summary(sel: pd.DataFrame, by: str = "strategy") -> pd.DataFrame:
                                        "max_test_accuracy", "n_with_test"])
 
 
-def validations(info: pd.DataFrame) -> set[str]:
-    """The `data.validation` modes of the studies in `info` (studies_info); a study stored
-    before the key existed counts as 'unrecorded'."""
+def validations(info: pd.DataFrame, studies: Iterable[str] | None = None) -> set[str]:
+    """The `data.validation` modes of the studies in `info` (studies_info), or of those of
+    them named in `studies`; a study stored before the key existed counts as 'unrecorded'."""
     if info.empty or "config" not in info.columns:
         return set()
+    if studies is not None and "study" in info.columns:
+        info = info[info["study"].isin(set(studies))]
     return {((c or {}).get("data") or {}).get("validation", "unrecorded")
             for c in info["config"]}
 
@@ -69,8 +71,8 @@ SUMMARY_COLUMNS = {"strategy": "strategy", "n_studies": "seeds",
 
 def report_lines(trials: pd.DataFrame, info: pd.DataFrame,
                  md_table: Callable[[pd.DataFrame, dict[str, str]], str]) -> list[str]:
-    """The report's subsection on the selected configurations' test accuracy (`md_table`:
-    the report's table renderer)."""
+    """The report's subsection on the selected configurations' test accuracy (`info`: the
+    studies' setup, studies_info; `md_table`: the report's table renderer)."""
     lines = ["### The selected configurations on the test set", ""]
     sel = selected(trials)
     if sel.empty:
@@ -83,7 +85,7 @@ def report_lines(trials: pd.DataFrame, info: pd.DataFrame,
               "accuracy; its test accuracy is that trial's `test_accuracy`, evaluated once "
               "on the held-out test set when its training ended (inside its energy window).",
               "", md_table(summary(sel), SUMMARY_COLUMNS), ""]
-    modes = validations(info)
+    modes = validations(info, trials["study"].unique())
     if "test" in modes:
         lines += ["**Selected on the test set**: `data.validation = \"test\"` (Yarally et al.'s "
                   "protocol) made the test set the validation set, so these test accuracies "
