@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: install study test lint show clean dashboard compare figures paper bench postgres postgres-stop
+.PHONY: install study test lint show clean dashboard compare figures paper paper-full bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,27 @@ paper: install
 	$(BIN)/tuning-energy compare --config studies/paper-rq2-digits.toml --seeds 3 \
 		--strategies grid --storage $(PAPER_STORAGE) --no-progress
 	$(BIN)/tuning-energy figures --storage $(PAPER_STORAGE) --out figures
+
+# The paper's studies as published (Fashion-MNIST and CIFAR-10, 25 epochs, batch 512, 64
+# trials, selection on the test set), then figures/paper-full/. Needs a GPU to finish in
+# hours (README: an ESTIMATE of about 3-4 h on one recent GPU; far longer on a CPU). The
+# datasets are downloaded on first use into the per-user cache. Resumes what
+# PAPER_FULL_STORAGE holds.
+PAPER_FULL_STORAGE ?= sqlite:///studies/paper-full.db
+PAPER_FULL_DATASETS ?= fashion-mnist cifar10
+paper-full: install
+	@set -e; for d in $(PAPER_FULL_DATASETS); do \
+	  s=$$([ $$d = cifar10 ] && echo -cifar10 || true); \
+	  for c in paper-rq1 paper-rq1-5; do \
+	    $(BIN)/tuning-energy compare --config studies/$$c$$s.toml --seeds 5 \
+	      --strategies grid,random,bayes --storage $(PAPER_FULL_STORAGE) --no-progress \
+	      --out figures/paper-full/$$c$$s; \
+	  done; \
+	  $(BIN)/tuning-energy compare --config studies/paper-rq2$$s.toml --seeds 3 \
+	    --strategies grid --storage $(PAPER_FULL_STORAGE) --no-progress \
+	    --out figures/paper-full/paper-rq2$$s; \
+	done
+	$(BIN)/tuning-energy figures --storage $(PAPER_FULL_STORAGE) --out figures/paper-full
 
 # A local PostgreSQL on 127.0.0.1:54329 (data in .cache/postgres); prints its URL.
 postgres:

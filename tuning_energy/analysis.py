@@ -21,6 +21,7 @@ Columns of the trials table:
     charged_energy_j             what the trial is charged (accounting.charged_energy_j):
                                  energy_j + propose_energy_j + store_energy_j where recorded
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
+    environment                  where the study ran (study attr `environment`, see hardware.py)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
                  epochs_run, diverged, propose_s, avg_power_w, energy_net_j, co2_g, ...)
@@ -51,6 +52,7 @@ import pandas as pd
 from .accounting import CHARGED_PARTS, PROPOSING, STORING, TRAINING, charged_energy_j
 from .energy.methods import MethodLabel, label
 from .errors import TuningEnergyError
+from .hardware import environment_of
 
 #: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
 PAPER_ETA_SQ: dict[str, dict[str, float]] = {
@@ -135,6 +137,7 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
                     if _scalar(e):
                         row[f"energy_dev_{dev}_j"] = e
         row["energy_method"] = t.user_attrs.get("energy_method", attrs.get("energy_method"))
+        row["environment"] = environment_of(attrs)
         # Provenance (runner.runs): which run and machine a trial came from, so that a study
         # resumed elsewhere is seen to pool two machines' energy.
         for k in PROVENANCE:
@@ -156,12 +159,12 @@ TABLE_BASE = ["comparison", "study", "strategy", "seed", "trial", "number", "sta
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
+    tail = ["energy_method", "environment"]
     if df.empty:
-        return pd.DataFrame(columns=[*TABLE_BASE, "energy_method"])
+        return pd.DataFrame(columns=[*TABLE_BASE, *tail])
     params = sorted(c for c in df.columns if c.startswith("param_"))
-    rest = [c for c in df.columns
-            if c not in TABLE_BASE and c not in params and c != "energy_method"]
-    df = df[[*TABLE_BASE, *params, *rest, "energy_method"]]
+    rest = [c for c in df.columns if c not in TABLE_BASE and c not in params and c not in tail]
+    df = df[[*TABLE_BASE, *params, *rest, *tail]]
     for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df.reset_index(drop=True)
@@ -222,7 +225,8 @@ def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -
                      "meter": a.get("meter"), "config": config,
                      "tuning_energy_version": a.get("tuning_energy_version"),
                      "torch_version": a.get("torch_version"),
-                     "torch_threads": a.get("torch_threads")})
+                     "torch_threads": a.get("torch_threads"),
+                     "environment": environment_of(a)})
     return pd.DataFrame(rows)
 
 

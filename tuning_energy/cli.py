@@ -15,14 +15,27 @@ def _add_storage(p: argparse.ArgumentParser) -> None:
                    help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
 
 
+def _add_environment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--environment", default=None,
+                   help="label of where this runs, stored as the study attr `environment` "
+                        "(default: device, CPU/GPU model and threads, e.g. 'cpu: AMD EPYC, "
+                        "1 thread'); `figures --storage A --storage B` puts environments "
+                        "side by side")
+
+
 def _study_config(args: argparse.Namespace):
-    """--config, with the environment's meter settings and --trials applied."""
+    """--config, with the environment's meter settings and data root, --trials and
+    --environment applied."""
     import dataclasses
 
     from .config import load_config
     from .errors import ConfigError
 
-    config = _with_env_meter(load_config(args.config))
+    config = _with_env_data_root(_with_env_meter(load_config(args.config)))
+    if args.environment is not None:
+        from .hardware import check_label
+
+        config = config.with_overrides(environment=check_label(args.environment))
     if args.trials is not None:
         if args.trials <= 0:
             raise ConfigError(f"--trials = {args.trials}: must be > 0")
@@ -47,7 +60,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
-              f"{args.strategy} --seed {args.seed} --storage {args.storage}")
+              f"{args.strategy} --seed {args.seed} --storage {args.storage}"
+              + (f" --environment {args.environment!r}" if args.environment else ""))
         return 130
     if failed_workers and not summary.interrupted:
         print(f"\n{len(failed_workers)} worker(s) exited with an error (see above); rerun the "
@@ -107,6 +121,19 @@ def _with_env_meter(config):
     from .energy import config_from_env
 
     return dataclasses.replace(config, meter=config_from_env(config.meter, os.environ))
+
+
+def _with_env_data_root(config):
+    """data.root unset: the per-user cache ($XDG_CACHE_HOME or ~/.cache, read here once)."""
+    import dataclasses
+    import os
+
+    from .data import default_root
+
+    if config.data.root is not None or config.data.dataset == "digits":  # bundled: no files
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(
+        config.data, root=str(default_root(os.environ))))
 
 
 def cmd_meters(args: argparse.Namespace) -> int:
@@ -169,8 +196,11 @@ def cmd_figures(args: argparse.Namespace) -> int:
     """Figures (PNG + PDF) and report.md from the store; no training."""
     from .report import write_figures
 
-    out = args.out or default_figures_dir(args.storage)
-    written = write_figures(args.storage, out, target=args.target,
+    stores = args.storage or [DEFAULT_STORAGE]
+    dirs = list(dict.fromkeys(default_figures_dir(s) for s in stores))  # figures/a+b
+    out = args.out or (dirs[0] if len(dirs) == 1 else
+                       "figures/" + "+".join(d.removeprefix("figures/") for d in dirs))
+    written = write_figures(stores if len(stores) > 1 else stores[0], out, target=args.target,
                             target_fraction=args.target_fraction, studies=args.studies)
     print(f"wrote {len(written)} files to {out}/ (report: {out}/report.md)")
     return 0
@@ -222,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the study (default 1); > 1 needs a "
                         "journal:/// or postgresql:// --storage")
+    _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_study)
 
@@ -259,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where compare.md, compare.json, compare.png go (default figures)")
     p.add_argument("--target", type=float, default=None,
                    help="target accuracy (default: 0.99 x the best accuracy of the comparison)")
+    _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
 
@@ -273,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target = this fraction of the best accuracy in each comparison "
                         "(default 0.99)")
     p.add_argument("--studies", default=None, help="only studies whose name starts with this")
-    _add_storage(p)
+    p.add_argument("--storage", action="append", default=None,
+                   help=f"Optuna storage URL (default {DEFAULT_STORAGE}); repeat it to read "
+                        f"several stores (e.g. one per environment) into one report, which "
+                        f"then has an Environments section")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("export", help="the trials table (one row per finished trial) as CSV "

@@ -4,8 +4,8 @@ Nothing below this module reads files, environment variables or globals for sett
 Every error names the key by its dotted path, the bad value and what is allowed.
 
     name = "default"              # study name prefix: {name}-{strategy}-s{seed}
-    [data]     dataset, split_seed, val_fraction, root
-    [train]    epochs, batch_size, torch_threads, device
+    [data]     dataset, split_seed, val_fraction, validation, root, mirror
+    [train]    epochs, batch_size, torch_threads, device, deterministic
     [budget]   n_trials, max_energy_j, timeout_s, max_trial_energy_j
     [meter]    kind, cpu_tdp_w, cpu_cores
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
@@ -34,6 +34,9 @@ else:  # pragma: no cover - Python 3.10
 DATASETS = ("digits", "fashion-mnist", "cifar10")
 DEVICES = ("cpu", "cuda", "auto")  # and "cuda:N", N a CUDA device index (DEVICE_PATTERN)
 DEVICE_PATTERN = re.compile(r"cuda:\d+")
+#: Where the validation set (the one strategies select on) comes from: a stratified part of
+#: the training set, or the test set (Yarally et al.'s protocol: selection on the test set).
+VALIDATIONS = ("split", "test")
 METER_KINDS = ("auto", "estimate", "rapl", "nvml")
 PARAM_TYPES = ("float", "int", "bool", "categorical")
 ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
@@ -73,8 +76,12 @@ class ParamSpec:
 class DataConfig:
     dataset: str = "digits"
     split_seed: int = 0
-    val_fraction: float = 0.25
-    root: str = "data"  # where fashion-mnist / cifar10 files live (never downloaded here)
+    val_fraction: float = 0.25  # of the training set, stratified, with split_seed
+    validation: str = "split"  # "split" (from the training set) or "test" (the paper's)
+    # where fashion-mnist / cifar10 files live (torchvision's layout) or are downloaded to;
+    # None: the per-user cache folder, filled in by the CLI (data.default_root)
+    root: str | None = None
+    mirror: str | None = None  # download from this base URL instead (same published MD5s)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class TrainConfig:
     batch_size: int = 64
     torch_threads: int = 1
     device: str = "cpu"
+    deterministic: bool = False  # torch.use_deterministic_algorithms + cuDNN flags
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,9 @@ class StudyConfig:
     search_space: tuple[ParamSpec, ...]
     target_accuracy: float | None = None  # accuracy the analysis asks "energy to reach"
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    # where the study runs (`--environment`; None: a label made from the device, CPU/GPU
+    # model and threads at run time). Not a TOML key: the same config runs anywhere.
+    environment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable form (stored on the study)."""
@@ -298,8 +309,13 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "dataset": ((str,), DATASETS),
         "split_seed": ((int,), None),
         "val_fraction": (_NUM, None),
+        "validation": ((str,), VALIDATIONS),
         "root": ((str,), None),
+        "mirror": ((str,), None),
     })
+    if data.mirror is not None and not data.mirror.startswith(("http://", "https://")):
+        raise ConfigError(f"data.mirror = {data.mirror!r}: must be an http:// or https:// URL "
+                          f"(the folder that holds the dataset's published files)")
     if not 0 < data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction = {data.val_fraction!r}: must be in (0, 1)")
 
@@ -308,6 +324,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "batch_size": ((int,), None),
         "torch_threads": ((int,), None),
         "device": ((str,), None),
+        "deterministic": ((bool,), None),
     })
     if train.device not in DEVICES and not DEVICE_PATTERN.fullmatch(train.device):
         raise ConfigError(f"train.device = {train.device!r}: allowed values are "

@@ -23,5 +23,10 @@ class StorageError(TuningEnergyError, RuntimeError):
     """The storage URL is invalid or the store cannot be used as asked."""
 
 
+class DataError(TuningEnergyError, RuntimeError):
+    """A dataset's files are missing, cannot be downloaded or do not hold what they should;
+    the message names the dataset, the folder, the files expected and where to get them."""
+
+
 class StudyAborted(TuningEnergyError, RuntimeError):
     """A study stopped early for a reason the user must look at (e.g. repeated failures)."""

@@ -6,7 +6,9 @@ and evaluation (the work the trial is charged for), and stores on the trial:
 value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-objective
        studies (accuracy, energy_j)
 user attrs: energy_j, energy_method, energy_by_device_j, energy_error, duration_s, avg_power_w,
-            n_params, flops_per_sample, epochs_run, diverged, train_loss, propose_s,
+            n_params, flops_per_sample, epochs_run, diverged, train_loss, test_accuracy
+            (the held-out test set, evaluated once when training ends, inside the energy
+            window; None for a pruned trial), propose_s,
             propose_energy_j, store_s, store_energy_j, predicted_energy_j,
             predicted_energy_epoch1_j, the run attrs the runner passes (run_id,
             hardware_id), and for a pruned trial pruned_reason and energy_saved_j
@@ -157,7 +159,7 @@ class Objective:
             model = model.to(self.device)
             result = fit(model, d.x_train, d.y_train, d.x_val, d.y_val, hyper, generator,
                          on_epoch=self._epoch_callback(trial, window, attrs),
-                         evaluate_each_epoch=self.pruning)
+                         evaluate_each_epoch=self.pruning, test=(d.x_test, d.y_test))
         finally:
             # Also when training raised: a failed trial keeps the energy it spent.
             measurement = self.meter.end(window)
@@ -167,7 +169,7 @@ class Objective:
             if result is not None:
                 attrs.update(epochs_run=result.epochs_run, diverged=result.diverged,
                              train_loss=result.train_loss if math.isfinite(result.train_loss)
-                             else None)
+                             else None, test_accuracy=result.test_accuracy)
                 if result.stopped_early:
                     e = measurement.energy_j
                     attrs["energy_saved_j"] = None if e is None else \

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import analysis as an
+from . import environments, selection
 from . import figures as fg
 from .errors import TuningEnergyError
 from .storage import redact
@@ -357,10 +358,14 @@ def prediction_lines(pred: pd.DataFrame, trials: pd.DataFrame | None = None) -> 
 
 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
-                  storage_url: str, image_ext: str = "png") -> str:
+                  storage_url: str | Sequence[str], image_ext: str = "png",
+                  extra: Sequence[str] = ()) -> str:
+    """`extra`: lines of further sections (Environments), before the methods note."""
+    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
     lines = ["# tuning-energy report", "",
-             f"Generated from `{redact(storage_url)}` by `tuning-energy figures`; every number "
-             "below is computed from that store. Energy to target is the cumulative charged "
+             f"Generated from {', '.join(f'`{redact(u)}`' for u in urls)} by `tuning-energy "
+             "figures`; every number below is computed from "
+             f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
              "energy of a search (each trial's training energy + the strategy's energy "
              "proposing it + its storage round trips, as recorded) up to and including its "
              "first trial at or above the target accuracy; a search's energy is its charged "
@@ -380,6 +385,7 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
                   md_table(c.summary, SUMMARY_COLUMNS), ""]
+        lines += selection.report_lines(c.trials, info, md_table)
         if len(c.summary) > 1:
             lines += ["### Tests", "",
                       "Energy to target per seed; never-reached = infinite. A12 is the "
@@ -404,6 +410,7 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
         lines += ["", "### Figures", ""]
         for stem in c.figures:
             lines.append(f"![{c.name} {stem}]({c.name}-{stem}.{image_ext})")
+    lines += ["", *extra] if extra else []
     lines += ["", "_Methods: Kruskal-Wallis H and two-sided Mann-Whitney U (scipy), Holm "
                   "correction (statsmodels), Vargha-Delaney A12 (negligible < 0.56, small < "
                   "0.64, medium < 0.71, large otherwise, on max(A12, 1 - A12)); ANOVA with "
@@ -411,19 +418,20 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
     return "\n".join(lines)
 
 
-def write_figures(storage_url: str, out_dir: str | Path, target: float | None = None,
-                  target_fraction: float = 0.99, studies: str | None = None,
-                  out=None) -> list[Path]:
-    """Read the store, write `<comparison>-<figure>.png/.pdf` and report.md into out_dir."""
+def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
+                  target: float | None = None, target_fraction: float = 0.99,
+                  studies: str | None = None, out=None) -> list[Path]:
+    """Read the store(s), write `<comparison>-<figure>.png/.pdf` and report.md into out_dir.
+    Several stores: one analysis, with an Environments section (environments.py)."""
     import matplotlib.pyplot as plt
 
-    trials = an.trials_table(storage_url, studies)
+    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    trials, info = environments.read_stores(urls, studies)
     if trials.empty:
         raise TuningEnergyError(
-            f"--storage = {redact(storage_url)!r}"
+            f"--storage = {', '.join(repr(redact(u)) for u in urls)}"
             + (f", --studies = {studies!r}" if studies else "")
             + ": no finished trials to analyse; run `tuning-energy compare` first")
-    info = an.studies_info(storage_url, studies)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -438,7 +446,9 @@ def write_figures(storage_url: str, out_dir: str | Path, target: float | None = 
                 written.append(path)
         comparisons.append(c)
     report = out_dir / "report.md"
-    report.write_text(render_report(comparisons, info, trials, storage_url))
+    report.write_text(render_report(
+        comparisons, info, trials, storage_url, extra=environments.report_lines(
+            trials, info, md_table, target, target_fraction)))
     for c in comparisons:
         for fig in c.figures.values():
             plt.close(fig)

@@ -17,6 +17,8 @@ from .strategies import SKOPT_STRATEGIES
 #: study resumes only where the current config keeps the old behaviour.
 LEGACY_VALUES: dict[str, Any] = {
     "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
+    "train.deterministic": False,
+    "environment": None,  # the default label, made at run time
 }
 
 
@@ -39,6 +41,7 @@ ANALYSIS_ONLY = frozenset({
     "meter.idle_s", "meter.region", "meter.carbon_intensity_g_per_kwh", "meter.pue",
     "meter.powercap_root",  # where this machine's RAPL counters are
     "data.root",  # where this machine keeps the dataset files
+    "data.mirror",  # where they are downloaded from (checksums and formats are checked)
 })
 
 

@@ -40,6 +40,7 @@ from .energy.baseline import TrialEnergyAttrs, idle_baseline
 from .energy.carbon import resolve_carbon
 from .energy.crosscheck import wrap_cross_check
 from .errors import ConfigError, StorageError, StudyAborted
+from .hardware import environment_label
 from .metered_sampler import MeteredSampler
 from .objective import Objective
 from .predict import EnergyPredictor
@@ -55,7 +56,7 @@ from .strategies import (
 )
 from .summary import StudySummary, best_accuracy, study_summary
 from .summary import accuracy as _accuracy
-from .train import warm_up
+from .train import set_deterministic, warm_up
 
 if TYPE_CHECKING:
     from .workers import WorkerContext
@@ -202,7 +203,9 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
          multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    set_threads(config.train.torch_threads if worker is None else worker.torch_threads)
+    threads = config.train.torch_threads if worker is None else worker.torch_threads
+    set_threads(threads)
+    set_deterministic(config.train.deterministic)
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
@@ -229,6 +232,9 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     if worker is not None:
         for k, v in worker.describe().items():
             study.set_user_attr(k, v)
+    if "environment" not in study.user_attrs:  # --environment, or device + model + threads
+        study.set_user_attr("environment", config.environment or environment_label(
+            str(device), hardware_info(), threads))
     name = study.study_name
     n_budget = config.budget.n_trials
     if strategy == "grid":
@@ -255,7 +261,12 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
         return study_summary(study, storage_url, n_budget, 0, t_start, "budget already spent",
                              meter)
 
-    data = load_dataset(config.data).to(device)
+    try:
+        data = load_dataset(config.data, progress=progress, out=out).to(device)
+    except BaseException:
+        meter.close()
+        raise
+    print(f"data: {data.describe()}", file=out)
     # Idle baseline with the same meter, at every start (new or resumed study): the
     # study keeps the latest, each trial the one in force when it ran. A meter that cannot
     # see idle power (the estimate) is not asked.
