@@ -118,7 +118,7 @@ def test_figures_cli_with_an_absolute_target_and_errors(store, capsys):
     out = root / "figs-target"
     assert main(["figures", "--storage", url, "--out", str(out), "--target", "0.5",
                  "--studies", "tiny-"]) == 0
-    assert "Target accuracy 0.5000: given on the command line" in (out / "report.md").read_text()
+    assert "Target accuracy 0.5000 given with --target." in (out / "report.md").read_text()
     assert main(["figures", "--storage", url, "--out", str(out), "--studies", "nope"]) == 2
     assert "no finished trials" in capsys.readouterr().err
     assert main(["figures", "--storage", f"sqlite:///{root / 'missing.db'}"]) == 2

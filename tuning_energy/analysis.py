@@ -22,6 +22,9 @@ Columns of the trials table:
                                  energy_j + propose_energy_j + store_energy_j where recorded
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
     environment                  where the study ran (study attr `environment`, see hardware.py)
+    target_accuracy              the config's `target_accuracy` as stored on the study (NaN
+                                 when it has none): the comparison's target by default
+                                 (target.py)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
                  epochs_run, diverged, propose_s, avg_power_w, energy_net_j, co2_g, ...)
@@ -126,6 +129,7 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
             and t.values[0] is not None else math.nan,
             "energy_j": math.nan,
             "duration_s": math.nan,
+            "target_accuracy": config.get("target_accuracy"),
         }
         for k, v in t.params.items():
             row[f"param_{k}"] = v
@@ -154,7 +158,7 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
 #: Per-trial text columns that say where a trial ran (None for stores before they existed).
 PROVENANCE = ("run_id", "hardware_id")
 TABLE_BASE = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
-              "energy_j", "duration_s", "charged_energy_j"]
+              "energy_j", "duration_s", "charged_energy_j", "target_accuracy"]
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -165,7 +169,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     params = sorted(c for c in df.columns if c.startswith("param_"))
     rest = [c for c in df.columns if c not in TABLE_BASE and c not in params and c not in tail]
     df = df[[*TABLE_BASE, *params, *rest, *tail]]
-    for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j"):
+    for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j",
+              "target_accuracy"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df.reset_index(drop=True)
 

@@ -168,13 +168,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _study_config(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] \
         if args.strategies else None
+    from .compare import studies_lines
+
     summaries = run_comparison(config, args.seeds, strategies, args.storage,
                                progress=not args.no_progress)
-    print(f"\n{'study':36} {'trials':>7} {'best acc':>9} {'energy J':>11}  method")
-    for s in summaries:
-        best = "-" if s.best_accuracy is None else f"{s.best_accuracy:.4f}"
-        energy = "-" if s.total_energy_j is None else f"{s.total_energy_j:,.1f}"
-        print(f"{s.study_name:36} {s.n_finished:>7} {best:>9} {energy:>11}  {s.energy_method}")
+    print()
+    print("\n".join(studies_lines(args.storage, [s.study_name for s in summaries])))
     if summaries and summaries[-1].interrupted:
         print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
               "to resume")
@@ -185,6 +184,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("one strategy: no comparison to write (figures and report: tuning-energy figures)")
         return 0
     paths = write_compare(args.storage, config, args.out, target=args.target,
+                          target_fraction=args.target_fraction,
                           studies=[s.study_name for s in summaries])
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -225,6 +225,18 @@ def default_figures_dir(storage_url: str) -> str:
     path = sqlite_path(storage_url) if kind == "sqlite" else \
         journal_path(storage_url) if kind == "journal" else None
     return f"figures/{path.stem if path is not None else kind}"
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    """--target / --target-fraction: overrides of the config's target_accuracy (target.py)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target", type=float, default=None,
+                   help="target accuracy for energy to target (absolute, e.g. 0.98); "
+                        "default: the config's target_accuracy (0.99 x the best accuracy of "
+                        "the comparison when the config has none)")
+    g.add_argument("--target-fraction", type=float, default=None,
+                   help="target = this fraction of the best accuracy of any trial in the "
+                        "comparison, instead of the config's target_accuracy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", default="figures",
                    help="where compare.md, compare.json, compare.png go (default figures)")
-    p.add_argument("--target", type=float, default=None,
-                   help="target accuracy (default: 0.99 x the best accuracy of the comparison)")
+    _add_target(p)
     _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
@@ -298,12 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder (default figures/<store name>, e.g. figures/energy "
                         "for sqlite:///studies/energy.db)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--target", type=float, default=None,
-                   help="target accuracy for energy-to-target (absolute, e.g. 0.95)")
-    g.add_argument("--target-fraction", type=float, default=0.99,
-                   help="target = this fraction of the best accuracy in each comparison "
-                        "(default 0.99)")
+    _add_target(p)
     p.add_argument("--studies", default=None, help="only studies whose name starts with this")
     p.add_argument("--storage", action="append", default=None,
                    help=f"Optuna storage URL (default {DEFAULT_STORAGE}); repeat it to read "

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis as an
+from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
 from .runner import StudySummary, run_study
@@ -52,6 +53,40 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
     return summaries
 
 
+def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
+    """The table `tuning-energy compare` prints after running `names`, read from the store
+    (see study_lines)."""
+    return study_lines(an.trials_table(storage_url, list(names)), names)
+
+
+def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """One line per study: finished (complete + pruned) and failed trials, best accuracy,
+    the search's charged energy (accounting.charged_total_j, as every output counts it) and
+    its method, marked when any part is an estimate; then what the energy counts and the
+    methods' label (energy.methods)."""
+    parts = [c for c in CHARGED_PARTS if c in trials.columns]
+    lines = [f"{'study':36} {'trials':>7} {'failed':>6} {'best acc':>9} {'charged J':>11}  "
+             f"method"]
+    for name in names:
+        t = trials[trials["study"] == name]
+        finished = int(t["state"].isin(["COMPLETE", "PRUNED"]).sum())
+        failed = int((t["state"] == "FAIL").sum())
+        best = "-" if t["accuracy"].isna().all() else f"{t['accuracy'].max():.4f}"
+        energy = "-" if t["energy_j"].isna().all() else \
+            f"{charged_total_j(t[parts].to_dict('records')):,.1f}"
+        lab = an.method_label(t)
+        method = ", ".join(lab.methods) or "-"
+        if lab.any_estimate:
+            method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
+        lines.append(f"{name:36} {finished:>7} {failed:>6} {best:>9} {energy:>11}  {method}")
+    lines.append(f"charged J: the {an.charged_what(trials)} energy of every finished trial "
+                 f"(complete, pruned and failed)")
+    lab = an.method_label(trials)
+    if lab.any_estimate:
+        lines.append(f"energy method {', '.join(lab.methods)}: {lab.text()}")
+    return lines
+
+
 # ---------------------------------------------------------------- compare.md / compare.json
 
 REFERENCES = ("bayes", "random", "grid")
@@ -80,8 +115,11 @@ def _finite(v: float) -> float | None:
 
 
 def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None = None,
-                    target_fraction: float = 0.99) -> tuple[dict[str, Any], Any]:
-    """compare.json's content, and the analysed comparison (for the markdown and figure)."""
+                    target_fraction: float | None = None) -> tuple[dict[str, Any], Any]:
+    """compare.json's content, and the analysed comparison (for the markdown and figure).
+
+    The target is the comparison's (target.comparison_target): the studies' stored
+    target_accuracy unless `target` or `target_fraction` overrides it."""
     from .report import analyse
 
     df = an.with_charged_energy(trials)
@@ -93,7 +131,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "seeds": sorted(int(s) for s in df["seed"].dropna().unique()),
         "trials_per_study": int(per_study.max()) if len(per_study) else 0,
         "target": c.target,
-        "target_rule": c.target_rule,
+        "target_source": c.goal.source,
+        "target_rule": c.goal.rule,
+        "target_text": c.goal.text(),
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
         "energy_counted": an.energy_counted(df),
@@ -140,8 +180,8 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         f"# Which strategy reaches the target for the fewest joules? ({result['config']})",
         "",
         f"Seeds {result['seeds']}, {result['trials_per_study']} trials per study, the same "
-        f"objective for every strategy. Target accuracy {result['target']:.4f} "
-        f"({result['target_rule']}). Energy counted: {result['energy_counted']}; method "
+        f"objective for every strategy. {c.goal.sentence()} Energy "
+        f"counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"
         + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + ".",
         "",
@@ -221,9 +261,12 @@ def _prediction_section(c) -> list[str]:
 
 
 def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "figures",
-                  target: float | None = None, target_fraction: float = 0.99,
+                  target: float | None = None, target_fraction: float | None = None,
                   studies: Sequence[str] | None = None) -> list[Path]:
     """compare.md, compare.json and compare.png/pdf from the store (no training).
+
+    The target is the studies' stored target_accuracy (the config's, as report.md and the
+    dashboard note use it) unless `target` or `target_fraction` overrides it (target.py).
 
     Named `compare.*` for the default config and `compare-{name}.*` for others, so that
     `make paper` does not overwrite the default comparison. `studies`: the studies to

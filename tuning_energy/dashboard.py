@@ -5,8 +5,10 @@
   dashboard. Blocks until Ctrl-C, then closes the socket and returns.
 - `write_study_note(study)`: the study note (markdown, optuna-dashboard's note) with the
   best accuracy, the search's total (charged) energy and its method (labelled when any
-  part is an estimate), the energy to the configured target accuracy (computed by
-  `analysis.energy_to_target` on the study's trials table, as every report does) and the
+  part is an estimate), the energy to the comparison's target accuracy (target.py: the
+  config's `target_accuracy`, as report.md and compare.md use it, and the note says so;
+  computed by `analysis.energy_to_target` on the study's trials table, as every report
+  does) and the
   trials whose training cost the most energy; plus a note on the best trial saying why it
   is best. The runner calls it at the end of every run.
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
@@ -192,13 +194,11 @@ def study_note(study: optuna.Study, target: float | None = None,
                trials: Sequence[FrozenTrial] | None = None) -> str:
     """The study note's markdown (see write_study_note)."""
     from . import analysis as an
+    from .target import FALLBACK_FRACTION, comparison_target
 
     trials = list(trials if trials is not None else study.get_trials(deepcopy=False))
     table = an.study_table(study, trials)
     attrs = study.user_attrs
-    config = attrs.get("config") or {}
-    if target is None:
-        target = config.get("target_accuracy")
     names = study.metric_names or ["accuracy"]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
@@ -234,20 +234,26 @@ def study_note(study: optuna.Study, target: float | None = None,
                      f"{sum(energies):,.1f} J in all |")
     else:
         lines.append("| total energy of the search | not measured |")
-    if target is None:
-        lines.append("| energy to target | no `target_accuracy` in the config |")
+    goal = comparison_target(table, target, fallback=False) if not table.empty else None
+    if table.empty:
+        lines.append("| energy to target | no finished trial yet |")
+    elif goal is None:
+        lines.append(f"| energy to target | the config has no `target_accuracy`: report.md and "
+                     f"compare.md use {FALLBACK_FRACTION:g} x the best accuracy of the whole "
+                     f"comparison, which one study does not know |")
     else:
-        reached = _energy_to_target(table, float(target))
+        reached = _energy_to_target(table, goal.accuracy)
         if reached is None:
             best_acc = f"best {_accuracy(best):.4f}" if best is not None else "no complete trial"
-            lines.append(f"| energy to target {float(target):.4f} | not reached ({best_acc}) |")
+            lines.append(f"| energy to target {goal.accuracy:.4f} | not reached ({best_acc}); "
+                         f"{goal.text()} |")
         else:
             e, n, k = reached
             only = "" if PROPOSING in an.charged_parts(table) else \
                 " only: the trials carry no proposing energy"
-            lines.append(f"| energy to target {float(target):.4f} | **{e:,.1f} J**: all trials "
+            lines.append(f"| energy to target {goal.accuracy:.4f} | **{e:,.1f} J**: all trials "
                          f"up to trial {n}, the first to reach it ({k} finished trials; "
-                         f"{what} energy{only}) |")
+                         f"{what} energy{only}); {goal.text()} |")
     if len(study.directions) > 1:
         front = [t.number for t in study.best_trials]
         lines.append(f"| Pareto front | {len(front)} trial(s): {', '.join(map(str, front))} |")
@@ -312,7 +318,8 @@ def _save_trial_note(study: optuna.Study, trial_id: int, body: str) -> None:
 def write_study_note(study: optuna.Study, target: float | None = None) -> str:
     """Write the study note and the best trial's note; returns the study note's markdown.
 
-    `target` defaults to the config's `target_accuracy` (study user attr `config`). A trial
+    `target` overrides the config's `target_accuracy` (study user attr `config`), the
+    comparison's target by default (target.py); the note says which it used. A trial
     that was best in an earlier run gets its note replaced by a pointer to the new best.
     """
     from optuna_dashboard import save_note

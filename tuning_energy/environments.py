@@ -33,6 +33,7 @@ from . import selection
 from .errors import TuningEnergyError
 from .hardware import slug
 from .storage import redact
+from .target import comparison_target
 
 
 def read_stores(storage_urls: str | Sequence[str],
@@ -198,7 +199,8 @@ RATIO_COLUMNS = {"metric": "metric", "environment": "environment", "reference": 
 
 def report_lines(trials: pd.DataFrame, info: pd.DataFrame,
                  md_table: Callable[[pd.DataFrame, dict[str, str]], str],
-                 target: float | None = None, target_fraction: float = 0.99) -> list[str]:
+                 target: float | None = None,
+                 target_fraction: float | None = None) -> list[str]:
     """`## Environments` for every config that ran in more than one environment, else []."""
     if "environment" not in trials.columns or "config_name" not in trials.columns:
         return []
@@ -222,11 +224,8 @@ def report_lines(trials: pd.DataFrame, info: pd.DataFrame,
 
 
 def _config_lines(name, g, info, md_table, target, fraction) -> list[str]:
-    if target is None:
-        target = an.target_from_best(g, fraction)
-        rule = f"{fraction:g} x the best accuracy of any trial in any environment"
-    else:
-        rule = "given on the command line"
+    goal = comparison_target(g, target, fraction)  # one target for all its environments
+    target, rule = goal.accuracy, goal.rule
     table = environment_table(g)
     ett = energy_to_target(g, target)
     r = ratios(g, ett)
@@ -239,7 +238,7 @@ def _config_lines(name, g, info, md_table, target, fraction) -> list[str]:
                      f"{s.iloc[0]['torch_threads']}, energy method "
                      f"{s.iloc[0]['energy_method']}")
     lines += ["", md_table(table, ENV_COLUMNS), "",
-              f"Energy to target accuracy {target:.4f} ({rule}):", "",
+              f"Energy to target accuracy {target:.4f} {rule}:", "",
               md_table(target_summary(ett), TARGET_COLUMNS), "",
               md_table(r, RATIO_COLUMNS), ""]
     lines += [f"- {s}" for s in _findings(table, r)]

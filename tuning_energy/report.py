@@ -21,18 +21,19 @@ from . import environments, selection
 from . import figures as fg
 from .errors import TuningEnergyError
 from .storage import redact
+from .target import Target, comparison_target
 
 SIGNIFICANCE = 0.05
 
 
 @dataclass
 class Comparison:
-    """One comparison's analysis: its trials and the tables derived from them."""
+    """One comparison's analysis: its trials, its target (target.py) and the tables derived
+    from them."""
 
     name: str
     trials: pd.DataFrame
-    target: float
-    target_rule: str
+    goal: Target
     ett: pd.DataFrame
     summary: pd.DataFrame
     tests: pd.DataFrame
@@ -41,22 +42,20 @@ class Comparison:
     prediction: pd.DataFrame | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # file stem -> Figure
 
+    @property
+    def target(self) -> float:
+        return self.goal.accuracy
+
 
 def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
-            target_fraction: float = 0.99) -> Comparison:
-    """Energy to target (analysis.energy_to_target: charged energy), its summary and tests,
-    RQ2 where layers were varied, and the predictions (of the training energy)."""
-    if target is None:
-        target = an.target_from_best(trials, target_fraction)
-        rule = f"{target_fraction:g} x the best accuracy of any trial in the comparison " \
-               f"({trials['accuracy'].max():.4f})"
-    else:
-        if not 0 < target <= 1:
-            raise TuningEnergyError(f"--target = {target!r}: must be an accuracy in (0, 1]")
-        rule = "given on the command line"
-    ett = an.energy_to_target(trials, target)
-    c = Comparison(name, trials, target, rule, ett, an.strategy_summary(ett),
-                   an.strategy_tests(ett))
+            target_fraction: float | None = None) -> Comparison:
+    """Energy to target (analysis.energy_to_target: charged energy) at the comparison's
+    target (target.comparison_target: the config's target_accuracy unless `target` or
+    `target_fraction` overrides it), its summary and tests, RQ2 where layers were varied,
+    and the predictions (of the training energy)."""
+    goal = comparison_target(trials, target, target_fraction)
+    ett = an.energy_to_target(trials, goal.accuracy)
+    c = Comparison(name, trials, goal, ett, an.strategy_summary(ett), an.strategy_tests(ett))
     if fg.has_layer_sweep(trials):
         c.anova = an.layer_attribution(trials)
         c.by_level = an.energy_per_epoch_by_factor(trials)
@@ -380,7 +379,7 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
     for c in comparisons:
         n_fail = int((c.trials.get("state") == "FAIL").sum()) if "state" in c.trials else 0
         lines += ["", f"## Comparison `{c.name}`", "",
-                  f"Target accuracy {c.target:.4f}: {c.target_rule}. {len(c.trials)} finished "
+                  f"{c.goal.sentence()} {len(c.trials)} finished "
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
                   f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
@@ -419,10 +418,13 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
 
 
 def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
-                  target: float | None = None, target_fraction: float = 0.99,
+                  target: float | None = None, target_fraction: float | None = None,
                   studies: str | None = None, out=None) -> list[Path]:
     """Read the store(s), write `<comparison>-<figure>.png/.pdf` and report.md into out_dir.
-    Several stores: one analysis, with an Environments section (environments.py)."""
+    Several stores: one analysis, with an Environments section (environments.py).
+
+    Each comparison's target: its config's target_accuracy, unless `target` or
+    `target_fraction` overrides it (target.py)."""
     import matplotlib.pyplot as plt
 
     urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
