@@ -92,6 +92,24 @@ class TestStrategyContract:
         assert len(set(keys)) == 9, "a resumed study reran a point it had run"
 
 
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_parameter_with_one_value_is_proposed_as_it_is(strategy):
+    """low == high in the config: scikit-optimize cannot build such a dimension (it raised
+    on the first GP proposal); every strategy proposes the one value."""
+    cfg = parse_config(tiny_doc(search_space={
+        **SPACE, "n_conv": {"type": "int", "low": 2, "high": 2},
+        "beta1": {"type": "float", "low": 0.9, "high": 0.9}}))
+    metrics = objectives(strategy)
+    study = optuna.create_study(directions=[d for _, d in metrics],
+                                sampler=make_sampler(strategy, cfg, 0))
+    for _ in range(7):  # past the random start: the GP proposes
+        trial = study.ask()
+        params = suggest_params(trial, cfg.search_space)
+        study.tell(trial, [fake_accuracy(params), fake_energy_j(params)][: len(metrics)])
+    assert {(t.params["n_conv"], t.params["beta1"]) for t in study.trials} == {(2, 0.9)}
+    assert len({(t.params["lr"], t.params["relu"]) for t in study.trials}) == 7
+
+
 def test_grid_levels_are_log_spaced_and_exact_at_the_ends():
     cfg = config()
     lr = next(p for p in cfg.search_space if p.name == "lr")

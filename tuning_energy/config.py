@@ -12,6 +12,8 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
     [fixed]    values for objective parameters that are not searched
     [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
+                         (low == high is a parameter with one value: every strategy proposes
+                         it, the GP of `bayes` leaves it out)
 """
 
 from __future__ import annotations
@@ -283,9 +285,6 @@ def _parse_param(name: str, table: dict) -> ParamSpec:
     log = _get(table, path, "log", (bool,), False)
     if low > high:
         raise ConfigError(f"{path}: low = {low!r} > high = {high!r}; low must be <= high")
-    if low == high:  # scikit-optimize cannot build a dimension of one value
-        raise ConfigError(f"{path}: low == high ({low!r}); a parameter with one value is not "
-                          f"searched: set it under [fixed] ({name} = {low!r}) or widen the range")
     if log and low <= 0:
         raise ConfigError(f"{path}.low = {low!r}: log = true needs low > 0")
     if name in INT_PARAMS and ptype != "int":
