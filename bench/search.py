@@ -96,7 +96,7 @@ def _proposer(ctx: Context, url: str, name: str, opts: BayesConfig,
     running study (its trial cache is warm after the first call: use warmup). Each call
     proposes a new trial number, so a new seed and a fresh GP fit."""
     space = ctx.config.search_space
-    sampler = SkoptSampler(distributions(space), opts, seed=0)
+    sampler = SkoptSampler(0, search_space=distributions(space), **dataclasses.asdict(opts))
     study = optuna.load_study(study_name=name, storage=open_storage(url), sampler=sampler)
 
     def run() -> float:
@@ -114,7 +114,8 @@ def _proposer(ctx: Context, url: str, name: str, opts: BayesConfig,
 def _best_after(ctx: Context, opts: BayesConfig, seed: int, n: int) -> float:
     space = ctx.config.search_space
     study = optuna.create_study(direction="maximize",
-                                sampler=SkoptSampler(distributions(space), opts, seed=seed))
+                                sampler=SkoptSampler(seed, search_space=distributions(space),
+                                                     **dataclasses.asdict(opts)))
     for _ in range(n):
         trial = study.ask()
         study.tell(trial, fake_accuracy(suggest_params(trial, space)))

@@ -55,6 +55,15 @@ def test_config_is_frozen_and_serialisable():
         (tiny_doc(search_space={"lr": {"type": "float", "low": 0.1}}), "search_space.lr.high"),
         (tiny_doc(fixed={"lr": 0.1}), "fixed.lr"),
         (tiny_doc(fixed={"n_conv": 1.5}), "fixed.n_conv"),
+        # A categorical's choices are values of the parameter, of its type.
+        (tiny_doc(search_space={"n_conv": {"type": "categorical", "choices": [1, 2.5]}}),
+         "search_space.n_conv.choices[1] = 2.5: n_conv must be an integer"),
+        (tiny_doc(search_space={"n_conv": {"type": "categorical", "choices": [True]}}),
+         "search_space.n_conv.choices[0] = True"),
+        (tiny_doc(search_space={"relu": {"type": "categorical", "choices": [True, "no"]}}),
+         "search_space.relu.choices[1] = 'no': relu must be a boolean"),
+        (tiny_doc(search_space={"lr": {"type": "categorical", "choices": [0.01, "big"]}}),
+         "search_space.lr.choices[1]"),
     ],
 )
 def test_bad_config_names_the_key_and_allowed_values(doc, needle):
@@ -76,3 +85,26 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_categorical_of_ints_is_accepted_for_an_int_parameter():
+    cfg = parse_config(tiny_doc(search_space={"n_conv": {"type": "categorical",
+                                                         "choices": [0, 2]}}))
+    assert [p.choices for p in cfg.search_space if p.name == "n_conv"] == [(0, 2)]
+
+
+def test_the_torch_floor_is_the_first_release_with_fused_adam_on_the_cpu():
+    """train.fit uses torch.optim.Adam(fused=True) on CPU tensors: PyTorch 2.4 added the CPU
+    kernel (pytorch#123074); 2.3 raises for CPU parameters."""
+    import tomllib
+    import torch
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_req = next(Requirement(d) for d in deps if Requirement(d).name == "torch")
+    assert not torch_req.specifier.contains("2.3.1")
+    assert torch_req.specifier.contains("2.4.0")
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    torch.optim.Adam([p], fused=True).step()  # what the floor guarantees
+    assert p.detach().lt(1).all()

@@ -92,6 +92,24 @@ class TestStrategyContract:
         assert len(set(keys)) == 9, "a resumed study reran a point it had run"
 
 
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_parameter_with_one_value_is_proposed_as_it_is(strategy):
+    """low == high in the config: scikit-optimize cannot build such a dimension (it raised
+    on the first GP proposal); every strategy proposes the one value."""
+    cfg = parse_config(tiny_doc(search_space={
+        **SPACE, "n_conv": {"type": "int", "low": 2, "high": 2},
+        "beta1": {"type": "float", "low": 0.9, "high": 0.9}}))
+    metrics = objectives(strategy)
+    study = optuna.create_study(directions=[d for _, d in metrics],
+                                sampler=make_sampler(strategy, cfg, 0))
+    for _ in range(7):  # past the random start: the GP proposes
+        trial = study.ask()
+        params = suggest_params(trial, cfg.search_space)
+        study.tell(trial, [fake_accuracy(params), fake_energy_j(params)][: len(metrics)])
+    assert {(t.params["n_conv"], t.params["beta1"]) for t in study.trials} == {(2, 0.9)}
+    assert len({(t.params["lr"], t.params["relu"]) for t in study.trials}) == 7
+
+
 def test_grid_levels_are_log_spaced_and_exact_at_the_ends():
     cfg = config()
     lr = next(p for p in cfg.search_space if p.name == "lr")
@@ -159,39 +177,40 @@ def test_a_resumed_bayes_study_proposes_what_an_uninterrupted_one_would(storage_
     {},  # PI, sampling: the paper's driver
     {"acq_func": "EI", "acq_optimizer": "lbfgs", "n_points": 300, "n_restarts_optimizer": 2},
     {"acq_func": "gp_hedge"},
-    {"acq_func": "EIps"},  # bayes-eips: (objective, cost) pairs
+    {"cost_attr": "energy_j"},  # bayes-eips: EIps on (objective, cost) pairs
 ])
 def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
     """SkoptSampler copies one template Optimizer instead of building one per proposal:
     with the same seed, points and kernel it must ask for exactly the point skopt's own
-    constructor would."""
-    import dataclasses
-
+    constructor would. The kernel kept between refits is the one skopt fitted, noise
+    included: skopt keeps the fitted noise level in `noise_` and zeroes it in `kernel_`."""
     import numpy as np
     from skopt import Optimizer
     from skopt.utils import cook_estimator
 
-    from tuning_energy.config import BayesConfig
-    from tuning_energy.strategies import SkoptSampler, distributions
+    from tuning_energy.samplers import SkoptSampler, fitted_hyperparameters
+    from tuning_energy.strategies import distributions
 
-    space = parse_config(tiny_doc()).search_space
-    opts = dataclasses.replace(BayesConfig(), **{"n_points": 500, **options})
-    sampler = SkoptSampler(distributions(space), opts, seed=0)
+    space = distributions(parse_config(tiny_doc()).search_space)
+    sampler = SkoptSampler(0, search_space=space, **{"n_points": 500, **options})
+    opts = sampler.options
     rng = np.random.default_rng(0)
     ps = "ps" in opts.acq_func
     xs, ys = [], []
     for _ in range(12):
         xs.append([int(rng.integers(0, 2)), int(rng.integers(0, 2)),
                    float(10 ** rng.uniform(-3, -1)), float(rng.uniform(0.5, 0.95))])
-        y = -float(rng.uniform(0.5, 0.99))
+        y = -float(rng.uniform(0.5, 0.99)) + float(rng.normal(0, 0.05))
         ys.append([y, float(rng.uniform(1, 10))] if ps else y)
+    sampler._skopt_optimizer(space, 0)  # builds the template
+    dims = sampler._template[1]
 
-    def fresh(seed, kernel=None):
-        gp = cook_estimator("GP", space=sampler._dims, random_state=seed,
+    def fresh(seed, kernel=None, noise=None):
+        gp = cook_estimator("GP", space=dims, random_state=seed,
                             n_restarts_optimizer=opts.gp_n_restarts_optimizer)
         if kernel is not None:
-            gp.kernel, gp.noise, gp.optimizer = kernel[0], kernel[1], None
-        return Optimizer(sampler._dims, base_estimator=gp, acq_func=opts.acq_func,
+            gp.kernel, gp.noise, gp.optimizer = kernel, noise, None
+        return Optimizer(dims, base_estimator=gp, acq_func=opts.acq_func,
                          n_initial_points=0, acq_optimizer=opts.acq_optimizer,
                          random_state=seed, acq_func_kwargs={"xi": opts.xi, "kappa": opts.kappa},
                          acq_optimizer_kwargs={"n_points": opts.n_points,
@@ -199,11 +218,15 @@ def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
 
     fitted = fresh(7)
     fitted.tell(xs[:10], ys[:10])
-    k = fitted.models[-1].kernel_ if not ps else None
-    kernels = [None] + ([(k.k1, k.k2.noise_level)] if k is not None else [])
+    gp = fitted.models[-1] if not ps else None
+    cases = [(None, None)]
+    if gp is not None:  # between refits: the kernel and noise fitted on the first 10 points
+        assert gp.noise_ > 1e-3  # these noisy points have a real noise term
+        cases.append(((gp.kernel_.k1, gp.noise_), fitted_hyperparameters(gp)))
     for seed in (3, 11):  # twice each: the template must come out of a proposal unchanged
-        for kernel in kernels:
-            want, got = fresh(seed, kernel), sampler._skopt_optimizer(seed, kernel)
+        for want_kernel, kernel in cases:
+            want = fresh(seed, *(want_kernel or ()))
+            got = sampler._skopt_optimizer(space, seed, kernel)
             want.tell(xs, ys)
             got.tell(xs, ys)
             assert got.ask() == want.ask()

@@ -330,7 +330,7 @@ def test_ledger_splits_package_energy_by_cpu_time_and_keeps_the_rest():
 def test_bayes_tells_running_trials_as_the_worst_value():
     config = _config("liar")
     space = distributions(config.search_space)
-    sampler = SkoptSampler(space, config.strategy.bayes, seed=0)
+    sampler = SkoptSampler(0, search_space=space, **vars(config.strategy.bayes))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for i, acc in enumerate([0.2, 0.6, 0.4]):
         study.add_trial(optuna.create_trial(

@@ -12,6 +12,8 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
     [fixed]    values for objective parameters that are not searched
     [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
+                         (low == high is a parameter with one value: every strategy proposes
+                         it, the GP of `bayes` leaves it out)
 """
 
 from __future__ import annotations
@@ -253,6 +255,16 @@ _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
 
 
+def _check_value(path: str, name: str, value: Any) -> None:
+    """A value of objective parameter `name` (fixed, or a categorical choice) has its type."""
+    want = type(OBJECTIVE_PARAMS[name])
+    ok = isinstance(value, want) or (want is float and isinstance(value, int))
+    if isinstance(value, bool) and want is not bool:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path} = {value!r}: {name} must be {_type_name(want)}")
+
+
 def _parse_param(name: str, table: dict) -> ParamSpec:
     path = f"search_space.{name}"
     if name not in OBJECTIVE_PARAMS:
@@ -273,6 +285,8 @@ def _parse_param(name: str, table: dict) -> ParamSpec:
         choices = table.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{path}.choices = {choices!r}: must be a non-empty list")
+        for i, choice in enumerate(choices):  # each choice is a value of the parameter
+            _check_value(f"{path}.choices[{i}]", name, choice)
         return ParamSpec(name, "categorical", choices=tuple(choices))
     _check_keys(table, path, {"type", "low", "high", "log"})
     types = (int,) if ptype == "int" else _NUM
@@ -291,6 +305,27 @@ def _parse_param(name: str, table: dict) -> ParamSpec:
     if name in BOOL_PARAMS and ptype not in ("bool", "categorical"):
         raise ConfigError(f"{path}.type = {ptype!r}: {name} is a boolean; use type = \"bool\"")
     return ParamSpec(name, ptype, low, high, log)
+
+
+def parse_bayes(table: dict[str, Any], path: str = "strategy.bayes") -> BayesConfig:
+    """`[strategy.bayes]` (or SkoptSampler's keyword options, with `path` naming them)."""
+    bayes = _dataclass_from(BayesConfig, table, path, {
+        "acq_func": ((str,), ACQ_FUNCS),
+        "n_initial_points": ((int,), None),
+        "acq_optimizer": ((str,), ACQ_OPTIMIZERS),
+        "n_points": ((int,), None),
+        "n_restarts_optimizer": ((int,), None),
+        "gp_n_restarts_optimizer": ((int,), None),
+        "gp_refit_every": ((int,), None),
+        "xi": (_NUM, None),
+        "kappa": (_NUM, None),
+    })
+    _positive(f"{path}.n_initial_points", bayes.n_initial_points, allow_zero=True)
+    _positive(f"{path}.n_points", bayes.n_points)
+    _positive(f"{path}.n_restarts_optimizer", bayes.n_restarts_optimizer, True)
+    _positive(f"{path}.gp_n_restarts_optimizer", bayes.gp_n_restarts_optimizer, True)
+    _positive(f"{path}.gp_refit_every", bayes.gp_refit_every)
+    return bayes
 
 
 def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
@@ -371,24 +406,8 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         raise ConfigError(f"meter.pue = {meter.pue!r}: must be >= 1 (1.0 = no overhead)")
 
     strat_table = dict(_table(doc, "strategy"))
-    bayes_table = _table(strat_table, "bayes", "strategy")
+    bayes = parse_bayes(_table(strat_table, "bayes", "strategy"))
     strat_table.pop("bayes", None)
-    bayes = _dataclass_from(BayesConfig, bayes_table, "strategy.bayes", {
-        "acq_func": ((str,), ACQ_FUNCS),
-        "n_initial_points": ((int,), None),
-        "acq_optimizer": ((str,), ACQ_OPTIMIZERS),
-        "n_points": ((int,), None),
-        "n_restarts_optimizer": ((int,), None),
-        "gp_n_restarts_optimizer": ((int,), None),
-        "gp_refit_every": ((int,), None),
-        "xi": (_NUM, None),
-        "kappa": (_NUM, None),
-    })
-    _positive("strategy.bayes.n_initial_points", bayes.n_initial_points)
-    _positive("strategy.bayes.n_points", bayes.n_points)
-    _positive("strategy.bayes.n_restarts_optimizer", bayes.n_restarts_optimizer, True)
-    _positive("strategy.bayes.gp_n_restarts_optimizer", bayes.gp_n_restarts_optimizer, True)
-    _positive("strategy.bayes.gp_refit_every", bayes.gp_refit_every)
     _check_keys(strat_table, "strategy", {"grid_levels"})
     grid_levels = _get(strat_table, "strategy", "grid_levels", (int,), 5)
     if grid_levels < 2:
@@ -414,12 +433,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
             raise ConfigError(
                 f"fixed.{key}: unknown parameter; the objective takes {', '.join(OBJECTIVE_PARAMS)}"
             )
-        want = type(OBJECTIVE_PARAMS[key])
-        ok = isinstance(value, want) or (want is float and isinstance(value, int))
-        if isinstance(value, bool) and want is not bool:
-            ok = False
-        if not ok:
-            raise ConfigError(f"fixed.{key} = {value!r}: must be {_type_name(want)}")
+        _check_value(f"fixed.{key}", key, value)
 
     space_table = _table(doc, "search_space")
     space = tuple(_parse_param(n, t) for n, t in space_table.items())
