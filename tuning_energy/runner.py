@@ -321,7 +321,9 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     # Idle baseline with the same meter, at every start (new or resumed study): the
     # study keeps the latest, each trial the one in force when it ran.
     idle_power_w = measure_idle(meter, config.meter.idle_s)
-    for key, value in {"idle_power_w": idle_power_w, **carbon.study_attrs()}.items():
+    idle_attrs = {"idle_power_w": idle_power_w} if worker is None else \
+        worker.idle_attrs(idle_power_w, config.meter.idle_s)  # one per worker
+    for key, value in {**idle_attrs, **carbon.study_attrs()}.items():
         study.set_user_attr(key, value)
     idle = "off" if idle_power_w is None else f"{idle_power_w:.2f} W over {config.meter.idle_s:g} s"
     print(f"idle power: {idle}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
@@ -367,7 +369,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
                 trial = study.ask()
                 params = None
             else:  # ask + suggest under the workers' lock, inside the same kind of window
-                claimed = worker.claim(study, n_budget, meter.begin, objective.propose)
+                claimed = worker.claim(study, n_budget, meter.begin, objective.propose,
+                                       max_energy_j=max_j)
+                if claimed is None and worker.stop_reason:  # the study-wide energy budget
+                    stop_reason = worker.stop_reason
+                    break
                 if claimed is None:  # the rest of the budget is finished or running elsewhere
                     done = len(finished())
                     continue

@@ -22,7 +22,8 @@ def measure_idle(meter: Meter, seconds: float) -> float | None:
     """Average power (W) over `seconds` of doing nothing; None when off or unmeasured."""
     if seconds <= 0:
         return None
-    window = meter.begin()
+    # A meter shared by several workers books an idle window apart from the trials' (shared.py).
+    window = getattr(meter, "begin_idle", meter.begin)()
     time.sleep(seconds)
     return meter.end(window).avg_power_w
 
