@@ -7,6 +7,7 @@ PostgreSQL tests skip locally, and fail under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -140,7 +141,7 @@ def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_tri
     # 1 conv block and enough epochs that a trial lasts a few seconds here (an epoch takes
     # ~40 ms on 1 thread): long enough for a 1 s heartbeat to write its energy so far.
     # The idle baseline is on: its windows go through the ledger too.
-    config = _config(name, train={"epochs": 80}, budget={"n_trials": n_trials},
+    config = _config(name, train={"epochs": 50}, budget={"n_trials": n_trials},
                      meter={"kind": "estimate", "idle_s": IDLE_S},
                      fixed={"n_conv": 1},
                      search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1,
@@ -150,8 +151,15 @@ def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_tri
                                "grid_levels": 3})
     pool = WorkerPool(config, strategy, 0, storage_url, options, meter_factory=clock_meters)
     pool.start()
-    pids = [p.pid for p in pool.processes]
-    killed = _kill_mid_trial(storage_url, f"{name}-{strategy}-s0", pids)
+    try:
+        pids = [p.pid for p in pool.processes]
+        killed = _kill_mid_trial(storage_url, f"{name}-{strategy}-s0", pids)
+    except BaseException:  # stop every worker this test started, then report
+        for p in pool.processes:
+            p.kill()
+        with contextlib.suppress(Exception):
+            pool.wait(timeout_s=60)  # joins them and shuts the ledger down
+        raise
     summary = pool.wait(timeout_s=120)
     return pool.study, killed, summary
 

@@ -61,8 +61,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import MeterConfig, StudyConfig
 from .accounting import charged_total_j
+from .config import MeterConfig, StudyConfig
 from .energy import MeterChoice, build_meter
 from .energy.shared import CpuTimeLedger, SharedCpuTimeMeter, needs_attribution, shared_method
 from .errors import StorageError, TuningEnergyError
