@@ -24,7 +24,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy.accounting import charged_energy_j, charged_total_j
+from tuning_energy.accounting import CHARGED_PARTS, charged_energy_j, charged_total_j
 from tuning_energy.analysis import trials_table
 from tuning_energy.config import parse_config
 from tuning_energy.energy import MeterChoice
@@ -205,8 +205,8 @@ def _check_energy(study: optuna.Study) -> None:
     ledger = ledgers[0]
     method = shared_method("fake-package")
     assert study.user_attrs["energy_method"] == method == ledger["method"]
-    # Every window a worker closed: proposing (propose_energy_j) and training (energy_j).
-    measured = [t.user_attrs[k] for t in trials for k in ("energy_j", "propose_energy_j")
+    # Every window a worker closed: each part a trial is charged (training, proposing, ...).
+    measured = [t.user_attrs[k] for t in trials for k in CHARGED_PARTS
                 if t.user_attrs.get(k) is not None]
     assert all(t.user_attrs["energy_method"] == method for t in trials
                if t.state == TrialState.COMPLETE)
@@ -464,22 +464,30 @@ def test_partial_energy_is_written_during_the_trial_and_replaced_at_its_end():
     meter = TrialWindowMeter(TickMeter())
     study = optuna.create_study()
     trial = study.ask()
+    meter.end(meter.begin())  # e.g. the proposal's window, before the trial's heartbeat
+    meter.arm()  # what the heartbeat does when the trial starts
     assert not meter.write_partial(trial)  # no window open: nothing written
-    window = meter.begin()
+    window = meter.begin()  # the training window
+    meter.end(meter.begin())  # a window after it (storage, ...) is not the trial's
     assert meter.write_partial(trial)
     assert trial.user_attrs["energy_partial"] is True
-    assert trial.user_attrs["energy_j"] == pytest.approx(1.0)  # one read since the begin
+    assert trial.user_attrs["energy_j"] == pytest.approx(3.0)  # three reads since its begin
     assert trial.user_attrs["energy_method"] == "fake-tick"
-    with PartialEnergyWriter(meter, trial, interval_s=0.01) as writer:
-        deadline = time.monotonic() + 10
-        while writer.n_written < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    assert writer.n_written >= 2 and trial.user_attrs["energy_j"] > 1.0
     m = meter.end(window)
     assert m.extra == {"energy_partial": False}  # for the final write, in one transaction
     assert not meter.write_partial(trial)  # ended: no partial value after the final one
     # A window with no partial write carries no mark.
     assert meter.end(meter.begin()).extra == {}
+    # The heartbeat's thread: a trial window begun inside it is written every interval.
+    trial = study.ask()
+    with PartialEnergyWriter(meter, trial, interval_s=0.01) as writer:
+        window = meter.begin()
+        deadline = time.monotonic() + 10
+        while writer.n_written < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert meter.end(window).extra == {"energy_partial": False}
+    assert writer.n_written >= 2 and trial.user_attrs["energy_partial"] is True
+    assert not meter.write_partial(trial)
 
 
 # ---------------------------------------------------------------- energy across workers

@@ -40,15 +40,19 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 class TrialWindowMeter(Meter):
     """A worker's meter: `inner`, plus the trial window in flight for the heartbeat.
 
-    Windows are the inner meter's; begin, end and the heartbeat's peek-and-write take one
-    lock, so no partial write can land after the window ended (and after the final write).
+    The trial window is the first window begun after `arm()` (the objective's training
+    window: the proposal's window closed before, and windows begun after it, e.g. around
+    storage writes, are not the trial's training). Windows are the inner meter's; begin,
+    end and the heartbeat's peek-and-write take one lock, so no partial write can land
+    after the window ended (and so after the final write).
     """
 
     def __init__(self, inner: Meter) -> None:
         self.inner = inner
         self.method = inner.method
         self._lock = threading.Lock()
-        self._open: Window | None = None  # the latest window begun and not ended
+        self._armed = False
+        self._open: Window | None = None  # the trial window, while it is open
         self._partial: set[int] = set()  # windows whose energy so far was written on a trial
 
     def read_j(self) -> dict[str, float]:
@@ -63,10 +67,17 @@ class TrialWindowMeter(Meter):
     def close(self) -> None:
         self.inner.close()
 
+    def arm(self, on: bool = True) -> None:
+        """Take the next window begun as the trial window (on=False: none from now on)."""
+        with self._lock:
+            self._armed, self._open = on, None
+
     def begin(self) -> Window:
         with self._lock:
-            self._open = self.inner.begin()
-            return self._open
+            window = self.inner.begin()
+            if self._armed:
+                self._armed, self._open = False, window
+            return window
 
     def begin_idle(self) -> Window:
         """An idle-baseline window (booked apart from the trials by a shared meter)."""
@@ -121,12 +132,14 @@ class PartialEnergyWriter:
                     warned = True
 
     def __enter__(self) -> PartialEnergyWriter:
+        self.meter.arm()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.meter.arm(False)
 
 
 def partial_package_j(trials: Iterable[FrozenTrial], pids: set[int],
