@@ -61,7 +61,6 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .accounting import charged_total_j
 from .config import MeterConfig, StudyConfig
 from .energy import MeterChoice, build_meter
 from .energy.shared import CpuTimeLedger, SharedCpuTimeMeter, needs_attribution, shared_method
@@ -621,8 +620,7 @@ class WorkerPool:
         trials = self.study.get_trials(deepcopy=False)
         if reason == "budget reached" and max_j is not None and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
-            reason = (f"energy budget: {charged_total_j(t.user_attrs for t in trials):,.1f} J "
-                      f"charged, budget.max_energy_j = {max_j:g} J")
+            reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
         summary = _summary(self.study, redact(self.storage_url), self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted
