@@ -554,3 +554,28 @@ def test_workers_on_gpus_record_the_gpu_meter_and_never_share_a_metered_gpu(
     assert sorted(g["name"] for g in gpus.values()) == ["GPU A", "GPU C"]
     assert attrs["worker_gpus"] == ["0", "2"]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,2"  # restored
+
+
+def test_a_trials_energy_attrs_reach_a_journal_file_in_one_append(tmp_path):
+    """A worker killed while writing its trial's energy leaves all the attrs or none: the
+    journal gets them in one append (one line per attr, written and fsynced at once)."""
+    storage = open_storage(f"journal:///{tmp_path / 'study.log'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    appends = []
+    append_logs = storage._backend.append_logs
+    storage._backend.append_logs = lambda logs: (appends.append(len(logs)), append_logs(logs))
+    attrs = {"energy_partial": True, "energy_j": 3.0, "energy_by_device_j": {"cpu0": 3.0},
+             "energy_method": "rapl", "duration_s": 1.0}
+    from tuning_energy.storage import set_user_attrs
+
+    set_user_attrs(trial, attrs)
+    assert appends == [len(attrs)]
+    reader = open_storage(f"journal:///{tmp_path / 'study.log'}")
+    assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == attrs
+    study.tell(trial, 0.5)
+    n_appends = len(appends)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {"energy_j": 4.0, "energy_partial": False})
+    assert len(appends) == n_appends  # refused before anything was written
+    study.ask()  # the store is still usable
