@@ -7,9 +7,11 @@ at its end. Without server binaries the PostgreSQL tests skip locally, and fail 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -18,11 +20,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tuning_energy.accounting import CHARGED_PARTS, charged_energy_j, charged_total_j
+from tuning_energy.analysis import trials_table
 from tuning_energy.config import parse_config
 from tuning_energy.energy import MeterChoice
 from tuning_energy.energy.base import Meter
+from tuning_energy.energy.baseline import measure_idle
 from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, shared_method
-from tuning_energy.errors import StorageError
+from tuning_energy.errors import ConfigError, StorageError
 from tuning_energy.storage import open_storage
 from tuning_energy.strategies import SkoptSampler, distributions
 from tuning_energy.workers import (
@@ -37,8 +42,10 @@ from tuning_energy.workers import (
 )
 
 from .conftest import tiny_doc
+from .energy.fake_pynvml import FakeGpu, make_pynvml
 
 POWER_W = 40.0
+IDLE_S = 0.3
 
 
 class ClockPackageMeter(Meter):
@@ -53,6 +60,24 @@ class ClockPackageMeter(Meter):
 
 def clock_meters(config, use_gpus=None) -> MeterChoice:  # a MeterFactory; spawned workers import it
     return MeterChoice(ClockPackageMeter(), "fake")
+
+
+class TickMeter(Meter):
+    """A per-process counter that advances 1 J each time it is read: every trial is charged
+    the same few joules, however fast or loaded the machine is."""
+
+    method = "fake-tick"
+
+    def __init__(self):
+        self.j = 0.0
+
+    def read_j(self) -> dict[str, float]:
+        self.j += 1.0
+        return {"cpu0": self.j}
+
+
+def tick_meters(config, use_gpus=None) -> MeterChoice:
+    return MeterChoice(TickMeter(), "fake")
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -70,7 +95,8 @@ def _config(name: str, search_space=None, **over):
 
 def _kill_mid_trial(storage_url: str, study_name: str, pids: list[int],
                     timeout_s: float = 120) -> int:
-    """SIGKILL the worker of the first trial that has trained for 0.3 s; its trial number."""
+    """SIGKILL the worker of the first trial whose heartbeat has written its energy so far
+    (it has trained for at least one heartbeat interval); its trial number."""
     storage = open_storage(storage_url)
     deadline = time.monotonic() + timeout_s
     oldest = 0.0
@@ -80,19 +106,22 @@ def _kill_mid_trial(storage_url: str, study_name: str, pids: list[int],
             ident = t.system_attrs.get(WORKER_ATTR)
             age = time.time() - t.datetime_start.timestamp()
             oldest = max(oldest, age)
-            if ident and ident["pid"] in pids and t.params and age > 0.3:
+            if ident and ident["pid"] in pids and t.params and \
+                    t.user_attrs.get("energy_partial") is True:
                 os.kill(ident["pid"], signal.SIGKILL)
                 return t.number
         time.sleep(0.1)
-    raise AssertionError(f"no trial ran long enough to be killed mid-trial (oldest RUNNING "
-                         f"trial seen: {oldest:.2f} s)")
+    raise AssertionError(f"no trial ran long enough to be killed mid-trial with its energy so "
+                         f"far written (oldest RUNNING trial seen: {oldest:.2f} s)")
 
 
 def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_trials: int):
     name = f"w{uuid.uuid4().hex[:8]}"
-    # 1 conv block and enough epochs that a trial lasts well over a second here (an epoch
-    # takes ~40 ms on 1 thread): long enough to be caught mid-trial by a 0.1 s poll.
-    config = _config(name, train={"epochs": 40}, budget={"n_trials": n_trials},
+    # 1 conv block and enough epochs that a trial lasts a few seconds here (an epoch takes
+    # ~40 ms on 1 thread): long enough for a 1 s heartbeat to write its energy so far.
+    # The idle baseline is on: its windows go through the ledger too.
+    config = _config(name, train={"epochs": 50}, budget={"n_trials": n_trials},
+                     meter={"kind": "estimate", "idle_s": IDLE_S},
                      fixed={"n_conv": 1},
                      search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1,
                                           "log": True},
@@ -101,13 +130,21 @@ def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_tri
                                "grid_levels": 3})
     pool = WorkerPool(config, strategy, 0, storage_url, options, meter_factory=clock_meters)
     pool.start()
-    pids = [p.pid for p in pool.processes]
-    killed = _kill_mid_trial(storage_url, f"{name}-{strategy}-s0", pids)
+    try:
+        pids = [p.pid for p in pool.processes]
+        killed = _kill_mid_trial(storage_url, f"{name}-{strategy}-s0", pids)
+    except BaseException:  # stop every worker this test started, then report
+        for p in pool.processes:
+            p.kill()
+        with contextlib.suppress(Exception):
+            pool.wait(timeout_s=60)  # joins them and shuts the ledger down
+        raise
     summary = pool.wait(timeout_s=120)
     return pool.study, killed, summary
 
 
-def _check_fault_tolerance(study: optuna.Study, killed: int, n_trials: int) -> None:
+def _check_fault_tolerance(study: optuna.Study, killed: int, n_trials: int,
+                           storage_url: str) -> None:
     trials = study.get_trials(deepcopy=False)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     # The budgeted number of COMPLETE trials; nothing left RUNNING or WAITING.
@@ -117,7 +154,19 @@ def _check_fault_tolerance(study: optuna.Study, killed: int, n_trials: int) -> N
     dead = trials[killed]
     assert dead.state == TrialState.FAIL
     assert "worker" in dead.user_attrs["fail_reason"]
-    assert dead.user_attrs.get("energy_j") is None  # its window never closed: not invented
+    # It keeps the energy its heartbeat wrote before the kill, marked partial ...
+    assert dead.user_attrs["energy_partial"] is True
+    assert dead.user_attrs["energy_j"] > 0
+    assert dead.user_attrs["energy_method"] == shared_method("fake-package")
+    # ... and the study's totals count it.
+    assert charged_energy_j(dead.user_attrs) >= dead.user_attrs["energy_j"]
+    table = trials_table(storage_url, [study.study_name])  # what the analysis reads
+    row = table[table["number"] == killed].iloc[0]
+    assert row["energy_j"] == pytest.approx(dead.user_attrs["energy_j"])
+    assert bool(row["energy_partial"])
+    # A trial that finished has its final energy: never marked partial.
+    assert not any(t.user_attrs.get("energy_partial") for t in trials
+                   if t.state == TrialState.COMPLETE)
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == dead.params
@@ -135,26 +184,32 @@ def _check_energy(study: optuna.Study) -> None:
     ledger = ledgers[0]
     method = shared_method("fake-package")
     assert study.user_attrs["energy_method"] == method == ledger["method"]
-    # Every window a worker closed: proposing (the strategy's propose_energy_j and the
-    # store's store_energy_j) and training (energy_j).
-    measured = [t.user_attrs[k] for t in trials
-                for k in ("energy_j", "propose_energy_j", "store_energy_j")
+    # Every window a worker closed: each part a trial is charged (training, proposing, ...).
+    measured = [t.user_attrs[k] for t in trials for k in CHARGED_PARTS
                 if t.user_attrs.get(k) is not None]
     assert all(t.user_attrs["energy_method"] == method for t in trials
                if t.state == TrialState.COMPLETE)
     # The meter saw POWER_W for as long as the ledger ran ...
     assert ledger["total_j"] == pytest.approx(POWER_W * ledger["duration_s"], rel=0.02)
-    # ... and the trials plus the unattributed rest add up to exactly that.
+    # ... and the trials (the killed one's partial energy included) plus the unattributed
+    # rest add up to exactly that, with the idle baseline on: its windows are on no trial.
     assert sum(measured) + study.user_attrs["energy_unattributed_j"] == \
         pytest.approx(ledger["total_j"], rel=1e-9)
     assert sum(measured) == pytest.approx(ledger["in_trials_j"], rel=1e-9)
+    assert 0 < ledger["idle_j"] <= ledger["unattributed_j"]
+    # Each worker's idle reading is kept (one attr per worker), none overwritten.
+    idle = {k: v for k, v in study.user_attrs.items() if k.startswith("idle_power_w:")}
+    pids = {t.system_attrs[WORKER_ATTR]["pid"] for t in trials}
+    assert {int(k.rsplit(":", 1)[1]) for k in idle} == pids
+    assert all(v["idle_power_w"] is not None and v["idle_s"] == IDLE_S for v in idle.values())
+    assert "idle_power_w" not in study.user_attrs
 
 
 def test_postgres_two_workers_one_killed_mid_trial(pg_url):
     options = WorkerOptions(n_workers=2, heartbeat_interval_s=1, grace_period_s=2,
                             reconnect_limit_s=10, poll_s=0.3)
     study, killed, _ = _run_and_kill(pg_url, "bayes", options, n_trials=4)
-    _check_fault_tolerance(study, killed, 4)
+    _check_fault_tolerance(study, killed, 4, pg_url)
     assert "heartbeat" in study.trials[killed].user_attrs["fail_reason"]
     _check_energy(study)
     # Concurrent bayes proposals are distinct points.
@@ -164,9 +219,9 @@ def test_postgres_two_workers_one_killed_mid_trial(pg_url):
 
 def test_journal_two_workers_one_killed_mid_trial_grid_never_repeats(tmp_path):
     url = f"journal:///{tmp_path / 'study.log'}"
-    options = WorkerOptions(n_workers=2, poll_s=0.3)
+    options = WorkerOptions(n_workers=2, heartbeat_interval_s=1, poll_s=0.3)
     study, killed, _ = _run_and_kill(url, "grid", options, n_trials=4)
-    _check_fault_tolerance(study, killed, 4)
+    _check_fault_tolerance(study, killed, 4, url)
     assert "died" in study.trials[killed].user_attrs["fail_reason"]
     _check_energy(study)
     # The grid never ran a point twice: only the retry repeats the killed trial's point.
@@ -345,3 +400,161 @@ def test_bayes_tells_running_trials_as_the_worst_value():
     # A single process has no running trials besides its own: nothing invented.
     study.tell(running, 0.5)
     assert len(sampler.optimizer(study, trial_number=5).Xi) == 4
+
+
+def test_ledger_books_idle_windows_apart_from_trials():
+    meter = ClockPackageMeter()
+    ledger = CpuTimeLedger(meter, cpu_s=lambda pid: 0.0)
+    a = SharedCpuTimeMeter(meter, ledger, pid=1)
+    idle_w = measure_idle(a, 0.05)  # the worker's idle reading, through the ledger
+    assert idle_w == pytest.approx(POWER_W, rel=0.2)  # alone: all of the package
+    window = a.begin()
+    time.sleep(0.02)
+    trial_j = a.end(window).energy_j
+    totals = ledger.totals()
+    # The idle window is on no trial: only the trial window is in_trials_j ...
+    assert totals["in_trials_j"] == pytest.approx(trial_j)
+    assert totals["idle_j"] == pytest.approx(idle_w * 0.05, rel=0.2)
+    # ... and trials + unattributed (idle included) is what the meter saw.
+    assert trial_j + totals["unattributed_j"] == pytest.approx(totals["total_j"])
+    assert totals["idle_j"] < totals["unattributed_j"]
+
+
+def test_ledger_gives_a_dead_worker_no_share():
+    meter = CounterMeter()
+    cpu = {1: 0.0, 2: 0.0}
+    ledger = CpuTimeLedger(meter, cpu_s=lambda pid: cpu.get(pid))
+    a, b = SharedCpuTimeMeter(meter, ledger, pid=1), SharedCpuTimeMeter(meter, ledger, pid=2)
+    wa, wb = a.begin(), b.begin()
+    meter.j += 4.0  # no CPU time shown: an even split, 2 J each
+    assert a.peek(wa).by_device_j["cpu0"] == pytest.approx(2.0)
+    del cpu[1]  # A is killed in its window
+    meter.j += 10.0  # too short to show CPU time: all of it to B, the only live window
+    assert b.end(wb).by_device_j["cpu0"] == pytest.approx(12.0)
+    totals = ledger.totals()
+    assert totals["died_in_window"] == {1: pytest.approx(2.0)}
+    assert totals["in_trials_j"] + totals["unattributed_j"] == pytest.approx(14.0)
+    assert totals["unattributed_j"] == pytest.approx(2.0)
+
+
+def test_partial_energy_is_written_during_the_trial_and_replaced_at_its_end():
+    from tuning_energy.worker_energy import PartialEnergyWriter, TrialWindowMeter
+
+    meter = TrialWindowMeter(TickMeter())
+    study = optuna.create_study()
+    trial = study.ask()
+    meter.end(meter.begin())  # e.g. the proposal's window, before the trial's heartbeat
+    meter.arm()  # what the heartbeat does when the trial starts
+    assert not meter.write_partial(trial)  # no window open: nothing written
+    window = meter.begin()  # the training window
+    meter.end(meter.begin())  # a window after it (storage, ...) is not the trial's
+    assert meter.write_partial(trial)
+    assert trial.user_attrs["energy_partial"] is True
+    assert trial.user_attrs["energy_j"] == pytest.approx(3.0)  # three reads since its begin
+    assert trial.user_attrs["energy_method"] == "fake-tick"
+    m = meter.end(window)
+    assert m.extra == {"energy_partial": False}  # for the final write, in one transaction
+    assert not meter.write_partial(trial)  # ended: no partial value after the final one
+    # A window with no partial write carries no mark.
+    assert meter.end(meter.begin()).extra == {}
+    # The heartbeat's thread: a trial window begun inside it is written every interval.
+    trial = study.ask()
+    with PartialEnergyWriter(meter, trial, interval_s=0.01) as writer:
+        window = meter.begin()
+        deadline = time.monotonic() + 10
+        while writer.n_written < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert meter.end(window).extra == {"energy_partial": False}
+    assert writer.n_written >= 2 and trial.user_attrs["energy_partial"] is True
+    assert not meter.write_partial(trial)
+
+
+# ---------------------------------------------------------------- energy across workers
+
+
+def test_energy_budget_is_study_wide_with_two_workers(tmp_path):
+    """max_energy_j with 2 workers: each claim checks what the whole study was charged."""
+    url = f"journal:///{tmp_path / 'study.log'}"
+    name = f"b{uuid.uuid4().hex[:8]}"
+    max_j = 24.0
+    config = _config(name, budget={"n_trials": 60, "max_energy_j": max_j})
+    pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=2, poll_s=0.2),
+                      meter_factory=tick_meters)
+    pool.start()
+    summary = pool.wait(timeout_s=300)
+    trials = pool.study.get_trials(deepcopy=False)
+    charged = [charged_energy_j(t.user_attrs) for t in trials]
+    assert None not in charged
+    per_trial_j = max(charged)
+    assert max_j / per_trial_j >= 4  # the budget allows several trials
+    total_j = charged_total_j(t.user_attrs for t in trials)
+    # The energy budget stopped the study, within one trial per worker of it (each worker
+    # counting only its own trials would have spent about twice the budget).
+    assert summary.stop_reason.startswith("energy budget")
+    assert summary.n_finished < 60
+    assert max_j - 2 * per_trial_j < total_j <= max_j + 2 * per_trial_j
+    assert len({t.system_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
+    assert summary.extra["exit_codes"] == [0, 0]
+
+
+def test_workers_on_gpus_record_the_gpu_meter_and_never_share_a_metered_gpu(
+        tmp_path, monkeypatch):
+    fake = make_pynvml([FakeGpu("GPU A", "GPU-a"), FakeGpu("GPU B", "GPU-b"),
+                        FakeGpu("GPU C", "GPU-c")])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")  # two of the three GPUs are ours
+    url = f"journal:///{tmp_path / 'study.log'}"
+    config = _config(f"g{uuid.uuid4().hex[:8]}", train={"device": "cuda"},
+                     meter={"kind": "auto", "idle_s": 0, "powercap_root": str(tmp_path)})
+
+    # Three NVML-metered workers on two GPUs: refused before anything starts or is stored.
+    pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=3))
+    try:
+        with pytest.raises(ConfigError) as err:
+            pool.start()
+    finally:
+        for p in pool.processes:  # (none, unless the check is missing)
+            p.kill()
+            p.join()
+    msg = str(err.value)
+    assert "--workers = 3" in msg and "2 GPU(s)" in msg and "0,2" in msg
+    assert "--workers 2" in msg and "train.device = 'cpu'" in msg
+    assert pool.processes == []
+    assert not (tmp_path / "study.log").exists()
+
+    # One worker per GPU: the study says the GPUs are metered, and which.
+    pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=2))
+    assert pool.gpus() == ["0", "2"]
+    study, _ = pool._open_study(pool.gpus())
+    attrs = study.user_attrs
+    assert attrs["energy_method"] == "nvml-counter+estimate-cpu-tdp"
+    assert "nvml" not in attrs["meter"]["not_used"]
+    gpus = attrs["meter"]["parts"][0]["gpus"]
+    assert sorted(g["name"] for g in gpus.values()) == ["GPU A", "GPU C"]
+    assert attrs["worker_gpus"] == ["0", "2"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,2"  # restored
+
+
+def test_a_trials_energy_attrs_reach_a_journal_file_in_one_append(tmp_path):
+    """A worker killed while writing its trial's energy leaves all the attrs or none: the
+    journal gets them in one append (one line per attr, written and fsynced at once)."""
+    storage = open_storage(f"journal:///{tmp_path / 'study.log'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    appends = []
+    append_logs = storage._backend.append_logs
+    storage._backend.append_logs = lambda logs: (appends.append(len(logs)), append_logs(logs))
+    attrs = {"energy_partial": True, "energy_j": 3.0, "energy_by_device_j": {"cpu0": 3.0},
+             "energy_method": "rapl", "duration_s": 1.0}
+    from tuning_energy.storage import set_user_attrs
+
+    set_user_attrs(trial, attrs)
+    assert appends == [len(attrs)]
+    reader = open_storage(f"journal:///{tmp_path / 'study.log'}")
+    assert optuna.load_study(study_name="s", storage=reader).trials[0].user_attrs == attrs
+    study.tell(trial, 0.5)
+    n_appends = len(appends)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {"energy_j": 4.0, "energy_partial": False})
+    assert len(appends) == n_appends  # refused before anything was written
+    study.ask()  # the store is still usable

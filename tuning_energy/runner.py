@@ -269,9 +269,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     print(f"data: {data.describe()}", file=out)
     # Idle baseline with the same meter, at every start (new or resumed study): the
     # study keeps the latest, each trial the one in force when it ran. A meter that cannot
-    # see idle power (the estimate) is not asked.
+    # see idle power (the estimate) is not asked. Workers keep one reading each.
     idle_power_w, idle_note = idle_baseline(meter, config.meter.idle_s)
-    for key, value in {"idle_power_w": idle_power_w, **carbon.study_attrs()}.items():
+    idle_attrs = {"idle_power_w": idle_power_w} if worker is None else \
+        worker.idle_attrs(idle_power_w, config.meter.idle_s)  # one per worker
+    for key, value in {**idle_attrs, **carbon.study_attrs()}.items():
         study.set_user_attr(key, value)
     print(f"idle power: {idle_note}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
           f"{carbon.pue:g} ({carbon.source})", file=out)
@@ -323,7 +325,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 trial = study.ask()
                 params = None
             else:  # ask + suggest under the workers' lock, inside the same kind of window
-                claimed = worker.claim(study, n_budget, meter.begin, objective.propose)
+                claimed = worker.claim(study, n_budget, meter.begin, objective.propose,
+                                       max_energy_j=max_j)
+                if claimed is None and worker.stop_reason:  # the study-wide energy budget
+                    stop_reason = worker.stop_reason
+                    break
                 if claimed is None:  # the rest of the budget is finished or running elsewhere
                     done = len(finished())
                     continue

@@ -179,14 +179,19 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Set several user attrs of a running trial, in one transaction on an RDB store.
 
     `trial.set_user_attr` commits once per attr; a trial's dozen attrs cost a dozen commits.
-    Other stores get one call per attr. Optuna's cached storage passes attr writes straight
-    to its backend, so writing to the backend keeps it consistent.
+    A journal file gets them in one append (`_append_user_attrs`); other stores get one call
+    per attr. Optuna's cached storage passes attr writes straight to its backend, so writing
+    to the backend keeps it consistent.
     """
-    from optuna.storages import RDBStorage
+    from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages._cached_storage import _CachedStorage
 
     storage = getattr(trial, "storage", None)
     backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(trial, optuna.Trial) and isinstance(backend, JournalStorage) and attrs:
+        _append_user_attrs(backend, trial._trial_id, attrs)
+        trial._cached_frozen_trial.user_attrs.update(attrs)
+        return
     if not isinstance(trial, optuna.Trial) or not isinstance(backend, RDBStorage) or not attrs:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -194,6 +199,36 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     _upsert_user_attrs(backend, trial._trial_id, attrs)
     # What trial.set_user_attr does after writing: keep the trial's own view current.
     trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _append_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """All attrs in one append to a journal file: one lock and one fsync, and a process
+    killed meanwhile leaves all of them or none (Optuna appends one line per attr, so a
+    trial's energy_j could land without its energy_by_device_j).
+
+    The lines are Optuna's own SET_TRIAL_USER_ATTR records, one attr each, as
+    `set_trial_user_attr` writes them, after the same finished-trial check.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages.journal._storage import JournalOperation
+
+    storage.check_trial_is_updatable(trial_id, storage.get_trial(trial_id).state)
+    with storage._thread_lock:
+        worker_id = storage._replay_result.worker_id
+        storage._backend.append_logs([
+            {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker_id,
+             "trial_id": trial_id, "user_attr": {k: v}} for k, v in attrs.items()])
+        # Replaying our own lines for a trial finished meanwhile raises once per line: read
+        # them all, then raise once, as a single set_trial_user_attr would.
+        error: Exception | None = None
+        for _ in range(len(attrs) + 1):
+            try:
+                storage._sync_with_backend()
+                break
+            except UpdateFinishedTrialError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
 
 def _upsert_user_attrs(backend: Any, trial_id: int, attrs: dict[str, Any]) -> None:

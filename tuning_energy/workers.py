@@ -19,10 +19,23 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   exits with a StorageError that says so.
 - Devices: workers pinned to GPUs round-robin (CUDA_VISIBLE_DEVICES) when GPUs exist; torch
   threads = usable cores // N (at least 1). Stated in the study attrs `workers`,
-  `torch_threads_per_worker`, and per trial in the system attr `te_worker`.
+  `torch_threads_per_worker`, `worker_gpus` (each worker's CUDA_VISIBLE_DEVICES, None for
+  none), and per trial in the system attr `te_worker`. On GPUs the study's `energy_method`
+  and `meter` are those of the workers' GPU meter; NVML reads a whole GPU, so more
+  NVML-metered workers than GPUs are refused (worker_energy.check_gpu_sharing).
 - Energy: a package-wide meter (RAPL) is read by one `CpuTimeLedger` per machine and split
   by CPU time (see energy/shared.py); the rest is stored on the study as
-  `energy_unattributed_j` (and per run under `energy_ledger:HOST:START`).
+  `energy_unattributed_j`, and per run under `energy_ledger:HOST:START` (`total_j`,
+  `in_trials_j`, `unattributed_j`, of which `idle_j` in idle-baseline windows,
+  `in_partial_trials_j`, `died_in_window_j`): trials + unattributed = what the meter saw.
+  Each worker's idle baseline is kept in the study attr `idle_power_w:HOST:PID`
+  (`idle_power_w`, `idle_s`, `worker`, `gpu`, `measured_at`); workers do not write the
+  single-process `idle_power_w`.
+- Energy of a killed trial: with each heartbeat (`heartbeat_interval_s`, every store) the
+  trial's energy so far is written on it with `energy_partial = true`; the final write sets
+  `energy_partial = false` (worker_energy.py).
+- Energy budget: `budget.max_energy_j` is checked at every claim, under the lock, against
+  the whole study's charged energy (accounting.py), so N workers do not overrun it N-fold.
 """
 
 from __future__ import annotations
@@ -53,6 +66,13 @@ from .energy import MeterChoice, build_meter
 from .energy.shared import CpuTimeLedger, SharedCpuTimeMeter, needs_attribution, shared_method
 from .errors import StorageError, TuningEnergyError
 from .storage import journal_path, open_storage, redact, storage_kind
+from .worker_energy import (
+    PartialEnergyWriter,
+    TrialWindowMeter,
+    check_gpu_sharing,
+    energy_budget_stop,
+    partial_package_j,
+)
 
 WORKER_ATTR = "te_worker"  # trial system attr: which worker ran it
 MULTI_WORKER_KINDS = ("journal", "postgresql")
@@ -66,7 +86,8 @@ class WorkerOptions:
     """How workers share a study. Seconds are integers where Optuna wants them."""
 
     n_workers: int = 1
-    heartbeat_interval_s: int = 10  # PostgreSQL: a running trial's worker writes this often
+    heartbeat_interval_s: int = 10  # a running trial's worker beats (PostgreSQL) and
+    # writes the trial's energy so far (every store) this often
     grace_period_s: int = 30  # ... and is declared dead after this long without a beat
     max_retry: int = 1  # re-runs of a trial whose worker died
     reconnect_limit_s: float = 60.0  # give up on a lost database connection after this
@@ -253,7 +274,9 @@ class WorkerContext:
             threads_per_worker(self.options.n_workers)
         self._retry = retry_callback(self.options.max_retry)
         self._storage: BaseStorage | None = None
+        self._meter: TrialWindowMeter | None = None
         self.n_reaped = 0
+        self.stop_reason: str | None = None  # set when claim() stops for the energy budget
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -282,12 +305,23 @@ class WorkerContext:
 
     # -- meter
     def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None) -> MeterChoice:
+        """The worker's meter: the ledger's share of a package-wide meter, and the trial's
+        window known to the heartbeat (it writes the energy so far, worker_energy.py)."""
         choice = self.meter_factory(config, use_gpus=use_gpus)
-        if self.ledger_address is None or not needs_attribution(choice.meter):
-            return choice
-        ledger = connect_ledger(self.ledger_address, self.ledger_authkey)
-        return MeterChoice(SharedCpuTimeMeter(choice.meter, ledger), choice.requested,
-                           choice.reasons)
+        meter = choice.meter
+        if self.ledger_address is not None and needs_attribution(meter):
+            meter = SharedCpuTimeMeter(meter, connect_ledger(self.ledger_address,
+                                                             self.ledger_authkey))
+        self._meter = TrialWindowMeter(meter)
+        return MeterChoice(self._meter, choice.requested, choice.reasons)
+
+    def idle_attrs(self, idle_power_w: float | None, idle_s: float) -> dict[str, Any]:
+        """Study attrs for this worker's idle baseline: one key per worker, none overwritten."""
+        ident = self.identity
+        return {f"idle_power_w:{ident['host']}:{ident['pid']}": {
+            "idle_power_w": idle_power_w, "idle_s": idle_s, "worker": self.index,
+            "gpu": self.gpu, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }}
 
     # -- claiming trials
     @contextlib.contextmanager
@@ -356,9 +390,11 @@ class WorkerContext:
         return reaped
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Callable[[], Any],
-              propose: Callable[[optuna.Trial, Any], Any]) -> tuple[optuna.Trial, Any] | None:
+              propose: Callable[[optuna.Trial, Any], Any],
+              max_energy_j: float | None = None) -> tuple[optuna.Trial, Any] | None:
         """A trial for this worker and its parameters, proposed under the workers' lock;
-        None when there is nothing to take now (the budget is finished or running elsewhere).
+        None when there is nothing to take now (the budget is finished or running elsewhere)
+        or when the study-wide energy budget is spent (then `stop_reason` says so).
 
         begin() opens the meter window of the proposal, propose(trial, window) suggests the
         parameters and ends it (Objective.propose), as in the single-process runner.
@@ -367,10 +403,15 @@ class WorkerContext:
 
         with self.claim_lock(study):
             self.reap(study)
-            states = [t.state for t in study.get_trials(deepcopy=False)]
+            trials = study.get_trials(deepcopy=False)
+            states = [t.state for t in trials]
             finished = sum(s in FINISHED for s in states)
             running = states.count(TrialState.RUNNING)
             waiting = states.count(TrialState.WAITING)
+            if finished < n_budget and max_energy_j is not None:
+                self.stop_reason = energy_budget_stop(trials, max_energy_j)
+                if self.stop_reason:
+                    return None
             if finished < n_budget and (waiting or finished + running < n_budget):
                 window = begin()
                 with warnings.catch_warnings():
@@ -386,10 +427,16 @@ class WorkerContext:
             time.sleep(self.options.poll_s)
         return None
 
-    def heartbeat(self, trial: optuna.Trial):
+    @contextlib.contextmanager
+    def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
+        """While the trial runs: Optuna's heartbeat (PostgreSQL), and on every store the
+        trial's energy so far, written every `heartbeat_interval_s` (energy_partial)."""
         from optuna.storages._heartbeat import get_heartbeat_thread
 
-        return get_heartbeat_thread(trial._trial_id, trial.study._storage)
+        partial = contextlib.nullcontext() if self._meter is None else PartialEnergyWriter(
+            self._meter, trial, self.options.heartbeat_interval_s, self.out)
+        with get_heartbeat_thread(trial._trial_id, trial.study._storage), partial:
+            yield
 
     def describe(self) -> dict[str, Any]:
         return {"workers": self.options.n_workers, "torch_threads_per_worker": self.torch_threads}
@@ -479,20 +526,31 @@ class WorkerPool:
         self._started_iso = ""
         self._t0 = 0.0
 
-    def _open_study(self) -> tuple[optuna.Study, bool]:
+    def gpus(self) -> list[str | None]:
+        """Each worker's CUDA_VISIBLE_DEVICES (None: the worker trains on the CPU)."""
+        return gpu_assignment(self.options.n_workers, visible_gpus()
+                              if self.config.train.device in ("cuda", "auto") else [])
+
+    def _open_study(self, gpus: list[str | None]) -> tuple[optuna.Study, bool]:
+        """The study, created with the meter the workers will use (GPUs included); refuses
+        more NVML-metered workers than GPUs before anything is stored."""
         from .runner import open_study
 
         ctx = WorkerContext(self.storage_url, self.options, meter_factory=self.meter_factory)
-        choice = self.meter_factory(self.config.meter, use_gpus=False)
+        use_gpus = any(g is not None for g in gpus)
+        with _cuda_visible(",".join(sorted({g for g in gpus if g is not None})) or None):
+            choice = self.meter_factory(self.config.meter, use_gpus=use_gpus)
         shared = needs_attribution(choice.meter)
-        if shared and self.options.n_workers > 1:
-            choice.meter.method = shared_method(choice.meter.method)  # as the trials record it
         try:
+            if use_gpus:
+                check_gpu_sharing(choice.meter, self.options.n_workers, gpus)
+            if shared and self.options.n_workers > 1:
+                choice.meter.method = shared_method(choice.meter.method)  # as trials record it
             study = open_study(self.config, self.strategy, self.seed, self.storage_url, choice,
                                storage=ctx.storage())
         finally:
             choice.meter.close()
-        for k, v in ctx.describe().items():
+        for k, v in {**ctx.describe(), "worker_gpus": gpus}.items():
             study.set_user_attr(k, v)
         return study, shared
 
@@ -501,7 +559,8 @@ class WorkerPool:
 
         self._t0 = time.perf_counter()
         self._started_iso = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        self.study, shared = self._open_study()
+        gpus = self.gpus()
+        self.study, shared = self._open_study(gpus)
         spawn = mp.get_context("spawn")
         address = authkey = None
         if shared and self.options.n_workers > 1:
@@ -510,26 +569,16 @@ class WorkerPool:
             self._manager.start(initializer=_init_ledger,
                                 initargs=(self.meter_factory, self.config.meter))
             address = self._manager.address
-        gpus = gpu_assignment(self.options.n_workers, visible_gpus()
-                              if self.config.train.device in ("cuda", "auto") else [])
-        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-        try:
-            for i, gpu in enumerate(gpus):
-                context = WorkerContext(self.storage_url, self.options, index=i, gpu=gpu,
-                                        meter_factory=self.meter_factory,
-                                        ledger_address=address, ledger_authkey=authkey)
-                if gpu is not None:
-                    os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # the child inherits it at spawn
-                p = spawn.Process(target=_worker_main, name=f"tuning-energy-worker-{i}",
-                                  args=(_WorkerSpec(self.config, self.strategy, self.seed,
-                                                    context, self.cross_check),))
+        for i, gpu in enumerate(gpus):
+            context = WorkerContext(self.storage_url, self.options, index=i, gpu=gpu,
+                                    meter_factory=self.meter_factory,
+                                    ledger_address=address, ledger_authkey=authkey)
+            p = spawn.Process(target=_worker_main, name=f"tuning-energy-worker-{i}",
+                              args=(_WorkerSpec(self.config, self.strategy, self.seed,
+                                                context, self.cross_check),))
+            with _cuda_visible(gpu):  # the child inherits it at spawn
                 p.start()
-                self.processes.append(p)
-        finally:
-            if saved is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = saved
+            self.processes.append(p)
         print(f"{self.options.n_workers} workers on {redact(self.storage_url)} "
               f"(pids {', '.join(str(p.pid) for p in self.processes)}; "
               f"{self.options.torch_threads} torch thread(s) each"
@@ -567,6 +616,11 @@ class WorkerPool:
                   for t in self.study.get_trials(deepcopy=False))
         reason = "interrupted" if interrupted else "budget reached" if all(
             c == 0 for c in codes) else f"worker exit codes {codes}"
+        max_j = self.config.budget.max_energy_j
+        trials = self.study.get_trials(deepcopy=False)
+        if reason == "budget reached" and max_j is not None and \
+                sum(t.state in FINISHED for t in trials) < self._budget():
+            reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
         summary = _summary(self.study, redact(self.storage_url), self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted
@@ -589,12 +643,46 @@ class WorkerPool:
         finally:
             self._manager.shutdown()
             self._manager = None
-        key = f"energy_ledger:{socket.gethostname()}:{self._started_iso}"
+        # A killed worker's window never closed, but its heartbeat wrote the energy so far
+        # on its trial (energy_partial): that part is on a trial, not unattributed.
+        died_in_window = totals.pop("died_in_window", {})
+        totals["died_in_window_j"] = {str(pid): j for pid, j in died_in_window.items()}
+        died = {int(pid) for pid in died_in_window}
+        host = socket.gethostname()
+        partial_j = partial_package_j(self.study.get_trials(deepcopy=False), died,
+                                      functools.partial(_pid_on, host))
+        totals["in_trials_j"] += partial_j
+        totals["unattributed_j"] -= partial_j
+        totals["in_partial_trials_j"] = partial_j
         totals["workers"] = self.options.n_workers
+        key = f"energy_ledger:{host}:{self._started_iso}"
         self.study.set_user_attr(key, totals)
         ledgers = [v for k, v in self.study.user_attrs.items() if k.startswith("energy_ledger:")]
         self.study.set_user_attr("energy_unattributed_j",
                                  sum(v["unattributed_j"] for v in ledgers))
+
+
+def _pid_on(host: str, trial: FrozenTrial) -> int | None:
+    """The pid of the worker that ran `trial`, when it ran on `host`."""
+    ident = trial.system_attrs.get(WORKER_ATTR) or {}
+    return ident.get("pid") if ident.get("host") == host else None
+
+
+@contextlib.contextmanager
+def _cuda_visible(gpus: str | None) -> Iterator[None]:
+    """CUDA_VISIBLE_DEVICES = gpus for a while (None: unchanged)."""
+    if gpus is None:
+        yield
+        return
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
 class _MethodOnly:

@@ -43,7 +43,8 @@ def idle_baseline(meter: Meter, seconds: float) -> tuple[float | None, str]:
     if not meter.sees_idle_power:
         return None, (f"not measured: the {_kind(meter)} meter cannot see idle power (it "
                       f"counts this process's CPU time: 0 W while idle by construction)")
-    window = meter.begin()
+    # A meter shared by several workers books an idle window apart from the trials' (shared.py).
+    window = getattr(meter, "begin_idle", meter.begin)()
     time.sleep(seconds)
     power_w = meter.end(window).avg_power_w
     if power_w is None:

@@ -7,10 +7,18 @@ the package counters for everybody. Each time a worker opens or closes a window 
 the ledger closes a *segment*: the package energy since the previous event is split over the
 workers whose windows are open, in proportion to the CPU seconds each used in the segment
 (/proc/PID/stat utime + stime, all threads; an even split when the segment is too short to
-show CPU time). Energy spent while no window is open, and the share of a window that never
-closed (its worker was killed), is *unattributed*. So, exactly:
+show CPU time). A worker that died (no /proc entry, or a zombie) takes no share from then
+on. Energy spent while no window is open, in idle-baseline windows, and the share of a
+window that never closed (its worker was killed), is on no trial: *unattributed*. So, exactly:
 
     sum of the trials' package energy + unattributed_j == total_j (what the meter saw)
+
+An idle-baseline window (`SharedCpuTimeMeter.begin_idle`, used by `measure_idle`) takes its
+share like any window, which is the worker's idle reading, but the ledger books it as
+`idle_j` (a part of `unattributed_j`), never as a trial's. A killed worker's window that
+the heartbeat had already written on its trial as partial energy (workers.py) is moved
+from unattributed to `in_trials_j` by the pool, from the store, when it stores the ledger
+(`died_in_window` lists those workers).
 
 The worker side is `SharedCpuTimeMeter`, a `Meter` whose method is the inner method with
 `rapl` replaced by `rapl-shared-cputime` (`nvml-counter+rapl` becomes
@@ -80,8 +88,11 @@ class CpuTimeLedger:
         self._depth: dict[int, int] = {}  # pid -> open windows (they may nest)
         self._cum: dict[int, dict[str, float]] = {}  # pid -> cumulative attributed joules
         self._at_open: dict[int, dict[str, float]] = {}
+        self._idle: set[int] = set()  # pids whose open window is an idle baseline
+        self._died: dict[int, float] = {}  # pid -> joules of the trial window it died in
         self.total_j = dict.fromkeys(self.devices, 0.0)
-        self.in_windows_j = dict.fromkeys(self.devices, 0.0)  # of windows that closed
+        self.in_windows_j = dict.fromkeys(self.devices, 0.0)  # of trial windows that closed
+        self.idle_j = dict.fromkeys(self.devices, 0.0)  # of idle-baseline windows that closed
         self.n_windows = 0
 
     def _read(self) -> dict[str, float]:
@@ -96,11 +107,15 @@ class CpuTimeLedger:
         if not self._open:
             return
         used = {}
-        for pid, before in self._open.items():
+        for pid, before in list(self._open.items()):
             now = self.cpu_s(pid)
-            used[pid] = 0.0 if now is None else max(0.0, now - before)
-            if now is not None:
-                self._open[pid] = now
+            if now is None:  # died with its window open: no share from now on
+                self._forget(pid)
+                continue
+            used[pid] = max(0.0, now - before)
+            self._open[pid] = now
+        if not used:
+            return
         total = sum(used.values())
         for pid, u in used.items():
             share = u / total if total > 0 else 1.0 / len(used)
@@ -111,14 +126,29 @@ class CpuTimeLedger:
     def _cumulative(self, pid: int) -> dict[str, float]:
         return dict(self._cum.setdefault(pid, dict.fromkeys(self.devices, 0.0)))
 
-    def open_window(self, pid: int) -> dict[str, float]:
-        """Charge `pid` from now on; returns its cumulative joules (the window's start)."""
+    def _forget(self, pid: int) -> None:
+        """`pid` died inside its window: it never closes; its energy stays unattributed."""
+        self._open.pop(pid, None)
+        self._depth.pop(pid, None)
+        start = self._at_open.pop(pid, None)
+        if start is not None and pid not in self._idle:
+            now = self._cumulative(pid)
+            self._died[pid] = sum(now[d] - start[d] for d in self.devices)
+        self._idle.discard(pid)
+
+    def open_window(self, pid: int, idle: bool = False) -> dict[str, float]:
+        """Charge `pid` from now on; returns its cumulative joules (the window's start).
+
+        idle: an idle-baseline window, booked as `idle_j` when it closes, not as a trial's.
+        """
         with self._lock:
             self._advance()
             self._depth[pid] = self._depth.get(pid, 0) + 1
             if self._depth[pid] == 1:
                 self._open[pid] = self.cpu_s(pid) or 0.0
                 self._at_open[pid] = self._cumulative(pid)
+                if idle:
+                    self._idle.add(pid)
             return self._cumulative(pid)
 
     def close_window(self, pid: int) -> dict[str, float]:
@@ -131,8 +161,10 @@ class CpuTimeLedger:
                 self._depth.pop(pid, None)
                 self._open.pop(pid, None)
                 start = self._at_open.pop(pid, end)
+                book = self.idle_j if pid in self._idle else self.in_windows_j
+                self._idle.discard(pid)
                 for d in self.devices:
-                    self.in_windows_j[d] += end[d] - start[d]
+                    book[d] += end[d] - start[d]
                 self.n_windows += 1
             return end
 
@@ -143,7 +175,12 @@ class CpuTimeLedger:
             return self._cumulative(pid)
 
     def totals(self) -> dict[str, Any]:
-        """What the meter saw, what went into closed windows, and the rest (unattributed)."""
+        """What the meter saw, what went into closed trial windows, and the rest.
+
+        unattributed_j = total_j - in_trials_j: on no trial, of which idle_j in idle-baseline
+        windows. died_in_window: pid -> joules of the trial window it died in, up to its death
+        (the pool moves what the heartbeat wrote on that trial to in_trials_j).
+        """
         with self._lock:
             self._advance()
             total = sum(self.total_j.values())
@@ -153,9 +190,11 @@ class CpuTimeLedger:
                 "total_j": total,
                 "in_trials_j": in_windows,
                 "unattributed_j": total - in_windows,
+                "idle_j": sum(self.idle_j.values()),
                 "by_device_total_j": dict(self.total_j),
                 "windows": self.n_windows,
-                "still_open": len(self._open),
+                "still_open": len(self._open) + len(self._died),
+                "died_in_window": dict(self._died),
                 "duration_s": time.perf_counter() - self._t0,
             }
 
@@ -171,33 +210,39 @@ class SharedCpuTimeMeter(Meter):
         self.ledger = ledger
         self.pid = os.getpid() if pid is None else pid
         self.method = shared_method(inner.method)
-        self._mode = "read"
+        self._mode = threading.local()  # per thread: a heartbeat may peek during an end()
 
     def _own(self) -> dict[str, float]:
         return {d: j for d, j in self.inner.read_j().items() if not is_package_device(d)}
 
     def read_j(self) -> dict[str, float]:
-        if self._mode == "open":
+        mode = getattr(self._mode, "value", "read")
+        if mode == "open":
             shared = self.ledger.open_window(self.pid)
-        elif self._mode == "close":
+        elif mode == "open-idle":
+            shared = self.ledger.open_window(self.pid, idle=True)
+        elif mode == "close":
             shared = self.ledger.close_window(self.pid)
         else:  # peek() into an open window
             shared = self.ledger.read(self.pid)
         return {**self._own(), **shared}
 
-    def begin(self) -> Window:
-        self._mode = "open"
+    def _in_mode(self, mode: str, fn: Callable, *args):
+        self._mode.value = mode
         try:
-            return super().begin()
+            return fn(*args)
         finally:
-            self._mode = "read"
+            self._mode.value = "read"
+
+    def begin(self) -> Window:
+        return self._in_mode("open", super().begin)
+
+    def begin_idle(self) -> Window:
+        """A window for the idle baseline: the ledger books it as idle, not as a trial's."""
+        return self._in_mode("open-idle", super().begin)
 
     def end(self, window: Window):
-        self._mode = "close"
-        try:
-            return super().end(window)
-        finally:
-            self._mode = "read"
+        return self._in_mode("close", super().end, window)
 
     def sync(self) -> None:
         self.inner.sync()
