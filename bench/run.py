@@ -105,6 +105,15 @@ def render_markdown(results: list[dict], info: dict, quick: bool, wall_s: float)
         ok = meets(r)
         lines.append(f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r['goal'])} | "
                      f"{r['better']} | {'-' if ok is None else ('yes' if ok else 'NO')} |")
+    missed = [r for r in results if meets(r) is False]
+    if missed:
+        lines += ["", "## Goals missed, and why", ""]
+        lines += [f"- **{r['name']}**: {r['detail'].get('why_missed', 'see its detail below')}"
+                  for r in missed]
+    figures = dict.fromkeys(r["detail"]["figure"] for r in results if "figure" in r["detail"])
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{f}]({f})" for f in figures]
     lines += ["", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "## Details", ""]

@@ -374,6 +374,7 @@ def bench_scaling(ctx: Context) -> list[dict]:
             **common, "table": detail_table,
             "if_it_misses": _cap_estimate(lines, trial_s, sizes, k),
         }))
+        out[-1]["detail"]["why_missed"] = _why_missed(out[-1]["detail"]["if_it_misses"], n_max)
     if "tpe" in strategies:
         out.append(row(f"propose_overhead_tpe_{n_max}", lines["tpe"][n_max]["wall_s"] / trial_s,
                        "ratio to trial time", GOAL_PROPOSE, "lower", {
@@ -384,7 +385,30 @@ def bench_scaling(ctx: Context) -> list[dict]:
             "table": f"in propose_overhead_bayes_{n_max}" if "bayes" in strategies
                      else detail_table,
         }))
+        if "random" in strategies:
+            out[-1]["detail"]["why_missed"] = (
+                f"tpe takes {lines['tpe'][n_max]['wall_s'] * 1000:.0f} ms (by CPU time: ratio "
+                f"{lines['tpe'][n_max]['cpu_s'] / trial_s:.3g}), of which "
+                f"{lines['random'][n_max]['wall_s'] * 1000:.0f} ms are what random pays too "
+                "(study.ask and a commit per parameter)")
     return out
+
+
+def _why_missed(c: dict[str, Any], n: int) -> str:
+    if not c.get("misses"):
+        return "-"
+    text = (f"{c['by_ms']:.0f} ms over the goal at {n} trials (by CPU time: ratio "
+            f"{c['ratio_by_cpu_time']:.3g}). The GP's cost grows with n (skopt's predictive "
+            "variance is an einsum over candidates x n x n; the kernel fit is ~60 likelihood "
+            "evaluations, each O(n^3))")
+    if "what_if_blas_variance_ratio_by_cpu_time" in c:
+        caps = c["plus_kernel_fit_on_at_most_K_ratio_by_cpu_time"]
+        text += (f"; with the variance by BLAS (same formula) the ratio by CPU time would be "
+                 f"{c['what_if_blas_variance_ratio_by_cpu_time']:.3g}, and with the kernel "
+                 "also fitted on at most K points: "
+                 + ", ".join(f"K={k}: {v:.3g}" for k, v in caps.items())
+                 + " (estimates; not shipped: bench/README.md)")
+    return text
 
 
 def _cap_estimate(lines: dict, trial_s: float, sizes, k: int) -> dict[str, Any]:
