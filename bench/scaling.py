@@ -18,7 +18,7 @@ parameters (random sampler) + the trial's user attrs in one commit + tell, on a 
 the same n trials. Every (size, strategy) side runs once per round, all interleaved.
 
 A what-if (full run only, not shipped): `bayes` with skopt's GP predictive variance
-computed by BLAS instead of its `einsum` (`blas_variance`), to show what the largest
+computed by BLAS instead of its `einsum` (`bench.gp_whatif`), to show what the largest
 part of a proposal at 256 trials would cost without it.
 
 Rows: `propose_overhead_bayes_256` and `propose_overhead_tpe_256` (proposal / median
@@ -49,6 +49,7 @@ from tuning_energy.storage import open_storage, set_user_attrs
 from tuning_energy.strategies import distributions, make_sampler, objectives, suggest_params
 
 from .common import Context, interleave, row, say
+from .gp_whatif import blas_variance
 from .search import ATTRS, GOAL_PROPOSE, cycle_average, fake_accuracy
 
 SIZES = (16, 64, 128, 256)
@@ -62,42 +63,6 @@ FIGURE = "propose-scaling.png"
 COLORS = {"bayes": "C0", "bayes-eips": "C1", "gp": "C2", "tpe": "C3", "mo": "C4",
           "random": "C5", ROUND_TRIP: "0.35", BAYES_REFIT: "C0", WHATIF: "C9",
           WHATIF_REFIT: "C9"}
-
-
-def _blas_predict(original):
-    """skopt's GaussianProcessRegressor.predict with the predictive variance's
-    `einsum("ki,kj,ij->k", K, K, K_inv)` (a loop over candidates x n x n, ~90 ms at 256
-    points and 1,000 candidates here) written as `((K @ K_inv) * K).sum(1)` (BLAS, ~3 ms).
-    The same formula; only the rounding differs. A what-if for the bench: not shipped."""
-    import numpy as np
-    from sklearn.utils import check_array
-
-    def predict(self, X, return_std=False, return_cov=False, return_mean_grad=False,
-                return_std_grad=False):
-        if not return_std or return_cov or return_mean_grad or return_std_grad or \
-                not hasattr(self, "X_train_"):
-            return original(self, X, return_std, return_cov, return_mean_grad,
-                            return_std_grad)
-        X = check_array(X)
-        k_trans = self.kernel_(X, self.X_train_)
-        y_mean = self.y_train_std_ * k_trans.dot(self.alpha_) + self.y_train_mean_
-        y_var = self.kernel_.diag(X) - ((k_trans @ self.K_inv_) * k_trans).sum(1)
-        y_var[y_var < 0] = 0.0  # as skopt (which also warns)
-        return y_mean, np.sqrt(y_var * self.y_train_std_ ** 2)
-    return predict
-
-
-@contextlib.contextmanager
-def blas_variance():
-    """While open, skopt's GP computes its predictive variance with BLAS."""
-    from skopt.learning.gaussian_process.gpr import GaussianProcessRegressor as GPR
-
-    original = GPR.predict
-    GPR.predict = _blas_predict(original)
-    try:
-        yield
-    finally:
-        GPR.predict = original
 
 
 def synthetic_energy_j(p: dict[str, Any]) -> float:

@@ -175,13 +175,13 @@ def test_synthetic_stores_hold_n_finished_trials_with_energy_and_two_values(tmp_
 
 
 def test_blas_variance_what_if_predicts_what_skopt_predicts():
-    # The what-if in propose_scaling (bench.scaling.blas_variance) must change only the
+    # The what-if in propose_scaling (bench.gp_whatif.blas_variance) must change only the
     # time of skopt's GP prediction, not its mean or standard deviation.
     import numpy as np
     from skopt.learning import GaussianProcessRegressor
     from skopt.learning.gaussian_process.kernels import Matern, WhiteKernel
 
-    from bench.scaling import blas_variance
+    from bench.gp_whatif import blas_variance
 
     rng = np.random.default_rng(0)
     x = rng.random((40, 3))
