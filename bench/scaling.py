@@ -364,7 +364,7 @@ def _why_missed(c: dict[str, Any], n: int) -> str:
         return "-"
     text = (f"{c['by_ms']:.0f} ms over the goal at {n} trials (by CPU time: ratio "
             f"{c['ratio_by_cpu_time']:.3g}). The GP's cost grows with n (skopt's predictive "
-            "variance is an einsum over candidates x n x n; the kernel fit is ~60 likelihood "
+            "variance is an einsum over candidates x n x n; the kernel fit is tens of likelihood "
             "evaluations, each O(n^3))")
     if "what_if_blas_variance_ratio_by_cpu_time" in c:
         caps = c["plus_kernel_fit_on_at_most_K_ratio_by_cpu_time"]
