@@ -48,8 +48,13 @@ test: install
 
 # Benchmarks (bench/RESULTS.md): at most ~10 minutes here; QUICK=1 is a smoke run (<= 2 min).
 QUICK ?=
-bench: install
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
+
+# EXTRAS and the `bench` extra (Zeus, timed beside our meter: meter_vs_zeus)
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_CONSTRAINT) -e '.[$(EXTRAS),bench]'
+	@touch $@
 
 lint: install
 	$(BIN)/ruff check tuning_energy tests bench

@@ -3,6 +3,7 @@
     python -m bench.run            # everything (`make bench`), at most ~10 minutes
     python -m bench.run --quick    # smoke run (`make bench QUICK=1`), at most ~2 minutes
     python -m bench.run --quick --only storage_overhead --repeats 3
+    python -m bench.run --only propose_scaling --sizes 16,128 --strategies bayes,tpe
 
 Each benchmark prints what it compares and how many repeats. Every figure is a ratio whose
 two sides were timed in this run, interleaved, because the machine is shared and noisy.
@@ -23,18 +24,46 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     __package__ = "bench"  # noqa: A001
 
 from bench.common import Context, machine, make_context, meets, say  # noqa: E402
+from bench.scaling import QUICK_SIZES, SIZES  # noqa: E402
+from bench.scaling import STRATEGIES as SCALING_STRATEGIES  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
 
 
+def _int_list(p: argparse.ArgumentParser, flag: str, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        p.error(f"{flag} {value}: expected positive integers separated by commas, e.g. 16,64")
+    return sorted(set(out))
+
+
+def _names(p: argparse.ArgumentParser, flag: str, value: str | None,
+           allowed: tuple[str, ...]) -> list[str] | None:
+    if value is None:
+        return None
+    out = [v for v in value.split(",") if v]
+    bad = [v for v in out if v not in allowed]
+    if bad or not out:
+        p.error(f"{flag} {value}: unknown {', '.join(bad) or '(empty)'}; allowed values are "
+                f"{', '.join(allowed)}")
+    return out
+
+
 def _benchmarks() -> dict[str, Callable[[Context], list[dict]]]:
-    from bench import meters, search, study, trainer
+    from bench import meter_compare, meters, scaling, search, study, trainer
 
     return {
         "default_study_wall": study.bench_default_study_wall,
         "storage_overhead": search.bench_storage,
         "meter_window_overhead": meters.bench_meters,
+        "meter_vs_codecarbon": meter_compare.bench_meter_compare,
         "propose_overhead_bayes_64": search.bench_propose,
+        "propose_scaling": scaling.bench_scaling,
         "trainer_vs_bare_torch": trainer.bench_trainer,
         "flops_vs_matmul_peak": trainer.bench_flops,
     }
@@ -44,10 +73,12 @@ def order(quick: bool) -> list[str]:
     """Full: the whole default study first (its trials give the reference trial time).
     QUICK: a 3-trial run gives it; the study estimate comes after the proposal timing."""
     if quick:
-        return ["storage_overhead", "meter_window_overhead", "propose_overhead_bayes_64",
-                "default_study_wall", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+        return ["storage_overhead", "meter_window_overhead", "meter_vs_codecarbon",
+                "propose_overhead_bayes_64", "propose_scaling", "default_study_wall",
+                "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
     return ["default_study_wall", "storage_overhead", "meter_window_overhead",
-            "propose_overhead_bayes_64", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+            "meter_vs_codecarbon", "propose_overhead_bayes_64", "propose_scaling",
+            "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
 
 
 def _fmt(v) -> str:
@@ -74,6 +105,15 @@ def render_markdown(results: list[dict], info: dict, quick: bool, wall_s: float)
         ok = meets(r)
         lines.append(f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r['goal'])} | "
                      f"{r['better']} | {'-' if ok is None else ('yes' if ok else 'NO')} |")
+    missed = [r for r in results if meets(r) is False]
+    if missed:
+        lines += ["", "## Goals missed, and why", ""]
+        lines += [f"- **{r['name']}**: {r['detail'].get('why_missed', 'see its detail below')}"
+                  for r in missed]
+    figures = dict.fromkeys(r["detail"]["figure"] for r in results if "figure" in r["detail"])
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{f}]({f})" for f in figures]
     lines += ["", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "## Details", ""]
@@ -102,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT_DIR,
                    help="folder for results.json and RESULTS.md (default bench/)")
     p.add_argument("--note", default="", help="a line added to RESULTS.md (e.g. machine load)")
+    p.add_argument("--sizes", default=None,
+                   help="propose_scaling: finished-trial counts, comma-separated "
+                        f"(default {','.join(map(str, SIZES))}; --quick "
+                        f"{','.join(map(str, QUICK_SIZES))})")
+    p.add_argument("--strategies", default=None,
+                   help="propose_scaling: strategies, comma-separated (default all: "
+                        f"{','.join(SCALING_STRATEGIES)})")
     args = p.parse_args(argv)
 
     benches = _benchmarks()
@@ -111,12 +158,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--only {', '.join(unknown)}: unknown; allowed values are {', '.join(benches)}")
     names = [n for n in order(args.quick) if not only or n in only]
 
+    sizes = _int_list(p, "--sizes", args.sizes)
+    if sizes and max(sizes) == 64 and "propose_scaling" in names \
+            and "propose_overhead_bayes_64" in names:
+        p.error("--sizes: the largest size names propose_scaling's rows "
+                "(propose_overhead_bayes_N), and propose_overhead_bayes_64 is another "
+                "benchmark's row: add --only propose_scaling, or another largest size")
+    strategies = _names(p, "--strategies", args.strategies, SCALING_STRATEGIES)
+    args.out.mkdir(parents=True, exist_ok=True)  # propose_scaling draws its figure there
     ctx = make_context(args.quick, repeats=args.repeats, trial_s=args.trial_s)
+    ctx.extra.update(sizes=sizes, strategies=strategies, out_dir=args.out)
     from tuning_energy.runner import set_threads
 
     set_threads(ctx.threads)  # torch, BLAS and OpenMP threads as a study sets them
     info = machine()
     info["torch_threads_used"] = ctx.threads
+    ctx.extra["load_avg_1_5_15"] = info["load_avg_1_5_15"]
     say(f"machine: {info['cpu']}, {info['cpu_cores_usable']} usable cores, torch "
         f"{info['torch']}, {ctx.threads} thread(s) (default study), load {info['load_avg_1_5_15']}")
     t0 = time.perf_counter()
@@ -133,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.note:
         info["note"] = args.note
 
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "RESULTS.md").write_text(render_markdown(results, info, args.quick, wall_s) + "\n")
     for r in results:

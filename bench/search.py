@@ -54,6 +54,12 @@ def fake_accuracy(p: dict) -> float:
             - 0.01 * (p["n_linear"] - 1) ** 2 - (0.0 if p["relu"] else 0.05))
 
 
+def cycle_average(refit: float, between: float, refit_every: int) -> float:
+    """A bayes proposal averaged over one refit cycle: the GP kernel is refitted at one
+    proposal in `refit_every` and kept fixed at the others."""
+    return (refit + (refit_every - 1) * between) / refit_every
+
+
 def _variants(ctx: Context) -> dict[str, BayesConfig]:
     base = ctx.config.strategy.bayes  # PI, 5 initial points, as the paper
     ours = {f.name: getattr(base, f.name) for f in dataclasses.fields(BayesConfig)}
@@ -142,8 +148,8 @@ def bench_propose(ctx: Context) -> list[dict]:
         say(f"  {k:64s} {m:7.3f} s  ratio {m / trial_s:.4f}")
     ours_key = OURS_KEY
     k_refit = ctx.config.strategy.bayes.gp_refit_every
-    ours_s = (statistics.median(times[REFIT_KEY])
-              + (k_refit - 1) * statistics.median(times[OURS_KEY])) / k_refit
+    ours_s = cycle_average(statistics.median(times[REFIT_KEY]),
+                           statistics.median(times[OURS_KEY]), k_refit)
     say(f"  ours now, averaged over a cycle of {k_refit} proposals (1 refit)"
         f"{'':>14s} {ours_s:7.3f} s  ratio {ours_s / trial_s:.4f}")
     rows_detail["ours now, averaged over a refit cycle"] = {
@@ -234,10 +240,14 @@ def bench_storage(ctx: Context) -> list[dict]:
         f"{len(ATTRS)} user attrs + tell) after {n_prefill} trials; before (Optuna's SQLite "
         f"defaults, attrs one commit each) vs after (WAL + synchronous=NORMAL, attrs in one "
         f"commit), interleaved, {repeats} repeats, vs median trial {trial_s:.3f} s")
+    parts: list[dict[str, float]] = []
     ts = interleave({"before": lambda: _timed_record(before, space, False),
-                     "after": lambda: _timed_record(after, space, True),
+                     "after": lambda: _timed_parts(after, space, parts),
                      "journal": lambda: _timed_record(journal, space, True)}, repeats)
     med = {k: statistics.median(v) for k, v in ts.items()}
+    parts_ms = {k: round(statistics.median(p[k] for p in parts[-repeats:]) * 1000, 2)
+                for k in parts[0]}
+    n_params = len(space)
     for k, m in med.items():
         say(f"  {k:7s} record {m * 1000:7.1f} ms  ratio {m / trial_s:.4f}")
     detail = {"compares": "ask + suggest params (random sampler) + user attrs + tell, SQLite "
@@ -252,9 +262,37 @@ def bench_storage(ctx: Context) -> list[dict]:
               "journal": "for comparison: journal:/// file store (not the default), attrs "
                          "one call each",
               "ratio_journal": round(med["journal"] / trial_s, 4),
+              "after_parts_ms": parts_ms,
+              "after_per_parameter_ms": round(parts_ms["parameters"] / n_params, 2),
+              "trial_s_meeting_goal": round(med["after"] / GOAL_STORAGE, 2),
+              "trial_s_meeting_goal_how": f"record time / {GOAL_STORAGE:g}: the shortest trial "
+                                          "whose recording is within the goal",
               "median_trial_s": round(trial_s, 4), "trial_s_from": ctx.trial_s_note}
+    detail["why_missed"] = (
+        f"met from trials of {med['after'] / GOAL_STORAGE:.1f} s on (this trial: "
+        f"{trial_s:.2f} s). What is left is Optuna's own per-call work on its RDB store "
+        f"(ask {parts_ms['ask']:.0f} ms, {n_params} parameters {parts_ms['parameters']:.0f} ms "
+        f"at one commit each, attrs {parts_ms['attrs']:.0f} ms in one commit, tell "
+        f"{parts_ms['tell']:.0f} ms): its storage API has no call that writes several "
+        "parameters of a running trial at once (bench/README.md)")
     return [row("storage_overhead", med["after"] / trial_s, "ratio to trial time",
                 GOAL_STORAGE, "lower", detail)]
+
+
+def _timed_parts(study, space, parts: list[dict[str, float]]) -> float:
+    """As the objective records a trial now (ask, the parameters, one commit of attrs,
+    tell), timing each part; returns the whole."""
+    t0 = time.perf_counter()
+    trial = study.ask()
+    t1 = time.perf_counter()
+    suggest_params(trial, space)
+    t2 = time.perf_counter()
+    set_user_attrs(trial, ATTRS)
+    t3 = time.perf_counter()
+    study.tell(trial, 0.95)
+    t4 = time.perf_counter()
+    parts.append({"ask": t1 - t0, "parameters": t2 - t1, "attrs": t3 - t2, "tell": t4 - t3})
+    return t4 - t0
 
 
 def _timed_record(study, space, batched: bool) -> float:

@@ -1,11 +1,14 @@
-"""Smoke test of the benchmarks: bench/run.py runs one cheap benchmark and writes its files."""
+"""Smoke tests of the benchmarks: bench/run.py runs cheap versions of them and writes their files."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,12 @@ def test_quick_storage_benchmark_writes_results_json_and_markdown(tmp_path):
     assert r["detail"]["repeats"] == 2
     assert r["detail"]["median_trial_s"] == 2.0
     assert "not measured" in r["detail"]["trial_s_from"]
+    # where the recording time goes, and the trial length from which it meets the goal
+    assert set(r["detail"]["after_parts_ms"]) == {"ask", "parameters", "attrs", "tell"}
+    assert all(v > 0 for v in r["detail"]["after_parts_ms"].values())
+    assert r["detail"]["trial_s_meeting_goal"] > 0
+    if r["value"] > r["goal"]:  # a missed goal says why in RESULTS.md
+        assert "- **storage_overhead**: met from trials of" in (tmp_path / "RESULTS.md").read_text()
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| storage_overhead |" in md and "## Machine" in md and "torch" in md
 
@@ -37,3 +46,155 @@ def test_unknown_benchmark_name_is_refused_with_the_allowed_names(tmp_path):
     assert proc.returncode != 0
     assert "nope" in proc.stderr and "storage_overhead" in proc.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def _run_bench(tmp_path, *args, timeout=180):
+    """bench.run in a subprocess whose working directory is an empty folder (so that a
+    tool writing files there, e.g. CodeCarbon's emissions.csv, would be seen)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *args, "--out",
+                           str(tmp_path / "out")], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return proc, cwd
+
+
+def test_quick_scaling_rows_table_and_figure(tmp_path):
+    # --trial-s 0.1: a goal of 5 ms that every proposal misses, to see the reasons given
+    proc, _ = _run_bench(tmp_path, "--quick", "--only", "propose_scaling", "--sizes", "8,24",
+                         "--strategies", "bayes,tpe", "--repeats", "1", "--trial-s", "0.1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    # the rows are named after the largest size (propose_overhead_bayes_256 in make bench)
+    assert [r["name"] for r in results] == ["propose_overhead_bayes_24", "propose_overhead_tpe_24"]
+    for r in results:
+        assert r["goal"] == 0.05 and r["better"] == "lower"
+        assert isinstance(r["value"], float) and r["value"] > 0
+        assert r["detail"]["median_trial_s"] == 0.1
+        assert "estimate-cpu-tdp" in r["detail"]["energy_method"]
+        assert "ESTIMATE" in r["detail"]["energy_method"]
+    table = results[0]["detail"]["table"]
+    assert {"bayes", "tpe", "storage round trip", "bayes (refitting proposal)"} <= set(table)
+    for line in table.values():
+        assert set(line) == {"8", "24"}
+        for cell in line.values():
+            assert cell["wall_ms"] > 0 and cell["energy_j"] > 0 and cell["cpu_ms"] > 0
+    # bayes: the average over a refit cycle lies between its two kinds of proposal
+    bayes = results[0]["value"] * 0.1 * 1000
+    assert table["bayes (refitting proposal)"]["24"]["wall_ms"] >= bayes
+    missed = results[0]["detail"]["if_it_misses"]
+    assert missed["misses"] and missed["by_ms"] > 0
+    assert set(missed["plus_kernel_fit_on_at_most_K_ratio_by_cpu_time"]) == {"8"}
+    png = (out / "propose-scaling.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    md = (out / "RESULTS.md").read_text()
+    assert "| propose_overhead_bayes_24 |" in md and "| propose_overhead_tpe_24 |" in md
+    assert "## Goals missed, and why" in md
+    assert "- **propose_overhead_bayes_24**: " in md and "ms over the goal at 24" in md
+    assert "![propose-scaling.png](propose-scaling.png)" in md
+
+
+def test_meters_side_by_side_rows_and_readings(tmp_path):
+    pytest.importorskip("codecarbon")  # the `crosscheck` extra, which `make test` installs
+    proc, cwd = _run_bench(tmp_path, "--quick", "--only", "meter_vs_codecarbon", "--repeats",
+                           "1", "--trial-s", "2.0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(cwd.iterdir()) == []  # CodeCarbon (and Zeus) wrote no file
+    results = {r["name"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    assert set(results) == {"meter_vs_codecarbon", "meter_vs_zeus"}
+    cc = results["meter_vs_codecarbon"]
+    assert cc["goal"] == 0.01 and cc["better"] == "lower" and cc["value"] > 0
+    assert {"ours (estimate)", "codecarbon start_task + stop_task",
+            "codecarbon start + stop"} <= set(cc["detail"]["window_us"])
+    busy = cc["detail"]["readings_same_window"]
+    assert busy["ours_method"].startswith("estimate-cpu-tdp")
+    assert busy["codecarbon_method"].startswith("codecarbon-")
+    (w,) = busy["windows"]
+    assert w["ours_j"] > 0 and w["codecarbon_j"] > 0
+    assert w["ours_over_codecarbon"] == pytest.approx(w["ours_j"] / w["codecarbon_j"], rel=0.01)
+    zeus = results["meter_vs_zeus"]
+    assert zeus["goal"] is None
+    if zeus["value"] is None:  # not installed, or refused: the reason is given
+        assert zeus["detail"]["zeus"]["why_not"]
+    else:
+        assert zeus["detail"]["zeus"]["measures"]  # what it measures here (maybe nothing)
+        if not zeus["detail"]["zeus"]["gpu_indices"] and not zeus["detail"]["zeus"]["cpu_indices"]:
+            assert w["zeus_j"] is None  # measured nothing: None, never 0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--sizes", "16,x"], "positive integers"),
+    (["--sizes", "0,16"], "positive integers"),
+    (["--strategies", "bayes,grid"], "grid"),
+    # the largest size names the rows: 64 would give a second propose_overhead_bayes_64
+    (["--sizes", "16,64", "--only", "propose_overhead_bayes_64"], "propose_overhead_bayes_64"),
+])
+def test_bad_scaling_options_are_refused_with_what_is_allowed(tmp_path, capsys, args, says):
+    from bench.run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "propose_scaling", *args, "--out", str(tmp_path)])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert says in err and args[0] in err
+    if args[0] == "--strategies":
+        assert "bayes-eips" in err  # the allowed values
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_synthetic_stores_hold_n_finished_trials_with_energy_and_two_values(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench.scaling import fill_stores
+    from tuning_energy.config import load_config
+    from tuning_energy.storage import open_storage
+    from tuning_energy.strategies import distributions
+
+    space = distributions(load_config(ROOT / "studies" / "default.toml").search_space)
+    urls = fill_stores(tmp_path, space, (3, 7), with_mo=True)
+    assert set(urls) == {3, 7}
+    for n, by_use in urls.items():
+        for use, url in by_use.items():
+            study = optuna.load_study(study_name="single", storage=open_storage(url))
+            trials = study.get_trials(states=(TrialState.COMPLETE,))
+            assert len(trials) == n, (use, n)
+            assert all(t.user_attrs["energy_j"] > 0 and set(t.params) == set(space)
+                       for t in trials)
+        mo = optuna.load_study(study_name="mo", storage=open_storage(by_use["propose"]))
+        assert len(mo.directions) == 2
+        assert all(len(t.values) == 2 and t.values[1] == t.user_attrs["energy_j"]
+                   for t in mo.get_trials())
+    # the smaller store holds the first points of the larger one (one sequence, grown)
+    small = optuna.load_study(study_name="single", storage=open_storage(urls[3]["propose"]))
+    large = optuna.load_study(study_name="single", storage=open_storage(urls[7]["propose"]))
+    assert [t.params for t in small.trials] == [t.params for t in large.trials[:3]]
+
+
+def test_blas_variance_what_if_predicts_what_skopt_predicts():
+    # The what-if in propose_scaling (bench.gp_whatif.blas_variance) must change only the
+    # time of skopt's GP prediction, not its mean or standard deviation.
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+    from skopt.learning.gaussian_process.kernels import Matern, WhiteKernel
+
+    from bench.gp_whatif import blas_variance
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3))
+    y = np.sin(3 * x).sum(1) + 0.05 * rng.standard_normal(40)
+    gp = GaussianProcessRegressor(kernel=Matern(length_scale=0.5, nu=2.5) + WhiteKernel(0.01),
+                                  optimizer=None, normalize_y=True).fit(x, y)
+    xq = rng.random((500, 3))
+    skopt_predict = GaussianProcessRegressor.predict
+    mean, std = gp.predict(xq, return_std=True)
+    with blas_variance():
+        mean_b, std_b = gp.predict(xq, return_std=True)
+        assert gp.predict(xq).shape == (500,)  # other calls go to skopt's own predict
+    assert np.allclose(mean_b, mean, rtol=1e-12, atol=1e-12)
+    assert np.allclose(std_b, std, rtol=1e-9, atol=1e-12)
+    assert std.min() > 0.01  # a well-conditioned fit: the comparison means something
+    assert GaussianProcessRegressor.predict is skopt_predict  # restored on exit
