@@ -476,8 +476,12 @@ def test_energy_budget_is_study_wide_with_two_workers(tmp_path):
     """max_energy_j with 2 workers: each claim checks what the whole study was charged."""
     url = f"journal:///{tmp_path / 'study.log'}"
     name = f"b{uuid.uuid4().hex[:8]}"
-    max_j = 24.0
-    config = _config(name, budget={"n_trials": 60, "max_energy_j": max_j})
+    # A tick per meter read: a trial is charged its training window's ticks plus those of
+    # its proposing windows (one per sampler call, nested in the store's): about 17 J here.
+    # Trials of 10 epochs (~1 s): both workers are up before the budget is spent.
+    max_j = 200.0
+    config = _config(name, budget={"n_trials": 60, "max_energy_j": max_j},
+                     train={"epochs": 10})
     pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=2, poll_s=0.2),
                       meter_factory=tick_meters)
     pool.start()
