@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: install study test lint show clean dashboard compare figures paper paper-full bench postgres postgres-stop
+.PHONY: install study test lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -109,6 +109,20 @@ paper-full: install
 	    --out figures/paper-full/paper-rq2$$s; \
 	done
 	$(BIN)/tuning-energy figures --storage $(PAPER_FULL_STORAGE) --out figures/paper-full
+
+# Environments side by side (README): the same small study at 1 and 2 torch threads, each
+# in its own store and labelled, then one report over both (figures/envdemo/report.md).
+ENVDEMO_DIR ?= studies/envdemo
+envdemo: install
+	@mkdir -p $(ENVDEMO_DIR)
+	$(BIN)/tuning-energy compare --config studies/envdemo-threads1.toml --seeds 3 \
+		--strategies random,bayes --environment cpu-1-thread \
+		--storage sqlite:///$(ENVDEMO_DIR)/threads1.db --out $(ENVDEMO_DIR) --no-progress
+	$(BIN)/tuning-energy compare --config studies/envdemo-threads2.toml --seeds 3 \
+		--strategies random,bayes --environment cpu-2-threads \
+		--storage sqlite:///$(ENVDEMO_DIR)/threads2.db --out $(ENVDEMO_DIR) --no-progress
+	$(BIN)/tuning-energy figures --storage sqlite:///$(ENVDEMO_DIR)/threads1.db \
+		--storage sqlite:///$(ENVDEMO_DIR)/threads2.db --out figures/envdemo
 
 # A local PostgreSQL on 127.0.0.1:54329 (data in .cache/postgres); prints its URL.
 postgres:
