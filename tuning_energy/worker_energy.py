@@ -55,8 +55,15 @@ class TrialWindowMeter(Meter):
         self._open: Window | None = None  # the trial window, while it is open
         self._partial: set[int] = set()  # windows whose energy so far was written on a trial
 
+    @property
+    def sees_idle_power(self) -> bool:  # type: ignore[override]
+        return self.inner.sees_idle_power
+
     def read_j(self) -> dict[str, float]:
         return self.inner.read_j()
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        return self.inner.faults()
 
     def sync(self) -> None:
         self.inner.sync()
@@ -150,7 +157,8 @@ def partial_package_j(trials: Iterable[FrozenTrial], pids: set[int],
     for t in trials:
         if t.user_attrs.get(PARTIAL) is True and pid_of(t) in pids:
             by_device = t.user_attrs.get("energy_by_device_j") or {}
-            total += sum(j for d, j in by_device.items() if is_package_device(d))
+            total += sum(j for d, j in by_device.items()
+                         if is_package_device(d) and j is not None)
     return total
 
 

@@ -28,6 +28,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   `energy_unattributed_j`, and per run under `energy_ledger:HOST:START` (`total_j`,
   `in_trials_j`, `unattributed_j`, of which `idle_j` in idle-baseline windows,
   `in_partial_trials_j`, `died_in_window_j`): trials + unattributed = what the meter saw.
+  Package energy the ledger could not read is unknown, never 0 J: the trials' windows over
+  it have None for that device, and `total_j`, `unattributed_j` and
+  `energy_unattributed_j` are None, with `errors` saying why.
   Each worker's idle baseline is kept in the study attr `idle_power_w:HOST:PID`
   (`idle_power_w`, `idle_s`, `worker`, `gpu`, `measured_at`); workers do not write the
   single-process `idle_power_w`.
@@ -652,14 +655,16 @@ class WorkerPool:
         partial_j = partial_package_j(self.study.get_trials(deepcopy=False), died,
                                       functools.partial(_pid_on, host))
         totals["in_trials_j"] += partial_j
-        totals["unattributed_j"] -= partial_j
+        if totals["unattributed_j"] is not None:  # None: some package energy was unknown
+            totals["unattributed_j"] -= partial_j
         totals["in_partial_trials_j"] = partial_j
         totals["workers"] = self.options.n_workers
         key = f"energy_ledger:{host}:{self._started_iso}"
         self.study.set_user_attr(key, totals)
         ledgers = [v for k, v in self.study.user_attrs.items() if k.startswith("energy_ledger:")]
-        self.study.set_user_attr("energy_unattributed_j",
-                                 sum(v["unattributed_j"] for v in ledgers))
+        unattributed = [v.get("unattributed_j") for v in ledgers]
+        self.study.set_user_attr("energy_unattributed_j", None if None in unattributed
+                                 else sum(unattributed))
 
 
 def _pid_on(host: str, trial: FrozenTrial) -> int | None:
