@@ -206,15 +206,15 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     threads = config.train.torch_threads if worker is None else worker.torch_threads
     set_threads(threads)
     set_deterministic(config.train.deterministic)
-    device = resolve_device(config.train.device)
+    # A worker pinned to one GPU sees it as cuda:0 (WorkerContext.train_device).
+    device = resolve_device(config.train.device if worker is None
+                            else worker.train_device(config.train.device))
 
     carbon = resolve_carbon(config.meter)
-    if worker is not None and device.index is not None:
-        raise ConfigError(f"train.device = {config.train.device!r}: workers take their GPU "
-                          f"from CUDA_VISIBLE_DEVICES; use train.device = 'cuda' or 'auto'")
     meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
                                cuda_index=device.index) if worker is None \
-        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
+        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda",
+                                 cuda_index=device.index)
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)

@@ -191,19 +191,24 @@ def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> st
 # ---------------------------------------------------------------- GPUs
 
 
-def check_gpu_sharing(meter: Meter, n_workers: int, gpus: Sequence[str | None]) -> None:
+def check_gpu_sharing(meter: Meter, n_workers: int, gpus: Sequence[str | None],
+                      device: str | None = None) -> None:
     """Refuse more workers than GPUs when the meter reads GPU counters (NVML).
 
     `meter` is built as the workers will build theirs; `gpus` is each worker's
-    CUDA_VISIBLE_DEVICES (None: no GPU).
+    CUDA_VISIBLE_DEVICES (None: no GPU); `device` the config's train.device.
     """
     metered = sorted(d for d in meter.read_j() if not is_package_device(d))
     distinct = sorted({g for g in gpus if g is not None})
     if not metered or not distinct or n_workers <= len(distinct):
         return
+    one_gpu = device is not None and device.startswith("cuda:")
     raise ConfigError(
         f"--workers = {n_workers} on {len(distinct)} GPU(s) (CUDA_VISIBLE_DEVICES "
         f"{','.join(distinct)}) metered by {meter.method}: NVML reads a whole GPU's energy "
         f"counter, so workers sharing a GPU would each count the others' joules as their "
-        f"own. Use --workers {len(distinct)} or fewer (one per GPU), make more GPUs visible "
-        f"(CUDA_VISIBLE_DEVICES), or train on the CPU (train.device = 'cpu')")
+        f"own. Use --workers {len(distinct)} or fewer (one per GPU), "
+        + (f"train.device = 'cuda' (one worker on each visible GPU; train.device = "
+           f"{device!r} puts every worker on that one GPU), " if one_gpu else
+           "make more GPUs visible (CUDA_VISIBLE_DEVICES), ")
+        + "or train on the CPU (train.device = 'cpu')")
