@@ -78,8 +78,10 @@ def _run(config, args: argparse.Namespace):
 
     check_workers(args.storage, args.workers)
     if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+        partial = {} if args.partial_energy_s is None else \
+            {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
-                         progress=not args.no_progress, cross_check=args.cross_check)
+                         progress=not args.no_progress, cross_check=args.cross_check, **partial)
     return run_workers(config, args.strategy, args.seed, args.storage,
                        WorkerOptions(n_workers=args.workers), progress=not args.no_progress,
                        cross_check=args.cross_check)
@@ -264,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the study (default 1); > 1 needs a "
                         "journal:/// or postgresql:// --storage")
+    p.add_argument("--partial-energy-s", type=float, default=None,
+                   help="seconds between writes of a training trial's energy so far "
+                        "(energy_partial), kept by a trial whose run is killed (default 10; "
+                        "0: never); workers write it with each heartbeat")
     _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_study)

@@ -1,11 +1,13 @@
-"""Energy that adds up when several workers share a study (workers.py).
+"""Energy that adds up when several workers share a study (workers.py), and when a run is
+killed hard.
 
-- Partial energy: a worker's meter is wrapped in `TrialWindowMeter`, which knows the
-  trial's open window. While a trial runs, `PartialEnergyWriter` writes the energy measured
-  so far (`Meter.peek`) on the trial with each heartbeat (`heartbeat_interval_s`), marked
-  `energy_partial = true`: a worker killed hard (SIGKILL, OOM) leaves its trial with the
-  energy it had spent up to the last beat, and totals count it. The trial's final write (the
-  objective's `finally`) replaces those values and sets `energy_partial = false`.
+- Partial energy: a worker's meter (and a single-process run's: runner.py) is wrapped in
+  `TrialWindowMeter`, which knows the trial's open window. While a trial runs,
+  `PartialEnergyWriter` writes the energy measured so far (`Meter.peek`) on the trial with
+  each heartbeat (`heartbeat_interval_s`; a single-process run every `partial_energy_s`),
+  marked `energy_partial = true`: a process killed hard (SIGKILL, OOM) leaves its trial with
+  the energy it had spent up to the last write, and totals count it. The trial's final
+  write (the objective's `finally`) replaces those values and sets `energy_partial = false`.
 - The energy budget (`budget.max_energy_j`) is checked against the whole study at every
   claim, under the workers' lock (`energy_budget_stop`): what all trials were charged
   (accounting.py: training + proposing + storage, a killed trial's partial energy included),
@@ -58,6 +60,11 @@ class TrialWindowMeter(Meter):
     @property
     def sees_idle_power(self) -> bool:  # type: ignore[override]
         return self.inner.sees_idle_power
+
+    @property
+    def meters(self) -> list[Meter]:
+        """A composite inner meter's parts (the idle baseline names those blind to idle)."""
+        return list(getattr(self.inner, "meters", []))
 
     def read_j(self) -> dict[str, float]:
         return self.inner.read_j()
@@ -134,7 +141,7 @@ class PartialEnergyWriter:
                 self.n_written += self.meter.write_partial(self.trial)
             except Exception as exc:  # the trial goes on; its final write still comes
                 if not warned:
-                    print(f"[worker] trial {self.trial.number}: could not write its energy "
+                    print(f"trial {self.trial.number}: could not write its energy "
                           f"so far ({type(exc).__name__}: {exc})", file=self.out or sys.stderr)
                     warned = True
 
