@@ -346,3 +346,42 @@ def test_partial_energy_interval_must_not_be_negative(tiny_config, storage_url):
 
     with pytest.raises(ConfigError, match=r"--partial-energy-s\) = -1: .*>= 0 \(0: never\)"):
         run_study(tiny_config, "random", 0, storage_url, progress=False, partial_energy_s=-1)
+
+
+def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, storage_url,
+                                                               capsys):
+    """`show` gives each study the energy compare gives it (training + proposing + storage)
+    and says when any part of it is an estimate."""
+    from tuning_energy.cli import main
+    from tuning_energy.compare import studies_lines
+    from tuning_energy.storage import open_storage
+
+    run_study(tiny_config, "random", 0, storage_url, progress=False)
+    cpu = study_name(tiny_config, "random", 0)
+    # A study stored as a GPU machine without readable RAPL stores it: NVML + CPU estimate.
+    gpu = optuna.create_study(storage=open_storage(storage_url), study_name="gpu-random-s0")
+    method = "nvml-counter+estimate-cpu-tdp"
+    for k, v in {"strategy": "random", "seed": 0, "energy_method": method}.items():
+        gpu.set_user_attr(k, v)
+    for acc in (0.5, 0.7):
+        gpu.add_trial(optuna.create_trial(value=acc, user_attrs={
+            "energy_j": 10.0, "energy_method": method,
+            "energy_by_device_j": {"gpu0": 7.0, "cpu0": 3.0},
+            "propose_energy_j": 0.5, "store_energy_j": 0.25}))
+
+    assert main(["show", "--storage", storage_url]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    for name in (cpu, "gpu-random-s0"):
+        compared = [line for line in studies_lines(storage_url, [name])
+                    if line.startswith(name)][0]
+        charged = compared.split()[4]
+        assert rows[name].split()[5] == charged  # the figure compare prints
+    trained_j = sum(t.user_attrs["energy_j"] for t in load(storage_url, cpu).trials)
+    assert float(rows[cpu].split()[5].replace(",", "")) > trained_j  # not training alone
+    assert rows["gpu-random-s0"].split()[5] != f"{20.0:,.1f}"
+    assert rows[cpu].endswith("estimate-cpu-tdp (ESTIMATE)")
+    assert rows["gpu-random-s0"].endswith(f"{method} (partly ESTIMATE)")
+    assert "charged J: the training + proposing + storage energy of every finished trial" in out
+    assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by " \
+           "nvml-counter)" in out

@@ -88,9 +88,14 @@ def _run(config, args: argparse.Namespace):
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One line per study: its charged energy (accounting.py, as compare and every report
+    count it) and its method, marked when any part is an estimate; then the label."""
     import optuna
+    import pandas as pd
     from optuna.trial import TrialState
 
+    from . import analysis as an
+    from .accounting import CHARGED_PARTS, charged_total_j
     from .storage import open_storage
 
     storage = open_storage(args.storage, create=False)
@@ -99,19 +104,34 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"no studies in {args.storage}")
         return 0
     header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best acc':>9} " \
-             f"{'energy J':>11}  method"
+             f"{'charged J':>11}  method"
     print(header)
+    tables = []
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
+        table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
+        tables.append(table)
         done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         vals = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        energy = [t.user_attrs["energy_j"] for t in trials if t.user_attrs.get("energy_j") is not None]
         best = f"{max(vals):.4f}" if vals else "-"
-        total = f"{sum(energy):,.1f}" if energy else "-"
+        parts = [c for c in CHARGED_PARTS if c in table.columns]
+        total = "-" if table["energy_j"].isna().all() else \
+            f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
         a = s.user_attrs
+        lab = an.method_label(table)
+        method = ", ".join(lab.methods) or a.get("energy_method", "?")
+        if lab.any_estimate:
+            method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
         print(f"{s.study_name:32} {a.get('strategy', '?'):9} {a.get('seed', '?'):>4} "
-              f"{len(done):>7} {best:>9} {total:>11}  {a.get('energy_method', '?')}")
+              f"{len(done):>7} {best:>9} {total:>11}  {method}")
+    every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
+        else tables[0]
+    print(f"charged J: the {an.charged_what(every)} energy of every finished trial "
+          f"(complete, pruned and failed)")
+    lab = an.method_label(every)
+    if lab.any_estimate:
+        print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return 0
 
 
