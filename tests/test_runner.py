@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -262,3 +263,125 @@ def test_show_lists_each_study(tiny_config, storage_url, capsys):
     assert main(["show", "--storage", storage_url]) == 0
     out = capsys.readouterr().out
     assert study_name(tiny_config, "grid", 1) in out and "estimate-cpu-tdp" in out
+
+
+def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
+    """kill -9 in the middle of a trial of a single-process (SQLite) run: the energy written
+    so far stays on the trial (energy_partial), the next run marks it FAIL, and the totals
+    and the analysis count it."""
+    from tuning_energy.analysis import trials_table
+
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text("""
+name = "slow"
+[train]
+epochs = 12
+batch_size = 64
+[budget]
+n_trials = 1
+[meter]
+kind = "estimate"
+idle_s = 0
+[search_space.n_conv]
+type = "int"
+low = 3
+high = 3
+""")
+    url = f"sqlite:///{tmp_path / 'energy.db'}"
+    args = ["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
+            "--no-progress", "--partial-energy-s", "0.3"]
+    proc = _cli(*args)
+    try:
+        deadline = time.monotonic() + 120
+        killed = None
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(KeyError):  # the study is not created yet
+                for t in load(url, "slow-random-s0").get_trials(deepcopy=False):
+                    if t.state == TrialState.RUNNING and t.user_attrs.get("energy_partial"):
+                        os.kill(proc.pid, signal.SIGKILL)
+                        killed = t
+                        break
+            time.sleep(0.05)
+        assert killed is not None, "no trial had its energy so far written while it ran: " \
+            + (proc.communicate(timeout=60)[0] if proc.poll() is not None else "still running")
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+    left = load(url, "slow-random-s0").trials[killed.number]
+    assert left.state == TrialState.RUNNING  # what kill -9 leaves behind ...
+    assert left.user_attrs["energy_partial"] is True  # ... with the energy spent so far
+    spent_j = left.user_attrs["energy_j"]
+    assert spent_j > 0 and left.user_attrs["energy_method"] == "estimate-cpu-tdp"
+
+    again = _cli(*args[:-2], "--partial-energy-s", "0")  # the rest runs without writes
+    try:
+        out, _ = again.communicate(timeout=300)
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.communicate(timeout=60)
+    assert again.returncode == 0, out
+    assert "marked 1 trial(s) left RUNNING" in out
+    study = load(url, "slow-random-s0")
+    dead = study.trials[killed.number]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["energy_partial"] is True and dead.user_attrs["energy_j"] == spent_j
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 1
+    assert not any(t.user_attrs.get("energy_partial") for t in finished)
+    # The totals count it: the study's total and the analysis' table.
+    every_j = sum(t.user_attrs["energy_j"] for t in study.trials)
+    assert study.user_attrs["total_energy_j"] == pytest.approx(every_j)
+    assert every_j > sum(t.user_attrs["energy_j"] for t in finished)
+    table = trials_table(url, ["slow-random-s0"])
+    row = table[table["number"] == killed.number].iloc[0]
+    assert row["state"] == "FAIL" and row["energy_j"] == pytest.approx(spent_j)
+    assert bool(row["energy_partial"])
+
+
+def test_partial_energy_interval_must_not_be_negative(tiny_config, storage_url):
+    from tuning_energy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--partial-energy-s\) = -1: .*>= 0 \(0: never\)"):
+        run_study(tiny_config, "random", 0, storage_url, progress=False, partial_energy_s=-1)
+
+
+def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, storage_url,
+                                                               capsys):
+    """`show` gives each study the energy compare gives it (training + proposing + storage)
+    and says when any part of it is an estimate."""
+    from tuning_energy.cli import main
+    from tuning_energy.compare import studies_lines
+    from tuning_energy.storage import open_storage
+
+    run_study(tiny_config, "random", 0, storage_url, progress=False)
+    cpu = study_name(tiny_config, "random", 0)
+    # A study stored as a GPU machine without readable RAPL stores it: NVML + CPU estimate.
+    gpu = optuna.create_study(storage=open_storage(storage_url), study_name="gpu-random-s0")
+    method = "nvml-counter+estimate-cpu-tdp"
+    for k, v in {"strategy": "random", "seed": 0, "energy_method": method}.items():
+        gpu.set_user_attr(k, v)
+    for acc in (0.5, 0.7):
+        gpu.add_trial(optuna.create_trial(value=acc, user_attrs={
+            "energy_j": 10.0, "energy_method": method,
+            "energy_by_device_j": {"gpu0": 7.0, "cpu0": 3.0},
+            "propose_energy_j": 0.5, "store_energy_j": 0.25}))
+
+    assert main(["show", "--storage", storage_url]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    for name in (cpu, "gpu-random-s0"):
+        compared = [line for line in studies_lines(storage_url, [name])
+                    if line.startswith(name)][0]
+        charged = compared.split()[4]
+        assert rows[name].split()[5] == charged  # the figure compare prints
+    trained_j = sum(t.user_attrs["energy_j"] for t in load(storage_url, cpu).trials)
+    assert float(rows[cpu].split()[5].replace(",", "")) > trained_j  # not training alone
+    assert rows["gpu-random-s0"].split()[5] != f"{20.0:,.1f}"
+    assert rows[cpu].endswith("estimate-cpu-tdp (ESTIMATE)")
+    assert rows["gpu-random-s0"].endswith(f"{method} (partly ESTIMATE)")
+    assert "charged J: the training + proposing + storage energy of every finished trial" in out
+    assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by " \
+           "nvml-counter)" in out

@@ -28,6 +28,7 @@ from tuning_energy.energy.base import Meter
 from tuning_energy.energy.baseline import measure_idle
 from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, shared_method
 from tuning_energy.errors import ConfigError, StorageError
+from tuning_energy.runner import run_study
 from tuning_energy.storage import open_storage
 from tuning_energy.strategies import SkoptSampler, distributions
 from tuning_energy.workers import (
@@ -58,7 +59,7 @@ class ClockPackageMeter(Meter):
         return {"cpu0": POWER_W * time.time()}
 
 
-def clock_meters(config, use_gpus=None) -> MeterChoice:  # a MeterFactory; spawned workers import it
+def clock_meters(config, use_gpus=None, cuda_index=None) -> MeterChoice:  # a MeterFactory; spawned workers import it
     return MeterChoice(ClockPackageMeter(), "fake")
 
 
@@ -76,7 +77,7 @@ class TickMeter(Meter):
         return {"cpu0": self.j}
 
 
-def tick_meters(config, use_gpus=None) -> MeterChoice:
+def tick_meters(config, use_gpus=None, cuda_index=None) -> MeterChoice:
     return MeterChoice(TickMeter(), "fake")
 
 
@@ -537,6 +538,115 @@ def test_workers_on_gpus_record_the_gpu_meter_and_never_share_a_metered_gpu(
     assert sorted(g["name"] for g in gpus.values()) == ["GPU A", "GPU C"]
     assert attrs["worker_gpus"] == ["0", "2"]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,2"  # restored
+
+
+@pytest.fixture
+def three_gpus(monkeypatch):
+    """A fake pynvml with three GPUs, of which CUDA_VISIBLE_DEVICES = 0,2 are ours; torch's
+    own view of CUDA is not asked (CUDA_VISIBLE_DEVICES is parsed)."""
+    from tuning_energy.energy import gpus
+
+    fake = make_pynvml([FakeGpu("GPU A", "GPU-a"), FakeGpu("GPU B", "GPU-b"),
+                        FakeGpu("GPU C", "GPU-c")])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    monkeypatch.setattr(gpus, "torch_cuda_uuids", lambda: None)
+    return fake
+
+
+def _metered_gpu_names(choice: MeterChoice) -> list[str]:
+    try:
+        return sorted(g["name"] for g in choice.describe()["gpus"].values())
+    finally:
+        choice.meter.close()
+
+
+def test_a_workers_meter_is_the_training_gpus_and_keeps_why(three_gpus, tmp_path):
+    ctx = WorkerContext(f"journal:///{tmp_path / 'study.log'}")
+    config = parse_config(tiny_doc(meter={"kind": "auto", "powercap_root": str(tmp_path)}))
+    choice = ctx.meter_choice(config.meter, use_gpus=True, cuda_index=1)
+    assert "cuda:1" in choice.gpu_choice  # why these GPUs, as the study records it
+    assert _metered_gpu_names(choice) == ["GPU C"]  # cuda:1 of "0,2": physical GPU 2
+    assert choice.meter.method == "nvml-counter+estimate-cpu-tdp"
+    # A CPU-time estimate cannot see idle power, wrapped for the heartbeat or not.
+    estimate = ctx.meter_choice(parse_config(tiny_doc()).meter, use_gpus=False)
+    assert not estimate.meter.sees_idle_power
+
+
+class _Built(Exception):
+    """Raised by `_stop_after_meter`: the meter a run built, and the run stopped there."""
+
+
+def _stop_after_meter(config, **kwargs) -> MeterChoice:  # a MeterFactory
+    from tuning_energy.energy import build_meter
+
+    raise _Built(build_meter(config, **kwargs), kwargs)
+
+
+@pytest.mark.parametrize("pinned", [None, "2"])
+def test_a_worker_on_cuda_n_trains_and_meters_that_gpu(three_gpus, tmp_path, monkeypatch,
+                                                         pinned):
+    """train.device = 'cuda:1' (physical GPU 2 of CUDA_VISIBLE_DEVICES = 0,2): a worker in
+    this process (pinned None) meters cuda:1; one the pool pinned to GPU 2 sees it alone,
+    as cuda:0, and meters it. Either way GPU 2, and the study would say why."""
+    import torch
+
+    seen = ["0", "2"] if pinned is None else [pinned]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(seen))  # the pool sets the pinned
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(seen))
+    config = _config("cudan", train={"device": "cuda:1"},
+                     meter={"kind": "auto", "idle_s": 0, "powercap_root": str(tmp_path)})
+    ctx = WorkerContext(f"journal:///{tmp_path / 'study.log'}", gpu=pinned,
+                        meter_factory=_stop_after_meter)
+    with pytest.raises(_Built) as built:
+        run_study(config, "random", 0, ctx.storage_url, progress=False, worker=ctx)
+    choice, kwargs = built.value.args
+    assert kwargs == {"use_gpus": True, "cuda_index": None if pinned else 1}
+    assert f"cuda:{0 if pinned else 1}" in choice.gpu_choice
+    assert _metered_gpu_names(choice) == ["GPU C"]
+
+
+def test_a_pool_on_cuda_n_puts_every_worker_on_that_gpu(three_gpus, tmp_path):
+    url = f"journal:///{tmp_path / 'study.log'}"
+    gpu_meter = {"kind": "auto", "idle_s": 0, "powercap_root": str(tmp_path)}
+    config = _config(f"n{uuid.uuid4().hex[:8]}", train={"device": "cuda:1"}, meter=gpu_meter)
+    # Two NVML-metered workers on the one GPU: refused, pointing at train.device = 'cuda'.
+    pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=2))
+    assert pool.gpus() == ["2", "2"]
+    with pytest.raises(ConfigError) as err:
+        pool.start()
+    assert pool.processes == [] and not (tmp_path / "study.log").exists()
+    assert "--workers = 2 on 1 GPU(s) (CUDA_VISIBLE_DEVICES 2)" in str(err.value)
+    assert "train.device = 'cuda' (one worker on each visible GPU" in str(err.value)
+    # One worker: the study records GPU 2 metered, and why.
+    pool = WorkerPool(config, "random", 0, url, WorkerOptions(n_workers=1))
+    assert pool.gpus() == ["2"]
+    study, _ = pool._open_study(pool.gpus())
+    assert sorted(g["name"] for g in study.user_attrs["meter"]["gpus"].values()) == ["GPU C"]
+    assert "'cuda:1'" in study.user_attrs["meter"]["gpu_choice"]
+    assert study.user_attrs["worker_gpus"] == ["2"]
+    # A GPU the pool does not see: said before anything starts.
+    far = _config("far", train={"device": "cuda:2"}, meter=gpu_meter)
+    with pytest.raises(ConfigError, match=r"'cuda:2': the pool sees 2 GPU\(s\) "
+                                          r"\(CUDA_VISIBLE_DEVICES = '0,2': cuda:0..cuda:1\)"):
+        WorkerPool(far, "random", 0, url, WorkerOptions(n_workers=2)).gpus()
+    # Not metered by NVML: several workers may share the GPU.
+    cpu_metered = _config(f"e{uuid.uuid4().hex[:8]}", train={"device": "cuda:1"})
+    pool = WorkerPool(cpu_metered, "random", 0, url, WorkerOptions(n_workers=2))
+    study, _ = pool._open_study(pool.gpus())
+    assert study.user_attrs["worker_gpus"] == ["2", "2"]
+
+
+def test_partial_package_energy_skips_an_unknown_device():
+    from tuning_energy.worker_energy import partial_package_j
+
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("energy_partial", True)
+    trial.set_user_attr("energy_by_device_j", {"cpu0": 2.5, "dram0": None, "gpu0": 9.0})
+    frozen = study.get_trials()
+    assert partial_package_j(frozen, {7}, lambda t: 7) == pytest.approx(2.5)
 
 
 def test_a_trials_energy_attrs_reach_a_journal_file_in_one_append(tmp_path):

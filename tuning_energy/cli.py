@@ -78,17 +78,24 @@ def _run(config, args: argparse.Namespace):
 
     check_workers(args.storage, args.workers)
     if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+        partial = {} if args.partial_energy_s is None else \
+            {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
-                         progress=not args.no_progress, cross_check=args.cross_check)
+                         progress=not args.no_progress, cross_check=args.cross_check, **partial)
     return run_workers(config, args.strategy, args.seed, args.storage,
                        WorkerOptions(n_workers=args.workers), progress=not args.no_progress,
                        cross_check=args.cross_check)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One line per study: its charged energy (accounting.py, as compare and every report
+    count it) and its method, marked when any part is an estimate; then the label."""
     import optuna
+    import pandas as pd
     from optuna.trial import TrialState
 
+    from . import analysis as an
+    from .accounting import CHARGED_PARTS, charged_total_j
     from .storage import open_storage
 
     storage = open_storage(args.storage, create=False)
@@ -97,19 +104,34 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"no studies in {args.storage}")
         return 0
     header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best acc':>9} " \
-             f"{'energy J':>11}  method"
+             f"{'charged J':>11}  method"
     print(header)
+    tables = []
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
+        table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
+        tables.append(table)
         done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         vals = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        energy = [t.user_attrs["energy_j"] for t in trials if t.user_attrs.get("energy_j") is not None]
         best = f"{max(vals):.4f}" if vals else "-"
-        total = f"{sum(energy):,.1f}" if energy else "-"
+        parts = [c for c in CHARGED_PARTS if c in table.columns]
+        total = "-" if table["energy_j"].isna().all() else \
+            f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
         a = s.user_attrs
+        lab = an.method_label(table)
+        method = ", ".join(lab.methods) or a.get("energy_method", "?")
+        if lab.any_estimate:
+            method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
         print(f"{s.study_name:32} {a.get('strategy', '?'):9} {a.get('seed', '?'):>4} "
-              f"{len(done):>7} {best:>9} {total:>11}  {a.get('energy_method', '?')}")
+              f"{len(done):>7} {best:>9} {total:>11}  {method}")
+    every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
+        else tables[0]
+    print(f"charged J: the {an.charged_what(every)} energy of every finished trial "
+          f"(complete, pruned and failed)")
+    lab = an.method_label(every)
+    if lab.any_estimate:
+        print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return 0
 
 
@@ -264,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the study (default 1); > 1 needs a "
                         "journal:/// or postgresql:// --storage")
+    p.add_argument("--partial-energy-s", type=float, default=None,
+                   help="seconds between writes of a training trial's energy so far "
+                        "(energy_partial), kept by a trial whose run is killed (default 10; "
+                        "0: never); workers write it with each heartbeat")
     _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_study)

@@ -10,6 +10,12 @@ the same study is refused, naming the first, and only the holder of the lock mar
 trials FAIL, so a live trial is never taken for a dead one. Several processes on one study
 share a journal or PostgreSQL store (workers.py).
 
+A trial killed hard keeps the energy it spent: while it trains, the energy measured so far
+is written on it every `partial_energy_s` (default 10 s) with `energy_partial = true`, as
+workers do with each heartbeat (worker_energy.py); its final write sets `energy_partial =
+false`. The next run marks the killed trial FAIL; it keeps that energy, and totals, budgets
+and the analysis count it.
+
 Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id` on its
 trials: runs.py), so a study resumed on another machine or with another meter says so.
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
@@ -19,6 +25,8 @@ config then takes their new values.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import os
 import statistics
 import sys
@@ -57,12 +65,15 @@ from .strategies import (
 from .summary import StudySummary, best_accuracy, study_summary
 from .summary import accuracy as _accuracy
 from .train import set_deterministic, warm_up
+from .worker_energy import PartialEnergyWriter, TrialWindowMeter
 
 if TYPE_CHECKING:
     from .workers import WorkerContext
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 5
+#: Seconds between writes of a training trial's energy so far (single-process runs).
+PARTIAL_ENERGY_S = 10.0
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
@@ -176,10 +187,14 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
               storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
               out=None, cross_check: str | None = None,
-              worker: WorkerContext | None = None) -> StudySummary:
+              worker: WorkerContext | None = None,
+              partial_energy_s: float | None = PARTIAL_ENERGY_S) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
 
     cross_check: None, or `codecarbon` to store CodeCarbon's energy beside ours per trial.
+    partial_energy_s: how often a training trial's energy so far is written on it
+    (`energy_partial`), so that a run killed hard loses at most that much of it; None or 0:
+    never. Workers write it with each heartbeat instead (WorkerOptions).
     worker: one of several processes sharing the study (workers.py): it takes trials through
     `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
     a heartbeat while a trial runs, and uses its share of the cores and of the meter.
@@ -187,6 +202,9 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     """
     check_strategy(strategy)
     storage_kind(storage_url)
+    if partial_energy_s is not None and not partial_energy_s >= 0:
+        raise ConfigError(f"partial_energy_s (--partial-energy-s) = {partial_energy_s}: "
+                          f"seconds between writes of a trial's energy so far, >= 0 (0: never)")
     multi_objective = len(objectives(strategy)) > 1
     if multi_objective and config.pruning.pruner != "none":
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
@@ -195,26 +213,32 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     with run_lock(storage_url, study_name(config, strategy, seed)) if worker is None \
             else contextlib.nullcontext():
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
-                    cross_check, worker, multi_objective)
+                    cross_check, worker, multi_objective, partial_energy_s)
 
 
 def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
          out, cross_check: str | None, worker: WorkerContext | None,
-         multi_objective: bool) -> StudySummary:
+         multi_objective: bool, partial_energy_s: float | None) -> StudySummary:
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     threads = config.train.torch_threads if worker is None else worker.torch_threads
     set_threads(threads)
     set_deterministic(config.train.deterministic)
-    device = resolve_device(config.train.device)
+    # A worker pinned to one GPU sees it as cuda:0 (WorkerContext.train_device).
+    device = resolve_device(config.train.device if worker is None
+                            else worker.train_device(config.train.device))
 
     carbon = resolve_carbon(config.meter)
-    if worker is not None and device.index is not None:
-        raise ConfigError(f"train.device = {config.train.device!r}: workers take their GPU "
-                          f"from CUDA_VISIBLE_DEVICES; use train.device = 'cuda' or 'auto'")
     meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
                                cuda_index=device.index) if worker is None \
-        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
+        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda",
+                                 cuda_index=device.index)
+    writer = None
+    if worker is None and partial_energy_s:  # the trial window known to the writer
+        meter_choice = dataclasses.replace(meter_choice,
+                                           meter=TrialWindowMeter(meter_choice.meter))
+        writer = functools.partial(PartialEnergyWriter, meter_choice.meter,
+                                   interval_s=partial_energy_s, out=out)
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)
@@ -336,9 +360,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 trial, params = claimed
             state, values = TrialState.COMPLETE, None
             try:
-                with worker.heartbeat(trial) if worker else contextlib.nullcontext():
-                    if params is None:
-                        params = objective.propose(trial, window)
+                if params is None:
+                    params = objective.propose(trial, window)
+                # While it trains, the trial's energy so far is written on it.
+                with worker.heartbeat(trial) if worker else \
+                        writer(trial) if writer else contextlib.nullcontext():
                     values = objective.values(objective.run(trial, params))
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")

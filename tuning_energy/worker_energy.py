@@ -1,11 +1,13 @@
-"""Energy that adds up when several workers share a study (workers.py).
+"""Energy that adds up when several workers share a study (workers.py), and when a run is
+killed hard.
 
-- Partial energy: a worker's meter is wrapped in `TrialWindowMeter`, which knows the
-  trial's open window. While a trial runs, `PartialEnergyWriter` writes the energy measured
-  so far (`Meter.peek`) on the trial with each heartbeat (`heartbeat_interval_s`), marked
-  `energy_partial = true`: a worker killed hard (SIGKILL, OOM) leaves its trial with the
-  energy it had spent up to the last beat, and totals count it. The trial's final write (the
-  objective's `finally`) replaces those values and sets `energy_partial = false`.
+- Partial energy: a worker's meter (and a single-process run's: runner.py) is wrapped in
+  `TrialWindowMeter`, which knows the trial's open window. While a trial runs,
+  `PartialEnergyWriter` writes the energy measured so far (`Meter.peek`) on the trial with
+  each heartbeat (`heartbeat_interval_s`; a single-process run every `partial_energy_s`),
+  marked `energy_partial = true`: a process killed hard (SIGKILL, OOM) leaves its trial with
+  the energy it had spent up to the last write, and totals count it. The trial's final
+  write (the objective's `finally`) replaces those values and sets `energy_partial = false`.
 - The energy budget (`budget.max_energy_j`) is checked against the whole study at every
   claim, under the workers' lock (`energy_budget_stop`): what all trials were charged
   (accounting.py: training + proposing + storage, a killed trial's partial energy included),
@@ -55,8 +57,20 @@ class TrialWindowMeter(Meter):
         self._open: Window | None = None  # the trial window, while it is open
         self._partial: set[int] = set()  # windows whose energy so far was written on a trial
 
+    @property
+    def sees_idle_power(self) -> bool:  # type: ignore[override]
+        return self.inner.sees_idle_power
+
+    @property
+    def meters(self) -> list[Meter]:
+        """A composite inner meter's parts (the idle baseline names those blind to idle)."""
+        return list(getattr(self.inner, "meters", []))
+
     def read_j(self) -> dict[str, float]:
         return self.inner.read_j()
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        return self.inner.faults()
 
     def sync(self) -> None:
         self.inner.sync()
@@ -127,7 +141,7 @@ class PartialEnergyWriter:
                 self.n_written += self.meter.write_partial(self.trial)
             except Exception as exc:  # the trial goes on; its final write still comes
                 if not warned:
-                    print(f"[worker] trial {self.trial.number}: could not write its energy "
+                    print(f"trial {self.trial.number}: could not write its energy "
                           f"so far ({type(exc).__name__}: {exc})", file=self.out or sys.stderr)
                     warned = True
 
@@ -150,7 +164,8 @@ def partial_package_j(trials: Iterable[FrozenTrial], pids: set[int],
     for t in trials:
         if t.user_attrs.get(PARTIAL) is True and pid_of(t) in pids:
             by_device = t.user_attrs.get("energy_by_device_j") or {}
-            total += sum(j for d, j in by_device.items() if is_package_device(d))
+            total += sum(j for d, j in by_device.items()
+                         if is_package_device(d) and j is not None)
     return total
 
 
@@ -183,19 +198,24 @@ def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> st
 # ---------------------------------------------------------------- GPUs
 
 
-def check_gpu_sharing(meter: Meter, n_workers: int, gpus: Sequence[str | None]) -> None:
+def check_gpu_sharing(meter: Meter, n_workers: int, gpus: Sequence[str | None],
+                      device: str | None = None) -> None:
     """Refuse more workers than GPUs when the meter reads GPU counters (NVML).
 
     `meter` is built as the workers will build theirs; `gpus` is each worker's
-    CUDA_VISIBLE_DEVICES (None: no GPU).
+    CUDA_VISIBLE_DEVICES (None: no GPU); `device` the config's train.device.
     """
     metered = sorted(d for d in meter.read_j() if not is_package_device(d))
     distinct = sorted({g for g in gpus if g is not None})
     if not metered or not distinct or n_workers <= len(distinct):
         return
+    one_gpu = device is not None and device.startswith("cuda:")
     raise ConfigError(
         f"--workers = {n_workers} on {len(distinct)} GPU(s) (CUDA_VISIBLE_DEVICES "
         f"{','.join(distinct)}) metered by {meter.method}: NVML reads a whole GPU's energy "
         f"counter, so workers sharing a GPU would each count the others' joules as their "
-        f"own. Use --workers {len(distinct)} or fewer (one per GPU), make more GPUs visible "
-        f"(CUDA_VISIBLE_DEVICES), or train on the CPU (train.device = 'cpu')")
+        f"own. Use --workers {len(distinct)} or fewer (one per GPU), "
+        + (f"train.device = 'cuda' (one worker on each visible GPU; train.device = "
+           f"{device!r} puts every worker on that one GPU), " if one_gpu else
+           "make more GPUs visible (CUDA_VISIBLE_DEVICES), ")
+        + "or train on the CPU (train.device = 'cpu')")

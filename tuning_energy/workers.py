@@ -17,8 +17,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   means the trial is stale. The budget counts finished trials only.
 - Lost database connections: every storage call retries with back-off, then the worker
   exits with a StorageError that says so.
-- Devices: workers pinned to GPUs round-robin (CUDA_VISIBLE_DEVICES) when GPUs exist; torch
-  threads = usable cores // N (at least 1). Stated in the study attrs `workers`,
+- Devices: workers pinned to GPUs round-robin (CUDA_VISIBLE_DEVICES) when GPUs exist, or
+  all to the one GPU `train.device = "cuda:N"` names (each worker trains on its cuda:0, the
+  GPU it sees); torch threads = usable cores // N (at least 1). Stated in the study attrs `workers`,
   `torch_threads_per_worker`, `worker_gpus` (each worker's CUDA_VISIBLE_DEVICES, None for
   none), and per trial in the system attr `te_worker`. On GPUs the study's `energy_method`
   and `meter` are those of the workers' GPU meter; NVML reads a whole GPU, so more
@@ -28,6 +29,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   `energy_unattributed_j`, and per run under `energy_ledger:HOST:START` (`total_j`,
   `in_trials_j`, `unattributed_j`, of which `idle_j` in idle-baseline windows,
   `in_partial_trials_j`, `died_in_window_j`): trials + unattributed = what the meter saw.
+  Package energy the ledger could not read is unknown, never 0 J: the trials' windows over
+  it have None for that device, and `total_j`, `unattributed_j` and
+  `energy_unattributed_j` are None, with `errors` saying why.
   Each worker's idle baseline is kept in the study attr `idle_power_w:HOST:PID`
   (`idle_power_w`, `idle_s`, `worker`, `gpu`, `measured_at`); workers do not write the
   single-process `idle_power_w`.
@@ -64,7 +68,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import MeterConfig, StudyConfig
 from .energy import MeterChoice, build_meter
 from .energy.shared import CpuTimeLedger, SharedCpuTimeMeter, needs_attribution, shared_method
-from .errors import StorageError, TuningEnergyError
+from .errors import ConfigError, StorageError, TuningEnergyError
 from .storage import journal_path, open_storage, redact, storage_kind
 from .worker_energy import (
     PartialEnergyWriter,
@@ -78,7 +82,7 @@ WORKER_ATTR = "te_worker"  # trial system attr: which worker ran it
 MULTI_WORKER_KINDS = ("journal", "postgresql")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=...) like build_meter
+MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=, cuda_index=) like build_meter
 
 
 @dataclass(frozen=True)
@@ -303,17 +307,28 @@ class WorkerContext:
                     self._storage = open_storage(self.storage_url)
         return self._storage
 
-    # -- meter
-    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None) -> MeterChoice:
+    # -- device and meter
+    def train_device(self, name: str) -> str:
+        """train.device as this worker names it. A worker the pool pinned to one GPU
+        (CUDA_VISIBLE_DEVICES = `gpu`) sees only that GPU, as cuda:0: `cuda:N` named the
+        GPU the pool picked (WorkerPool.gpus), so here it is `cuda`."""
+        if self.gpu is not None and name.startswith("cuda:"):
+            return "cuda"
+        return name
+
+    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None,
+                     cuda_index: int | None = None) -> MeterChoice:
         """The worker's meter: the ledger's share of a package-wide meter, and the trial's
-        window known to the heartbeat (it writes the energy so far, worker_energy.py)."""
-        choice = self.meter_factory(config, use_gpus=use_gpus)
+        window known to the heartbeat (it writes the energy so far, worker_energy.py).
+        use_gpus, cuda_index: as build_meter's (the training device, as this worker sees it).
+        """
+        choice = self.meter_factory(config, use_gpus=use_gpus, cuda_index=cuda_index)
         meter = choice.meter
         if self.ledger_address is not None and needs_attribution(meter):
             meter = SharedCpuTimeMeter(meter, connect_ledger(self.ledger_address,
                                                              self.ledger_authkey))
         self._meter = TrialWindowMeter(meter)
-        return MeterChoice(self._meter, choice.requested, choice.reasons)
+        return replace(choice, meter=self._meter)
 
     def idle_attrs(self, idle_power_w: float | None, idle_s: float) -> dict[str, Any]:
         """Study attrs for this worker's idle baseline: one key per worker, none overwritten."""
@@ -527,9 +542,27 @@ class WorkerPool:
         self._t0 = 0.0
 
     def gpus(self) -> list[str | None]:
-        """Each worker's CUDA_VISIBLE_DEVICES (None: the worker trains on the CPU)."""
-        return gpu_assignment(self.options.n_workers, visible_gpus()
-                              if self.config.train.device in ("cuda", "auto") else [])
+        """Each worker's CUDA_VISIBLE_DEVICES (None: the worker trains on the CPU).
+
+        `cuda` / `auto`: round-robin over the visible GPUs. `cuda:N`: every worker on the
+        N-th visible GPU (each sees it as its cuda:0); a GPU metered by NVML then takes one
+        worker only (check_gpu_sharing).
+        """
+        device = self.config.train.device
+        n = self.options.n_workers
+        if device in ("cuda", "auto"):
+            return gpu_assignment(n, visible_gpus())
+        if device.startswith("cuda:"):
+            visible = visible_gpus()
+            index = int(device.split(":", 1)[1])
+            if index >= len(visible):
+                raise ConfigError(
+                    f"train.device = {device!r}: the pool sees {len(visible)} GPU(s) "
+                    f"(CUDA_VISIBLE_DEVICES = {os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
+                    + (f": cuda:0..cuda:{len(visible) - 1}" if visible else "")
+                    + "); cuda:N is the N-th GPU it lists")
+            return [visible[index]] * n
+        return [None] * n
 
     def _open_study(self, gpus: list[str | None]) -> tuple[optuna.Study, bool]:
         """The study, created with the meter the workers will use (GPUs included); refuses
@@ -538,12 +571,20 @@ class WorkerPool:
 
         ctx = WorkerContext(self.storage_url, self.options, meter_factory=self.meter_factory)
         use_gpus = any(g is not None for g in gpus)
+        # Each worker meters its own GPU (its cuda:0): together, every GPU the workers see.
         with _cuda_visible(",".join(sorted({g for g in gpus if g is not None})) or None):
-            choice = self.meter_factory(self.config.meter, use_gpus=use_gpus)
+            choice = self.meter_factory(self.config.meter, use_gpus=None if use_gpus
+                                        else False)
+        if use_gpus and choice.gpu_choice is not None and self.config.meter.gpus is None:
+            choice = replace(choice, gpu_choice=(
+                f"each worker's training GPU, its cuda:0 (train.device = "
+                f"{self.config.train.device!r}; CUDA_VISIBLE_DEVICES per worker: "
+                f"{', '.join(str(g) for g in gpus)}; meter.gpus not set)"))
         shared = needs_attribution(choice.meter)
         try:
             if use_gpus:
-                check_gpu_sharing(choice.meter, self.options.n_workers, gpus)
+                check_gpu_sharing(choice.meter, self.options.n_workers, gpus,
+                                  self.config.train.device)
             if shared and self.options.n_workers > 1:
                 choice.meter.method = shared_method(choice.meter.method)  # as trials record it
             study = open_study(self.config, self.strategy, self.seed, self.storage_url, choice,
@@ -652,14 +693,16 @@ class WorkerPool:
         partial_j = partial_package_j(self.study.get_trials(deepcopy=False), died,
                                       functools.partial(_pid_on, host))
         totals["in_trials_j"] += partial_j
-        totals["unattributed_j"] -= partial_j
+        if totals["unattributed_j"] is not None:  # None: some package energy was unknown
+            totals["unattributed_j"] -= partial_j
         totals["in_partial_trials_j"] = partial_j
         totals["workers"] = self.options.n_workers
         key = f"energy_ledger:{host}:{self._started_iso}"
         self.study.set_user_attr(key, totals)
         ledgers = [v for k, v in self.study.user_attrs.items() if k.startswith("energy_ledger:")]
-        self.study.set_user_attr("energy_unattributed_j",
-                                 sum(v["unattributed_j"] for v in ledgers))
+        unattributed = [v.get("unattributed_j") for v in ledgers]
+        self.study.set_user_attr("energy_unattributed_j", None if None in unattributed
+                                 else sum(unattributed))
 
 
 def _pid_on(host: str, trial: FrozenTrial) -> int | None:

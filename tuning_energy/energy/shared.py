@@ -20,6 +20,15 @@ the heartbeat had already written on its trial as partial energy (workers.py) is
 from unattributed to `in_trials_j` by the pool, from the store, when it stores the ledger
 (`died_in_window` lists those workers).
 
+Unknown energy is never 0 J: a segment over which a package device has no trustworthy
+reading (the device vanished from the meter's readings, its counter went backwards, or the
+meter reported a fault for it: `Meter.faults`) is attributed to nobody, and the ledger counts
+a fault for that device. Each reading the ledger hands a worker carries its fault counts,
+taken in the same step, so that every window over such a segment has None for the device,
+with the reason in its errors (base.py), like a single meter's window. The ledger's own
+books then say which devices were unknown (`errors`) and give `total_j` and
+`unattributed_j` as None (`known_total_j`: the measured segments only).
+
 The worker side is `SharedCpuTimeMeter`, a `Meter` whose method is the inner method with
 `rapl` replaced by `rapl-shared-cputime` (`nvml-counter+rapl` becomes
 `nvml-counter+rapl-shared-cputime`). GPU devices (`gpu*`) are not shared: a worker pinned to
@@ -41,6 +50,9 @@ from .base import Meter, Window
 
 SUFFIX = "-shared-cputime"
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: A worker's cumulative joules per package device, and the ledger's faults (device ->
+#: (unknown segments so far, last reason)), taken in one step.
+LedgerReading = tuple[dict[str, float], dict[str, tuple[int, str]]]
 
 
 def is_package_device(device: str) -> bool:
@@ -83,14 +95,17 @@ class CpuTimeLedger:
         self._lock = threading.Lock()
         self._last_j = self._read()
         self.devices = sorted(self._last_j)
+        self._meter_faults = self._read_faults()  # the meter's fault counts at the last read
         self._t0 = time.perf_counter()
         self._open: dict[int, float] = {}  # pid -> its CPU seconds at the previous event
         self._depth: dict[int, int] = {}  # pid -> open windows (they may nest)
         self._cum: dict[int, dict[str, float]] = {}  # pid -> cumulative attributed joules
         self._at_open: dict[int, dict[str, float]] = {}
+        self._faults_at_open: dict[int, dict[str, int]] = {}
         self._idle: set[int] = set()  # pids whose open window is an idle baseline
         self._died: dict[int, float] = {}  # pid -> joules of the trial window it died in
-        self.total_j = dict.fromkeys(self.devices, 0.0)
+        self._faults: dict[str, tuple[int, str]] = {}  # device -> (unknown segments, last why)
+        self.total_j = dict.fromkeys(self.devices, 0.0)  # of the segments that were measured
         self.in_windows_j = dict.fromkeys(self.devices, 0.0)  # of trial windows that closed
         self.idle_j = dict.fromkeys(self.devices, 0.0)  # of idle-baseline windows that closed
         self.n_windows = 0
@@ -98,12 +113,41 @@ class CpuTimeLedger:
     def _read(self) -> dict[str, float]:
         return {d: j for d, j in self.meter.read_j().items() if is_package_device(d)}
 
-    def _advance(self) -> None:
+    def _read_faults(self) -> dict[str, tuple[int, str]]:
+        return {d: f for d, f in self.meter.faults().items() if is_package_device(d)}
+
+    def _segment(self) -> dict[str, float | None]:
+        """Each package device's joules since the previous event; None when unknown (the
+        device gave no reading, its counter went backwards, or the meter saw a fault)."""
         now_j = self._read()
-        delta = {d: max(0.0, now_j.get(d, last) - last) for d, last in self._last_j.items()}
-        self._last_j = {d: now_j.get(d, last) for d, last in self._last_j.items()}
+        faults = self._read_faults()
+        delta: dict[str, float | None] = {}
+        for d, last in self._last_j.items():
+            now = now_j.get(d)
+            count, problem = faults.get(d, (0, ""))
+            if count != self._meter_faults.get(d, (0, ""))[0]:
+                why = problem or f"{self.meter.method} reported a reading it could not trust"
+            elif now is None:
+                why = "no reading" + (f": {problem}" if problem else "")
+            elif now < last:
+                why = f"its counter went backwards by {last - now:.6g} J"
+            else:
+                delta[d] = now - last
+                self._last_j[d] = now
+                continue
+            delta[d] = None
+            if now is not None:  # start over from the new value
+                self._last_j[d] = now
+            n, _ = self._faults.get(d, (0, ""))
+            self._faults[d] = (n + 1, f"package energy unknown in the shared ledger: {why}")
+        self._meter_faults = faults
+        return delta
+
+    def _advance(self) -> None:
+        delta = self._segment()
         for d, j in delta.items():
-            self.total_j[d] += j
+            if j is not None:
+                self.total_j[d] += j
         if not self._open:
             return
         used = {}
@@ -121,7 +165,16 @@ class CpuTimeLedger:
             share = u / total if total > 0 else 1.0 / len(used)
             cum = self._cum.setdefault(pid, dict.fromkeys(self.devices, 0.0))
             for d, j in delta.items():
-                cum[d] += j * share
+                if j is not None:  # an unknown segment is nobody's: the windows say None
+                    cum[d] += j * share
+
+    def _fault_counts(self) -> dict[str, int]:
+        return {d: n for d, (n, _) in self._faults.items()}
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        """Per package device: unknown segments so far and the last reason (Meter.faults)."""
+        with self._lock:
+            return dict(self._faults)
 
     def _cumulative(self, pid: int) -> dict[str, float]:
         return dict(self._cum.setdefault(pid, dict.fromkeys(self.devices, 0.0)))
@@ -136,8 +189,9 @@ class CpuTimeLedger:
             self._died[pid] = sum(now[d] - start[d] for d in self.devices)
         self._idle.discard(pid)
 
-    def open_window(self, pid: int, idle: bool = False) -> dict[str, float]:
-        """Charge `pid` from now on; returns its cumulative joules (the window's start).
+    def open_window(self, pid: int, idle: bool = False) -> LedgerReading:
+        """Charge `pid` from now on; returns its cumulative joules (the window's start) and
+        the ledger's fault counts, taken together (see `faults`).
 
         idle: an idle-baseline window, booked as `idle_j` when it closes, not as a trial's.
         """
@@ -147,12 +201,14 @@ class CpuTimeLedger:
             if self._depth[pid] == 1:
                 self._open[pid] = self.cpu_s(pid) or 0.0
                 self._at_open[pid] = self._cumulative(pid)
+                self._faults_at_open[pid] = self._fault_counts()
                 if idle:
                     self._idle.add(pid)
-            return self._cumulative(pid)
+            return self._cumulative(pid), dict(self._faults)
 
-    def close_window(self, pid: int) -> dict[str, float]:
-        """Close one of `pid`'s windows; returns its cumulative joules (the window's end)."""
+    def close_window(self, pid: int) -> LedgerReading:
+        """Close one of `pid`'s windows; returns its cumulative joules (the window's end)
+        and the ledger's fault counts."""
         with self._lock:
             self._advance()
             end = self._cumulative(pid)
@@ -161,18 +217,21 @@ class CpuTimeLedger:
                 self._depth.pop(pid, None)
                 self._open.pop(pid, None)
                 start = self._at_open.pop(pid, end)
+                at_open = self._faults_at_open.pop(pid, {})
                 book = self.idle_j if pid in self._idle else self.in_windows_j
                 self._idle.discard(pid)
+                now = self._fault_counts()
                 for d in self.devices:
-                    book[d] += end[d] - start[d]
+                    if now.get(d, 0) == at_open.get(d, 0):  # else the window's d is unknown
+                        book[d] += end[d] - start[d]
                 self.n_windows += 1
-            return end
+            return end, dict(self._faults)
 
-    def read(self, pid: int) -> dict[str, float]:
-        """`pid`'s cumulative joules now (a peek into an open window)."""
+    def read(self, pid: int) -> LedgerReading:
+        """`pid`'s cumulative joules now (a peek into an open window) and the fault counts."""
         with self._lock:
             self._advance()
-            return self._cumulative(pid)
+            return self._cumulative(pid), dict(self._faults)
 
     def totals(self) -> dict[str, Any]:
         """What the meter saw, what went into closed trial windows, and the rest.
@@ -180,18 +239,25 @@ class CpuTimeLedger:
         unattributed_j = total_j - in_trials_j: on no trial, of which idle_j in idle-baseline
         windows. died_in_window: pid -> joules of the trial window it died in, up to its death
         (the pool moves what the heartbeat wrote on that trial to in_trials_j).
+        When a device's energy was unknown over some segment (`errors`: device -> why),
+        total_j and unattributed_j are None (unknown, never a made-up figure) and
+        known_total_j is the energy of the segments that were measured.
         """
         with self._lock:
             self._advance()
-            total = sum(self.total_j.values())
+            known = sum(self.total_j.values())
             in_windows = sum(self.in_windows_j.values())
+            errors = {d: why for d, (_, why) in self._faults.items()}
             return {
                 "method": shared_method(self.meter.method),
-                "total_j": total,
+                "total_j": None if errors else known,
+                "known_total_j": known,
                 "in_trials_j": in_windows,
-                "unattributed_j": total - in_windows,
+                "unattributed_j": None if errors else known - in_windows,
                 "idle_j": sum(self.idle_j.values()),
-                "by_device_total_j": dict(self.total_j),
+                "by_device_total_j": {d: None if d in errors else j
+                                      for d, j in self.total_j.items()},
+                "errors": errors,
                 "windows": self.n_windows,
                 "still_open": len(self._open) + len(self._died),
                 "died_in_window": dict(self._died),
@@ -212,20 +278,36 @@ class SharedCpuTimeMeter(Meter):
         self.method = shared_method(inner.method)
         self._mode = threading.local()  # per thread: a heartbeat may peek during an end()
 
+    @property
+    def sees_idle_power(self) -> bool:  # type: ignore[override]
+        return self.inner.sees_idle_power
+
     def _own(self) -> dict[str, float]:
         return {d: j for d, j in self.inner.read_j().items() if not is_package_device(d)}
 
     def read_j(self) -> dict[str, float]:
         mode = getattr(self._mode, "value", "read")
         if mode == "open":
-            shared = self.ledger.open_window(self.pid)
+            shared, faults = self.ledger.open_window(self.pid)
         elif mode == "open-idle":
-            shared = self.ledger.open_window(self.pid, idle=True)
+            shared, faults = self.ledger.open_window(self.pid, idle=True)
         elif mode == "close":
-            shared = self.ledger.close_window(self.pid)
+            shared, faults = self.ledger.close_window(self.pid)
         else:  # peek() into an open window
-            shared = self.ledger.read(self.pid)
+            shared, faults = self.ledger.read(self.pid)
+        self._mode.faults = faults  # for the faults() call that follows (base.py)
         return {**self._own(), **shared}
+
+    def faults(self) -> dict[str, tuple[int, str]]:
+        """GPUs: the inner meter's faults. Package devices: the ledger's, as they were at
+        this thread's last reading (taken with it, so that no other worker's reading can
+        slip in between), else as they are now."""
+        own = {d: f for d, f in self.inner.faults().items() if not is_package_device(d)}
+        shared = getattr(self._mode, "faults", None)
+        self._mode.faults = None
+        if shared is None:
+            shared = self.ledger.faults()
+        return {**own, **shared}
 
     def _in_mode(self, mode: str, fn: Callable, *args):
         self._mode.value = mode
