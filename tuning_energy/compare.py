@@ -72,8 +72,9 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         finished = int(t["state"].isin(["COMPLETE", "PRUNED"]).sum())
         failed = int((t["state"] == "FAIL").sum())
         best = "-" if t["accuracy"].isna().all() else f"{t['accuracy'].max():.4f}"
+        low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
-            f"{charged_total_j(t[parts].to_dict('records')):,.1f}"
+            f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
         lab = an.method_label(t)
         method = ", ".join(lab.methods) or "-"
         if lab.any_estimate:
@@ -81,6 +82,8 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         lines.append(f"{name:36} {finished:>7} {failed:>6} {best:>9} {energy:>11}  {method}")
     lines.append(f"charged J: the {an.charged_what(trials)} energy of every finished trial "
                  f"(complete, pruned and failed)")
+    if text := an.unmeasured_text(trials[trials["study"].isin(list(names))]):
+        lines.append(text)
     lab = an.method_label(trials)
     if lab.any_estimate:
         lines.append(f"energy method {', '.join(lab.methods)}: {lab.text()}")
@@ -137,6 +140,8 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
         "energy_counted": an.energy_counted(df),
+        "n_unmeasured": int(an.unmeasured(df).sum()),  # trials without training energy
+        "unmeasured": an.unmeasured_text(df) or None,
         "strategies": {},
     }
     if c.prediction is not None:
@@ -153,6 +158,11 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
             "reached_share": float(row.reached_share),
             "total_energy_median_j": float(row.median_total_energy_j),
             "best_accuracy_median": float(row.median_best_accuracy),
+            # trials without a training-energy measurement that the ETAs count; lower_bound:
+            # eta_median_j and its CI are lower bounds (total_lower_bound: the search's)
+            "n_unmeasured": int(row.n_unmeasured),
+            "lower_bound": bool(row.lower_bound),
+            "total_lower_bound": bool(row.total_lower_bound),
         }
     return result, c
 
@@ -183,7 +193,8 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         f"objective for every strategy. {c.goal.sentence()} Energy "
         f"counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"
-        + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + ".",
+        + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + "."
+        + (f" {result['unmeasured']}" if result.get("unmeasured") else ""),
         "",
         "Energy to target (ETA) = cumulative energy as counted above up to and including the "
         "first trial that reaches the target; total = the whole search's energy, counted the "
@@ -202,9 +213,12 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         lines += ["No strategy reached the target in more than half of its seeds.", ""]
         return "\n".join(lines + _prediction_section(c))
     best = reached.sort_values("median_energy_to_target_j").iloc[0]
+    low = "≥ " if best["lower_bound"] else ""
     lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
-              f"{best['median_energy_to_target_j']:,.1f} J "
-              f"(95% CI {best['ci_low_j']:,.1f}-{best['ci_high_j']:,.1f} J).", ""]
+              f"{low}{best['median_energy_to_target_j']:,.1f} J "
+              f"(95% CI {low}{best['ci_low_j']:,.1f}-{low}{best['ci_high_j']:,.1f} J)."
+              + (" Its energies are lower bounds (trials without a training-energy "
+                 "measurement), so the ranking is uncertain." if low else ""), ""]
     rows = ratios(c, best["strategy"])
     medians = dict(zip(s["strategy"], s["median_energy_to_target_j"], strict=True))
     if rows:

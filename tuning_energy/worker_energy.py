@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .accounting import charged_energy_j, charged_total_j
+from .accounting import charged_energy_j, charged_known_j, charged_total_j
 from .energy.base import Measurement, Meter, Window
 from .energy.shared import is_package_device
 from .errors import ConfigError
@@ -169,7 +169,9 @@ def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> st
             and (e := charged_energy_j(t.user_attrs)) is not None]
     next_j = statistics.median(done) if done else 0.0
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    to_come_j = sum(max(0.0, next_j - (charged_energy_j(t.user_attrs) or 0.0))
+    # what a running trial has been charged so far (its proposal, its partial energy) is
+    # in spent_j already
+    to_come_j = sum(max(0.0, next_j - (charged_known_j(t.user_attrs) or 0.0))
                     for t in running)
     if spent_j + to_come_j + next_j <= max_energy_j:
         return None
