@@ -38,7 +38,7 @@ def test_pruned_trials_keep_their_energy_and_are_counted(storage_url):
         assert math.isclose(a["energy_saved_j"], a["energy_j"] / a["epochs_run"] * (4 - a["epochs_run"]))
         assert a["pruned_reason"] == "pruner median"
         assert len(t.intermediate_values) == a["epochs_run"]
-    assert math.isclose(summary.total_energy_j, sum(t.user_attrs["energy_j"] for t in ts))
+    assert math.isclose(summary.training_energy_j, sum(t.user_attrs["energy_j"] for t in ts))
     assert math.isclose(summary.energy_saved_j, sum(t.user_attrs["energy_saved_j"] for t in pruned))
     study = optuna.load_study(study_name="tiny-random-median-s0", storage=storage_url)
     assert math.isclose(study.user_attrs["pruning_energy_saved_j"], summary.energy_saved_j)

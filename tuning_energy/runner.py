@@ -385,7 +385,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     for key, value in {"pruning_energy_saved_j": summary.energy_saved_j,
                        "propose_energy_j": summary.propose_energy_j,
                        "store_energy_j": summary.store_energy_j,
-                       "total_energy_j": summary.total_energy_j}.items():
+                       "training_energy_j": summary.training_energy_j,  # meter windows
+                       "total_energy_j": summary.total_energy_j}.items():  # charged
         study.set_user_attr(key, value)
     return summary
 
