@@ -435,6 +435,26 @@ def bootstrap_median_ci(values: Sequence[float], n_boot: int = 10_000, level: fl
     return float(np.median(x)), float(lo), float(hi)
 
 
+RATIO_SEED = 20_230_323  # fixed: the same store gives the same ratio intervals
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
+             level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
+    """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
+
+    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(np.median(x) / np.median(y))
+        bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
+        by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
+        r = bx / by
+    r = r[~np.isnan(r)]
+    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
+    return point, float(lo), float(hi)
+
+
 def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.95,
                      seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
     """Per strategy across seeds, from `energy_to_target`'s table.

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import analysis as an
@@ -93,26 +92,6 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- compare.md / compare.json
 
 REFERENCES = ("bayes", "random", "grid")
-RATIO_SEED = 20_230_323
-
-
-def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
-             level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
-    """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
-
-    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        point = float(np.median(x) / np.median(y))
-        bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
-        by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
-        r = bx / by
-    r = r[~np.isnan(r)]
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
-    return point, float(lo), float(hi)
-
-
 def _finite(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
@@ -176,7 +155,7 @@ def ratios(c, best: str) -> list[dict[str, Any]]:
             continue
         a = energy[c.ett["strategy"] == best]
         b = energy[c.ett["strategy"] == ref]
-        point, lo, hi = ratio_ci(a, b)
+        point, lo, hi = an.ratio_ci(a, b)
         rows.append({"vs": ref, "ratio": point, "ci_low": lo, "ci_high": hi})
     return rows
 
