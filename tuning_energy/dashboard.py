@@ -10,7 +10,8 @@
   computed by `analysis.energy_to_target` on the study's trials table, as every report
   does) and the
   trials whose training cost the most energy; plus a note on the best trial saying why it
-  is best. The runner calls it at the end of every run.
+  is best. The runner calls it at the end of every run, one with nothing left to run
+  included (a new target_accuracy then reaches the note).
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
 
 Accuracy is `trial.values[0]` so single-objective (`accuracy`) and multi-objective

@@ -258,6 +258,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
         print(f"study {name} already has {done}/{n_budget} finished trials; nothing to run "
               f"(raise --trials to run more)", file=out)
         meter.close()
+        _write_dashboard_notes(study)  # the stored config may have taken a new target
         return study_summary(study, storage_url, n_budget, 0, t_start, "budget already spent",
                              meter)
 
