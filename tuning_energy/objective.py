@@ -65,7 +65,9 @@ class TrialOutcome:
 
 
 def energy_attrs(m: Measurement) -> dict[str, Any]:
-    """The trial attrs that describe a measurement (None stays None: never a made-up 0)."""
+    """The trial attrs that describe a measurement (None stays None: never a made-up 0),
+    with what the meter added to it (`Measurement.extra`: `energy_partial`, the
+    `crosscheck_*` figures)."""
     return {
         "energy_j": m.energy_j,
         "energy_method": m.method,
@@ -73,6 +75,7 @@ def energy_attrs(m: Measurement) -> dict[str, Any]:
         "energy_error": m.energy_error,  # which device's energy is unknown and why (else None)
         "duration_s": m.duration_s,
         "avg_power_w": m.avg_power_w,
+        **m.extra,
     }
 
 
