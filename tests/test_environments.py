@@ -84,6 +84,26 @@ def test_study_stores_its_environment_and_refuses_to_resume_under_another(tmp_pa
     assert main(base + ["--environment", "  "]) == 2
 
 
+def test_a_resume_without_environment_keeps_the_stored_label(tmp_path, capsys):
+    """The label is descriptive: a resume that leaves out --environment goes on under the
+    stored label (and the stored config keeps it, so naming it again still resumes)."""
+    config = tmp_path / "t.toml"
+    config.write_text(TINY.format(threads=1))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["study", "--config", str(config), "--strategy", "random", "--storage", url,
+            "--no-progress"]
+    assert main(base + ["--environment", "laptop"]) == 0
+    assert main(base + ["--trials", "4"]) == 0, capsys.readouterr().err
+    assert main(base + ["--trials", "5", "--environment", "laptop"]) == 0, \
+        capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny-random-s0", storage=url)
+    assert len(study.trials) == 5
+    assert study.user_attrs["environment"] == "laptop"
+    assert study.user_attrs["config"]["environment"] == "laptop"
+    assert main(base + ["--trials", "6", "--environment", "gpu-server"]) == 2
+    assert "leave it out to keep the stored label" in capsys.readouterr().err
+
+
 def test_each_store_carries_its_default_environment(stores):
     _, one, two = stores
     envs = {u: set(an.trials_table(u)["environment"]) for u in (one, two)}

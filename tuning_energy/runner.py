@@ -44,7 +44,7 @@ from .hardware import environment_label
 from .metered_sampler import MeteredSampler
 from .objective import Objective
 from .predict import EnergyPredictor
-from .resume import analysis_changes, config_differences
+from .resume import analysis_changes, config_differences, resumed
 from .runs import hardware_info, record_run
 from .storage import open_storage, redact, run_lock, storage_kind
 from .strategies import (
@@ -133,7 +133,8 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     """Create the study, or load it and check that the config still describes it.
 
     On a resume the stored config takes the current values of the keys that do not block
-    it (budget, resume.ANALYSIS_ONLY); `notes` (when given) gets one line per changed key.
+    it (budget, resume.ANALYSIS_ONLY) and keeps its `environment` when none is given
+    (resume.resumed); `notes` (when given) gets one line per changed key.
     """
     storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
@@ -159,16 +160,17 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
         attrs.update({f"config.{k}": v for k, v in config.to_dict().items()})
         for k, v in attrs.items():
             study.set_user_attr(k, v)
-    elif diff := config_differences(stored, config.to_dict(), strategy):
+    elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
+                                    strategy):
         raise StorageError(
             f"study {name!r} in {redact(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
-    elif stored != config.to_dict():  # the budget or analysis-only keys: the stored follows
+    elif stored != current:  # the budget or analysis-only keys: the stored follows
         if notes is not None:
-            notes.extend(analysis_changes(stored, config.to_dict()))
-        study.set_user_attr("config", config.to_dict())
-        for k, v in config.to_dict().items():
+            notes.extend(analysis_changes(stored, current))
+        study.set_user_attr("config", current)
+        for k, v in current.items():
             study.set_user_attr(f"config.{k}", v)
     return study
 
