@@ -87,6 +87,13 @@ def test_the_study_energy_budget_stops_before_overrunning(storage_url):
     assert "energy budget" in summary.stop_reason
     assert summary.total_energy_j <= 2.5 * per_trial * 1.5
     assert 1 <= summary.ran_now <= 4  # about 2; trial energies vary with the sampled model
+    # one rule for one process and for workers: the study-wide check on the store says the
+    # same, word for word
+    from tuning_energy.worker_energy import energy_budget_stop
+
+    study = optuna.load_study(study_name="capped-random-s0", storage=storage_url)
+    assert summary.stop_reason == energy_budget_stop(study.get_trials(),
+                                                     capped.budget.max_energy_j)
 
 
 def test_mo_study_stores_accuracy_and_energy_objectives(storage_url):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -57,6 +56,7 @@ from .strategies import (
 from .summary import StudySummary, best_accuracy, study_summary
 from .summary import accuracy as _accuracy
 from .train import set_deterministic, warm_up
+from .worker_energy import energy_budget_stop
 
 if TYPE_CHECKING:
     from .workers import WorkerContext
@@ -305,19 +305,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     max_j = config.budget.max_energy_j
     try:
         while done < n_budget:
-            if max_j is not None:
-                # Stop before a trial that would overrun the budget, predicted by the median
-                # charged energy of the finished trials; the spent energy is read from the
-                # store (other workers' trials count too).
-                trials = study.get_trials(deepcopy=False)
-                energy_so_far = charged_total_j(t.user_attrs for t in trials)
-                spent = [e for t in trials if t.state in FINISHED
-                         and (e := charged_energy_j(t.user_attrs)) is not None]
-                next_j = statistics.median(spent) if spent else 0.0
-                if energy_so_far + next_j > max_j:
-                    stop_reason = (f"energy budget: {energy_so_far:,.1f} J charged (training + "
-                                   f"proposing + storage), the next trial (~{next_j:,.1f} J "
-                                   f"predicted) would pass max_energy_j {max_j:g} J")
+            if max_j is not None and worker is None:  # workers: checked at every claim
+                # Stop before a trial that would overrun the budget: the one rule
+                # (worker_energy.energy_budget_stop), on the study's trials in the store.
+                if reason := energy_budget_stop(study.get_trials(deepcopy=False), max_j):
+                    stop_reason = reason
                     break
             if config.budget.timeout_s is not None and \
                     time.perf_counter() - t_start >= config.budget.timeout_s:

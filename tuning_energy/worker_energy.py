@@ -7,7 +7,8 @@
   energy it had spent up to the last beat, and totals count it. The trial's final write (the
   objective's `finally`) replaces those values and sets `energy_partial = false`.
 - The energy budget (`budget.max_energy_j`) is checked against the whole study at every
-  claim, under the workers' lock (`energy_budget_stop`): what all trials were charged
+  claim, under the workers' lock, and by a single process before each trial: one rule,
+  `energy_budget_stop`: what all trials were charged
   (accounting.py: training + proposing + storage, a killed trial's partial energy included),
   what the trials running elsewhere are expected to add, and the next trial.
 - GPUs: NVML reads a whole GPU's counter; two workers on one GPU would each count the
@@ -175,7 +176,8 @@ def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> st
                     for t in running)
     if spent_j + to_come_j + next_j <= max_energy_j:
         return None
-    return (f"energy budget: {spent_j:,.1f} J charged to the study's trials"
+    return (f"energy budget: {spent_j:,.1f} J charged to the study's trials (training + "
+            f"proposing + storage)"
             + (f", ~{to_come_j:,.1f} J more expected from {len(running)} running"
                if running else "")
             + f"; the next trial (~{next_j:,.1f} J predicted) would pass "
