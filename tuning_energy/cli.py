@@ -72,14 +72,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
-    from .runner import run_study
-    from .storage import storage_kind
-    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers, run_workers
+    from .workers import WorkerOptions, run_workers
 
-    check_workers(args.storage, args.workers)
-    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
-        return run_study(config, args.strategy, args.seed, args.storage,
-                         progress=not args.no_progress, cross_check=args.cross_check)
     return run_workers(config, args.strategy, args.seed, args.storage,
                        WorkerOptions(n_workers=args.workers), progress=not args.no_progress,
                        cross_check=args.cross_check)
@@ -171,7 +165,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import studies_lines
 
     summaries = run_comparison(config, args.seeds, strategies, args.storage,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, workers=args.workers)
     print()
     print("\n".join(studies_lines(args.storage, [s.study_name for s in summaries])))
     if summaries and summaries[-1].interrupted:
@@ -298,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"variant of its own")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes per study (default 1); > 1 needs a journal:/// "
+                        "or postgresql:// --storage, as `study --workers N`")
     p.add_argument("--out", default="figures",
                    help="where compare.md, compare.json, compare.png go (default figures)")
     _add_target(p)

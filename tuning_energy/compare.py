@@ -22,30 +22,38 @@ from . import analysis as an
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
-from .runner import StudySummary, run_study
+from .runner import StudySummary
 from .storage import redact
 from .strategies import STRATEGIES, parse_variant
+from .workers import WorkerOptions, check_workers, run_workers
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
                    storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
-                   out=None) -> list[StudySummary]:
+                   out=None, workers: int = 1) -> list[StudySummary]:
     """Run (or resume) `{config.name}-{strategy}-s{seed}` for seeds 0..seeds-1.
 
     A strategy may carry a pruner, `tpe+asha`: that study runs with `[pruning] pruner =
     "asha"` (named `{config.name}-tpe-asha-s{seed}`), beside the unpruned one.
+
+    Each study runs as `tuning-energy study` runs it (workers.run_workers): on SQLite one
+    process under the study's run lock; on journal / PostgreSQL `workers` worker processes
+    (default 1, in this process) that claim trials under the workers' lock, so that two
+    comparisons running at once on one store share each study's budget.
     """
     out = out or sys.stdout
     names = list(strategies) if strategies else list(STRATEGIES)
     variants = [parse_variant(s) for s in names]
     if seeds <= 0:
         raise ConfigError(f"--seeds = {seeds}: must be > 0")
+    check_workers(storage_url, workers)
     summaries = []
     for seed in range(seeds):
         for strategy, pruner in variants:
             cfg = config if pruner is None else config.with_overrides(
                 pruning=dataclasses.replace(config.pruning, pruner=pruner))
-            summary = run_study(cfg, strategy, seed, storage_url, progress=progress, out=out)
+            summary = run_workers(cfg, strategy, seed, storage_url,
+                                  WorkerOptions(n_workers=workers), out=out, progress=progress)
             summaries.append(summary)
             if summary.interrupted:
                 return summaries

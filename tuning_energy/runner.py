@@ -185,10 +185,15 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     worker: one of several processes sharing the study (workers.py): it takes trials through
     `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
     a heartbeat while a trial runs, and uses its share of the cores and of the meter.
-    Without one, a SQLite store is locked for this study while it runs (`run_lock`).
+    Without one, a SQLite store is locked for this study while it runs (`run_lock`), and on
+    a journal / PostgreSQL store this process is one worker (workers.single_worker), which
+    shares the study's budget with any other process running it.
     """
     check_strategy(strategy)
-    storage_kind(storage_url)
+    if worker is None and storage_kind(storage_url) in ("journal", "postgresql"):
+        from .workers import single_worker
+
+        worker = single_worker(config, storage_url, out=out)
     multi_objective = len(objectives(strategy)) > 1
     if multi_objective and config.pruning.pruner != "none":
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
@@ -211,12 +216,13 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
-    if worker is not None and device.index is not None:
+    if worker is not None and device.index is not None and worker.options.n_workers > 1:
         raise ConfigError(f"train.device = {config.train.device!r}: workers take their GPU "
                           f"from CUDA_VISIBLE_DEVICES; use train.device = 'cuda' or 'auto'")
     meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
                                cuda_index=device.index) if worker is None \
-        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
+        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda",
+                                 cuda_index=device.index)
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)

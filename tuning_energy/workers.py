@@ -1,4 +1,4 @@
-"""Several worker processes on one study: `tuning-energy study --workers N`.
+"""Several worker processes on one study: `tuning-energy study|compare --workers N`.
 
 Optuna's storage is the scheduler: every worker runs the ordinary runner loop and takes its
 own trials from the store. What this module adds around the runner (`WorkerContext`):
@@ -18,7 +18,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
 - Lost database connections: every storage call retries with back-off, then the worker
   exits with a StorageError that says so.
 - Devices: workers pinned to GPUs round-robin (CUDA_VISIBLE_DEVICES) when GPUs exist; torch
-  threads = usable cores // N (at least 1). Stated in the study attrs `workers`,
+  threads = usable cores // N (at least 1); one worker (`single_worker`: any one process
+  on a journal / PostgreSQL store, which claims its trials like the others) keeps the
+  config's `train.torch_threads`. Stated in the study attrs `workers`,
   `torch_threads_per_worker`, `worker_gpus` (each worker's CUDA_VISIBLE_DEVICES, None for
   none), and per trial in the system attr `te_worker`. On GPUs the study's `energy_method`
   and `meter` are those of the workers' GPU meter; NVML reads a whole GPU, so more
@@ -304,10 +306,13 @@ class WorkerContext:
         return self._storage
 
     # -- meter
-    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None) -> MeterChoice:
+    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None,
+                     cuda_index: int | None = None) -> MeterChoice:
         """The worker's meter: the ledger's share of a package-wide meter, and the trial's
-        window known to the heartbeat (it writes the energy so far, worker_energy.py)."""
-        choice = self.meter_factory(config, use_gpus=use_gpus)
+        window known to the heartbeat (it writes the energy so far, worker_energy.py).
+        cuda_index: the training GPU of a single worker (`train.device = "cuda:N"`)."""
+        choice = self.meter_factory(config, use_gpus=use_gpus,
+                                    **({} if cuda_index is None else {"cuda_index": cuda_index}))
         meter = choice.meter
         if self.ledger_address is not None and needs_attribution(meter):
             meter = SharedCpuTimeMeter(meter, connect_ledger(self.ledger_address,
@@ -690,15 +695,33 @@ class _MethodOnly:
         self.method = study.user_attrs.get("energy_method", "unknown")
 
 
+def single_worker(config: StudyConfig, storage_url: str, options: WorkerOptions | None = None,
+                  meter_factory: MeterFactory = build_meter, out=None) -> WorkerContext:
+    """The worker that one process on a journal / PostgreSQL store is: it claims its trials
+    under the workers' lock, so that two commands running one study (two `compare`s, a
+    `study` beside a `compare`) share its budget instead of each running all of it. It
+    trains with the config's `train.torch_threads`, as one process on SQLite does, unless
+    `options.torch_threads` says otherwise."""
+    options = options or WorkerOptions()
+    return WorkerContext(storage_url, replace(
+        options, n_workers=1, torch_threads=options.torch_threads or config.train.torch_threads),
+        meter_factory=meter_factory, out=out)
+
+
 def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
                 options: WorkerOptions, meter_factory: MeterFactory = build_meter,
                 out=None, progress: bool = True, cross_check: str | None = None):
-    """Run the study with `options.n_workers` workers; one worker runs in this process."""
+    """Run the study with `options.n_workers` workers; one worker runs in this process.
+
+    One worker: `runner.run_study` in this process, under the run lock on SQLite and as a
+    claiming worker (`single_worker`) on journal / PostgreSQL. This is how `tuning-energy
+    study` and `compare` run each study (`--workers N`)."""
     check_workers(storage_url, options.n_workers)
     if options.n_workers == 1:
         from .runner import run_study
 
-        context = WorkerContext(storage_url, options, meter_factory=meter_factory, out=out)
+        context = single_worker(config, storage_url, options, meter_factory, out) \
+            if storage_kind(storage_url) in MULTI_WORKER_KINDS else None
         return run_study(config, strategy, seed, storage_url, progress=progress, out=out,
                          cross_check=cross_check, worker=context)
     pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out,
