@@ -76,7 +76,7 @@ def store(tmp_path_factory):
     config = root / "tiny.toml"
     config.write_text(TOML)
     url = f"sqlite:///{root / 'energy.db'}"
-    real_fit, real_run_study = objective_module.fit, compare_module.run_workers
+    real_fit, real_run_study = objective_module.fit, compare_module.run_study
     first = []
 
     def run_study(*args, **kwargs):
@@ -92,7 +92,7 @@ def store(tmp_path_factory):
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setattr(objective_module, "fit", fit)
-        mp.setattr(compare_module, "run_workers", run_study)  # each study of the compare
+        mp.setattr(compare_module, "run_study", run_study)
         assert main(["compare", "--config", str(config), "--seeds", "1", "--strategies",
                      ",".join(STRATEGIES), "--storage", url, "--no-progress",
                      "--out", str(root / "compare")]) == 0

@@ -72,8 +72,14 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
-    from .workers import WorkerOptions, run_workers
+    from .runner import run_study
+    from .storage import storage_kind
+    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers, run_workers
 
+    check_workers(args.storage, args.workers)
+    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+        return run_study(config, args.strategy, args.seed, args.storage,
+                         progress=not args.no_progress, cross_check=args.cross_check)
     return run_workers(config, args.strategy, args.seed, args.storage,
                        WorkerOptions(n_workers=args.workers), progress=not args.no_progress,
                        cross_check=args.cross_check)

@@ -22,7 +22,7 @@ from . import analysis as an
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
-from .runner import StudySummary
+from .runner import StudySummary, run_study
 from .storage import redact
 from .strategies import STRATEGIES, parse_variant
 from .workers import WorkerOptions, check_workers, run_workers
@@ -36,10 +36,10 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
     A strategy may carry a pruner, `tpe+asha`: that study runs with `[pruning] pruner =
     "asha"` (named `{config.name}-tpe-asha-s{seed}`), beside the unpruned one.
 
-    Each study runs as `tuning-energy study` runs it (workers.run_workers): on SQLite one
-    process under the study's run lock; on journal / PostgreSQL `workers` worker processes
-    (default 1, in this process) that claim trials under the workers' lock, so that two
-    comparisons running at once on one store share each study's budget.
+    Each study runs as `tuning-energy study` runs it: one process (runner.run_study: on
+    SQLite under the study's run lock, on journal / PostgreSQL as one worker that claims
+    trials under the workers' lock, so that two comparisons running at once on one store
+    share each study's budget), or `workers` worker processes (workers.run_workers).
     """
     out = out or sys.stdout
     names = list(strategies) if strategies else list(STRATEGIES)
@@ -52,8 +52,12 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
         for strategy, pruner in variants:
             cfg = config if pruner is None else config.with_overrides(
                 pruning=dataclasses.replace(config.pruning, pruner=pruner))
-            summary = run_workers(cfg, strategy, seed, storage_url,
-                                  WorkerOptions(n_workers=workers), out=out, progress=progress)
+            # one process: SQLite under the run lock, journal / PostgreSQL as one claiming
+            # worker (run_study); more: a pool of workers (as `study --workers N`)
+            summary = run_study(cfg, strategy, seed, storage_url, progress=progress,
+                                out=out) if workers == 1 else \
+                run_workers(cfg, strategy, seed, storage_url, WorkerOptions(n_workers=workers),
+                            out=out, progress=progress)
             summaries.append(summary)
             if summary.interrupted:
                 return summaries

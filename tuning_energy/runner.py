@@ -190,15 +190,17 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     shares the study's budget with any other process running it.
     """
     check_strategy(strategy)
-    if worker is None and storage_kind(storage_url) in ("journal", "postgresql"):
-        from .workers import single_worker
-
-        worker = single_worker(config, storage_url, out=out)
+    storage_kind(storage_url)
     multi_objective = len(objectives(strategy)) > 1
     if multi_objective and config.pruning.pruner != "none":
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
+    if worker is None and storage_kind(storage_url) in ("journal", "postgresql"):
+        from .workers import single_worker  # another process may run this study too
+
+        worker = single_worker(config, storage_url, out=out)
+
     with run_lock(storage_url, study_name(config, strategy, seed)) if worker is None \
             else contextlib.nullcontext():
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
@@ -216,13 +218,12 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     device = resolve_device(config.train.device)
 
     carbon = resolve_carbon(config.meter)
-    if worker is not None and device.index is not None and worker.options.n_workers > 1:
+    if worker is not None and device.index is not None:
         raise ConfigError(f"train.device = {config.train.device!r}: workers take their GPU "
                           f"from CUDA_VISIBLE_DEVICES; use train.device = 'cuda' or 'auto'")
     meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
                                cuda_index=device.index) if worker is None \
-        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda",
-                                 cuda_index=device.index)
+        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda")
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)

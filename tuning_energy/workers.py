@@ -18,9 +18,7 @@ own trials from the store. What this module adds around the runner (`WorkerConte
 - Lost database connections: every storage call retries with back-off, then the worker
   exits with a StorageError that says so.
 - Devices: workers pinned to GPUs round-robin (CUDA_VISIBLE_DEVICES) when GPUs exist; torch
-  threads = usable cores // N (at least 1); one worker (`single_worker`: any one process
-  on a journal / PostgreSQL store, which claims its trials like the others) keeps the
-  config's `train.torch_threads`. Stated in the study attrs `workers`,
+  threads = usable cores // N (at least 1). Stated in the study attrs `workers`,
   `torch_threads_per_worker`, `worker_gpus` (each worker's CUDA_VISIBLE_DEVICES, None for
   none), and per trial in the system attr `te_worker`. On GPUs the study's `energy_method`
   and `meter` are those of the workers' GPU meter; NVML reads a whole GPU, so more
@@ -38,6 +36,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   `energy_partial = false` (worker_energy.py).
 - Energy budget: `budget.max_energy_j` is checked at every claim, under the lock, against
   the whole study's charged energy (accounting.py), so N workers do not overrun it N-fold.
+- One process: on a journal / PostgreSQL store any single process is a worker too
+  (`single_worker`: runner.run_study makes one), so two commands running one study share
+  its budget; it trains with the config's `train.torch_threads`, not usable cores // 1.
 """
 
 from __future__ import annotations
@@ -306,13 +307,10 @@ class WorkerContext:
         return self._storage
 
     # -- meter
-    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None,
-                     cuda_index: int | None = None) -> MeterChoice:
+    def meter_choice(self, config: MeterConfig, use_gpus: bool | None = None) -> MeterChoice:
         """The worker's meter: the ledger's share of a package-wide meter, and the trial's
-        window known to the heartbeat (it writes the energy so far, worker_energy.py).
-        cuda_index: the training GPU of a single worker (`train.device = "cuda:N"`)."""
-        choice = self.meter_factory(config, use_gpus=use_gpus,
-                                    **({} if cuda_index is None else {"cuda_index": cuda_index}))
+        window known to the heartbeat (it writes the energy so far, worker_energy.py)."""
+        choice = self.meter_factory(config, use_gpus=use_gpus)
         meter = choice.meter
         if self.ledger_address is not None and needs_attribution(meter):
             meter = SharedCpuTimeMeter(meter, connect_ledger(self.ledger_address,
