@@ -20,7 +20,7 @@ TRIALS_FLAG := $(if $(TRIALS),--trials $(TRIALS),)
 PRUNER ?=
 PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 
-# WORKERS=N: N worker processes share the study (journal:/// or postgresql:// storage).
+# WORKERS=N: N worker processes share each study (journal:/// or postgresql:// storage).
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
@@ -74,7 +74,7 @@ PAPER_STORAGE ?= sqlite:///studies/paper.db
 # every strategy (or STRATEGIES=a,b) x seeds 0..SEEDS-1 of CONFIG into STORAGE
 compare: install
 	$(BIN)/tuning-energy compare --config $(CONFIG) --seeds $(SEEDS) $(STRATEGIES_FLAG) \
-		--storage $(STORAGE) $(TRIALS_FLAG)
+		--storage $(STORAGE) $(TRIALS_FLAG) $(WORKERS_FLAG)
 
 # figures (PNG + PDF) and report.md from STORAGE into OUT; no training
 figures: install

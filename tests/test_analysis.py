@@ -50,7 +50,8 @@ def test_best_so_far_accumulates_energy_and_best_accuracy_per_study(trials):
     assert df.loc["bayes-s0", "cum_energy_j"].tolist() == [7, 15, 24]  # the FAIL counts
     assert math.isnan(df.loc[("bayes-s0", 0), "best_accuracy_so_far"])
     assert df.loc["bayes-s0", "best_accuracy_so_far"].tolist()[1:] == [0.6, 0.84]
-    assert df.loc["bayes-s1", "cum_energy_j"].tolist() == [1, 3, 3]  # unmeasured adds 0
+    assert df.loc["bayes-s1", "cum_energy_j"].tolist() == [1, 3, 3]  # nothing measured
+    assert df.loc["bayes-s1", "cum_unmeasured"].tolist() == [0, 0, 1]  # ... and counted
     assert math.isnan(df.loc[("bayes-s1", 2), "energy_j"])  # ... but stays visibly NaN
 
 
@@ -86,8 +87,9 @@ def test_energy_to_target_matches_the_hand_calculation(trials):
 def test_energy_to_target_charges_proposing_and_storage_energy():
     """s: (0.5, 10 J training + 2 J proposing + 1 J storage), FAIL (4 J + 2 J, no storage
     recorded), (0.9, 20 J + 3 J + 1 J) -> target 0.85 reached at trial 3: 13 + 6 + 24 = 43 J;
-    then (0.95, unmeasured training, 5 J proposing): charged unknown, adds nothing.
-    Search total 43 J; its training alone 34 J."""
+    then (0.95, unmeasured training, 5 J proposing + 1 J storage): its charge is unknown,
+    its measured 6 J count and it is counted as unmeasured. Search total at least 49 J; its
+    training alone (measured) 34 J."""
     df = pd.DataFrame({"study": "s", "strategy": "x", "seed": 0, "trial": [0, 1, 2, 3],
                        "state": ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"],
                        "accuracy": [0.5, NAN, 0.9, 0.95], "energy_j": [10.0, 4.0, 20.0, NAN],
@@ -95,8 +97,11 @@ def test_energy_to_target_charges_proposing_and_storage_energy():
                        "store_energy_j": [1.0, NAN, 1.0, 1.0]})
     row = an.energy_to_target(df, 0.85).iloc[0]
     assert row["energy_to_target_j"] == 43 and row["trials_to_target"] == 3
-    assert row["total_energy_j"] == 43 and row["training_energy_j"] == 34
-    assert an.best_so_far(df)["cum_energy_j"].tolist() == [13, 19, 43, 43]
+    assert row["n_unmeasured"] == 0  # the unmeasured trial comes after the target
+    assert row["total_energy_j"] == 49 and row["training_energy_j"] == 34
+    assert row["n_unmeasured_total"] == 1  # so the total is a lower bound
+    assert an.best_so_far(df)["cum_energy_j"].tolist() == [13, 19, 43, 49]
+    assert an.best_so_far(df)["cum_unmeasured"].tolist() == [0, 0, 0, 1]
     assert an.charged_what(df) == "training + proposing + storage"
     assert "training energy only" not in an.energy_counted(df)
     # without the proposing and storage columns (another tool's CSV): training alone, said
@@ -135,7 +140,11 @@ def test_strategy_summary_counts_never_reached_as_infinite(trials):
     # bayes: [inf, 3] -> median inf (only half reached): not a number to quote
     assert math.isinf(s.loc["bayes", "median_energy_to_target_j"])
     assert s.loc["bayes", "reached_share"] == 0.5
-    assert s.loc["bayes", "total_energy_j"] == 27  # 24 + 3 (the unmeasured trial adds 0)
+    assert s.loc["bayes", "total_energy_j"] == 27  # 24 + 3 (the unmeasured trial: nothing
+    # measured at all, so nothing added, and counted)
+    assert s.loc["bayes", "total_lower_bound"] and not s.loc["grid", "total_lower_bound"]
+    # bayes-s1's unmeasured trial comes after its target: its energy to target is exact
+    assert not s.loc["bayes", "lower_bound"]
     assert s.loc["bayes", "best_accuracy"] == 0.99
 
 

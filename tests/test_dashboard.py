@@ -164,6 +164,32 @@ def test_note_is_updated_when_the_study_resumes(store, tmp_path):
     assert "4 complete" in after and "4 in all" in after
 
 
+def test_a_new_target_with_nothing_to_run_rewrites_the_note(store, tmp_path):
+    """Rerunning a finished study with another target_accuracy (analysis only: the stored
+    config takes it) runs no trial, yet the note follows the new target, as compare.md."""
+    import re
+
+    from tuning_energy.compare import write_compare
+
+    url = _copy_store(store, tmp_path)
+    name = store[2]
+    study = optuna.load_study(study_name=name, storage=url)
+    assert "energy to target 0.2000" in get_note(study)
+    # target B: the best accuracy of the study, so that it is reached, by its best trial
+    target_b = max(t.values[0] for t in study.trials if t.state == TrialState.COMPLETE)
+    cfg = parse_config({**TINY, "target_accuracy": target_b})
+    summary = run_study(cfg, "random", 0, url, progress=False)
+    assert summary.ran_now == 0 and summary.stop_reason == "budget already spent"
+    note = get_note(optuna.load_study(study_name=name, storage=url))
+    m = re.search(rf"\| energy to target {target_b:.4f} \| \*\*([\d,.]+) J\*\*", note)
+    assert m, note
+    write_compare(url, cfg, tmp_path / "out", studies=[name])
+    md = (tmp_path / "out" / "compare-tiny.md").read_text()
+    row = next(ln for ln in md.splitlines() if ln.startswith("| random |"))
+    eta = float(row.split("|")[3].strip().replace(",", ""))
+    assert float(m.group(1).replace(",", "")) == pytest.approx(eta, rel=5e-3)
+
+
 def test_note_is_written_when_the_run_is_interrupted(store, tmp_path, monkeypatch):
     from tuning_energy import runner
 

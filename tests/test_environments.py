@@ -84,6 +84,26 @@ def test_study_stores_its_environment_and_refuses_to_resume_under_another(tmp_pa
     assert main(base + ["--environment", "  "]) == 2
 
 
+def test_a_resume_without_environment_keeps_the_stored_label(tmp_path, capsys):
+    """The label is descriptive: a resume that leaves out --environment goes on under the
+    stored label (and the stored config keeps it, so naming it again still resumes)."""
+    config = tmp_path / "t.toml"
+    config.write_text(TINY.format(threads=1))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["study", "--config", str(config), "--strategy", "random", "--storage", url,
+            "--no-progress"]
+    assert main(base + ["--environment", "laptop"]) == 0
+    assert main(base + ["--trials", "4"]) == 0, capsys.readouterr().err
+    assert main(base + ["--trials", "5", "--environment", "laptop"]) == 0, \
+        capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny-random-s0", storage=url)
+    assert len(study.trials) == 5
+    assert study.user_attrs["environment"] == "laptop"
+    assert study.user_attrs["config"]["environment"] == "laptop"
+    assert main(base + ["--trials", "6", "--environment", "gpu-server"]) == 2
+    assert "leave it out to keep the stored label" in capsys.readouterr().err
+
+
 def test_each_store_carries_its_default_environment(stores):
     _, one, two = stores
     envs = {u: set(an.trials_table(u)["environment"]) for u in (one, two)}
@@ -124,3 +144,56 @@ def test_the_same_study_and_environment_in_two_stores_is_refused(stores, tmp_pat
     shutil.copy(one.removeprefix("sqlite:///"), copy)
     with pytest.raises(TuningEnergyError, match="different --environment labels"):
         read_stores([one, f"sqlite:///{copy}"])
+
+
+def _env_trials():
+    """Two environments of one config, built by hand: `gpu` metered by `auto` without
+    readable RAPL (NVML + the CPU estimate) in one study and by rapl in the other; `laptop`
+    by rapl. Every trial: 10 J training, 2 J proposing, 1 J storage."""
+    import pandas as pd
+
+    rows = []
+    for env, studies in (("gpu", {"tiny-random-s0": "nvml-counter+estimate-cpu-tdp",
+                                  "tiny-random-s1": "rapl"}),
+                         ("laptop", {"tiny-random-s0": "rapl", "tiny-random-s1": "rapl"})):
+        for study, method in studies.items():
+            for i, acc in enumerate((0.6, 0.9)):
+                estimated = method.startswith("nvml")
+                rows.append({
+                    "comparison": "tiny", "config_name": "tiny", "study": study,
+                    "strategy": "random", "seed": int(study[-1]), "trial": i, "number": i,
+                    "state": "COMPLETE", "accuracy": acc, "energy_j": 10.0, "duration_s": 1.0,
+                    "propose_energy_j": 2.0, "store_energy_j": 1.0, "epochs_run": 1,
+                    "energy_method": method, "environment": env, "target_accuracy": 0.85,
+                    "energy_dev_gpu0_j": 6.0 if estimated else None,
+                    "energy_dev_cpu0_j": 4.0 if estimated else 10.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_environments_section_uses_the_one_charge_and_the_one_label():
+    import pandas as pd
+
+    from tuning_energy.environments import environment_table, report_lines
+    from tuning_energy.report import md_table
+
+    trials = _env_trials()
+    info = pd.DataFrame([{"config_name": "tiny", "environment": env, "store": "s.db",
+                          "hardware": {"cpu": "x"}, "torch_threads": 1, "energy_method": m}
+                         for env, m in (("gpu", "nvml-counter+estimate-cpu-tdp"),
+                                        ("laptop", "rapl"))])
+    section = "\n".join(report_lines(trials, info, md_table))
+    table = environment_table(trials).set_index("environment")
+    # the search energy is what the trials are charged: 4 trials x (10 + 2 + 1) J
+    assert table.loc["gpu", "total_energy_j"] == 4 * 13.0
+    assert "search energy, charged (J)" in section
+    # two distinct methods are a list, not a made-up composite method
+    assert table.loc["gpu", "energy_method"] == "nvml-counter+estimate-cpu-tdp, rapl"
+    assert "| gpu | nvml-counter+estimate-cpu-tdp, rapl |" in section
+    # partly estimated says so, naming the estimated device, as every other output does
+    partly = "partly an ESTIMATE: cpu0 from estimate-cpu-tdp"
+    finding = next(ln for ln in section.splitlines() if ln.startswith("- Energy in `gpu`"))
+    assert partly in finding
+    assert not any(ln.startswith("- Energy in `laptop`") for ln in section.splitlines())
+    env_line = next(ln for ln in section.splitlines() if ln.startswith("- `gpu`"))
+    assert partly in env_line
+

@@ -217,3 +217,82 @@ def test_measured_energy_is_not_labelled_an_estimate(gpu_store):
     assert "nvml-counter+rapl" in fig.texts[-1].get_text()
     plt.close(fig)
     assert not math.isnan(an.energy_to_target(table, 0.85)["energy_to_target_j"].iloc[0])
+
+
+# ---------------------------------------------------------------- unmeasured energy
+
+
+@pytest.fixture(scope="module")
+def gap_store(tmp_path_factory):
+    """A real SQLite store metered by NVML (a fake pynvml, counter path) in which one trial
+    of `tiny-bayes-s0` has no training energy: its GPU counter went backwards inside the
+    window (a GPU reset), so the meter gives None for it, not 0. Every trial was proposed
+    for 1 J (propose_energy_j) and stored for 0.5 J (store_energy_j), measured."""
+    from tests.energy.fake_pynvml import FakeGpu, make_pynvml
+    from tuning_energy.energy.nvml import NvmlMeter
+    from tuning_energy.objective import energy_attrs
+
+    root = tmp_path_factory.mktemp("gap")
+    url = f"sqlite:///{root / 'energy.db'}"
+    fake = make_pynvml([FakeGpu("NVIDIA H100", "GPU-00000000-aaaa", energy_mj=5_000_000)])
+    meter = NvmlMeter(nvml=fake, sync=None, environ={})
+    config = parse_config(tiny_doc())
+    for strategy in ("random", "bayes"):
+        study = optuna.create_study(study_name=f"tiny-{strategy}-s0", storage=url,
+                                    direction="maximize")
+        for k, v in {"strategy": strategy, "seed": 0, "config": config.to_dict(),
+                     "energy_method": meter.method}.items():
+            study.set_user_attr(k, v)
+        for i, acc in enumerate((0.6, 0.8, 0.9)):
+            w = meter.begin()
+            fake.gpus[0].energy_mj += 20_000 * (i + 1)  # 20, 40, 60 J
+            if strategy == "bayes" and i == 1:
+                fake.gpus[0].energy_mj -= 1_000_000  # reset: the counter went backwards
+            m = meter.end(w)
+            study.add_trial(create_trial(
+                value=acc, params={"lr": 0.01},
+                distributions={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1)},
+                user_attrs=energy_attrs(m) | {"propose_energy_j": 1.0, "store_energy_j": 0.5}))
+    meter.close()
+    return root, url, config
+
+
+def test_an_unmeasured_trial_makes_energy_to_target_a_lower_bound_everywhere(gap_store):
+    root, url, config = gap_store
+    study = optuna.load_study(study_name="tiny-bayes-s0", storage=url)
+    attrs = [t.user_attrs for t in study.trials]
+    assert attrs[1]["energy_j"] is None and "backwards" in attrs[1]["energy_error"]
+    # By hand: what was measured up to the first trial at 0.85 (the third): the training
+    # energy of trials 0 and 2, and the proposing and storage energy of all three.
+    measured = attrs[0]["energy_j"] + attrs[2]["energy_j"] + 3 * 1.5
+    assert measured == pytest.approx(20 + 60 + 4.5, rel=1e-6)
+
+    ett = an.energy_to_target(an.trials_table(url), 0.85).set_index("study")
+    assert ett.loc["tiny-bayes-s0", "n_unmeasured"] == 1
+    assert ett.loc["tiny-bayes-s0", "energy_to_target_j"] == pytest.approx(measured)
+    assert ett.loc["tiny-random-s0", "n_unmeasured"] == 0
+
+    one_line = "1 of 6 trial(s) have no training-energy measurement"
+    write_figures(url, root / "figures", target=0.85)
+    report = (root / "figures" / "report.md").read_text()
+    eta = _row(report, "bayes")[3]
+    assert eta.startswith("≥ ") and _number(eta[2:]) == pytest.approx(measured, rel=5e-3)
+    assert not _row(report, "random")[3].startswith("≥")
+    assert one_line in report
+
+    write_compare(url, config, root / "compare", target=0.85)
+    data = json.loads((root / "compare" / "compare-tiny.json").read_text())
+    bayes = data["strategies"]["bayes"]
+    assert bayes["eta_median_j"] == pytest.approx(measured)
+    assert bayes["lower_bound"] is True and bayes["n_unmeasured"] == 1
+    assert data["strategies"]["random"]["lower_bound"] is False
+    assert data["n_unmeasured"] == 1
+    md = (root / "compare" / "compare-tiny.md").read_text()
+    eta = _row(md, "bayes")[2]
+    assert eta.startswith("≥ ") and _number(eta[2:]) == pytest.approx(measured, rel=5e-3)
+    assert one_line in md
+
+    note = dashboard.study_note(study, 0.85)
+    m = re.search(r"\| energy to target 0\.8500 \| \*\*≥ ([\d,.]+) J\*\*", note)
+    assert m and _number(m.group(1)) == pytest.approx(measured, abs=0.051), note
+    assert "1 of them without a training-energy measurement" in note

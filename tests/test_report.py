@@ -187,7 +187,9 @@ def test_compare_writes_json_markdown_and_figure(store):
     assert set(data["strategies"]) == {"random", "bayes"}
     for s in data["strategies"].values():
         assert set(s) == {"eta_median_j", "eta_ci95_j", "reached_share",
-                          "total_energy_median_j", "best_accuracy_median"}
+                          "total_energy_median_j", "best_accuracy_median", "n_unmeasured",
+                          "lower_bound", "total_lower_bound"}
+        assert s["n_unmeasured"] == 0 and s["lower_bound"] is False  # all measured
         assert s["total_energy_median_j"] > 0 and 0 <= s["reached_share"] <= 1
         if s["reached_share"] <= 0.5:
             assert s["eta_median_j"] is None  # fewer than half reached: no median

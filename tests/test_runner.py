@@ -53,7 +53,7 @@ def test_every_trial_carries_real_energy_and_its_method(tiny_config, storage_url
         assert math.isclose(a["avg_power_w"], a["energy_j"] / a["duration_s"])
         assert a["epochs_run"] == 1 and a["diverged"] is False
         assert a["n_params"] > 0 and a["flops_per_sample"] > 0 and a["propose_s"] >= 0
-    assert math.isclose(summary.total_energy_j, sum(t.user_attrs["energy_j"] for t in study.trials))
+    assert math.isclose(summary.training_energy_j, sum(t.user_attrs["energy_j"] for t in study.trials))
 
 
 def test_a_diverged_trial_is_recorded_not_fatal(storage_url):

@@ -5,6 +5,13 @@ A trial is charged its training energy (`energy_j`, the objective's meter window
 strategy's own computation that proposed it (`propose_energy_j`) and the storage round trips
 around it (`store_energy_j`). Parts a trial does not carry (a store from an older version,
 a table from elsewhere) count as absent, not as zero: `charged_parts` says which were there.
+
+A trial whose training energy is unknown (a meter that could not measure it: `energy_j` is
+None) has an unknown charge (`charged_energy_j` is None), but the parts that were measured
+were spent all the same: `charged_known_j` is their sum, what every total, budget and
+energy to target adds up. A sum that includes such a trial is a *lower bound* of what was
+spent; the analysis counts those trials (`n_unmeasured`) and every report marks the figure
+"≥". Never a silent 0: an unknown part is left out and counted, not taken as 0 J.
 """
 
 from __future__ import annotations
@@ -43,6 +50,20 @@ def charged_energy_j(attrs: Mapping[str, Any]) -> float | None:
                           if (v := _number(attrs.get(k))) is not None)
 
 
+def training_measured(attrs: Mapping[str, Any]) -> bool:
+    """True when the trial's training energy (`energy_j`) is known."""
+    return _number(attrs.get(TRAINING)) is not None
+
+
+def charged_known_j(attrs: Mapping[str, Any]) -> float | None:
+    """The measured parts of one trial's charge, in J: `charged_energy_j` when its training
+    energy is known; else its measured proposing + storage energy (a lower bound of its
+    charge); None when no part was measured."""
+    known = [v for k in CHARGED_PARTS if (v := _number(attrs.get(k))) is not None]
+    return sum(known) if known else None
+
+
 def charged_total_j(trials_attrs: Iterable[Mapping[str, Any]]) -> float:
-    """Sum of `charged_energy_j` over trials whose energy is known (J)."""
-    return sum(e for a in trials_attrs if (e := charged_energy_j(a)) is not None)
+    """Sum of `charged_known_j` over trials (J): a lower bound when some trial's training
+    energy is unknown (`training_measured` is False for it)."""
+    return sum(e for a in trials_attrs if (e := charged_known_j(a)) is not None)

@@ -19,7 +19,10 @@ Columns of the trials table:
     energy_j, duration_s         the trial's meter window: its training energy (NaN when
                                  not measured)
     charged_energy_j             what the trial is charged (accounting.charged_energy_j):
-                                 energy_j + propose_energy_j + store_energy_j where recorded
+                                 energy_j + propose_energy_j + store_energy_j where recorded;
+                                 NaN when its training energy is unknown
+    charged_known_j              the measured parts of that charge (accounting.charged_known_j):
+                                 what totals and energy to target add up
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
     environment                  where the study ran (study attr `environment`, see hardware.py)
     target_accuracy              the config's `target_accuracy` as stored on the study (NaN
@@ -33,7 +36,10 @@ Columns of the trials table:
 Energy-to-target (`energy_to_target`, the one definition every output uses): the cumulative
 charged energy (training + proposing + storage) of every finished trial of a study, in
 finishing order, up to and including the first trial whose accuracy reaches the target,
-i.e. what a user running that search would have paid to get there. A table without
+i.e. what a user running that search would have paid to get there. A trial whose training
+energy is unknown adds its measured proposing and storage energy and is counted
+(`n_unmeasured`): the energy to target is then a lower bound, marked "≥" wherever it is
+shown. A table without
 `propose_energy_j` (results from elsewhere) counts training energy alone, and
 `energy_counted` says so. A study's total energy is its charged energy too;
 `training_energy_j` is labelled as training. A study that never reaches the target is
@@ -52,7 +58,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import CHARGED_PARTS, PROPOSING, STORING, TRAINING, charged_energy_j
+from .accounting import (
+    CHARGED_PARTS,
+    PROPOSING,
+    STORING,
+    TRAINING,
+    charged_energy_j,
+    charged_known_j,
+)
 from .energy.methods import MethodLabel, label
 from .errors import TuningEnergyError
 from .hardware import environment_of
@@ -151,6 +164,8 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
                 row[k] = math.nan
         charged = charged_energy_j(t.user_attrs)
         row["charged_energy_j"] = math.nan if charged is None else charged
+        known = charged_known_j(t.user_attrs)
+        row["charged_known_j"] = math.nan if known is None else known
         rows.append(row)
     return rows
 
@@ -158,7 +173,8 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
 #: Per-trial text columns that say where a trial ran (None for stores before they existed).
 PROVENANCE = ("run_id", "hardware_id")
 TABLE_BASE = ["comparison", "study", "strategy", "seed", "trial", "number", "state", "accuracy",
-              "energy_j", "duration_s", "charged_energy_j", "target_accuracy"]
+              "energy_j", "duration_s", "charged_energy_j", "charged_known_j",
+              "target_accuracy"]
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,7 +185,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     params = sorted(c for c in df.columns if c.startswith("param_"))
     rest = [c for c in df.columns if c not in TABLE_BASE and c not in params and c not in tail]
     df = df[[*TABLE_BASE, *params, *rest, *tail]]
-    for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j",
+    for c in ("accuracy", "energy_j", "duration_s", "charged_energy_j", "charged_known_j",
               "target_accuracy"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df.reset_index(drop=True)
@@ -250,13 +266,25 @@ def charged_parts(trials: pd.DataFrame) -> list[str]:
 def with_charged_energy(trials: pd.DataFrame) -> pd.DataFrame:
     """The table with `charged_energy_j` (accounting.charged_energy_j of each row: training
     + proposing + storage energy, whichever columns the table has; NaN where the training
-    energy is unknown). A table from the store has it already; one from elsewhere gets it."""
-    if "charged_energy_j" in trials.columns:
+    energy is unknown) and `charged_known_j` (accounting.charged_known_j: the measured parts,
+    what totals add up). A table from the store has them already; one from elsewhere gets
+    them."""
+    if "charged_energy_j" in trials.columns and "charged_known_j" in trials.columns:
         return trials
     require(trials, (TRAINING,), "charged energy")
     cols = [c for c in CHARGED_PARTS if c in trials.columns]
-    charged = [charged_energy_j(r) for r in trials[cols].to_dict("records")]
-    return trials.assign(charged_energy_j=pd.Series(charged, index=trials.index, dtype=float))
+    records = trials[cols].to_dict("records")
+    out = {}
+    for name, fn in (("charged_energy_j", charged_energy_j), ("charged_known_j", charged_known_j)):
+        if name not in trials.columns:
+            out[name] = pd.Series([fn(r) for r in records], index=trials.index, dtype=float)
+    return trials.assign(**out)
+
+
+def unmeasured(trials: pd.DataFrame) -> pd.Series:
+    """True for the rows whose training energy (`energy_j`) is unknown."""
+    require(trials, (TRAINING,), "unmeasured")
+    return trials[TRAINING].isna()
 
 
 def charged_what(trials: pd.DataFrame) -> str:
@@ -275,6 +303,16 @@ def energy_counted(trials: pd.DataFrame) -> str:
     return text
 
 
+def unmeasured_text(trials: pd.DataFrame) -> str:
+    """One sentence on the trials without a training-energy measurement; '' when none."""
+    n = int(unmeasured(trials).sum()) if TRAINING in trials.columns else 0
+    if not n:
+        return ""
+    return (f"{n} of {len(trials)} trial(s) have no training-energy measurement (energy_j "
+            f"unknown): their measured proposing and storage energy is counted, their "
+            f"training energy is not, so the energies marked ≥ are lower bounds.")
+
+
 def method_label(trials: pd.DataFrame) -> MethodLabel:
     """The table's energy methods and which of their devices were estimated (from the
     `energy_dev_<device>_j` columns where the table has them)."""
@@ -289,20 +327,25 @@ def method_label(trials: pd.DataFrame) -> MethodLabel:
 
 
 def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
-    """Add `cum_energy_j` (the charged energy of this and all earlier trials of the study,
-    see `with_charged_energy`) and `best_accuracy_so_far` (NaN until a trial has an
-    accuracy).
+    """Add `cum_energy_j` (the measured charged energy of this and all earlier trials of the
+    study, `charged_known_j`), `cum_unmeasured` (how many of them have no training-energy
+    measurement: while it is > 0, `cum_energy_j` is a lower bound) and
+    `best_accuracy_so_far` (NaN until a trial has an accuracy).
 
-    A trial whose energy was not measured (NaN) adds nothing to `cum_energy_j`; its own
-    `energy_j` stays NaN so that the gap stays visible.
+    A trial whose training energy is unknown adds its measured proposing and storage energy
+    and is counted in `cum_unmeasured`; its own `energy_j` stays NaN so that the gap stays
+    visible.
     """
     require(trials, ("study", "trial", "accuracy", "energy_j"), "best_so_far")
     df = _ordered(with_charged_energy(trials))
+    df["_unmeasured"] = unmeasured(df).astype(int)
     g = df.groupby("study", sort=False)
-    df["cum_energy_j"] = g["charged_energy_j"].transform(lambda s: s.fillna(0.0).cumsum())
+    # a row with no measured part at all adds nothing; cum_unmeasured says it is there
+    df["cum_energy_j"] = g["charged_known_j"].transform(lambda s: s.fillna(0.0).cumsum())
+    df["cum_unmeasured"] = g["_unmeasured"].cumsum()
     # cummax leaves NaN where a trial has no accuracy (PRUNED, FAIL): carry the best on.
     df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax().ffill())
-    return df
+    return df.drop(columns="_unmeasured")
 
 
 def target_from_best(trials: pd.DataFrame, fraction: float = 0.99) -> float:
@@ -324,12 +367,17 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     far as the table has them) of every finished trial (COMPLETE, PRUNED, FAIL) in finishing
     order, up to and including the first trial whose accuracy reaches `target`.
 
+    A trial whose training energy is unknown adds its measured parts (`charged_known_j`) and
+    is counted: `n_unmeasured` counts those among the trials up to the target (all trials
+    when it was never reached), and while it is > 0 `energy_to_target_j` is a lower bound
+    ("≥" in every report); `n_unmeasured_total` does the same for `total_energy_j`.
+
     Columns: study, strategy, seed, target, reached, trials_to_target (1-based count of
     finished trials up to and including the first with accuracy >= target; NaN when never
-    reached), energy_to_target_j (NaN when never reached), total_energy_j (the charged
-    energy of the whole search), training_energy_j (its training energy alone),
-    best_accuracy, n_trials, energy_method (the study's methods, ", "-joined; None when the
-    table has no energy_method column).
+    reached), energy_to_target_j (NaN when never reached), n_unmeasured, total_energy_j (the
+    measured charged energy of the whole search), n_unmeasured_total, training_energy_j
+    (its measured training energy alone), best_accuracy, n_trials, energy_method (the
+    study's methods, ", "-joined; None when the table has no energy_method column).
     """
     require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
             "energy_to_target")
@@ -348,7 +396,10 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
             else math.nan,
             "energy_to_target_j": float(s.loc[first, "cum_energy_j"]) if first is not None
             else math.nan,
-            "total_energy_j": float(s["charged_energy_j"].sum(min_count=1)),
+            "n_unmeasured": int(s.loc[first, "cum_unmeasured"] if first is not None
+                                else s["cum_unmeasured"].iloc[-1]),
+            "total_energy_j": float(s["charged_known_j"].sum(min_count=1)),
+            "n_unmeasured_total": int(s["cum_unmeasured"].iloc[-1]),
             "training_energy_j": float(s["energy_j"].sum(min_count=1)),
             "best_accuracy": float(s["accuracy"].max()),
             "n_trials": len(s),
@@ -356,8 +407,9 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
                                        "trials_to_target", "energy_to_target_j",
-                                       "total_energy_j", "training_energy_j", "best_accuracy",
-                                       "n_trials", "energy_method"])
+                                       "n_unmeasured", "total_energy_j", "n_unmeasured_total",
+                                       "training_energy_j", "best_accuracy", "n_trials",
+                                       "energy_method"])
 
 
 # ---------------------------------------------------------------- across seeds
@@ -383,6 +435,26 @@ def bootstrap_median_ci(values: Sequence[float], n_boot: int = 10_000, level: fl
     return float(np.median(x)), float(lo), float(hi)
 
 
+RATIO_SEED = 20_230_323  # fixed: the same store gives the same ratio intervals
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
+             level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
+    """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
+
+    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(np.median(x) / np.median(y))
+        bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
+        by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
+        r = bx / by
+    r = r[~np.isnan(r)]
+    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
+    return point, float(lo), float(hi)
+
+
 def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.95,
                      seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
     """Per strategy across seeds, from `energy_to_target`'s table.
@@ -393,10 +465,17 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     median_trials_to_target (same rule), median_total_energy_j, total_energy_j (the
     search's charged energy, median over seeds and sum over seeds: what the comparison
     spent on this strategy), best_accuracy (max over seeds),
-    median_best_accuracy.
+    median_best_accuracy; n_unmeasured (trials without a training-energy measurement that
+    the energies to target count, summed over seeds), lower_bound (the median energy to
+    target and its CI are lower bounds: a seed that reached the target has such a trial
+    before it), total_lower_bound (the same for the search energy: some seed has such a
+    trial). A table without the n_unmeasured columns counts none.
     """
     require(ett, ("strategy", "reached", "energy_to_target_j", "trials_to_target",
                   "total_energy_j", "best_accuracy"), "strategy_summary")
+    n_eta = ett["n_unmeasured"] if "n_unmeasured" in ett.columns else \
+        pd.Series(0, index=ett.index)
+    n_total = ett["n_unmeasured_total"] if "n_unmeasured_total" in ett.columns else n_eta
     rows = []
     energy = censored_energy(ett)
     trials = ett["trials_to_target"].where(ett["reached"].astype(bool), math.inf)
@@ -411,6 +490,9 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
             "total_energy_j": float(s["total_energy_j"].sum()),
             "best_accuracy": float(s["best_accuracy"].max()),
             "median_best_accuracy": float(s["best_accuracy"].median()),
+            "n_unmeasured": int(n_eta[s.index].sum()),
+            "lower_bound": bool(((n_eta[s.index] > 0) & s["reached"].astype(bool)).any()),
+            "total_lower_bound": bool((n_total[s.index] > 0).any()),
         })
     return pd.DataFrame(rows)
 

@@ -193,7 +193,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import studies_lines
 
     summaries = run_comparison(config, args.seeds, strategies, args.storage,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, workers=args.workers)
     print()
     print("\n".join(studies_lines(args.storage, [s.study_name for s in summaries])))
     if summaries and summaries[-1].interrupted:
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"variant of its own")
     p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes per study (default 1); > 1 needs a journal:/// "
+                        "or postgresql:// --storage, as `study --workers N`")
     p.add_argument("--out", default="figures",
                    help="where compare.md, compare.json, compare.png go (default figures)")
     _add_target(p)

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import analysis as an
@@ -26,27 +25,39 @@ from .errors import ConfigError
 from .runner import StudySummary, run_study
 from .storage import redact
 from .strategies import STRATEGIES, parse_variant
+from .workers import WorkerOptions, check_workers, run_workers
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
                    storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
-                   out=None) -> list[StudySummary]:
+                   out=None, workers: int = 1) -> list[StudySummary]:
     """Run (or resume) `{config.name}-{strategy}-s{seed}` for seeds 0..seeds-1.
 
     A strategy may carry a pruner, `tpe+asha`: that study runs with `[pruning] pruner =
     "asha"` (named `{config.name}-tpe-asha-s{seed}`), beside the unpruned one.
+
+    Each study runs as `tuning-energy study` runs it: one process (runner.run_study: on
+    SQLite under the study's run lock, on journal / PostgreSQL as one worker that claims
+    trials under the workers' lock, so that two comparisons running at once on one store
+    share each study's budget), or `workers` worker processes (workers.run_workers).
     """
     out = out or sys.stdout
     names = list(strategies) if strategies else list(STRATEGIES)
     variants = [parse_variant(s) for s in names]
     if seeds <= 0:
         raise ConfigError(f"--seeds = {seeds}: must be > 0")
+    check_workers(storage_url, workers)
     summaries = []
     for seed in range(seeds):
         for strategy, pruner in variants:
             cfg = config if pruner is None else config.with_overrides(
                 pruning=dataclasses.replace(config.pruning, pruner=pruner))
-            summary = run_study(cfg, strategy, seed, storage_url, progress=progress, out=out)
+            # one process: SQLite under the run lock, journal / PostgreSQL as one claiming
+            # worker (run_study); more: a pool of workers (as `study --workers N`)
+            summary = run_study(cfg, strategy, seed, storage_url, progress=progress,
+                                out=out) if workers == 1 else \
+                run_workers(cfg, strategy, seed, storage_url, WorkerOptions(n_workers=workers),
+                            out=out, progress=progress)
             summaries.append(summary)
             if summary.interrupted:
                 return summaries
@@ -72,8 +83,9 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         finished = int(t["state"].isin(["COMPLETE", "PRUNED"]).sum())
         failed = int((t["state"] == "FAIL").sum())
         best = "-" if t["accuracy"].isna().all() else f"{t['accuracy'].max():.4f}"
+        low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
-            f"{charged_total_j(t[parts].to_dict('records')):,.1f}"
+            f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
         lab = an.method_label(t)
         method = ", ".join(lab.methods) or "-"
         if lab.any_estimate:
@@ -81,6 +93,8 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         lines.append(f"{name:36} {finished:>7} {failed:>6} {best:>9} {energy:>11}  {method}")
     lines.append(f"charged J: the {an.charged_what(trials)} energy of every finished trial "
                  f"(complete, pruned and failed)")
+    if text := an.unmeasured_text(trials[trials["study"].isin(list(names))]):
+        lines.append(text)
     lab = an.method_label(trials)
     if lab.any_estimate:
         lines.append(f"energy method {', '.join(lab.methods)}: {lab.text()}")
@@ -90,26 +104,6 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- compare.md / compare.json
 
 REFERENCES = ("bayes", "random", "grid")
-RATIO_SEED = 20_230_323
-
-
-def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
-             level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
-    """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
-
-    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        point = float(np.median(x) / np.median(y))
-        bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
-        by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
-        r = bx / by
-    r = r[~np.isnan(r)]
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
-    return point, float(lo), float(hi)
-
-
 def _finite(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
@@ -137,6 +131,8 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
         "energy_counted": an.energy_counted(df),
+        "n_unmeasured": int(an.unmeasured(df).sum()),  # trials without training energy
+        "unmeasured": an.unmeasured_text(df) or None,
         "strategies": {},
     }
     if c.prediction is not None:
@@ -153,6 +149,11 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
             "reached_share": float(row.reached_share),
             "total_energy_median_j": float(row.median_total_energy_j),
             "best_accuracy_median": float(row.median_best_accuracy),
+            # trials without a training-energy measurement that the ETAs count; lower_bound:
+            # eta_median_j and its CI are lower bounds (total_lower_bound: the search's)
+            "n_unmeasured": int(row.n_unmeasured),
+            "lower_bound": bool(row.lower_bound),
+            "total_lower_bound": bool(row.total_lower_bound),
         }
     return result, c
 
@@ -166,7 +167,7 @@ def ratios(c, best: str) -> list[dict[str, Any]]:
             continue
         a = energy[c.ett["strategy"] == best]
         b = energy[c.ett["strategy"] == ref]
-        point, lo, hi = ratio_ci(a, b)
+        point, lo, hi = an.ratio_ci(a, b)
         rows.append({"vs": ref, "ratio": point, "ci_low": lo, "ci_high": hi})
     return rows
 
@@ -183,7 +184,8 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         f"objective for every strategy. {c.goal.sentence()} Energy "
         f"counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"
-        + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + ".",
+        + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + "."
+        + (f" {result['unmeasured']}" if result.get("unmeasured") else ""),
         "",
         "Energy to target (ETA) = cumulative energy as counted above up to and including the "
         "first trial that reaches the target; total = the whole search's energy, counted the "
@@ -202,9 +204,12 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         lines += ["No strategy reached the target in more than half of its seeds.", ""]
         return "\n".join(lines + _prediction_section(c))
     best = reached.sort_values("median_energy_to_target_j").iloc[0]
+    low = "≥ " if best["lower_bound"] else ""
     lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
-              f"{best['median_energy_to_target_j']:,.1f} J "
-              f"(95% CI {best['ci_low_j']:,.1f}-{best['ci_high_j']:,.1f} J).", ""]
+              f"{low}{best['median_energy_to_target_j']:,.1f} J "
+              f"(95% CI {low}{best['ci_low_j']:,.1f}-{low}{best['ci_high_j']:,.1f} J)."
+              + (" Its energies are lower bounds (trials without a training-energy "
+                 "measurement), so the ranking is uncertain." if low else ""), ""]
     rows = ratios(c, best["strategy"])
     medians = dict(zip(s["strategy"], s["median_energy_to_target_j"], strict=True))
     if rows:

@@ -10,7 +10,8 @@
   computed by `analysis.energy_to_target` on the study's trials table, as every report
   does) and the
   trials whose training cost the most energy; plus a note on the best trial saying why it
-  is best. The runner calls it at the end of every run.
+  is best. The runner calls it at the end of every run, one with nothing left to run
+  included (a new target_accuracy then reaches the note).
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
 
 Accuracy is `trial.values[0]` so single-objective (`accuracy`) and multi-objective
@@ -175,9 +176,11 @@ def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     return max(scored, key=lambda t: (_accuracy(t), -(_energy(t) or math.inf), -t.number))
 
 
-def _energy_to_target(table, target: float) -> tuple[float, int, int] | None:
+def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | None:
     """analysis.energy_to_target on the study's trials table: (joules, number of the first
-    trial to reach `target`, finished trials up to it); None when not reached."""
+    trial to reach `target`, finished trials up to it, how many of them have no
+    training-energy measurement: then the joules are a lower bound); None when not
+    reached."""
     from . import analysis as an
 
     if table.empty:
@@ -187,7 +190,7 @@ def _energy_to_target(table, target: float) -> tuple[float, int, int] | None:
         return None
     k = int(row["trials_to_target"])
     number = int(table.loc[table["trial"] == k - 1, "number"].iloc[0])
-    return float(row["energy_to_target_j"]), number, k
+    return float(row["energy_to_target_j"]), number, k, int(row["n_unmeasured"])
 
 
 def study_note(study: optuna.Study, target: float | None = None,
@@ -223,10 +226,13 @@ def study_note(study: optuna.Study, target: float | None = None,
         lines.append("| best accuracy | no complete trial yet |")
     what = an.charged_what(table) if not table.empty else "training"
     if energies:
-        total = float(table["charged_energy_j"].sum())
+        total = float(table["charged_known_j"].sum())
         missing = len(table) - len(energies)
-        extra = f"; {missing} trial(s) without a measurement" if missing else ""
-        lines.append(f"| total energy of the search | **{total:,.1f} J** ({total / 3600:.4f} "
+        extra = (f"; {missing} trial(s) without a training-energy measurement: a lower bound"
+                 if missing else "")
+        low = "≥ " if missing else ""
+        lines.append(f"| total energy of the search | **{low}{total:,.1f} J** "
+                     f"({low}{total / 3600:.4f} "
                      f"Wh): {what} energy of all trials incl. failed; method "
                      f"`{method}`{estimate}{extra} |")
         lines.append(f"| training energy per trial | median "
@@ -248,12 +254,15 @@ def study_note(study: optuna.Study, target: float | None = None,
             lines.append(f"| energy to target {goal.accuracy:.4f} | not reached ({best_acc}); "
                          f"{goal.text()} |")
         else:
-            e, n, k = reached
+            e, n, k, n_unmeasured = reached
             only = "" if PROPOSING in an.charged_parts(table) else \
                 " only: the trials carry no proposing energy"
-            lines.append(f"| energy to target {goal.accuracy:.4f} | **{e:,.1f} J**: all trials "
-                         f"up to trial {n}, the first to reach it ({k} finished trials; "
-                         f"{what} energy{only}); {goal.text()} |")
+            low = "≥ " if n_unmeasured else ""
+            bound = (f"; {n_unmeasured} of them without a training-energy measurement, so a "
+                     f"lower bound" if n_unmeasured else "")
+            lines.append(f"| energy to target {goal.accuracy:.4f} | **{low}{e:,.1f} J**: all "
+                         f"trials up to trial {n}, the first to reach it ({k} finished trials"
+                         f"{bound}; {what} energy{only}); {goal.text()} |")
     if len(study.directions) > 1:
         front = [t.number for t in study.best_trials]
         lines.append(f"| Pareto front | {len(front)} trial(s): {', '.join(map(str, front))} |")

@@ -12,8 +12,12 @@ say a laptop's SQLite file and a GPU server's) into one trials table, and report
 - energy to a common target per strategy and environment (analysis.energy_to_target and
   strategy_summary: the strategy tables' statistics, grouped by environment);
 - ratios to the first environment (alphabetical): median ratio with a bootstrap CI
-  (compare.ratio_ci), two-sided Mann-Whitney U, Holm-corrected over the table, and
+  (analysis.ratio_ci), two-sided Mann-Whitney U, Holm-corrected over the table, and
   Vargha-Delaney A12, as in the strategy tables.
+
+Its search energy is the charged energy (training + proposing + storage, accounting.py),
+as every other total; an environment's methods are listed ", "-joined and labelled by
+`analysis.method_label` (energy/methods.py), as everywhere else.
 
 When a config ran in several environments, its `comparison` and `study` names get
 `@<environment slug>` so that the per-comparison sections and figures stay one per
@@ -95,13 +99,14 @@ def environment_table(trials: pd.DataFrame) -> pd.DataFrame:
     sel = selection.selected(trials)
     best = trials.groupby("study")["accuracy"].max()
     rows = []
-    for env, g in trials.groupby("environment", sort=True):
+    charged = an.with_charged_energy(trials)
+    for env, g in charged.groupby("environment", sort=True):
         d = done[done["environment"] == env]
         med, lo, hi = an.bootstrap_median_ci(d["energy_j"])
         studies = g["study"].unique()
         s = sel[sel["environment"] == env]
         rows.append({
-            "environment": env, "energy_method": "+".join(an.energy_methods(g)) or "-",
+            "environment": env, "energy_method": ", ".join(an.energy_methods(g)) or "-",
             "studies": len(studies), "trials": len(g), "completed": len(d),
             "median_energy_j": med, "ci_low_j": lo, "ci_high_j": hi,
             "median_energy_per_epoch_j": float(d["energy_per_epoch_j"].median()),
@@ -109,7 +114,11 @@ def environment_table(trials: pd.DataFrame) -> pd.DataFrame:
             "median_duration_s": float(d["duration_s"].median()),
             "median_best_accuracy": float(best[studies].median()),
             "median_test_accuracy": float(s["test_accuracy"].median()) if len(s) else math.nan,
-            "total_energy_j": float(g["energy_j"].sum(min_count=1)),
+            # the charged energy of the environment's searches (a lower bound when a
+            # trial's training energy is unknown: report.md shows it "≥")
+            "total_energy_j": float(g["charged_known_j"].sum(min_count=1)),
+            "total_lower_bound": bool(an.unmeasured(g).any()),
+            "estimate": an.method_label(g).text(),
         })
     return pd.DataFrame(rows)
 
@@ -137,8 +146,6 @@ def ratios(trials: pd.DataFrame, ett: pd.DataFrame) -> pd.DataFrame:
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
 
-    from .compare import ratio_ci
-
     done = _per_trial(trials)
     envs = sorted(trials["environment"].unique())
     ref = envs[0]
@@ -159,7 +166,7 @@ def ratios(trials: pd.DataFrame, ett: pd.DataFrame) -> pd.DataFrame:
                    "p_value": math.nan, "a12": an.a12(b, a)}
             if len(a) and len(b):
                 with np.errstate(invalid="ignore"):  # inf - inf in the quantiles: censored
-                    row["ratio"], row["ci_low"], row["ci_high"] = ratio_ci(b, a)
+                    row["ratio"], row["ci_low"], row["ci_high"] = an.ratio_ci(b, a)
                 try:
                     row["p_value"] = float(stats.mannwhitneyu(b, a, alternative="two-sided")
                                            .pvalue)
@@ -184,7 +191,7 @@ ENV_COLUMNS = {"environment": "environment", "energy_method": "energy method",
                "median_power_w": "average power (W)", "median_duration_s": "trial (s)",
                "median_best_accuracy": "median best accuracy",
                "median_test_accuracy": "median test accuracy (selected)",
-               "total_energy_j": "total energy (J)"}
+               "total_energy_j": "search energy, charged (J)"}
 TARGET_COLUMNS = {"strategy": "strategy", "environment": "environment", "n_seeds": "seeds",
                   "reached_share": "reached share",
                   "median_energy_to_target_j": "median energy to target (J)",
@@ -233,10 +240,12 @@ def _config_lines(name, g, info, md_table, target, fraction) -> list[str]:
     inf = info[info["config_name"] == name] if "config_name" in info.columns else info
     for env, s in inf.groupby("environment", sort=True):
         hw = s.iloc[0]["hardware"] if isinstance(s.iloc[0]["hardware"], dict) else {}
+        lab = an.method_label(g[g["environment"] == env])  # its trials' methods, labelled
+        method = ", ".join(lab.methods) or str(s.iloc[0]["energy_method"])
         lines.append(f"- `{env}`: store `{s.iloc[0].get('store', '-')}`, CPU "
                      f"{hw.get('cpu', '?')}, GPUs {hw.get('gpus', '?')}, torch threads "
-                     f"{s.iloc[0]['torch_threads']}, energy method "
-                     f"{s.iloc[0]['energy_method']}")
+                     f"{s.iloc[0]['torch_threads']}, energy method {method}"
+                     + (f" ({lab.text()})" if lab.any_estimate else ""))
     lines += ["", md_table(table, ENV_COLUMNS), "",
               f"Energy to target accuracy {target:.4f} {rule}:", "",
               md_table(target_summary(ett), TARGET_COLUMNS), "",
@@ -255,15 +264,11 @@ def _findings(table: pd.DataFrame, r: pd.DataFrame) -> list[str]:
                    f"{row['ci_high']:.2f}; A12 {row['a12']:.2f}, {row['a12_magnitude']}), at "
                    f"{power['ratio'].iloc[0]:.2f}x the average power for "
                    f"{time['ratio'].iloc[0]:.2f}x the time.")
-    methods = {m for ms in table["energy_method"] for m in str(ms).split("+")}
-    if any(m.startswith("estimate") for m in methods):
-        est = [e for e, m in zip(table["environment"], table["energy_method"], strict=True)
-               if "estimate" in str(m)]
-        out.append(f"Energy in {', '.join(f'`{e}`' for e in est)} is an ESTIMATE "
-                   f"(estimate-cpu-tdp: the process's CPU seconds x TDP / cores), not a "
-                   f"measurement: it counts busy CPU time, so it cannot see what another "
-                   f"thread count or device does to the chip's real power, and its ratios "
-                   f"compare estimates.")
+    for env, text in zip(table["environment"], table["estimate"], strict=True):
+        if text:  # analysis.method_label: "an ESTIMATE (...)" or "partly an ESTIMATE: ..."
+            out.append(f"Energy in `{env}` is {text}: an estimate cannot see what another "
+                       f"thread count or device does to the chip's real power, so ratios "
+                       f"involving it compare estimates.")
     if len(set(table["energy_method"])) > 1:
         out.append("The environments were metered by different methods "
                    f"({', '.join(sorted(set(table['energy_method'])))}): their ratios mix "

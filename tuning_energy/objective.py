@@ -5,13 +5,28 @@ and evaluation (the work the trial is charged for), and stores on the trial:
 
 value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-objective
        studies (accuracy, energy_j)
-user attrs: energy_j, energy_method, energy_by_device_j, energy_error, duration_s, avg_power_w,
-            n_params, flops_per_sample, epochs_run, diverged, train_loss, test_accuracy
-            (the held-out test set, evaluated once when training ends, inside the energy
-            window; None for a pruned trial), propose_s,
-            propose_energy_j, store_s, store_energy_j, predicted_energy_j,
-            predicted_energy_epoch1_j, the run attrs the runner passes (run_id,
-            hardware_id), and for a pruned trial pruned_reason and energy_saved_j
+user attrs, every one a trial can get:
+  the measurement (energy_attrs): energy_j (None when not measured, never 0),
+      energy_method, energy_by_device_j, energy_error (which device's energy is unknown
+      and why), duration_s, avg_power_w, and what the meter adds (Measurement.extra):
+      energy_partial (a worker's trial: true while energy_j is the energy so far written
+      by the heartbeat, false once the final figures replace it; worker_energy.py),
+      crosscheck_energy_j, crosscheck_method, crosscheck_by_device_j (`--cross-check
+      codecarbon`: CodeCarbon's figure for the same window)
+  the runner's on_measurement hook (energy/baseline.py): idle_power_w (the idle baseline in
+      force), energy_net_j (energy_j - idle power x duration; None when idle is unknown),
+      co2_g (gross energy x carbon intensity x PUE)
+  the model and training: n_params, flops_per_sample, epochs_run, diverged, train_loss,
+      test_accuracy (the held-out test set, evaluated once when training ends, inside the
+      energy window; None for a pruned trial), predicted_energy_j,
+      predicted_energy_epoch1_j
+  the proposal: propose_s, propose_energy_j, store_s, store_energy_j, and the run attrs
+      the runner passes (run_id, hardware_id)
+  a pruned trial: pruned_reason, energy_saved_j, accuracy_at_stop (its accuracy when it
+      stopped)
+  a failed trial (written by the runner or a worker): error (the exception of a trial that
+      raised), fail_reason (Ctrl-C, a run killed while the trial was RUNNING, a worker
+      that died)
 
 Three energies per trial, each from its own meter window, and together what the trial is
 charged (accounting.py):
@@ -65,7 +80,9 @@ class TrialOutcome:
 
 
 def energy_attrs(m: Measurement) -> dict[str, Any]:
-    """The trial attrs that describe a measurement (None stays None: never a made-up 0)."""
+    """The trial attrs that describe a measurement (None stays None: never a made-up 0),
+    with what the meter added to it (`Measurement.extra`: `energy_partial`, the
+    `crosscheck_*` figures)."""
     return {
         "energy_j": m.energy_j,
         "energy_method": m.method,
@@ -73,6 +90,7 @@ def energy_attrs(m: Measurement) -> dict[str, Any]:
         "energy_error": m.energy_error,  # which device's energy is unknown and why (else None)
         "duration_s": m.duration_s,
         "avg_power_w": m.avg_power_w,
+        **m.extra,
     }
 
 

@@ -103,14 +103,37 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+#: Summary columns that are lower bounds where the row's flag column is true (analysis:
+#: strategy_summary), shown "≥ X".
+LOWER_BOUNDS = {"median_energy_to_target_j": "lower_bound", "ci_low_j": "lower_bound",
+                "ci_high_j": "lower_bound", "median_total_energy_j": "total_lower_bound",
+                "total_energy_j": "total_lower_bound"}
+
+
 def md_table(df: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> str:
-    """Markdown table of `columns` (name -> header) of df."""
+    """Markdown table of `columns` (name -> header) of df; a finite number in a column of
+    LOWER_BOUNDS is shown "≥ X" where the row's flag column (when df has it) is true."""
     head = "| " + " | ".join(columns.values()) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
     lines = [head, sep]
     for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c], digits) for c in columns) + " |")
+        lines.append("| " + " | ".join(_cell(r, c, digits) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def _cell(row: pd.Series, column: str, digits: int) -> str:
+    text = _fmt(row[column], digits)
+    flag = LOWER_BOUNDS.get(column)
+    value = row[column]
+    if flag is not None and flag in row.index and bool(row[flag]) and \
+            isinstance(value, float) and math.isfinite(value):
+        return f"≥ {text}"
+    return text
+
+
+def at_least(bound: bool) -> str:
+    """'≥ ' before a lower bound, '' otherwise."""
+    return "≥ " if bound else ""
 
 
 def _kj(j: float) -> str:
@@ -134,12 +157,18 @@ def rq1_findings(c: Comparison) -> list[str]:
             how = ("so its median energy to target is undefined (half or more of the seeds "
                    "never got there)")
         else:
-            how = (f"median energy to get there {_kj(r['median_energy_to_target_j'])} (95% "
-                   f"bootstrap CI {_kj(r['ci_low_j'])} to {_kj(r['ci_high_j'])}), after a "
-                   f"median of {_fmt(r['median_trials_to_target'])} trials")
+            low = at_least(bool(r.get("lower_bound", False)))
+            how = (f"median energy to get there {low}{_kj(r['median_energy_to_target_j'])} "
+                   f"(95% bootstrap CI {low}{_kj(r['ci_low_j'])} to {low}"
+                   f"{_kj(r['ci_high_j'])}), after a median of "
+                   f"{_fmt(r['median_trials_to_target'])} trials")
+            if low:
+                how += (f" ({r['n_unmeasured']} trial(s) on the way without a training-energy "
+                        f"measurement: a lower bound)")
         out.append(
             f"**{r['strategy']}** reached accuracy {c.target:.3f} in {r['reached']} of "
             f"{r['n_seeds']} seeds; {how}. The whole search cost "
+            f"{at_least(bool(r.get('total_lower_bound', False)))}"
             f"{_kj(r['median_total_energy_j'])} per seed (median) and reached at best "
             f"{r['best_accuracy']:.4f}.")
     t = c.trials
@@ -372,10 +401,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              "the target counts as infinitely expensive in the medians, bootstrap intervals "
              "(10,000 resamples, fixed seed) and tests.", ""]
     lines += _setup(info, trials)
-    unmeasured = int(trials["energy_j"].isna().sum()) if "energy_j" in trials else 0
-    if unmeasured:
-        lines += ["", f"{unmeasured} trial(s) have no energy measurement; they add nothing to "
-                      "cumulative energies."]
+    if unmeasured := an.unmeasured_text(trials):
+        lines += ["", unmeasured]
     for c in comparisons:
         n_fail = int((c.trials.get("state") == "FAIL").sum()) if "state" in c.trials else 0
         lines += ["", f"## Comparison `{c.name}`", "",

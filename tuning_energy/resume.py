@@ -4,6 +4,13 @@ A study resumes only under a config that does what the stored one did. The budge
 change (a resumed study may be given more trials), and so may the keys that change only
 the analysis or where this machine finds things (`ANALYSIS_ONLY`); only the study's own
 strategy's options must match.
+
+The `environment` label (`--environment`) describes where a study ran; it changes only the
+analysis, but one study has one label. A resume that does not give one keeps the stored
+label (`resumed`); a resume that gives a different one is refused, since the label would
+then cover trials from two environments. A study resumed elsewhere without a label keeps
+its old one, and its runs say where each trial ran (`run:<run_id>`, `hardware_id` per
+trial: runs.py), which the summary and report.md show as MIXED.
 """
 
 from __future__ import annotations
@@ -45,6 +52,24 @@ ANALYSIS_ONLY = frozenset({
 })
 
 
+#: Descriptive keys a resume may leave out (None): the stored value is kept. Given, they
+#: must match.
+KEPT_WHEN_UNSET = frozenset({"environment"})
+
+
+def resumed(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`current` (a config's to_dict()) with the stored value of each KEPT_WHEN_UNSET key
+    that it leaves unset: the config a resumed study goes on with."""
+    return {**current, **{k: stored[k] for k in KEPT_WHEN_UNSET
+                          if current.get(k) is None and stored.get(k) is not None}}
+
+
+#: What to say beside a difference in a key that is not set in the TOML.
+HINTS = {"environment": "--environment: leave it out to keep the stored label; a study has "
+                        "one label, so give a new one to a new study (another --storage or "
+                        "config name)"}
+
+
 def _relevant(key: str, strategy: str) -> bool:
     """Keys that change what a study of `strategy` does: not the budget (a resumed study
     may be given more trials), not the keys that change only the analysis, and only its
@@ -66,6 +91,7 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any],
         if key not in old and key in new:
             old[key] = value
     return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
+            + (f" ({HINTS[k]})" if k in HINTS else "")
             for k in sorted(set(old) | set(new))
             if _relevant(k, strategy) and old.get(k) != new.get(k)]
 

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -52,7 +51,7 @@ from .hardware import environment_label
 from .metered_sampler import MeteredSampler
 from .objective import Objective
 from .predict import EnergyPredictor
-from .resume import analysis_changes, config_differences
+from .resume import analysis_changes, config_differences, resumed
 from .runs import hardware_info, record_run
 from .storage import open_storage, redact, run_lock, storage_kind
 from .strategies import (
@@ -65,7 +64,7 @@ from .strategies import (
 from .summary import StudySummary, best_accuracy, study_summary
 from .summary import accuracy as _accuracy
 from .train import set_deterministic, warm_up
-from .worker_energy import PartialEnergyWriter, TrialWindowMeter
+from .worker_energy import PartialEnergyWriter, TrialWindowMeter, energy_budget_stop
 
 if TYPE_CHECKING:
     from .workers import WorkerContext
@@ -144,7 +143,8 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     """Create the study, or load it and check that the config still describes it.
 
     On a resume the stored config takes the current values of the keys that do not block
-    it (budget, resume.ANALYSIS_ONLY); `notes` (when given) gets one line per changed key.
+    it (budget, resume.ANALYSIS_ONLY) and keeps its `environment` when none is given
+    (resume.resumed); `notes` (when given) gets one line per changed key.
     """
     storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
@@ -170,16 +170,17 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
         attrs.update({f"config.{k}": v for k, v in config.to_dict().items()})
         for k, v in attrs.items():
             study.set_user_attr(k, v)
-    elif diff := config_differences(stored, config.to_dict(), strategy):
+    elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
+                                    strategy):
         raise StorageError(
             f"study {name!r} in {redact(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
-    elif stored != config.to_dict():  # the budget or analysis-only keys: the stored follows
+    elif stored != current:  # the budget or analysis-only keys: the stored follows
         if notes is not None:
-            notes.extend(analysis_changes(stored, config.to_dict()))
-        study.set_user_attr("config", config.to_dict())
-        for k, v in config.to_dict().items():
+            notes.extend(analysis_changes(stored, current))
+        study.set_user_attr("config", current)
+        for k, v in current.items():
             study.set_user_attr(f"config.{k}", v)
     return study
 
@@ -198,7 +199,9 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     worker: one of several processes sharing the study (workers.py): it takes trials through
     `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
     a heartbeat while a trial runs, and uses its share of the cores and of the meter.
-    Without one, a SQLite store is locked for this study while it runs (`run_lock`).
+    Without one, a SQLite store is locked for this study while it runs (`run_lock`), and on
+    a journal / PostgreSQL store this process is one worker (workers.single_worker), which
+    shares the study's budget with any other process running it.
     """
     check_strategy(strategy)
     storage_kind(storage_url)
@@ -210,6 +213,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
+    if worker is None and storage_kind(storage_url) in ("journal", "postgresql"):
+        from .workers import single_worker  # another process may run this study too
+
+        worker = single_worker(config, storage_url, out=out)
+
     with run_lock(storage_url, study_name(config, strategy, seed)) if worker is None \
             else contextlib.nullcontext():
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
@@ -282,6 +290,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
         print(f"study {name} already has {done}/{n_budget} finished trials; nothing to run "
               f"(raise --trials to run more)", file=out)
         meter.close()
+        _write_dashboard_notes(study)  # the stored config may have taken a new target
         return study_summary(study, storage_url, n_budget, 0, t_start, "budget already spent",
                              meter)
 
@@ -326,19 +335,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     max_j = config.budget.max_energy_j
     try:
         while done < n_budget:
-            if max_j is not None:
-                # Stop before a trial that would overrun the budget, predicted by the median
-                # charged energy of the finished trials; the spent energy is read from the
-                # store (other workers' trials count too).
-                trials = study.get_trials(deepcopy=False)
-                energy_so_far = charged_total_j(t.user_attrs for t in trials)
-                spent = [e for t in trials if t.state in FINISHED
-                         and (e := charged_energy_j(t.user_attrs)) is not None]
-                next_j = statistics.median(spent) if spent else 0.0
-                if energy_so_far + next_j > max_j:
-                    stop_reason = (f"energy budget: {energy_so_far:,.1f} J charged (training + "
-                                   f"proposing + storage), the next trial (~{next_j:,.1f} J "
-                                   f"predicted) would pass max_energy_j {max_j:g} J")
+            if max_j is not None and worker is None:  # workers: checked at every claim
+                # Stop before a trial that would overrun the budget: the one rule
+                # (worker_energy.energy_budget_stop), on the study's trials in the store.
+                if reason := energy_budget_stop(study.get_trials(deepcopy=False), max_j):
+                    stop_reason = reason
                     break
             if config.budget.timeout_s is not None and \
                     time.perf_counter() - t_start >= config.budget.timeout_s:
@@ -411,7 +412,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     for key, value in {"pruning_energy_saved_j": summary.energy_saved_j,
                        "propose_energy_j": summary.propose_energy_j,
                        "store_energy_j": summary.store_energy_j,
-                       "total_energy_j": summary.total_energy_j}.items():
+                       "training_energy_j": summary.training_energy_j,  # meter windows
+                       "total_energy_j": summary.total_energy_j}.items():  # charged
         study.set_user_attr(key, value)
     return summary
 

@@ -1,4 +1,10 @@
-"""What a run of a study tells its user at the end (`StudySummary.lines`), read from the store."""
+"""What a run of a study tells its user at the end (`StudySummary.lines`), read from the store.
+
+Two energies, named apart: `training_energy_j` (the trials' meter windows alone) and
+`total_energy_j` (what the trials are charged: training + proposing + storage,
+accounting.charged_total_j; a lower bound when a trial's training energy is unknown). The
+runner stores both as study attrs of the same names.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .accounting import charged_total_j
+from .accounting import charged_total_j, training_measured
 from .energy.methods import label
 from .runs import mixture_lines, provenance
 from .storage import redact
@@ -28,7 +34,7 @@ class StudySummary:
     ran_now: int
     best_accuracy: float | None
     best_params: dict[str, Any]
-    total_energy_j: float | None  # training energy of all trials (their meter windows)
+    training_energy_j: float | None  # training energy of all trials (their meter windows)
     energy_method: str
     wall_s: float
     propose_s: float
@@ -39,7 +45,8 @@ class StudySummary:
     propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
     store_s: float = 0.0  # storage round trips of proposing (store_s of the trials)
     store_energy_j: float | None = None
-    charged_energy_j: float | None = None  # training + proposing + storage (accounting.py)
+    total_energy_j: float | None = None  # charged: training + proposing + storage
+    n_unmeasured: int = 0  # trials without a training-energy measurement
     machines: dict[str, int] = field(default_factory=dict)  # hardware_id -> trials
     energy_methods: dict[str, int] = field(default_factory=dict)  # method -> trials
     idle_note: str | None = None  # the idle baseline of this run, or why there is none
@@ -47,11 +54,12 @@ class StudySummary:
 
     @property
     def propose_share_of_energy(self) -> float | None:
-        """The search's own energy / (it + all trials' energy): what the strategy costs."""
-        if self.propose_energy_j is None or self.total_energy_j is None:
+        """The strategy's own energy (`propose_energy_j`, its computation proposing
+        parameters) / the charged total (`total_energy_j`: training + proposing + storage):
+        what share of the search's energy the strategy itself cost."""
+        if self.propose_energy_j is None or not self.total_energy_j:
             return None
-        total = self.propose_energy_j + self.total_energy_j
-        return self.propose_energy_j / total if total > 0 else None
+        return self.propose_energy_j / self.total_energy_j
 
     @property
     def mixed(self) -> bool:
@@ -59,8 +67,12 @@ class StudySummary:
         return len(self.machines) > 1 or len(self.energy_methods) > 1
 
     def lines(self) -> list[str]:
-        e = self.total_energy_j
-        energy = "not measured" if e is None else f"{e:,.1f} J ({e / 3600:.4f} Wh)"
+        e = self.training_energy_j
+        energy = "training energy not measured" if e is None else \
+            f"training energy {e:,.1f} J ({e / 3600:.4f} Wh)"
+        low = "≥ " if self.n_unmeasured else ""
+        unmeasured = (f"; {self.n_unmeasured} trial(s) without a training-energy measurement"
+                      if self.n_unmeasured else "")
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
         best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
         method = " + ".join(self.energy_methods) if len(self.energy_methods) > 1 \
@@ -73,14 +85,14 @@ class StudySummary:
             f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       accuracy {best}  ({params})",
-            f"energy     {energy}, all trials incl. failed; method {method}",
+            f"energy     {energy}, all trials incl. failed{unmeasured}; method {method}",
             f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
             + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
-               f"search + training energy" if self.propose_share_of_energy is not None else "")
+               f"the charged total" if self.propose_share_of_energy is not None else "")
             + f"); {self.store_s:.2f} s storage round trips{store}",
-            *([f"charged    {self.charged_energy_j:,.1f} J: training + proposing + storage "
+            *([f"charged    {low}{self.total_energy_j:,.1f} J: training + proposing + storage "
                f"(what max_energy_j and energy to target count)"]
-              if self.charged_energy_j is not None else []),
+              if self.total_energy_j is not None else []),
             *mixture_lines(self.machines, self.energy_methods),
             *([f"idle power {self.idle_note}"] if self.idle_note else []),
             *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
@@ -121,7 +133,7 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
         n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
         best_accuracy=accuracy(best_t) if best_t else None,
         best_params=dict(best_t.params) if best_t else {},
-        total_energy_j=sum(measured) if measured else None,
+        training_energy_j=sum(measured) if measured else None,
         energy_method=study.user_attrs.get("energy_method", meter.method),
         wall_s=time.perf_counter() - t_start,
         propose_s=sum(a.get("propose_s") or 0.0 for a in attrs),
@@ -131,7 +143,9 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
         propose_energy_j=_sum_or_none(a.get("propose_energy_j") for a in attrs),
         store_s=sum(a.get("store_s") or 0.0 for a in attrs),
         store_energy_j=_sum_or_none(a.get("store_energy_j") for a in attrs),
-        charged_energy_j=charged_total_j(attrs) if measured else None,
+        total_energy_j=charged_total_j(attrs) if measured else None,
+        n_unmeasured=sum(t.state in (*FINISHED, TrialState.FAIL) and not training_measured(a)
+                         for t, a in zip(trials, attrs, strict=True)),
         machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
         idle_note=idle_note,
     )

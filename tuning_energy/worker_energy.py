@@ -9,7 +9,8 @@ killed hard.
   the energy it had spent up to the last write, and totals count it. The trial's final
   write (the objective's `finally`) replaces those values and sets `energy_partial = false`.
 - The energy budget (`budget.max_energy_j`) is checked against the whole study at every
-  claim, under the workers' lock (`energy_budget_stop`): what all trials were charged
+  claim, under the workers' lock, and by a single process before each trial: one rule,
+  `energy_budget_stop`: what all trials were charged
   (accounting.py: training + proposing + storage, a killed trial's partial energy included),
   what the trials running elsewhere are expected to add, and the next trial.
 - GPUs: NVML reads a whole GPU's counter; two workers on one GPU would each count the
@@ -28,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .accounting import charged_energy_j, charged_total_j
+from .accounting import charged_energy_j, charged_known_j, charged_total_j
 from .energy.base import Measurement, Meter, Window
 from .energy.shared import is_package_device
 from .errors import ConfigError
@@ -184,11 +185,14 @@ def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> st
             and (e := charged_energy_j(t.user_attrs)) is not None]
     next_j = statistics.median(done) if done else 0.0
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    to_come_j = sum(max(0.0, next_j - (charged_energy_j(t.user_attrs) or 0.0))
+    # what a running trial has been charged so far (its proposal, its partial energy) is
+    # in spent_j already
+    to_come_j = sum(max(0.0, next_j - (charged_known_j(t.user_attrs) or 0.0))
                     for t in running)
     if spent_j + to_come_j + next_j <= max_energy_j:
         return None
-    return (f"energy budget: {spent_j:,.1f} J charged to the study's trials"
+    return (f"energy budget: {spent_j:,.1f} J charged to the study's trials (training + "
+            f"proposing + storage)"
             + (f", ~{to_come_j:,.1f} J more expected from {len(running)} running"
                if running else "")
             + f"; the next trial (~{next_j:,.1f} J predicted) would pass "

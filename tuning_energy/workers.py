@@ -1,4 +1,4 @@
-"""Several worker processes on one study: `tuning-energy study --workers N`.
+"""Several worker processes on one study: `tuning-energy study|compare --workers N`.
 
 Optuna's storage is the scheduler: every worker runs the ordinary runner loop and takes its
 own trials from the store. What this module adds around the runner (`WorkerContext`):
@@ -40,6 +40,9 @@ own trials from the store. What this module adds around the runner (`WorkerConte
   `energy_partial = false` (worker_energy.py).
 - Energy budget: `budget.max_energy_j` is checked at every claim, under the lock, against
   the whole study's charged energy (accounting.py), so N workers do not overrun it N-fold.
+- One process: on a journal / PostgreSQL store any single process is a worker too
+  (`single_worker`: runner.run_study makes one), so two commands running one study share
+  its budget; it trains with the config's `train.torch_threads`, not usable cores // 1.
 """
 
 from __future__ import annotations
@@ -733,15 +736,33 @@ class _MethodOnly:
         self.method = study.user_attrs.get("energy_method", "unknown")
 
 
+def single_worker(config: StudyConfig, storage_url: str, options: WorkerOptions | None = None,
+                  meter_factory: MeterFactory = build_meter, out=None) -> WorkerContext:
+    """The worker that one process on a journal / PostgreSQL store is: it claims its trials
+    under the workers' lock, so that two commands running one study (two `compare`s, a
+    `study` beside a `compare`) share its budget instead of each running all of it. It
+    trains with the config's `train.torch_threads`, as one process on SQLite does, unless
+    `options.torch_threads` says otherwise."""
+    options = options or WorkerOptions()
+    return WorkerContext(storage_url, replace(
+        options, n_workers=1, torch_threads=options.torch_threads or config.train.torch_threads),
+        meter_factory=meter_factory, out=out)
+
+
 def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
                 options: WorkerOptions, meter_factory: MeterFactory = build_meter,
                 out=None, progress: bool = True, cross_check: str | None = None):
-    """Run the study with `options.n_workers` workers; one worker runs in this process."""
+    """Run the study with `options.n_workers` workers; one worker runs in this process.
+
+    One worker: `runner.run_study` in this process, under the run lock on SQLite and as a
+    claiming worker (`single_worker`) on journal / PostgreSQL. This is how `tuning-energy
+    study` and `compare` run each study (`--workers N`)."""
     check_workers(storage_url, options.n_workers)
     if options.n_workers == 1:
         from .runner import run_study
 
-        context = WorkerContext(storage_url, options, meter_factory=meter_factory, out=out)
+        context = single_worker(config, storage_url, options, meter_factory, out) \
+            if storage_kind(storage_url) in MULTI_WORKER_KINDS else None
         return run_study(config, strategy, seed, storage_url, progress=progress, out=out,
                          cross_check=cross_check, worker=context)
     pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out,

@@ -63,7 +63,8 @@ def net_energy_j(m: Measurement, idle_power_w: float | None) -> float | None:
 
 
 class TrialEnergyAttrs:
-    """`Objective.on_measurement` hook: idle-corrected energy, CO2 and cross-check attrs."""
+    """`Objective.on_measurement` hook: idle-corrected energy and CO2 (the measurement's
+    own attrs, cross-checks included, are objective.energy_attrs's)."""
 
     def __init__(self, idle_power_w: float | None, carbon: Carbon) -> None:
         self.idle_power_w = idle_power_w
@@ -74,7 +75,6 @@ class TrialEnergyAttrs:
             "idle_power_w": self.idle_power_w,
             "energy_net_j": net_energy_j(m, self.idle_power_w),
             "co2_g": self.carbon.co2_g(m.energy_j),
-            **m.extra,  # e.g. crosscheck_energy_j, crosscheck_method
         }
 
     def __call__(self, m: Measurement) -> dict[str, Any]:

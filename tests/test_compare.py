@@ -1,0 +1,80 @@
+"""`tuning-energy compare` on stores that several processes share: each study ends with
+exactly its budget, however many comparisons run it at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+from optuna.trial import TrialState
+
+from tuning_energy.cli import main
+from tuning_energy.storage import open_storage
+from tuning_energy.workers import WORKER_ATTR
+
+TINY = """
+name = "tiny"
+[data]
+dataset = "digits"
+[train]
+epochs = 30
+batch_size = 128
+torch_threads = 1
+device = "cpu"
+[budget]
+n_trials = 6
+[meter]
+kind = "estimate"
+idle_s = 0
+[search_space.n_conv]
+type = "int"
+low = 0
+high = 1
+[search_space.lr]
+type = "float"
+low = 1e-3
+high = 1e-1
+log = true
+"""
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url, create=False))
+
+
+def test_two_compares_on_one_journal_share_the_budget(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    url = f"journal:///{tmp_path / 'store.log'}"
+    cmd = [sys.executable, "-m", "tuning_energy.cli", "compare", "--config", str(config),
+           "--seeds", "1", "--strategies", "random", "--storage", url, "--no-progress",
+           "--out", str(tmp_path / "out")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+    trials = _study(url, "tiny-random-s0").get_trials()
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 6
+    assert len(trials) == 6, [t.state for t in trials]  # none run twice, none failed
+    pids = {t.system_attrs[WORKER_ATTR]["pid"] for t in trials}
+    assert pids == {p.pid for p in procs}  # both took part: they ran at the same time
+    # one process per study keeps the config's torch threads, as on SQLite
+    assert _study(url, "tiny-random-s0").user_attrs["torch_threads_per_worker"] == 1
+
+
+def test_compare_workers_runs_each_study_with_n_workers(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.replace("n_trials = 6", "n_trials = 4"))
+    sqlite = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["compare", "--config", str(config), "--seeds", "1", "--strategies", "random",
+            "--no-progress", "--out", str(tmp_path / "out")]
+    assert main(base + ["--storage", sqlite, "--workers", "2"]) == 2
+    assert "journal:///PATH" in capsys.readouterr().err
+    url = f"journal:///{tmp_path / 'store.log'}"
+    assert main(base + ["--storage", url, "--workers", "2"]) == 0
+    study = _study(url, "tiny-random-s0")
+    trials = study.get_trials()
+    assert study.user_attrs["workers"] == 2
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.system_attrs[WORKER_ATTR]["pid"] for t in trials}) == 2
