@@ -290,3 +290,19 @@ def test_energy_per_epoch_by_factor():
     assert conv["n_trials"].tolist() == [8, 8]  # the FAIL row is left out
     assert conv["median_accuracy"].tolist() == pytest.approx([0.9, 0.8])
     assert np.isfinite(lv["mean_energy_j"]).all()
+
+
+def test_ratio_ci_upper_bound_is_unbounded_not_nan_when_resamples_never_reach():
+    """Seeds that never reached the target are inf: a bootstrap bound among such resamples
+    is unbounded (inf), never inf - inf = nan (compare.md printed '0.00-nan')."""
+    from tuning_energy.analysis import ratio_ci
+
+    inf = math.inf
+    best = [100.0, inf, inf, 90.0, 110.0]  # median 110: 3 of 5 seeds reached the target
+    ref = [200.0, 150.0, 180.0, inf, 170.0]
+    point, lo, hi = ratio_ci(best, ref)
+    assert point == pytest.approx(110.0 / 180.0)
+    # A third of the resamples of `best` have an infinite median: the upper bound is
+    # unbounded; the lower one is a number (0 where the reference never reached it).
+    assert hi == inf
+    assert not math.isnan(lo) and 0.0 <= lo < point

@@ -451,7 +451,10 @@ def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
         by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
         r = bx / by
     r = r[~np.isnan(r)]
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if r.size else (np.nan, np.nan)
+    # Percentiles as order statistics (no interpolation): a bound among the resamples whose
+    # reference or own is inf is inf (unbounded), not inf - inf = nan.
+    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf") \
+        if r.size else (np.nan, np.nan)
     return point, float(lo), float(hi)
 
 

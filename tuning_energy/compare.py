@@ -158,6 +158,11 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
     return result, c
 
 
+def _bound(x: float, fmt: str = "{:.2f}") -> str:
+    """A CI bound: 'unbounded' where resamples never reached the target (inf)."""
+    return "unbounded" if math.isinf(x) else fmt.format(x)
+
+
 def ratios(c, best: str) -> list[dict[str, Any]]:
     """Energy-to-target of `best` over each reference strategy, with bootstrap CIs."""
     energy = an.censored_energy(c.ett)
@@ -207,7 +212,8 @@ def render_compare_md(result: dict[str, Any], c) -> str:
     low = "≥ " if best["lower_bound"] else ""
     lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
               f"{low}{best['median_energy_to_target_j']:,.1f} J "
-              f"(95% CI {low}{best['ci_low_j']:,.1f}-{low}{best['ci_high_j']:,.1f} J)."
+              f"(95% CI {low}{_bound(best['ci_low_j'], '{:,.1f} J')} to "
+              f"{low}{_bound(best['ci_high_j'], '{:,.1f} J')})."
               + (" Its energies are lower bounds (trials without a training-energy "
                  "measurement), so the ranking is uncertain." if low else ""), ""]
     rows = ratios(c, best["strategy"])
@@ -218,7 +224,7 @@ def render_compare_md(result: dict[str, Any], c) -> str:
         for r in rows:
             ratio = f"{r['ratio']:.2f}" if math.isfinite(medians[r["vs"]]) else \
                 f"0 ({r['vs']}: median not reached)"
-            lines.append(f"| {r['vs']} | {ratio} | {r['ci_low']:.2f}-{r['ci_high']:.2f} |")
+            lines.append(f"| {r['vs']} | {ratio} | {_bound(r['ci_low'])}-{_bound(r['ci_high'])} |")
         lines.append("")
         vs_bayes = next((r for r in rows if r["vs"] == "bayes"), None)
         if vs_bayes is not None:
@@ -229,7 +235,8 @@ def render_compare_md(result: dict[str, Any], c) -> str:
             lines += [
                 f"Goal (at most one third of the energy of `bayes`): "
                 f"{'met on the median' if goal else 'not met'}: {best['strategy']} {how} "
-                f"(95% CI of the ratio {vs_bayes['ci_low']:.2f}-{vs_bayes['ci_high']:.2f})."
+                f"(95% CI of the ratio {_bound(vs_bayes['ci_low'])}-"
+                f"{_bound(vs_bayes['ci_high'])})."
                 + (f" The interval reaches above 1/3, so with {len(result['seeds'])} seeds "
                    f"this is not established." if goal and vs_bayes["ci_high"] > 1 / 3 else ""),
                 "",
