@@ -133,7 +133,12 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
 
         note = detail["note"]["body"]
         assert note.startswith(f"## Energy summary: {name}")
-        assert f"**{total_j:,.1f} J**" in note and "`estimate-cpu-tdp`" in note
+        import re
+
+        shown = re.search(r"\| total energy of the search \| \*\*([\d,.]+) J\*\*", note)
+        assert shown, note
+        assert float(shown.group(1).replace(",", "")) == pytest.approx(total_j, rel=5e-3)
+        assert "`estimate-cpu-tdp`" in note
         assert "energy to target 0.2000" in note
         assert "Trials that cost the most energy" in note
         best = detail["best_trials"][0]

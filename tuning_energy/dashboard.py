@@ -64,6 +64,12 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # one line per request (the JS app polls) would drown the URL
 
 
+def _joules(x: float) -> str:
+    """Joules to 3 significant digits below 10 J (a tiny study's 0.218 J is not '0.2'), to
+    0.1 J above: the note shows what compare.md shows."""
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
 def default_artifact_dir(storage_url: str) -> Path:
     """`artifacts/` beside a local store file (studies/artifacts for the default store);
     studies/artifacts for a server store."""
@@ -231,13 +237,13 @@ def study_note(study: optuna.Study, target: float | None = None,
         extra = (f"; {missing} trial(s) without a training-energy measurement: a lower bound"
                  if missing else "")
         low = "≥ " if missing else ""
-        lines.append(f"| total energy of the search | **{low}{total:,.1f} J** "
+        lines.append(f"| total energy of the search | **{low}{_joules(total)} J** "
                      f"({low}{total / 3600:.4f} "
                      f"Wh): {what} energy of all trials incl. failed; method "
                      f"`{method}`{estimate}{extra} |")
         lines.append(f"| training energy per trial | median "
-                     f"{statistics.median(energies):,.1f} J, max {max(energies):,.1f} J, "
-                     f"{sum(energies):,.1f} J in all |")
+                     f"{_joules(statistics.median(energies))} J, max {_joules(max(energies))} J, "
+                     f"{_joules(sum(energies))} J in all |")
     else:
         lines.append("| total energy of the search | not measured |")
     goal = comparison_target(table, target, fallback=False) if not table.empty else None
@@ -260,7 +266,7 @@ def study_note(study: optuna.Study, target: float | None = None,
             low = "≥ " if n_unmeasured else ""
             bound = (f"; {n_unmeasured} of them without a training-energy measurement, so a "
                      f"lower bound" if n_unmeasured else "")
-            lines.append(f"| energy to target {goal.accuracy:.4f} | **{low}{e:,.1f} J**: all "
+            lines.append(f"| energy to target {goal.accuracy:.4f} | **{low}{_joules(e)} J**: all "
                          f"trials up to trial {n}, the first to reach it ({k} finished trials"
                          f"{bound}; {what} energy{only}); {goal.text()} |")
     if len(study.directions) > 1:
@@ -295,17 +301,17 @@ def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
              f"{acc - med_acc:+.4f} over the median trial ({med_acc:.4f})."]
     if e is not None and energies:
         med_e = statistics.median(energies)
-        ratio = f"{e / med_e:.2f}x the median trial's {med_e:,.1f} J" if med_e > 0 \
-            else f"median trial {med_e:,.1f} J"
+        ratio = f"{e / med_e:.2f}x the median trial's {_joules(med_e)} J" if med_e > 0 \
+            else f"median trial {_joules(med_e)} J"
         rank = sorted(energies).index(e) + 1
-        lines.append(f"Its training used **{e:,.1f} J** ({ratio}; rank {rank} of "
+        lines.append(f"Its training used **{_joules(e)} J** ({ratio}; rank {rank} of "
                      f"{len(energies)} from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
         close = [t for t in trials if _accuracy(t) is not None and _energy(t) is not None
                  and _accuracy(t) >= acc - 0.01 and t.number != best.number]
         cheaper = min(close, key=_energy) if close else None
         if cheaper is not None and _energy(cheaper) < e:
             lines.append(f"Trial {cheaper.number} came within 0.01 ({_accuracy(cheaper):.4f}) "
-                         f"for {_energy(cheaper):,.1f} J.")
+                         f"for {_joules(_energy(cheaper))} J.")
     else:
         lines.append("Its energy was not measured.")
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
