@@ -42,7 +42,7 @@ def test_a_second_process_on_the_same_study_is_refused_and_the_first_finishes(tm
     first = _cli(*args)
     second = None
     try:
-        _wait_for_running(url, "slow-random-s0")  # the first is inside a trial
+        _wait_for_running(url, "slow-random-s0", max_complete=2)  # the first is in a trial
         second = _cli(*args)
         out2, _ = second.communicate(timeout=120)
         assert second.returncode == 2, out2

@@ -10,7 +10,8 @@ Study attr per run:  `run:<run_id>` = {run_id, host, pid, started_utc, hardware,
                      config_changes, tuning_energy_version, torch_version}
 Trial attrs:         `run_id`, `hardware_id` (and `energy_method`, from the objective)
 
-    run_id       "<host>:<UTC start, YYYYMMDDTHHMMSSZ>:<pid>"
+    run_id       "<host>:<UTC start, YYYYMMDDTHHMMSS.ffffffZ>:<pid>" (microseconds: two runs
+                 of one process in the same second are two runs)
     hardware_id  "<host>: <cpu model>" and " + <gpu names>" when training may use GPUs
 
 The study attrs `hardware`, `energy_method` and `meter` keep what the first run recorded.
@@ -63,7 +64,7 @@ def hardware_id(hardware: Mapping[str, Any]) -> str:
 def new_run_id(host: str | None = None, pid: int | None = None,
                now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
-    return (f"{host or socket.gethostname()}:{now.strftime('%Y%m%dT%H%M%SZ')}:"
+    return (f"{host or socket.gethostname()}:{now.strftime('%Y%m%dT%H%M%S.%fZ')}:"
             f"{os.getpid() if pid is None else pid}")
 
 
