@@ -32,6 +32,14 @@ from tuning_energy.config import StudyConfig, parse_config
 # Results with convolutions differ between 1 and 2 torch threads: fix it in tests.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Tests that Ctrl-C a child (SIGINT) need SIGINT not ignored. A shell that starts pytest in
+# the background without job control (`make test &` in a script) ignores SIGINT, children
+# inherit an ignored signal across exec, and Python then installs no KeyboardInterrupt
+# handler: the child would run on. A Python-level handler is reset to the default in every
+# child at exec, so installing Python's own here gives the children a working Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 TINY = {
     "name": "tiny",
     "target_accuracy": 0.5,
