@@ -393,3 +393,20 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     assert "charged J: the training + proposing + storage energy of every finished trial" in out
     assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by " \
            "nvml-counter)" in out
+
+
+def test_a_study_stored_before_gp_fit_max_points_resumes_only_uncapped(tiny_config,
+                                                                       storage_url):
+    run_study(tiny_config, "bayes", 0, storage_url, progress=False)
+    study = load(storage_url, "tiny-bayes-s0")
+    stored = study.user_attrs["config"]
+    del stored["strategy"]["bayes"]["gp_fit_max_points"]  # as stored before the key existed
+    study.set_user_attr("config", stored)
+    more = dataclasses.replace(tiny_config.budget, n_trials=4)
+    with pytest.raises(StorageError, match="strategy.bayes.gp_fit_max_points: stored 0, now 64"):
+        run_study(tiny_config.with_overrides(budget=more), "bayes", 0, storage_url,
+                  progress=False)
+    old = tiny_config.with_overrides(budget=more, strategy=dataclasses.replace(
+        tiny_config.strategy, bayes=dataclasses.replace(tiny_config.strategy.bayes,
+                                                        gp_fit_max_points=0)))
+    assert run_study(old, "bayes", 0, storage_url, progress=False).n_finished == 4
