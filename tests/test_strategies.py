@@ -230,3 +230,27 @@ def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
             want.tell(xs, ys)
             got.tell(xs, ys)
             assert got.ask() == want.ask()
+
+
+def test_bayes_cool_never_takes_an_unmeasured_cost_as_free():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from tuning_energy.cost_cooling import full_cost_j
+
+    d = {"x": FloatDistribution(0, 1)}
+    done = create_trial(params={"x": 0.5}, distributions=d, value=0.9,
+                        user_attrs={"energy_j": 4.0})
+    pruned = create_trial(params={"x": 0.5}, distributions=d, state=TrialState.PRUNED,
+                          intermediate_values={0: 0.5}, user_attrs={
+                              "energy_j": 0.4, "energy_saved_j": 3.6,
+                              "predicted_energy_epoch1_j": 4.2})
+    unmeasured = create_trial(params={"x": 0.5}, distributions=d, value=0.9,
+                              user_attrs={"energy_j": None})
+    pruned_unprojected = create_trial(params={"x": 0.5}, distributions=d,
+                                      state=TrialState.PRUNED, intermediate_values={0: 0.5},
+                                      user_attrs={"energy_j": 0.4})
+    assert full_cost_j(done) == 4.0
+    assert full_cost_j(pruned) == 4.2  # the whole budget, from the first epoch's energy
+    assert full_cost_j(unmeasured) is None
+    assert full_cost_j(pruned_unprojected) is None  # its 0.4 J is not what the point costs
