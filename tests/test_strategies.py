@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -254,3 +255,28 @@ def test_bayes_cool_never_takes_an_unmeasured_cost_as_free():
     assert full_cost_j(pruned) == 4.2  # the whole budget, from the first epoch's energy
     assert full_cost_j(unmeasured) is None
     assert full_cost_j(pruned_unprojected) is None  # its 0.4 J is not what the point costs
+
+
+def test_bayes_cool_prefers_the_cheaper_of_equally_good_points():
+    """Accuracy independent of n_conv, energy 1 + 8 x n_conv: after the random start,
+    bayes-cool's proposals must cost less than those of the same GP and EI without the
+    cost term (bayes with acq_func EI), over the same seeds."""
+    cfg = config()
+
+    def spent(strategy: str, seed: int) -> float:
+        ei = cfg.with_overrides(  # the cost's weight cools over the 20-trial budget
+            budget=dataclasses.replace(cfg.budget, n_trials=20),
+            strategy=dataclasses.replace(cfg.strategy, bayes=dataclasses.replace(
+                cfg.strategy.bayes, acq_func="EI")))
+        study = optuna.create_study(direction="maximize",
+                                    sampler=make_sampler(strategy, ei, seed))
+        for _ in range(20):
+            trial = study.ask()
+            p = suggest_params(trial, cfg.search_space)
+            trial.set_user_attr("energy_j", 1.0 + 8.0 * p["n_conv"])
+            study.tell(trial, 1.0 - abs(math.log10(p["lr"]) + 2.5) / 3
+                       - abs(p["beta1"] - 0.8) / 2)
+        return sum(t.user_attrs["energy_j"] for t in study.trials[5:])
+
+    assert sum(spent("bayes-cool", s) for s in range(4)) < \
+        0.7 * sum(spent("bayes", s) for s in range(4))

@@ -19,8 +19,8 @@
             keeps the Pareto set (`study.best_trials`).
 - `bayes-eips`: the scikit-optimize driver with a cost-aware acquisition, expected
             improvement per joule (skopt's EIps with each trial's energy as its cost).
-- `bayes-cool`: energy-aware: `bayes` with its improvement per predicted joule, cost-cooled
-            (CArBO): the cost's weight falls from 0.5 to 0 over the budget (cost_cooling.py).
+- `bayes-cool`: energy-aware: expected improvement per predicted joule, cost-cooled
+            (CArBO): the cost's weight falls from 1 to 0 over the budget (cost_cooling.py).
 """
 
 from __future__ import annotations
