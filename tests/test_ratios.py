@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
+from tuning_energy import ratios as rt
 from tuning_energy.analysis import ratio_ci
 
 inf = math.inf
@@ -39,3 +41,62 @@ def test_ratio_ci_edge_cases(a, b, expected):
 
 def test_ratio_ci_of_an_empty_group_is_undefined():
     assert all(math.isnan(v) for v in ratio_ci([], [1.0, 2.0]))
+
+
+# ---------------------------------------------------------------- the one-third goal
+
+def _ett(**seeds: list[float]) -> pd.DataFrame:
+    """analysis.energy_to_target's columns that the ratios read: per strategy, one energy to
+    target per seed (inf: never reached)."""
+    rows = [{"strategy": s, "seed": i, "reached": math.isfinite(e),
+             "energy_to_target_j": e if math.isfinite(e) else math.nan}
+            for s, values in seeds.items() for i, e in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+BAYES = [100.0, 110.0, 90.0, 105.0, 95.0, 100.0, 102.0]
+
+
+@pytest.mark.parametrize("energies, word", [
+    ([10.0, 12.0, 9.0, 11.0, 10.0, 13.0, 8.0], "established"),  # 1/10, tight
+    ([10.0, 10.0, 11.0, 12.0, 200.0, 300.0, inf], "suggested"),  # 0.12 but seeds at 2x-inf
+    ([10.0, 10.0, 11.0, 50.0, 50.0, 55.0, 60.0], "not met"),  # 0.5, some resamples at 0.1
+    ([80.0, 90.0, 85.0, 95.0, 100.0, 88.0, 92.0], "refuted"),  # 0.9, tight
+    ([inf] * 7, "refuted"),  # never reaches the target: infinitely more
+])
+def test_the_goal_sentence_names_each_outcome(energies, word):
+    table = rt.ratio_table(_ett(new=energies, bayes=BAYES))
+    sentence = rt.goal_sentence(table)
+    assert f"is **{word}**" in sentence and "**new**" in sentence
+    assert sentence.count(". ") == 0 and sentence.endswith(".")  # one sentence
+
+
+def test_the_goal_is_decided_by_the_strongest_strategy():
+    """A strategy whose CI establishes the goal decides it, even when another has a lower
+    median ratio that only suggests it."""
+    table = rt.ratio_table(_ett(
+        steady=[20.0, 22.0, 21.0, 19.0, 20.0, 23.0, 18.0],  # 0.2, tight: established
+        lucky=[5.0, 5.0, 6.0, 7.0, 300.0, inf, inf],  # 0.07, but 3 of 7 seeds far off
+        bayes=BAYES))
+    r = table.set_index(["strategy", "reference"])
+    assert r.loc[("lucky", "bayes"), "ratio"] < r.loc[("steady", "bayes"), "ratio"]
+    assert "**steady**" in rt.goal_sentence(table) and "**established**" in \
+        rt.goal_sentence(table)
+
+
+def test_without_bayes_the_goal_cannot_be_judged():
+    table = rt.ratio_table(_ett(a=[1.0, 2.0, 3.0], random=[3.0, 4.0, 5.0]))
+    assert list(table["reference"]) == ["random"]
+    assert "cannot be judged" in rt.goal_sentence(table)
+
+
+def test_ratios_json_has_every_strategy_against_every_present_reference():
+    ett = _ett(tpe=[1.0, 2.0, 3.0], bayes=[2.0, 4.0, 6.0], random=[inf] * 3, never=[inf] * 3)
+    data = rt.ratios_json(rt.ratio_table(ett))
+    assert set(data) == {"tpe/bayes", "tpe/random", "bayes/random", "random/bayes",
+                         "never/bayes", "never/random"}
+    assert data["tpe/bayes"]["median"] == pytest.approx(0.5)
+    assert data["tpe/random"] == {"median": 0.0, "ci95": [0.0, 0.0]}  # random never reached
+    assert data["never/bayes"]["median"] is None  # infinitely more: no JSON number
+    assert data["never/random"] == {"median": None, "ci95": [0.0, None]}  # undefined
+
