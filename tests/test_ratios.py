@@ -3,13 +3,20 @@ verdict, and compare.json / compare.md showing the same numbers from a real stor
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import re
 
 import pandas as pd
 import pytest
 
+from tests.conftest import tiny_doc
+from tuning_energy import analysis as an
 from tuning_energy import ratios as rt
 from tuning_energy.analysis import ratio_ci
+from tuning_energy.compare import run_comparison, write_compare
+from tuning_energy.config import parse_config
 
 inf = math.inf
 
@@ -100,3 +107,48 @@ def test_ratios_json_has_every_strategy_against_every_present_reference():
     assert data["never/bayes"]["median"] is None  # infinitely more: no JSON number
     assert data["never/random"] == {"median": None, "ci95": [0.0, None]}  # undefined
 
+
+# ---------------------------------------------------------------- compare.json = compare.md
+
+def _md_number(cell: str) -> float | None:
+    """A median or bound as compare.md's ratio table shows it (None: no number)."""
+    if cell in ("unbounded", "-", "not reached") or cell.startswith("undefined"):
+        return None
+    return float(cell.split(" (")[0])
+
+
+def test_compare_json_ratios_are_the_numbers_in_compare_md(tmp_path):
+    """A real comparison (three strategies x three seeds, SQLite): every S/R of
+    compare.json's `ratios` is in compare.md's table with the same median and CI, and the
+    power section names the strategy the goal sentence names."""
+    config = parse_config(tiny_doc(budget={"n_trials": 4}))
+    url = f"sqlite:///{tmp_path / 'energy.db'}"
+    run_comparison(config, 3, ["random", "bayes", "tpe"], url, progress=False,
+                   out=io.StringIO())
+    trials = an.trials_table(url)
+    target = float(trials["accuracy"].quantile(0.7))  # some seeds miss it
+    write_compare(url, config, tmp_path / "out", target=target)
+    data = json.loads((tmp_path / "out" / "compare-tiny.json").read_text())
+    md = (tmp_path / "out" / "compare-tiny.md").read_text()
+    assert set(data["ratios"]) == {"random/bayes", "tpe/bayes", "tpe/random", "bayes/random"}
+    head = next(ln for ln in md.splitlines() if ln.startswith("| strategy | S/bayes median"))
+    columns = [c.strip() for c in head.strip("|").split("|")]
+    for key, value in data["ratios"].items():
+        strategy, ref = key.split("/")
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {strategy} | ")
+                    and ln.count("|") == head.count("|"))
+        cells = dict(zip(columns, (c.strip() for c in line.strip("|").split("|")),
+                         strict=True))
+        lo, hi = cells[f"S/{ref} 95% CI"].split(" to ")
+        shown = [_md_number(cells[f"S/{ref} median"]), _md_number(lo), _md_number(hi)]
+        stored = [value["median"], *value["ci95"]]
+        for s, j in zip(shown, stored, strict=True):
+            if j is None:
+                assert s is None, (key, shown, stored)
+            else:
+                assert s == pytest.approx(j, rel=5e-3, abs=5e-4), (key, shown, stored)
+    named = re.search(r"is \*\*([a-z ]+)\*\* .*?\*\*([\w+-]+)\*\*, needs", md)
+    assert named, md
+    assert named.group(1) in rt.VERDICTS
+    assert data["power"]["strategy"] == named.group(2) and data["power"]["reference"] == "bayes"
+    assert "## Seeds needed to decide (power)" in md
