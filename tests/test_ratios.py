@@ -147,8 +147,18 @@ def test_compare_json_ratios_are_the_numbers_in_compare_md(tmp_path):
                 assert s is None, (key, shown, stored)
             else:
                 assert s == pytest.approx(j, rel=5e-3, abs=5e-4), (key, shown, stored)
-    named = re.search(r"is \*\*([a-z ]+)\*\* .*?\*\*([\w+-]+)\*\*, needs", md)
+    named = re.search(r"is \*\*([a-z ]+)\*\* .*?\*\*([\w+-]+)\*\*, ", md)
     assert named, md
     assert named.group(1) in rt.VERDICTS
     assert data["power"]["strategy"] == named.group(2) and data["power"]["reference"] == "bayes"
     assert "## Seeds needed to decide (power)" in md
+
+
+def test_the_goal_sentence_says_why_a_ratio_is_0_instead_of_0x():
+    """A reference whose median seed never reached the target gives S/R = 0: the sentence
+    must say so, not that S 'needs 0x the energy'."""
+    table = pd.DataFrame([{"strategy": "tpe", "reference": "bayes", "ratio": 0.0,
+                           "ci_low": 0.0, "ci_high": 0.9}], columns=rt.RATIO_COLUMNS)
+    sentence = rt.goal_sentence(table)
+    assert "0x" not in sentence
+    assert "bayes's median is not reached" in sentence and "**suggested**" in sentence

@@ -123,11 +123,20 @@ def goal_sentence(table: pd.DataFrame, reference: str = GOAL_REFERENCE,
         return (f"The one-third goal cannot be judged: no strategy was compared with "
                 f"`{reference}`.")
     word = verdict(best["ratio"], best["ci_low"], best["ci_high"], threshold)
-    median = fmt_ratio(best["ratio"]) if not math.isnan(best["ratio"]) else "undefined"
+    ratio = best["ratio"]
+    if math.isnan(ratio):
+        needs = f"has no defined ratio to {reference} (neither median seed reached the target)"
+    elif ratio == 0:
+        needs = (f"reached the target in its median seed where {reference} did not (ratio 0: "
+                 f"{reference}'s median is not reached)")
+    elif math.isinf(ratio):
+        needs = "did not reach the target in its median seed"
+    else:
+        needs = f"needs {fmt_ratio(ratio)}x the energy to target of {reference}"
     return (f"The one-third goal (some strategy's {reference} ratio with a 95% CI high end "
             f"at or below {label}) is **{word}** ({VERDICTS[word].format(t=label)}): the best "
             f"of {len(table[table['reference'] == reference])} strategies, "
-            f"**{best['strategy']}**, needs {median}x the energy to target of {reference} "
+            f"**{best['strategy']}**, {needs} "
             f"(95% CI {ci_text(best['ci_low'], best['ci_high'])}).")
 
 
