@@ -118,10 +118,11 @@ def _kill_mid_trial(storage_url: str, study_name: str, pids: list[int],
 
 def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_trials: int):
     name = f"w{uuid.uuid4().hex[:8]}"
-    # 1 conv block and enough epochs that a trial lasts a few seconds here (an epoch takes
-    # ~40 ms on 1 thread): long enough for a 1 s heartbeat to write its energy so far.
+    # 1 conv block and enough epochs that a trial outlasts a few 1 s heartbeats, so that one
+    # writes its energy so far before the kill: 50 epochs took 1.0 s on a fresh 2-core
+    # machine (an epoch ~20 ms), about one heartbeat, and no trial was caught mid-way.
     # The idle baseline is on: its windows go through the ledger too.
-    config = _config(name, train={"epochs": 50}, budget={"n_trials": n_trials},
+    config = _config(name, train={"epochs": 150}, budget={"n_trials": n_trials},
                      meter={"kind": "estimate", "idle_s": IDLE_S},
                      fixed={"n_conv": 1},
                      search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1,
