@@ -39,6 +39,7 @@ from .accounting import PROPOSING
 from .energy.methods import label as label_methods
 from .errors import ConfigError, StorageError, TuningEnergyError
 from .storage import journal_path, open_storage, redact, sqlite_path, storage_kind
+from .summary import accuracy
 
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -158,13 +159,6 @@ def serve(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
 
 # --------------------------------------------------------------------------- notes
 
-def _accuracy(t: FrozenTrial) -> float | None:
-    if t.state != TrialState.COMPLETE or not t.values:
-        return None
-    v = t.values[0]
-    return v if v is not None and math.isfinite(v) else None
-
-
 def _energy(t: FrozenTrial) -> float | None:
     e = t.user_attrs.get("energy_j")
     return float(e) if isinstance(e, int | float) and math.isfinite(e) else None
@@ -176,10 +170,10 @@ def _num(v: Any, fmt: str) -> str:
 
 def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     """Highest accuracy (values[0]); ties go to the trial that used less energy."""
-    scored = [t for t in trials if _accuracy(t) is not None]
+    scored = [t for t in trials if accuracy(t) is not None]
     if not scored:
         return None
-    return max(scored, key=lambda t: (_accuracy(t), -(_energy(t) or math.inf), -t.number))
+    return max(scored, key=lambda t: (accuracy(t), -(_energy(t) or math.inf), -t.number))
 
 
 def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | None:
@@ -226,7 +220,7 @@ def study_note(study: optuna.Study, target: float | None = None,
     lines.append(f"| trials | {len(complete)} complete, {n_pruned} pruned, {n_failed} failed, "
                  f"{len(trials)} in all |")
     if best is not None:
-        lines.append(f"| best accuracy | **{_accuracy(best):.4f}** (trial {best.number}, "
+        lines.append(f"| best accuracy | **{accuracy(best):.4f}** (trial {best.number}, "
                      f"{_num(_energy(best), ',.1f')} J of training) |")
     else:
         lines.append("| best accuracy | no complete trial yet |")
@@ -256,7 +250,7 @@ def study_note(study: optuna.Study, target: float | None = None,
     else:
         reached = _energy_to_target(table, goal.accuracy)
         if reached is None:
-            best_acc = f"best {_accuracy(best):.4f}" if best is not None else "no complete trial"
+            best_acc = f"best {accuracy(best):.4f}" if best is not None else "no complete trial"
             lines.append(f"| energy to target {goal.accuracy:.4f} | not reached ({best_acc}); "
                          f"{goal.text()} |")
         else:
@@ -281,7 +275,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                   "|---:|---|---:|---:|---:|---:|"]
         for t in by_energy[:TOP_ENERGY_ROWS]:
             u = t.user_attrs
-            lines.append(f"| {t.number} | {t.state.name.lower()} | {_num(_accuracy(t), '.4f')} | "
+            lines.append(f"| {t.number} | {t.state.name.lower()} | {_num(accuracy(t), '.4f')} | "
                          f"{_energy(t):,.1f} | {_num(u.get('duration_s'), '.2f')} | "
                          f"{_num(u.get('avg_power_w'), '.1f')} |")
     lines += ["", f"_Written by tuning-energy at the end of each run of this study (updated on "
@@ -292,9 +286,9 @@ def study_note(study: optuna.Study, target: float | None = None,
 
 def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
     """Why `best` is the best trial: its accuracy and energy against the medians."""
-    accs = [a for a in (_accuracy(t) for t in trials) if a is not None]
+    accs = [a for a in (accuracy(t) for t in trials) if a is not None]
     energies = [e for e in (_energy(t) for t in trials) if e is not None]
-    acc, e = _accuracy(best), _energy(best)
+    acc, e = accuracy(best), _energy(best)
     med_acc = statistics.median(accs)
     lines = ["## Best trial of this study", "",
              f"Highest validation accuracy of {len(accs)} complete trial(s): **{acc:.4f}**, "
@@ -306,11 +300,11 @@ def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
         rank = sorted(energies).index(e) + 1
         lines.append(f"Its training used **{_joules(e)} J** ({ratio}; rank {rank} of "
                      f"{len(energies)} from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
-        close = [t for t in trials if _accuracy(t) is not None and _energy(t) is not None
-                 and _accuracy(t) >= acc - 0.01 and t.number != best.number]
+        close = [t for t in trials if accuracy(t) is not None and _energy(t) is not None
+                 and accuracy(t) >= acc - 0.01 and t.number != best.number]
         cheaper = min(close, key=_energy) if close else None
         if cheaper is not None and _energy(cheaper) < e:
-            lines.append(f"Trial {cheaper.number} came within 0.01 ({_accuracy(cheaper):.4f}) "
+            lines.append(f"Trial {cheaper.number} came within 0.01 ({accuracy(cheaper):.4f}) "
                          f"for {_joules(_energy(cheaper))} J.")
     else:
         lines.append("Its energy was not measured.")
