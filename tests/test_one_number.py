@@ -21,6 +21,7 @@ from tests.conftest import tiny_doc
 from tuning_energy import analysis as an
 from tuning_energy import dashboard
 from tuning_energy import figures as fg
+from tuning_energy import cnn as cnn_module
 from tuning_energy import objective as objective_module
 from tuning_energy.compare import write_compare
 from tuning_energy.config import parse_config
@@ -55,7 +56,7 @@ def store(tmp_path_factory):
     url = f"sqlite:///{root / 'energy.db'}"
     config = parse_config(tiny_doc(budget={"n_trials": 5},
                                    meter={"cpu_tdp_w": 4000.0, "cpu_cores": 1}))
-    real_fit = objective_module.fit
+    real_fit = cnn_module.fit
     calls = []
 
     def fit(*args, **kwargs):
@@ -68,7 +69,7 @@ def store(tmp_path_factory):
         return result
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(objective_module, "fit", fit)
+        mp.setattr(cnn_module, "fit", fit)
         summary = run_study(config, "bayes", 0, url, progress=False, out=io.StringIO())
     return root, url, config, summary.study_name
 

@@ -72,9 +72,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
+    from .pool import run_workers
     from .runner import run_study
     from .storage import storage_kind
-    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers, run_workers
+    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
     if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:

@@ -22,10 +22,11 @@ from . import analysis as an
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
+from .pool import run_workers
 from .runner import StudySummary, run_study
 from .storage import redact
 from .strategies import STRATEGIES, parse_variant
-from .workers import WorkerOptions, check_workers, run_workers
+from .workers import WorkerOptions, check_workers
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,

@@ -35,9 +35,9 @@ from .energy.shared import is_package_device
 from .errors import ConfigError
 from .objective import energy_attrs
 from .storage import set_user_attrs
+from .summary import FINISHED
 
 PARTIAL = "energy_partial"  # trial user attr: True while energy_j is the energy so far
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class TrialWindowMeter(Meter):
