@@ -35,7 +35,7 @@ _LAZY: dict[str, str | None] = {
     "run_study": ".runner",
     "StudySummary": ".runner",
     "analysis": None,
-    "metered": ".metered",
+    "metered": ".metered_objective",
     "TrialContext": ".trial_context",
     "export_trials": ".export",
     "build_meter": ".energy",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .config import StudyConfig, load_config, parse_config
     from .energy import Measurement, MeterChoice, build_meter
     from .export import export_trials
-    from .metered import metered
+    from .metered_objective import metered
     from .runner import StudySummary, run_study
     from .trial_context import TrialContext
 

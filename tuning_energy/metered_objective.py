@@ -55,7 +55,7 @@ def strategy_of(sampler: Any) -> str:
     for cls in type(sampler).__mro__:
         for name, strategy in _STRATEGY_NAMES:
             if cls.__name__ == name:
-                if strategy == "bayes" and getattr(sampler, "cost_attr", None):
+                if strategy == "bayes" and getattr(sampler, "_cost_attr", None):
                     return "bayes-eips"
                 return strategy
     return type(sampler).__name__.lower()
