@@ -49,8 +49,8 @@ def fake_rapl(tmp: Path) -> Meter:
 def default_trial_s(config_path: str) -> float:
     import optuna
 
-    from tuning_energy.data import load_dataset
     from tuning_energy.cnn import CnnObjective
+    from tuning_energy.data import load_dataset
     from tuning_energy.objective import Objective
     from tuning_energy.runner import set_threads
 

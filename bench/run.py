@@ -55,7 +55,7 @@ def _names(p: argparse.ArgumentParser, flag: str, value: str | None,
 
 
 def _benchmarks() -> dict[str, Callable[[Context], list[dict]]]:
-    from bench import meter_compare, meters, scaling, search, study, trainer
+    from bench import gp_quality, meter_compare, meters, scaling, search, study, trainer
 
     return {
         "default_study_wall": study.bench_default_study_wall,
@@ -64,6 +64,7 @@ def _benchmarks() -> dict[str, Callable[[Context], list[dict]]]:
         "meter_vs_codecarbon": meter_compare.bench_meter_compare,
         "propose_overhead_bayes_64": search.bench_propose,
         "propose_scaling": scaling.bench_scaling,
+        "gp_cap_quality": gp_quality.bench_gp_quality,
         "trainer_vs_bare_torch": trainer.bench_trainer,
         "flops_vs_matmul_peak": trainer.bench_flops,
     }
@@ -74,11 +75,11 @@ def order(quick: bool) -> list[str]:
     QUICK: a 3-trial run gives it; the study estimate comes after the proposal timing."""
     if quick:
         return ["storage_overhead", "meter_window_overhead", "meter_vs_codecarbon",
-                "propose_overhead_bayes_64", "propose_scaling", "default_study_wall",
-                "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+                "propose_overhead_bayes_64", "propose_scaling", "gp_cap_quality",
+                "default_study_wall", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
     return ["default_study_wall", "storage_overhead", "meter_window_overhead",
             "meter_vs_codecarbon", "propose_overhead_bayes_64", "propose_scaling",
-            "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
+            "gp_cap_quality", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
 
 
 def _fmt(v) -> str:

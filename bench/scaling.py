@@ -17,9 +17,11 @@ cycle is its figure (as `propose_overhead_bayes_64`). The storage round trip is 
 parameters (random sampler) + the trial's user attrs in one commit + tell, on a study of
 the same n trials. Every (size, strategy) side runs once per round, all interleaved.
 
-A what-if (full run only, not shipped): `bayes` with skopt's GP predictive variance
-computed by BLAS instead of its `einsum` (`bench.gp_whatif`), to show what the largest
-part of a proposal at 256 trials would cost without it.
+Beside `bayes`, in the same interleaved run, `bayes` as it was before (bench.gp_before):
+skopt's GP predictive variance (an einsum over candidates x n x n) and the kernel fitted
+on every finished trial, against FastGP's triangular solve and the fit on at most the
+latest `gp_fit_max_points` (64) trials. What that does to what `bayes` finds is measured
+in bench.gp_quality (`gp_cap_quality`).
 
 Rows: `propose_overhead_bayes_256` and `propose_overhead_tpe_256` (proposal / median
 default trial, goal <= 0.05; rows are named after the largest size measured). The whole
@@ -49,7 +51,7 @@ from tuning_energy.storage import open_storage, set_user_attrs
 from tuning_energy.strategies import distributions, make_sampler, objectives, suggest_params
 
 from .common import Context, interleave, row, say
-from .gp_whatif import blas_variance
+from .gp_before import before_config, skopt_variance
 from .search import ATTRS, GOAL_PROPOSE, cycle_average, fake_accuracy
 
 SIZES = (16, 64, 128, 256)
@@ -57,12 +59,12 @@ QUICK_SIZES = (16, 256)  # make bench QUICK=1: the rows' size and one small one
 STRATEGIES = ("bayes", "bayes-eips", "gp", "tpe", "mo", "random")
 ROUND_TRIP = "storage round trip"
 BAYES_REFIT = "bayes (refitting proposal)"
-WHATIF = "bayes what-if: GP variance by BLAS"
-WHATIF_REFIT = "bayes what-if: GP variance by BLAS (refitting proposal)"
+BEFORE = "bayes before: skopt's GP variance, kernel fit on every trial"
+BEFORE_REFIT = "bayes before (refitting proposal)"
 FIGURE = "propose-scaling.png"
 COLORS = {"bayes": "C0", "bayes-eips": "C1", "gp": "C2", "tpe": "C3", "mo": "C4",
-          "random": "C5", ROUND_TRIP: "0.35", BAYES_REFIT: "C0", WHATIF: "C9",
-          WHATIF_REFIT: "C9"}
+          "random": "C5", ROUND_TRIP: "0.35", BAYES_REFIT: "C0", BEFORE: "C9",
+          BEFORE_REFIT: "C9"}
 
 
 def synthetic_energy_j(p: dict[str, Any]) -> float:
@@ -133,9 +135,9 @@ def fill_stores(workdir: Path, space: dict[str, Any], sizes: tuple[int, ...],
 
 
 def _proposer(ctx: Context, storage, study_name: str, strategy: str,
-              refit: bool = False, whatif: bool = False):
+              refit: bool = False, before: bool = False):
     """A side: propose one trial in a meter window; returns (wall s, estimated J, CPU s)."""
-    sampler = make_sampler(strategy, ctx.config, 0)
+    sampler = make_sampler(strategy, before_config(ctx.config) if before else ctx.config, 0)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     space = ctx.config.search_space
     meter = EstimateMeter()
@@ -143,7 +145,7 @@ def _proposer(ctx: Context, storage, study_name: str, strategy: str,
     def run() -> tuple[float, float, float]:
         if refit:  # as at every gp_refit_every-th trial (a private field: bench only)
             sampler._kernel_cache = None
-        with blas_variance() if whatif else contextlib.nullcontext():
+        with skopt_variance() if before else contextlib.nullcontext():
             window = meter.begin()
             trial = study.ask()
             suggest_params(trial, space)
@@ -172,7 +174,7 @@ def _round_trip(ctx: Context, storage, study_name: str):
 
 
 def measure(ctx: Context, sizes: tuple[int, ...], strategies: tuple[str, ...],
-            repeats: int, whatif: bool) -> dict[str, Any]:
+            repeats: int, before: bool) -> dict[str, Any]:
     """{"raw": {(label, n): [(wall s, J, CPU s), ...]}, "fill_s": seconds to fill the stores}"""
     space = distributions(ctx.config.search_space)
     t = time.perf_counter()
@@ -186,10 +188,10 @@ def measure(ctx: Context, sizes: tuple[int, ...], strategies: tuple[str, ...],
             sides[(s, n)] = _proposer(ctx, storage, name, s)
             if s == "bayes":
                 sides[(BAYES_REFIT, n)] = _proposer(ctx, storage, name, s, refit=True)
-                if whatif:
-                    sides[(WHATIF, n)] = _proposer(ctx, storage, name, s, whatif=True)
-                    sides[(WHATIF_REFIT, n)] = _proposer(ctx, storage, name, s, refit=True,
-                                                         whatif=True)
+                if before:
+                    sides[(BEFORE, n)] = _proposer(ctx, storage, name, s, before=True)
+                    sides[(BEFORE_REFIT, n)] = _proposer(ctx, storage, name, s, refit=True,
+                                                         before=True)
         sides[(ROUND_TRIP, n)] = _round_trip(ctx, open_storage(urls[n]["roundtrip"]), "single")
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # GPSampler: "already converged"
@@ -216,8 +218,8 @@ def table(ctx: Context, med: dict, sizes, strategies) -> dict[str, dict[int, dic
     proposal (bayes: averaged over a refit cycle)."""
     k = ctx.config.strategy.bayes.gp_refit_every
     lines: dict[str, dict[int, dict[str, float]]] = {}
-    refit_of = {"bayes": BAYES_REFIT, WHATIF: WHATIF_REFIT}
-    for s in (*strategies, ROUND_TRIP, WHATIF):
+    refit_of = {"bayes": BAYES_REFIT, BEFORE: BEFORE_REFIT}
+    for s in (*strategies, ROUND_TRIP, BEFORE):
         if (s, sizes[0]) not in med:
             continue
         lines[s] = {}
@@ -227,14 +229,14 @@ def table(ctx: Context, med: dict, sizes, strategies) -> dict[str, dict[int, dic
                 r = med[(refit_of[s], n)]
                 m = {q: cycle_average(r[q], m[q], k) for q in m}
             lines[s][n] = m
-    for s in (BAYES_REFIT, WHATIF_REFIT):
+    for s in (BAYES_REFIT, BEFORE_REFIT):
         if (s, sizes[0]) in med:
             lines[s] = {n: med[(s, n)] for n in sizes}
     return lines
 
 
-LABELS = {"bayes": "bayes (average over a refit cycle)",
-          WHATIF: "bayes what-if: GP variance by BLAS (not shipped)"}
+LABELS = {"bayes": "bayes now (average over a refit cycle)",
+          BEFORE: "bayes before: skopt's GP variance, kernel fit on every trial (average)"}
 
 
 def _tick(v: float, _pos: int) -> str:
@@ -259,9 +261,9 @@ def plot(lines: dict, trial_s: float, path: Path, note: str) -> None:
         style: dict[str, Any] = dict(color=COLORS.get(label), marker="o", lw=1.6)
         if label == ROUND_TRIP:
             style.update(ls="--", marker="s")
-        elif label in (BAYES_REFIT, WHATIF_REFIT):
+        elif label in (BAYES_REFIT, BEFORE_REFIT):
             style.update(ls=":", marker="^", lw=1.2)
-        elif label == WHATIF:
+        elif label == BEFORE:
             style.update(ls="-.", marker="D", lw=1.2)
         for ax, q, scale in ((ax_t, "wall_s", 1000), (ax_e, "energy_j", 1)):
             ax.plot(ns, [per[n][q] * scale for n in ns], label=LABELS.get(label, label),
@@ -295,12 +297,12 @@ def bench_scaling(ctx: Context) -> list[dict]:
     sizes = tuple(sorted(ctx.extra.get("sizes") or (QUICK_SIZES if ctx.quick else SIZES)))
     strategies = tuple(ctx.extra.get("strategies") or STRATEGIES)
     repeats = ctx.n(full=3, quick=1)
-    whatif = "bayes" in strategies and not ctx.quick
+    before = "bayes" in strategies
     say(f"propose_scaling: one proposal of {', '.join(strategies)}"
-        f"{' (and the BLAS-variance what-if)' if whatif else ''} and the storage round trip "
+        f"{' (and bayes before FastGP and the cap)' if before else ''} and the storage round trip "
         f"at {', '.join(map(str, sizes))} finished trials (synthetic, SQLite), all "
         f"interleaved, 1 warm-up + {repeats} repeats, vs median trial {trial_s:.3f} s")
-    got = measure(ctx, sizes, strategies, repeats, whatif)
+    got = measure(ctx, sizes, strategies, repeats, before)
     lines = table(ctx, _medians(got["raw"]), sizes, strategies)
     say(f"  {'':56s}" + "".join(f"{n:>9d}" for n in sizes) + "  (ms per proposal)")
     for label, per in lines.items():
@@ -337,9 +339,9 @@ def bench_scaling(ctx: Context) -> list[dict]:
             "value": f"average over a refit cycle: (one refitting proposal + {k - 1} between "
                      f"refits) / {k}, as propose_overhead_bayes_64",
             **common, "table": detail_table,
-            "if_it_misses": _cap_estimate(lines, trial_s, sizes, k),
+            "before": _before_after(lines, trial_s, n_max),
         }))
-        out[-1]["detail"]["why_missed"] = _why_missed(out[-1]["detail"]["if_it_misses"], n_max)
+        out[-1]["detail"]["why_missed"] = _why_missed(lines, trial_s, n_max)
     if "tpe" in strategies:
         out.append(row(f"propose_overhead_tpe_{n_max}", lines["tpe"][n_max]["wall_s"] / trial_s,
                        "ratio to trial time", GOAL_PROPOSE, "lower", {
@@ -352,6 +354,8 @@ def bench_scaling(ctx: Context) -> list[dict]:
         }))
         if "random" in strategies:
             out[-1]["detail"]["why_missed"] = (
+                f"met from trials of {lines['tpe'][n_max]['wall_s'] / GOAL_PROPOSE:.1f} s on "
+                f"(this trial: {trial_s:.2f} s); "
                 f"tpe takes {lines['tpe'][n_max]['wall_s'] * 1000:.0f} ms (by CPU time: ratio "
                 f"{lines['tpe'][n_max]['cpu_s'] / trial_s:.3g}), of which "
                 f"{lines['random'][n_max]['wall_s'] * 1000:.0f} ms are what random pays too "
@@ -359,49 +363,38 @@ def bench_scaling(ctx: Context) -> list[dict]:
     return out
 
 
-def _why_missed(c: dict[str, Any], n: int) -> str:
-    if not c.get("misses"):
+def _before_after(lines: dict, trial_s: float, n: int) -> dict[str, Any]:
+    """bayes now and before (skopt's GP variance, kernel fit on every trial) at n trials,
+    measured side by side: ratios to the median trial by wall and by CPU time."""
+    if BEFORE not in lines:
+        return {}
+    now, old = lines["bayes"][n], lines[BEFORE][n]
+    return {"what": "skopt's GaussianProcessRegressor.predict (einsum variance) and "
+                    "gp_fit_max_points = 0, in the same interleaved run",
+            "ratio_before_by_wall_time": round(old["wall_s"] / trial_s, 4),
+            "ratio_now_by_wall_time": round(now["wall_s"] / trial_s, 4),
+            "ratio_before_by_cpu_time": round(old["cpu_s"] / trial_s, 4),
+            "ratio_now_by_cpu_time": round(now["cpu_s"] / trial_s, 4),
+            "speedup_wall": round(old["wall_s"] / now["wall_s"], 2)}
+
+
+def _why_missed(lines: dict, trial_s: float, n: int) -> str:
+    """'-' when bayes meets the goal at n trials, else the trial length from which it is met,
+    the floor every strategy pays (random: Optuna's ask and a commit per parameter) and
+    bayes before FastGP and the cap, all from this run."""
+    now_s = lines["bayes"][n]["wall_s"]
+    if now_s <= GOAL_PROPOSE * trial_s:
         return "-"
-    text = (f"{c['by_ms']:.0f} ms over the goal at {n} trials (by CPU time: ratio "
-            f"{c['ratio_by_cpu_time']:.3g}). The GP's cost grows with n (skopt's predictive "
-            "variance is an einsum over candidates x n x n; the kernel fit is tens of likelihood "
-            "evaluations, each O(n^3))")
-    if "what_if_blas_variance_ratio_by_cpu_time" in c:
-        caps = c["plus_kernel_fit_on_at_most_K_ratio_by_cpu_time"]
-        text += (f"; with the variance by BLAS (same formula) the ratio by CPU time would be "
-                 f"{c['what_if_blas_variance_ratio_by_cpu_time']:.3g}, and with the kernel "
-                 "also fitted on at most K points: "
-                 + ", ".join(f"K={k}: {v:.3g}" for k, v in caps.items())
-                 + " (estimates; not shipped: bench/README.md)")
-    return text
-
-
-def _cap_estimate(lines: dict, trial_s: float, sizes, k: int) -> dict[str, Any]:
-    """Where bayes misses at the largest size n: the BLAS-variance what-if, and what
-    fitting the GP kernel on at most K points (K < n; the posterior still over all n)
-    would cost, read off the measured curves: one kernel fit at K (refitting proposal minus
-    one between refits, at K) every k proposals, plus a proposal between refits at n.
-    In wall time and in CPU time (which a busy machine inflates less)."""
-    n = max(sizes)
-    goal_s = GOAL_PROPOSE * trial_s
-    if lines["bayes"][n]["wall_s"] <= goal_s:
-        return {"misses": False}
-    base = WHATIF if WHATIF in lines else "bayes"
-    refit = WHATIF_REFIT if base == WHATIF else BAYES_REFIT
-
-    def between(size: int, q: str) -> float:  # cycle = (refit + (k - 1) between) / k
-        return (lines[base][size][q] * k - lines[refit][size][q]) / (k - 1)
-
-    out: dict[str, Any] = {"misses": True,
-                           "by_ms": round((lines["bayes"][n]["wall_s"] - goal_s) * 1000, 1)}
-    for q, tag in (("wall_s", "wall"), ("cpu_s", "cpu")):
-        out[f"ratio_by_{tag}_time"] = round(lines["bayes"][n][q] / trial_s, 4)
-        if WHATIF in lines:
-            out[f"what_if_blas_variance_ratio_by_{tag}_time"] = round(
-                lines[WHATIF][n][q] / trial_s, 4)
-        out[f"plus_kernel_fit_on_at_most_K_ratio_by_{tag}_time"] = {
-            str(K): round((max(lines[refit][K][q] - between(K, q), 0.0) + k * between(n, q))
-                          / k / trial_s, 4) for K in sizes if K < n}
-    out["estimates_from"] = (f"the '{base}' lines: a proposal between refits at {n} + one "
-                             f"kernel fit at K every {k} proposals")
-    return out
+    text = (f"met from trials of {now_s / GOAL_PROPOSE:.1f} s on (this trial: {trial_s:.2f} s); "
+            f"bayes takes {now_s * 1000:.0f} ms at {n} trials (by CPU time: ratio "
+            f"{lines['bayes'][n]['cpu_s'] / trial_s:.3g})")
+    if "random" in lines:
+        floor = lines["random"][n]["wall_s"]
+        text += (f", of which {floor * 1000:.0f} ms (ratio {floor / trial_s:.3g}) are what "
+                 "random pays too (study.ask and a commit per parameter)")
+    if BEFORE in lines:
+        text += (f"; before FastGP and the cap it took {lines[BEFORE][n]['wall_s'] * 1000:.0f} "
+                 f"ms (ratio {lines[BEFORE][n]['wall_s'] / trial_s:.3g})")
+    return text + (". The rest: the GP conditioned on every trial and the acquisition over "
+                   "n_points candidates (O(n_points x n^2)), and the kernel fit on at most "
+                   "gp_fit_max_points trials every gp_refit_every proposals")

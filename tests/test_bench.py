@@ -85,9 +85,9 @@ def test_quick_scaling_rows_table_and_figure(tmp_path):
     # bayes: the average over a refit cycle lies between its two kinds of proposal
     bayes = results[0]["value"] * 0.1 * 1000
     assert table["bayes (refitting proposal)"]["24"]["wall_ms"] >= bayes
-    missed = results[0]["detail"]["if_it_misses"]
-    assert missed["misses"] and missed["by_ms"] > 0
-    assert set(missed["plus_kernel_fit_on_at_most_K_ratio_by_cpu_time"]) == {"8"}
+    before = results[0]["detail"]["before"]  # bayes before FastGP and the cap, side by side
+    assert "bayes before: skopt's GP variance, kernel fit on every trial" in table
+    assert before["ratio_before_by_wall_time"] > 0 and before["ratio_now_by_wall_time"] > 0
     png = (out / "propose-scaling.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     md = (out / "RESULTS.md").read_text()
@@ -174,27 +174,20 @@ def test_synthetic_stores_hold_n_finished_trials_with_energy_and_two_values(tmp_
     assert [t.params for t in small.trials] == [t.params for t in large.trials[:3]]
 
 
-def test_blas_variance_what_if_predicts_what_skopt_predicts():
-    # The what-if in propose_scaling (bench.gp_whatif.blas_variance) must change only the
-    # time of skopt's GP prediction, not its mean or standard deviation.
-    import numpy as np
+def test_the_before_side_is_skopts_gp_uncapped_and_is_restored():
+    """propose_scaling's "bayes before" must time skopt's own predict and the kernel fit on
+    every trial, and leave the shipped FastGP as it was."""
     from skopt.learning import GaussianProcessRegressor
-    from skopt.learning.gaussian_process.kernels import Matern, WhiteKernel
 
-    from bench.gp_whatif import blas_variance
+    from bench.common import make_context
+    from bench.gp_before import before_config, skopt_variance
+    from tuning_energy.skopt_gp import FastGP
 
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 3))
-    y = np.sin(3 * x).sum(1) + 0.05 * rng.standard_normal(40)
-    gp = GaussianProcessRegressor(kernel=Matern(length_scale=0.5, nu=2.5) + WhiteKernel(0.01),
-                                  optimizer=None, normalize_y=True).fit(x, y)
-    xq = rng.random((500, 3))
-    skopt_predict = GaussianProcessRegressor.predict
-    mean, std = gp.predict(xq, return_std=True)
-    with blas_variance():
-        mean_b, std_b = gp.predict(xq, return_std=True)
-        assert gp.predict(xq).shape == (500,)  # other calls go to skopt's own predict
-    assert np.allclose(mean_b, mean, rtol=1e-12, atol=1e-12)
-    assert np.allclose(std_b, std, rtol=1e-9, atol=1e-12)
-    assert std.min() > 0.01  # a well-conditioned fit: the comparison means something
-    assert GaussianProcessRegressor.predict is skopt_predict  # restored on exit
+    ours = FastGP.predict
+    assert ours is not GaussianProcessRegressor.predict
+    with skopt_variance():
+        assert FastGP.predict is GaussianProcessRegressor.predict
+    assert FastGP.predict is ours
+    ctx = make_context(quick=True)
+    assert ctx.config.strategy.bayes.gp_fit_max_points == 64
+    assert before_config(ctx.config).strategy.bayes.gp_fit_max_points == 0

@@ -19,10 +19,9 @@ from optuna.trial import TrialState, create_trial
 
 from tests.conftest import tiny_doc
 from tuning_energy import analysis as an
+from tuning_energy import cnn as cnn_module
 from tuning_energy import dashboard
 from tuning_energy import figures as fg
-from tuning_energy import cnn as cnn_module
-from tuning_energy import objective as objective_module
 from tuning_energy.compare import write_compare
 from tuning_energy.config import parse_config
 from tuning_energy.report import write_figures

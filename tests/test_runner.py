@@ -98,21 +98,25 @@ def test_only_the_studys_own_strategy_options_must_match_on_resume(tiny_config, 
     assert run_study(other, "random", 0, storage_url, progress=False).n_finished == 4
 
 
-def test_a_study_stored_before_gp_refit_every_resumes_only_with_the_old_behaviour(
-        tiny_config, storage_url):
+@pytest.mark.parametrize("key, old_value, now", [
+    ("gp_refit_every", 1, 5),  # before it, the kernel was refit at every trial
+    ("gp_fit_max_points", 0, 64),  # before it, the kernel was fit on every trial
+])
+def test_a_study_stored_before_a_bayes_key_resumes_only_with_the_old_behaviour(
+        tiny_config, storage_url, key, old_value, now):
     run_study(tiny_config, "bayes", 0, storage_url, progress=False)
-    # As tuning-energy 0.1.0 stored it: no gp_refit_every (it refit the kernel every trial).
+    # As an earlier tuning-energy stored it: without the key.
     study = load(storage_url, "tiny-bayes-s0")
     stored = study.user_attrs["config"]
-    del stored["strategy"]["bayes"]["gp_refit_every"]
+    del stored["strategy"]["bayes"][key]
     study.set_user_attr("config", stored)
     more = dataclasses.replace(tiny_config.budget, n_trials=4)
-    with pytest.raises(StorageError, match="strategy.bayes.gp_refit_every: stored 1, now 5"):
+    with pytest.raises(StorageError, match=f"strategy.bayes.{key}: stored {old_value}, now {now}"):
         run_study(tiny_config.with_overrides(budget=more), "bayes", 0, storage_url,
                   progress=False)
     old = tiny_config.with_overrides(budget=more, strategy=dataclasses.replace(
         tiny_config.strategy, bayes=dataclasses.replace(tiny_config.strategy.bayes,
-                                                        gp_refit_every=1)))
+                                                        **{key: old_value})))
     assert run_study(old, "bayes", 0, storage_url, progress=False).n_finished == 4
 
 
@@ -393,3 +397,4 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     assert "charged J: the training + proposing + storage energy of every finished trial" in out
     assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by " \
            "nvml-counter)" in out
+

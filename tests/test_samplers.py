@@ -200,3 +200,65 @@ def test_the_cached_kernel_is_fitted_on_finished_trials_never_on_liar_rows():
         .optimizer(finished, 5).models[-1]
     assert opt.models[-1].kernel_ == refit.kernel_
     assert opt.models[-1].noise_ == pytest.approx(refit.noise_, rel=1e-9)
+
+
+# ---------------------------------------------------------------- long studies (issue 17)
+
+
+def _kernel_fits(monkeypatch) -> list[int]:
+    """Rows of each kernel-hyperparameter fit (a GP fit with an optimizer) from now on."""
+    from tuning_energy.skopt_gp import FastGP
+
+    sizes: list[int] = []
+    original = FastGP.fit
+
+    def fit(self, X, y):
+        if self.optimizer is not None:
+            sizes.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(FastGP, "fit", fit)
+    return sizes
+
+
+def test_a_long_studys_kernel_is_fitted_on_at_most_gp_fit_max_points_trials(monkeypatch):
+    """The O(n^3) L-BFGS kernel fit sees the latest `gp_fit_max_points` trials of the refit;
+    the GP the acquisition uses is still conditioned on every finished trial."""
+    study = noisy_study(32, SkoptSampler(seed=0, search_space=ADAM))
+    sizes = _kernel_fits(monkeypatch)
+    opt = SkoptSampler(seed=0, search_space=ADAM, gp_fit_max_points=12).optimizer(study, 32)
+    assert sizes == [12]
+    assert opt.models[-1].X_train_.shape[0] == 32
+    sizes.clear()
+    SkoptSampler(seed=0, search_space=ADAM, gp_fit_max_points=0).optimizer(study, 32)
+    assert sizes == [30]  # uncapped: the first multiple of gp_refit_every (5)
+
+
+def test_below_the_cap_the_proposals_are_those_of_an_uncapped_gp():
+    study = noisy_study(23, SkoptSampler(seed=2, search_space=ADAM))
+    capped = SkoptSampler(seed=2, search_space=ADAM)  # default cap: 64
+    uncapped = SkoptSampler(seed=2, search_space=ADAM, gp_fit_max_points=0)
+    for n in (12, 17, 23):
+        part = copy_of(study, study.trials[:n])
+        assert capped.optimizer(part, n).ask() == uncapped.optimizer(part, n).ask()
+
+
+def test_the_predictive_std_is_skopts_to_rounding():
+    """FastGP's triangular solve gives skopt's einsum variance (only rounding differs)."""
+    from skopt.learning import GaussianProcessRegressor
+
+    study = noisy_study(40, SkoptSampler(seed=3, search_space=SPACE), space=SPACE)
+    opt = SkoptSampler(seed=3, search_space=SPACE).optimizer(study, 40)
+    gp = opt.models[-1]
+    x = opt.space.transform(opt.space.rvs(300, random_state=1))
+    mean, std = gp.predict(x, return_std=True)
+    mean_s, std_s = GaussianProcessRegressor.predict(gp, x, return_std=True)
+    np.testing.assert_allclose(mean, mean_s, rtol=1e-12)
+    np.testing.assert_allclose(std, std_s, rtol=1e-7, atol=1e-9)
+    assert type(gp).predict is not GaussianProcessRegressor.predict
+
+
+@pytest.mark.parametrize("bad", [1, -3])
+def test_gp_fit_max_points_below_two_is_refused_naming_the_field(bad):
+    with pytest.raises(ConfigError, match=r"SkoptSampler\.gp_fit_max_points = "):
+        SkoptSampler(gp_fit_max_points=bad)

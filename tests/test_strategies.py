@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -230,3 +231,52 @@ def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
             want.tell(xs, ys)
             got.tell(xs, ys)
             assert got.ask() == want.ask()
+
+
+def test_bayes_cool_never_takes_an_unmeasured_cost_as_free():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from tuning_energy.cost_cooling import full_cost_j
+
+    d = {"x": FloatDistribution(0, 1)}
+    done = create_trial(params={"x": 0.5}, distributions=d, value=0.9,
+                        user_attrs={"energy_j": 4.0})
+    pruned = create_trial(params={"x": 0.5}, distributions=d, state=TrialState.PRUNED,
+                          intermediate_values={0: 0.5}, user_attrs={
+                              "energy_j": 0.4, "energy_saved_j": 3.6,
+                              "predicted_energy_epoch1_j": 4.2})
+    unmeasured = create_trial(params={"x": 0.5}, distributions=d, value=0.9,
+                              user_attrs={"energy_j": None})
+    pruned_unprojected = create_trial(params={"x": 0.5}, distributions=d,
+                                      state=TrialState.PRUNED, intermediate_values={0: 0.5},
+                                      user_attrs={"energy_j": 0.4})
+    assert full_cost_j(done) == 4.0
+    assert full_cost_j(pruned) == 4.2  # the whole budget, from the first epoch's energy
+    assert full_cost_j(unmeasured) is None
+    assert full_cost_j(pruned_unprojected) is None  # its 0.4 J is not what the point costs
+
+
+def test_bayes_cool_prefers_the_cheaper_of_equally_good_points():
+    """Accuracy independent of n_conv, energy 1 + 8 x n_conv: after the random start,
+    bayes-cool's proposals must cost less than those of the same GP and EI without the
+    cost term (bayes with acq_func EI), over the same seeds."""
+    cfg = config()
+
+    def spent(strategy: str, seed: int) -> float:
+        ei = cfg.with_overrides(  # the cost's weight cools over the 20-trial budget
+            budget=dataclasses.replace(cfg.budget, n_trials=20),
+            strategy=dataclasses.replace(cfg.strategy, bayes=dataclasses.replace(
+                cfg.strategy.bayes, acq_func="EI")))
+        study = optuna.create_study(direction="maximize",
+                                    sampler=make_sampler(strategy, ei, seed))
+        for _ in range(20):
+            trial = study.ask()
+            p = suggest_params(trial, cfg.search_space)
+            trial.set_user_attr("energy_j", 1.0 + 8.0 * p["n_conv"])
+            study.tell(trial, 1.0 - abs(math.log10(p["lr"]) + 2.5) / 3
+                       - abs(p["beta1"] - 0.8) / 2)
+        return sum(t.user_attrs["energy_j"] for t in study.trials[5:])
+
+    assert sum(spent("bayes-cool", s) for s in range(4)) < \
+        0.7 * sum(spent("bayes", s) for s in range(4))

@@ -22,10 +22,9 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 from tuning_energy import analysis as an
+from tuning_energy import cnn as cnn_module
 from tuning_energy import compare as compare_module
 from tuning_energy import dashboard
-from tuning_energy import cnn as cnn_module
-from tuning_energy import objective as objective_module
 from tuning_energy.cli import main
 from tuning_energy.compare import compare_summary, write_compare
 from tuning_energy.config import load_config

@@ -28,10 +28,10 @@ from tuning_energy.energy.base import Meter
 from tuning_energy.energy.baseline import measure_idle
 from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, shared_method
 from tuning_energy.errors import ConfigError, StorageError
+from tuning_energy.pool import WorkerPool, gpu_assignment
 from tuning_energy.runner import run_study
 from tuning_energy.storage import open_storage
 from tuning_energy.strategies import SkoptSampler, distributions
-from tuning_energy.pool import WorkerPool, gpu_assignment
 from tuning_energy.workers import (
     WORKER_ATTR,
     WorkerContext,
@@ -117,10 +117,11 @@ def _kill_mid_trial(storage_url: str, study_name: str, pids: list[int],
 
 def _run_and_kill(storage_url: str, strategy: str, options: WorkerOptions, n_trials: int):
     name = f"w{uuid.uuid4().hex[:8]}"
-    # 1 conv block and enough epochs that a trial lasts a few seconds here (an epoch takes
-    # ~40 ms on 1 thread): long enough for a 1 s heartbeat to write its energy so far.
+    # 1 conv block and enough epochs that a trial outlasts a few 1 s heartbeats, so that one
+    # writes its energy so far before the kill: 50 epochs took 1.0 s on a fresh 2-core
+    # machine (an epoch ~20 ms), about one heartbeat, and no trial was caught mid-way.
     # The idle baseline is on: its windows go through the ledger too.
-    config = _config(name, train={"epochs": 50}, budget={"n_trials": n_trials},
+    config = _config(name, train={"epochs": 150}, budget={"n_trials": n_trials},
                      meter={"kind": "estimate", "idle_s": IDLE_S},
                      fixed={"n_conv": 1},
                      search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1,

@@ -442,19 +442,25 @@ def ratio_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10_000,
              level: float = 0.95, seed: int = RATIO_SEED) -> tuple[float, float, float]:
     """median(a) / median(b) with a percentile bootstrap CI (seeds resampled per group).
 
-    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0."""
+    Never-reached seeds are inf in a and b; a ratio with an inf median is inf or 0, and
+    undefined (nan) when both medians are inf (or both 0). A resample whose ratio is
+    undefined could have any ratio: it counts as 0 for the low bound and inf for the high
+    one, so the high end is unbounded unless a's median reaches the target in at least
+    (1 + level) / 2 of the resamples. Empty a or b: all nan."""
     x, y = np.asarray(a, float), np.asarray(b, float)
+    if x.size == 0 or y.size == 0:
+        return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         point = float(np.median(x) / np.median(y))
         bx = np.median(rng.choice(x, (n_boot, x.size)), axis=1)
         by = np.median(rng.choice(y, (n_boot, y.size)), axis=1)
         r = bx / by
-    r = r[~np.isnan(r)]
+    undefined = np.isnan(r)
     # Percentiles as order statistics (no interpolation): a bound among the resamples whose
     # reference or own is inf is inf (unbounded), not inf - inf = nan.
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf") \
-        if r.size else (np.nan, np.nan)
+    lo = np.quantile(np.where(undefined, 0.0, r), (1 - level) / 2, method="inverted_cdf")
+    hi = np.quantile(np.where(undefined, math.inf, r), (1 + level) / 2, method="inverted_cdf")
     return point, float(lo), float(hi)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from . import analysis as an
+from . import power as pw
+from . import ratios as rt
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
@@ -104,7 +106,6 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------- compare.md / compare.json
 
-REFERENCES = ("bayes", "random", "grid")
 def _finite(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
@@ -156,7 +157,22 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
             "lower_bound": bool(row.lower_bound),
             "total_lower_bound": bool(row.total_lower_bound),
         }
+    table = rt.ratio_table(c.ett)
+    result["ratios"] = rt.ratios_json(table)
+    result["power"] = _power(c.ett, table)
     return result, c
+
+
+def _power(ett: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any] | None:
+    """power.seeds_needed for the strategy that decides the one-third goal against bayes
+    (ratios.goal_candidate); None without bayes or another strategy."""
+    best = rt.goal_candidate(table)
+    if best is None:
+        return None
+    energy = an.censored_energy(ett)
+    return pw.seeds_needed(energy[ett["strategy"] == best["strategy"]],
+                           energy[ett["strategy"] == best["reference"]],
+                           best["strategy"], best["reference"]).to_json()
 
 
 def _bound(x: float, fmt: str = "{:.2f}") -> str:
@@ -164,25 +180,12 @@ def _bound(x: float, fmt: str = "{:.2f}") -> str:
     return "unbounded" if math.isinf(x) else fmt.format(x)
 
 
-def ratios(c, best: str) -> list[dict[str, Any]]:
-    """Energy-to-target of `best` over each reference strategy, with bootstrap CIs."""
-    energy = an.censored_energy(c.ett)
-    rows = []
-    for ref in REFERENCES:
-        if ref == best or ref not in set(c.ett["strategy"]):
-            continue
-        a = energy[c.ett["strategy"] == best]
-        b = energy[c.ett["strategy"] == ref]
-        point, lo, hi = an.ratio_ci(a, b)
-        rows.append({"vs": ref, "ratio": point, "ci_low": lo, "ci_high": hi})
-    return rows
-
-
 def render_compare_md(result: dict[str, Any], c) -> str:
     from .report import md_table
 
     s = c.summary.copy()
     reached = s[s["reached_share"] > 0.5]
+    table = rt.ratio_table(c.ett)
     lines = [
         f"# Which strategy reaches the target for the fewest joules? ({result['config']})",
         "",
@@ -208,7 +211,7 @@ def render_compare_md(result: dict[str, Any], c) -> str:
     ]
     if reached.empty:
         lines += ["No strategy reached the target in more than half of its seeds.", ""]
-        return "\n".join(lines + _prediction_section(c))
+        return "\n".join(lines + _ratio_section(result, table) + _prediction_section(c))
     best = reached.sort_values("median_energy_to_target_j").iloc[0]
     low = "≥ " if best["lower_bound"] else ""
     lines += [f"**{best['strategy']}** reaches the target for the least energy: median "
@@ -217,32 +220,13 @@ def render_compare_md(result: dict[str, Any], c) -> str:
               f"{low}{_bound(best['ci_high_j'], '{:,.1f} J')})."
               + (" Its energies are lower bounds (trials without a training-energy "
                  "measurement), so the ranking is uncertain." if low else ""), ""]
-    rows = ratios(c, best["strategy"])
-    medians = dict(zip(s["strategy"], s["median_energy_to_target_j"], strict=True))
-    if rows:
+    mine = table[table["strategy"] == best["strategy"]]
+    if len(mine):
         lines += [f"| {best['strategy']} vs | ETA ratio (median) | 95% CI |",
                   "| --- | --- | --- |"]
-        for r in rows:
-            ratio = f"{r['ratio']:.2f}" if math.isfinite(medians[r["vs"]]) else \
-                f"0 ({r['vs']}: median not reached)"
-            lines.append(f"| {r['vs']} | {ratio} | {_bound(r['ci_low'])}-{_bound(r['ci_high'])} |")
+        lines += [f"| {r.reference} | {rt.median_text(r)} | {rt.ci_text(r.ci_low, r.ci_high)} |"
+                  for r in mine.itertuples()]
         lines.append("")
-        vs_bayes = next((r for r in rows if r["vs"] == "bayes"), None)
-        if vs_bayes is not None:
-            goal = vs_bayes["ratio"] <= 1 / 3
-            how = (f"needs {vs_bayes['ratio']:.2f}x the energy of bayes"
-                   if math.isfinite(medians["bayes"]) else
-                   "reaches it where bayes's median seed does not reach it at all")
-            lines += [
-                f"Goal (at most one third of the energy of `bayes`): "
-                f"{'met on the median' if goal else 'not met'}: {best['strategy']} {how} "
-                f"(95% CI of the ratio {_bound(vs_bayes['ci_low'])}-"
-                f"{_bound(vs_bayes['ci_high'])})."
-                + (f" The interval reaches above 1/3, so with {len(result['seeds'])} seeds "
-                   f"this is not established." if goal and vs_bayes["ci_high"] > 1 / 3 else ""),
-                "",
-                "A ratio bound of 0 comes from bootstrap resamples in which the reference "
-                "strategy's median seed never reached the target.", ""]
     tests = c.tests
     if len(tests):
         kw = tests[tests["test"].str.startswith("Kruskal")]
@@ -261,7 +245,29 @@ def render_compare_md(result: dict[str, Any], c) -> str:
                       md_table(pairs, {"group_a": "a", "group_b": "b", "p_value": "p",
                                        "p_holm": "p (Holm)", "a12": "A12",
                                        "a12_magnitude": "effect"}), ""]
-    return "\n".join(lines + _prediction_section(c))
+    return "\n".join(lines + _ratio_section(result, table) + _prediction_section(c))
+
+
+def _ratio_section(result: dict[str, Any], table: pd.DataFrame) -> list[str]:
+    """Every strategy against bayes, random and grid (compare.json's `ratios`), the one-third
+    goal's verdict, and the seeds the verdict would need (compare.json's `power`)."""
+    if table.empty:
+        return []
+    refs = ", ".join(r for r in rt.REFERENCES if r in set(table["reference"]))
+    lines = ["## Energy to target relative to " + refs, "",
+             "S/R = the median energy to target of strategy S over that of the reference R "
+             "(seeds that never reached the target count as infinite), with a "
+             "percentile-bootstrap 95% CI that resamples the seeds of each strategy "
+             "independently; the numbers in compare.json's `ratios`.", "",
+             *rt.ratio_lines(table), "",
+             rt.goal_sentence(table), "",
+             "\"0 (R not reached)\": R's median seed never reached the target, S's did; \"not "
+             "reached\": S's median seed never did. A CI bound of 0 comes from resamples in "
+             "which R's median seed never reached the target, an unbounded one from resamples "
+             "in which S's did not (nor, in some, R's: their ratio could be anything).", ""]
+    if result.get("power"):
+        lines += ["## Seeds needed to decide (power)", "", *pw.power_lines(result["power"])]
+    return lines
 
 
 def _prediction_section(c) -> list[str]:

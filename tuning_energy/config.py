@@ -136,6 +136,11 @@ class BayesConfig:
     # trials and keep them fixed until the next multiple (1 = refit at every proposal, as
     # skopt does). Deterministic: a resumed study refits on the same trials.
     gp_refit_every: int = 5
+    # Fit the kernel's hyperparameters on at most this many finished trials (the latest of
+    # the refit's trials; 0 = all). The GP is still conditioned on every trial. The fit is
+    # O(n^3) per likelihood evaluation: uncapped it is most of a proposal at 256 trials
+    # (bench: propose_overhead_bayes_256). Below the cap nothing changes.
+    gp_fit_max_points: int = 64
     xi: float = 0.01
     kappa: float = 1.96
 
@@ -219,6 +224,7 @@ def parse_bayes(table: dict[str, Any], path: str = "strategy.bayes") -> BayesCon
         "n_restarts_optimizer": ((int,), None),
         "gp_n_restarts_optimizer": ((int,), None),
         "gp_refit_every": ((int,), None),
+        "gp_fit_max_points": ((int,), None),
         "xi": (_NUM, None),
         "kappa": (_NUM, None),
     })
@@ -227,6 +233,10 @@ def parse_bayes(table: dict[str, Any], path: str = "strategy.bayes") -> BayesCon
     _positive(f"{path}.n_restarts_optimizer", bayes.n_restarts_optimizer, True)
     _positive(f"{path}.gp_n_restarts_optimizer", bayes.gp_n_restarts_optimizer, True)
     _positive(f"{path}.gp_refit_every", bayes.gp_refit_every)
+    _positive(f"{path}.gp_fit_max_points", bayes.gp_fit_max_points, True)
+    if 0 < bayes.gp_fit_max_points < 2:
+        raise ConfigError(f"{path}.gp_fit_max_points = {bayes.gp_fit_max_points}: must be 0 "
+                          f"(fit on every trial) or >= 2")
     return bayes
 
 

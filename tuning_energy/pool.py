@@ -47,6 +47,7 @@ from .energy.gpus import parse_visible_devices
 from .energy.shared import needs_attribution, shared_method
 from .errors import ConfigError, TuningEnergyError
 from .ledger import LedgerManager, connect_ledger, init_ledger
+from .liveness import WORKER_ATTR, pid_on
 from .runner import open_study, run_study
 from .storage import redact, storage_kind
 from .strategies import grid_size
@@ -54,11 +55,9 @@ from .summary import FINISHED, study_summary
 from .worker_energy import check_gpu_sharing, energy_budget_stop, partial_package_j
 from .workers import (
     MULTI_WORKER_KINDS,
-    WORKER_ATTR,
     MeterFactory,
     WorkerContext,
     WorkerOptions,
-    _pid_on,
     check_workers,
     single_worker,
     threads_per_worker,
@@ -273,7 +272,7 @@ class WorkerPool:
         died = {int(pid) for pid in died_in_window}
         host = socket.gethostname()
         partial_j = partial_package_j(self.study.get_trials(deepcopy=False), died,
-                                      functools.partial(_pid_on, host))
+                                      functools.partial(pid_on, host))
         totals["in_trials_j"] += partial_j
         if totals["unattributed_j"] is not None:  # None: some package energy was unknown
             totals["unattributed_j"] -= partial_j

@@ -24,6 +24,7 @@ from .strategies import SKOPT_STRATEGIES
 #: study resumes only where the current config keeps the old behaviour.
 LEGACY_VALUES: dict[str, Any] = {
     "strategy.bayes.gp_refit_every": 1,  # kernel hyperparameters refit at every proposal
+    "strategy.bayes.gp_fit_max_points": 0,  # kernel fitted on every finished trial
     "train.deterministic": False,
     "environment": None,  # the default label, made at run time
     # [objective]: before it, every study ran the built-in CNN objective

@@ -339,11 +339,13 @@ class SkoptSampler(BaseSampler):
             from skopt import Optimizer
             from skopt.utils import cook_estimator
 
+            from .skopt_gp import fast_gp
+
             o = self._options
             dims = [skopt_dimension(n, d) for n, d in space.items()]
             # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours.
-            gp = cook_estimator("GP", space=dims, random_state=None,
-                                n_restarts_optimizer=o.gp_n_restarts_optimizer)
+            gp = fast_gp(cook_estimator("GP", space=dims, random_state=None,
+                                        n_restarts_optimizer=o.gp_n_restarts_optimizer))
             self._template = (key, dims, gp, Optimizer(
                 dims, base_estimator=clone(gp), acq_func=o.acq_func, n_initial_points=0,
                 acq_optimizer=o.acq_optimizer, random_state=0,
@@ -369,27 +371,36 @@ class SkoptSampler(BaseSampler):
         return opt
 
     def _kernel(self, space, xs: list, ys: list) -> tuple[Any, float | None] | None:
-        """GP kernel and noise level fitted on the first m = k * floor(n / k) finished trials.
+        """GP kernel and noise level fitted on the first m = k * floor(n / k) finished trials
+        (at most the last `gp_fit_max_points` of them).
 
         The L-BFGS fit of the kernel is most of a proposal's cost (~60 likelihood
-        evaluations); refitting every k trials keeps the GP's behaviour and cuts that k-fold.
-        The fit depends only on those first m points (trial order) and the seed, so a
-        resumed study refits them and proposes exactly what an uninterrupted one would.
-        xs, ys: finished trials only, never constant-liar rows (a cached kernel would keep
-        the lies after the trials finished).
+        evaluations, each O(m^3)); refitting every k trials keeps the GP's behaviour and
+        cuts that k-fold, and the cap keeps it flat once the study is long. The GP is then
+        conditioned on every trial with that kernel (one Cholesky). The fit depends only on
+        those points (trial order) and the seed, so a resumed study refits them and proposes
+        exactly what an uninterrupted one would. xs, ys: finished trials only, never
+        constant-liar rows (a cached kernel would keep the lies after the trials finished).
         """
-        k = self._options.gp_refit_every
+        k, cap = self._options.gp_refit_every, self._options.gp_fit_max_points
+        if self._cost_attr or (k <= 1 and (cap == 0 or len(xs) <= cap)):
+            return None  # skopt refits in tell (EIps fits a second GP on the cost too)
         m = len(xs) // k * k
-        if k <= 1 or m == 0 or m < self._options.n_initial_points or self._cost_attr:
-            return None  # EIps fits a second GP on the cost: refit both every time
-        key = (tuple(space.items()), m, repr(xs[:m]), repr(ys[:m]))
+        if m == 0 or m < self._options.n_initial_points:
+            return None
+        lo = max(0, m - cap) if cap else 0
+        key = (tuple(space.items()), m, repr(xs[lo:m]), repr(ys[lo:m]))
         if self._kernel_cache is None or self._kernel_cache[0] != key:
             seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
             opt = self._skopt_optimizer(space, seed)
+            # what opt.tell(xs, ys, fit=True) fits, without the acquisition pass after it
+            from sklearn.base import clone
+
+            gp = clone(opt.base_estimator_)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                opt.tell(xs[:m], ys[:m], fit=True)
-            self._kernel_cache = (key, fitted_hyperparameters(opt.models[-1]))
+                gp.fit(opt.space.transform(xs[lo:m]), ys[lo:m])
+            self._kernel_cache = (key, fitted_hyperparameters(gp))
         return self._kernel_cache[1]
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:

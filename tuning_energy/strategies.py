@@ -19,6 +19,8 @@
             keeps the Pareto set (`study.best_trials`).
 - `bayes-eips`: the scikit-optimize driver with a cost-aware acquisition, expected
             improvement per joule (skopt's EIps with each trial's energy as its cost).
+- `bayes-cool`: energy-aware: expected improvement per predicted joule, cost-cooled
+            (CArBO): the cost's weight falls from 1 to 0 over the budget (cost_cooling.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from optuna.distributions import (
 from optuna.samplers import BaseSampler, GridSampler
 
 from .config import PRUNERS, ParamSpec, StudyConfig
+from .cost_cooling import CostCooledSampler
 from .errors import ConfigError
 from .samplers import (
     ResumableGPSampler,
@@ -133,6 +136,12 @@ def _bayes_eips(config: StudyConfig, seed: int) -> BaseSampler:
     return _bayes(config, seed, cost_attr="energy_j")
 
 
+def _bayes_cool(config: StudyConfig, seed: int) -> BaseSampler:
+    return CostCooledSampler(seed, n_trials=config.budget.n_trials,
+                             search_space=distributions(config.search_space),
+                             **dataclasses.asdict(config.strategy.bayes))
+
+
 def _tpe(config: StudyConfig, seed: int) -> BaseSampler:
     return ResumableTPESampler(seed=seed, multivariate=True, constant_liar=True,
                                n_startup_trials=config.strategy.bayes.n_initial_points)
@@ -156,10 +165,11 @@ STRATEGIES: dict[str, SamplerFactory] = {
     "gp": _gp,
     "mo": _mo,
     "bayes-eips": _bayes_eips,
+    "bayes-cool": _bayes_cool,
 }
 
 #: The strategies driven by scikit-optimize (SkoptSampler): [strategy.bayes] is theirs.
-SKOPT_STRATEGIES = ("bayes", "bayes-eips")
+SKOPT_STRATEGIES = ("bayes", "bayes-eips", "bayes-cool")
 #: Objectives per strategy: `mo` also minimises the trial's energy (after the metric).
 MULTI_OBJECTIVE = {"mo": (("accuracy", "maximize"), ("energy_j", "minimize"))}
 

@@ -15,9 +15,9 @@ store through its `WorkerContext` (a trial_source.TrialSource):
   the system attrs `failed_trial` and `retry_history` on the retry). PostgreSQL: Optuna's
   heartbeat (`heartbeat_interval`, `grace_period`). Journal (Optuna 5's JournalStorage has
   no heartbeat): the worker's host and pid stored on the trial; a dead pid on this host
-  means the trial is stale. The budget counts finished trials only.
+  means the trial is stale (liveness.py). The budget counts finished trials only.
 - Lost database connections: every storage call retries with back-off, then the worker
-  exits with a StorageError that says so.
+  exits with a StorageError that says so (storage_retry.py).
 - Devices and energy: a worker pinned to one GPU sees it as cuda:0 (`train_device`); its
   meter is the ledger's share of a package-wide meter (ledger.py) and knows the trial's
   window, so the heartbeat writes the trial's energy so far (`energy_partial`,
@@ -35,11 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import functools
 import os
-import socket
-import sys
-import threading
 import time
 import warnings
 import zlib
@@ -57,14 +53,15 @@ from .energy.shared import SharedCpuTimeMeter, needs_attribution
 from .errors import StorageError, TuningEnergyError
 from .hardware import usable_cores
 from .ledger import connect_ledger
+from .liveness import WORKER_ATTR, worker_alive, worker_identity
 from .storage import journal_path, open_storage, redact, storage_kind
+from .storage_retry import retry_callback, retrying, wrap_storage
 from .summary import FINISHED
 from .trial_source import Claim, TrialSource
 from .worker_energy import PartialEnergyWriter, TrialWindowMeter, energy_budget_stop
 
 MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=, cuda_index=) like build_meter
 
-WORKER_ATTR = "te_worker"  # trial system attr: which worker ran it
 MULTI_WORKER_KINDS = ("journal", "postgresql")
 
 MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=, cuda_index=) like build_meter
@@ -99,120 +96,6 @@ def check_workers(storage_url: str, n_workers: int) -> None:
 
 def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
     return max(1, (cores or usable_cores()) // n_workers)
-
-
-# ---------------------------------------------------------------- liveness (journal)
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if fields[0] in ("Z", "X"):
-        return None  # a zombie is dead: its parent has not collected it yet
-    return int(fields[19])  # starttime: tells a reused pid from the original process
-
-
-def worker_identity(index: int, n_workers: int, threads: int, gpu: str | None) -> dict[str, Any]:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start_ticks": _proc_start_ticks(pid),
-            "index": index, "workers": n_workers, "torch_threads": threads, "gpu": gpu}
-
-
-def worker_alive(ident: dict[str, Any]) -> bool | None:
-    """True/False for a worker on this host; None when it ran elsewhere (cannot tell)."""
-    if ident.get("host") != socket.gethostname():
-        return None
-    start = _proc_start_ticks(int(ident["pid"]))
-    return start is not None and start == ident.get("start_ticks")
-
-
-# ---------------------------------------------------------------- lost connections
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    try:
-        from sqlalchemy import exc as sa_exc
-    except ImportError:  # pragma: no cover
-        return False
-    e: BaseException | None = exc
-    while e is not None:
-        if isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError,
-                          sa_exc.DisconnectionError)):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-_in_retry = threading.local()
-
-
-def retrying(fn: Callable, what: str, limit_s: float, out=None) -> Callable:
-    """`fn`, retried with back-off (0.5 s doubling to 8 s) on a lost database connection.
-
-    Calls made inside a retried call are not retried again (the outer call does it).
-    """
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        if getattr(_in_retry, "active", False):
-            return fn(*args, **kwargs)
-        _in_retry.active = True
-        try:
-            return _call(*args, **kwargs)
-        finally:
-            _in_retry.active = False
-
-    def _call(*args, **kwargs):
-        t0 = time.monotonic()
-        delay, attempt = 0.5, 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not _is_connection_error(exc):
-                    raise
-                attempt += 1
-                waited = time.monotonic() - t0
-                if waited >= limit_s:
-                    root = exc
-                    while root.__cause__ is not None:
-                        root = root.__cause__
-                    raise StorageError(
-                        f"lost the connection to {what} and could not reconnect in "
-                        f"{waited:.0f} s ({attempt} attempts, limit {limit_s:g} s); last error: "
-                        f"{type(root).__name__}: {str(root).strip()[:300]}. This worker exits; "
-                        f"its trial in flight is failed and re-run by the other workers."
-                    ) from exc
-                print(f"[worker {os.getpid()}] database connection lost ({type(exc).__name__});"
-                      f" retry {attempt} in {min(delay, limit_s - waited):.1f} s", file=out or sys.stderr)
-                time.sleep(min(delay, limit_s - waited))
-                delay = min(delay * 2, 8.0)
-
-    return call
-
-
-def _wrap_storage(storage: BaseStorage, what: str, limit_s: float) -> BaseStorage:
-    names = [n for n in dir(BaseStorage) if not n.startswith("__") and
-             callable(getattr(BaseStorage, n, None))]
-    # What Optuna's _CachedStorage calls on an RDBStorage besides the public methods:
-    names += ["record_heartbeat", "_get_stale_trial_ids", "_create_new_trial",
-              "_get_best_trial_id", "_get_trials", "_set_trial_param"]
-    for name in names:
-        fn = getattr(storage, name, None)
-        if callable(fn):
-            setattr(storage, name, retrying(fn, what, limit_s))
-    return storage
-
-
-def retry_callback(max_retry: int):
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
-        optuna.storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return cls(max_retry=max_retry)
 
 
 # ---------------------------------------------------------------- one worker
@@ -261,7 +144,7 @@ class WorkerContext(TrialSource):
                     opened = retrying(open_storage, what, o.reconnect_limit_s, self.out)(
                         self.storage_url, heartbeat_interval=o.heartbeat_interval_s,
                         grace_period=o.grace_period_s, stale_trial_callback=self._retry)
-                    self._storage = _wrap_storage(opened, what, o.reconnect_limit_s)
+                    self._storage = wrap_storage(opened, what, o.reconnect_limit_s)
                 else:
                     self._storage = open_storage(self.storage_url)
         return self._storage
@@ -435,12 +318,6 @@ def _retry_template(failed: FrozenTrial) -> FrozenTrial:
     t.user_attrs.clear()
     t.system_attrs.pop(WORKER_ATTR, None)
     return t
-
-
-def _pid_on(host: str, trial: FrozenTrial) -> int | None:
-    """The pid of the worker that ran `trial`, when it ran on `host`."""
-    ident = trial.system_attrs.get(WORKER_ATTR) or {}
-    return ident.get("pid") if ident.get("host") == host else None
 
 
 def single_worker(config: StudyConfig, storage_url: str, options: WorkerOptions | None = None,

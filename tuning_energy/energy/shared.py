@@ -46,10 +46,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..liveness import process_cpu_s
 from .base import Meter, Window
 
 SUFFIX = "-shared-cputime"
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: A worker's cumulative joules per package device, and the ledger's faults (device ->
 #: (unknown segments so far, last reason)), taken in one step.
 LedgerReading = tuple[dict[str, float], dict[str, tuple[int, str]]]
@@ -67,19 +67,6 @@ def needs_attribution(meter: Meter) -> bool:
 
 def shared_method(method: str) -> str:
     return method.replace("rapl", "rapl" + SUFFIX) if "rapl" in method else method + SUFFIX
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) of process `pid`; None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", fields start at 3 (state)
-    if fields[0] in ("Z", "X"):  # zombie / dead: its CPU time will not grow
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime (fields 14, 15)
 
 
 class CpuTimeLedger:
