@@ -12,6 +12,8 @@ import optuna
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import tuning_energy
 
@@ -20,7 +22,7 @@ X, y = load_breast_cancer(return_X_y=True)
 
 def objective(trial: optuna.Trial) -> float:
     C = trial.suggest_float("C", 1e-3, 1e2, log=True)
-    model = LogisticRegression(C=C, max_iter=2000)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
     return cross_val_score(model, X, y, cv=3).mean()
 
 

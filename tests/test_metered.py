@@ -8,6 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 import tuning_energy
+from tuning_energy.analysis import strategy_label
 from tuning_energy.cli import main
 from tuning_energy.errors import ConfigError
 from tuning_energy.metered_objective import strategy_of
@@ -59,6 +60,8 @@ def test_the_study_gets_what_the_analysis_reads(storage_url):
     assert attrs["energy_method"] == "estimate-cpu-tdp" and attrs["hardware"]["host"]
     assert attrs["config"]["objective"] == {"function": None, "metric": "loss",
                                            "direction": "minimize", "target": 0.5}
+    # a trial was pruned: the study's (default) MedianPruner is part of its strategy's label
+    assert strategy_label(attrs) == "tpe+median"
 
 
 @pytest.mark.parametrize("sampler, name", [

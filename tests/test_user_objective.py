@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from tuning_energy.config import load_config, parse_config
 from tuning_energy.errors import ConfigError, StudyAborted
 from tuning_energy.runner import run_study
-from tuning_energy.trial_context import trial_seed
+from tuning_energy.seeds import trial_seed
 
 #: The energy attrs every trial of the built-in CNN objective carries (objective.py).
 ENERGY_ATTRS = {"energy_j", "energy_method", "energy_by_device_j", "energy_error",

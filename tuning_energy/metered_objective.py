@@ -22,7 +22,8 @@ independently) is part of the call's window, and so of `energy_j`.
 The study gets the attrs the analysis reads (once, on the first call): `strategy` (from the
 sampler's class: `tpe`, `random`, `gp`, `grid`, `bayes`, ...), `seed` (the `seed` argument,
 0 when not given), `energy_method`, `meter`, `hardware`, and a small `config` (the study's
-name, its metric and direction, the `target` for energy to target, its pruner). So `figures`,
+name, its metric and direction, the `target` for energy to target, and its pruner once it
+has pruned a trial: the strategy is then labelled `tpe+median`). So `figures`,
 `show`, `export` and the dashboard work on the store like on one the runner wrote.
 """
 
@@ -120,7 +121,9 @@ class MeteredObjective:
             config = {"name": study.study_name,
                       "objective": {"function": None, "metric": metric,
                                     "direction": direction, "target": self.target},
-                      "pruning": {"pruner": _pruner_of(study.pruner)},
+                      # set to the study's pruner once it prunes a trial (Optuna's
+                      # default MedianPruner is on every study, used or not)
+                      "pruning": {"pruner": "none"},
                       "target_accuracy": self.target if metric == "accuracy" else None}
             for k, v in {"strategy": strategy_of(study.sampler),
                          "seed": 0 if self.seed is None else self.seed, "config": config,
@@ -150,12 +153,22 @@ class MeteredObjective:
         window = meter.begin()
         try:
             return self.objective(trial)
+        except optuna.TrialPruned:
+            self._pruned(trial.study)
+            raise
         finally:  # also when it raised or pruned: the trial keeps its energy
             m = meter.end(window)
             if isinstance(sampler, MeteredSampler):
                 sampler.take_cost(trial._trial_id)  # inside the window: part of energy_j
             set_user_attrs(trial, {**proposed, **run_attrs, **energy_attrs(m),
                                    **self._on_measurement(m)})
+
+    def _pruned(self, study: optuna.Study) -> None:
+        """The study's pruner is in use: the analysis labels the strategy with it."""
+        config = study.user_attrs.get("config") or {}
+        pruner = _pruner_of(study.pruner)
+        if (config.get("pruning") or {}).get("pruner") != pruner and pruner != "none":
+            study.set_user_attr("config", {**config, "pruning": {"pruner": pruner}})
 
     def close(self) -> None:
         if self._choice is not None:

@@ -63,9 +63,10 @@ from .config import StudyConfig
 from .energy import Measurement, Meter, Window
 from .errors import ConfigError
 from .metered_sampler import MeteredSampler
+from .seeds import trial_seed
 from .storage import set_user_attrs
 from .strategies import suggest_params
-from .trial_context import TrialContext, finite, trial_seed
+from .trial_context import TrialContext, finite
 
 __all__ = ["Objective", "TrialOutcome", "energy_attrs", "trial_seed"]
 

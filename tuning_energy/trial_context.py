@@ -10,6 +10,7 @@
 `ctx` (a `TrialContext`):
     trial_number   the Optuna trial's number
     seed           a seed for this trial: reproducible per (study seed, trial number)
+                   (seeds.trial_seed)
     device         `train.device` as the process sees it ("cpu", "cuda", "cuda:0", ...)
     pruning        True when a pruner is on (a function may skip per-step evaluation
                    when it is False and no energy cap is set)
@@ -39,11 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-
-
-def trial_seed(study_seed: int, trial_number: int) -> int:
-    """Seed for one trial's work (weight init, shuffling): reproducible per (seed, trial)."""
-    return (study_seed * 1_000_003 + trial_number) % 2**63
 
 
 @dataclass
