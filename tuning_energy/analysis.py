@@ -15,7 +15,11 @@ Columns of the trials table:
     trial        0-based finishing order within the study
     number       Optuna's trial number (order of creation)
     state        COMPLETE | PRUNED | FAIL
-    accuracy     validation accuracy (NaN when the trial has none, e.g. FAIL)
+    accuracy     the trial's metric, its first objective's value (NaN when it has none,
+                 e.g. FAIL): validation accuracy for the built-in CNN objective, a user's
+                 `[objective] metric` otherwise (metric.py)
+    metric, direction            that metric's name and `maximize` | `minimize` (from the
+                                 study's config; `accuracy`, `maximize` before [objective])
     energy_j, duration_s         the trial's meter window: its training energy (NaN when
                                  not measured)
     charged_energy_j             what the trial is charged (accounting.charged_energy_j):
@@ -25,8 +29,9 @@ Columns of the trials table:
                                  what totals and energy to target add up
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
     environment                  where the study ran (study attr `environment`, see hardware.py)
-    target_accuracy              the config's `target_accuracy` as stored on the study (NaN
-                                 when it has none): the comparison's target by default
+    target_accuracy              the config's target as stored on the study, in the
+                                 metric's units (`target_accuracy`, or `[objective] target`;
+                                 NaN when it has none): the comparison's target by default
                                  (target.py)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
@@ -69,6 +74,7 @@ from .accounting import (
 from .energy.methods import MethodLabel, label
 from .errors import TuningEnergyError
 from .hardware import environment_of
+from .metric import MINIMIZE, best_of, direction_of, metric_of, near_best, reaches, running_best
 
 #: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
 PAPER_ETA_SQ: dict[str, dict[str, float]] = {
@@ -124,6 +130,12 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
     from optuna.trial import TrialState
 
     config = attrs.get("config") or {}
+    # the study's metric: the config's [objective] (the built-in CNN's accuracy before it)
+    objective = config.get("objective") or {}
+    metric = objective.get("metric") or "accuracy"
+    direction = objective.get("direction") or "maximize"
+    target = objective.get("target")
+    target = config.get("target_accuracy") if target is None else target
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     done = sorted((t for t in trials if t.state in finished),
                   key=lambda t: (t.datetime_complete or datetime.max, t.number))
@@ -142,7 +154,9 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
             and t.values[0] is not None else math.nan,
             "energy_j": math.nan,
             "duration_s": math.nan,
-            "target_accuracy": config.get("target_accuracy"),
+            "target_accuracy": target,
+            "metric": metric,
+            "direction": direction,
         }
         for k, v in t.params.items():
             row[f"param_{k}"] = v
@@ -343,20 +357,24 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     # a row with no measured part at all adds nothing; cum_unmeasured says it is there
     df["cum_energy_j"] = g["charged_known_j"].transform(lambda s: s.fillna(0.0).cumsum())
     df["cum_unmeasured"] = g["_unmeasured"].cumsum()
-    # cummax leaves NaN where a trial has no accuracy (PRUNED, FAIL): carry the best on.
-    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax().ffill())
+    # the best so far (in the metric's direction, metric.py), carried over trials without
+    # a value (PRUNED, FAIL)
+    direction = direction_of(df)
+    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: running_best(s, direction))
     return df.drop(columns="_unmeasured")
 
 
 def target_from_best(trials: pd.DataFrame, fraction: float = 0.99) -> float:
-    """An absolute accuracy target: `fraction` of the best accuracy any trial reached."""
+    """An absolute target near the best value any trial reached: `fraction` x the best
+    accuracy (a maximised metric), the best / `fraction` for a minimised one (metric.py)."""
     require(trials, ("accuracy",), "target_from_best")
     if not 0 < fraction <= 1:
         raise TuningEnergyError(f"target fraction = {fraction!r}: must be in (0, 1]")
-    best = trials["accuracy"].max()
+    direction = direction_of(trials)
+    best = best_of(trials["accuracy"], direction)
     if pd.isna(best):
         raise TuningEnergyError("target_from_best: no trial has an accuracy (all failed?)")
-    return float(fraction * best)
+    return float(near_best(best, fraction, direction))
 
 
 def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -365,7 +383,8 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     The one definition of energy to target, which every report, figure and note uses: the
     cumulative charged energy (`with_charged_energy`: training + proposing + storage, as
     far as the table has them) of every finished trial (COMPLETE, PRUNED, FAIL) in finishing
-    order, up to and including the first trial whose accuracy reaches `target`.
+    order, up to and including the first trial whose accuracy (the metric) reaches `target`:
+    at or above it, or at or below it for a minimised metric (metric.py).
 
     A trial whose training energy is unknown adds its measured parts (`charged_known_j`) and
     is counted: `n_unmeasured` counts those among the trials up to the target (all trials
@@ -382,9 +401,10 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
             "energy_to_target")
     df = best_so_far(trials)
+    direction, metric = direction_of(df), metric_of(df)
     rows = []
     for study, s in df.groupby("study", sort=True):
-        hit = s.index[s["accuracy"].ge(target).to_numpy()]
+        hit = s.index[reaches(s["accuracy"], target, direction).to_numpy()]
         first = hit[0] if len(hit) else None
         rows.append({
             "study": study,
@@ -401,15 +421,17 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
             "total_energy_j": float(s["charged_known_j"].sum(min_count=1)),
             "n_unmeasured_total": int(s["cum_unmeasured"].iloc[-1]),
             "training_energy_j": float(s["energy_j"].sum(min_count=1)),
-            "best_accuracy": float(s["accuracy"].max()),
+            "best_accuracy": best_of(s["accuracy"], direction),
             "n_trials": len(s),
             "energy_method": ", ".join(energy_methods(s)) or None,
+            "direction": direction,
+            "metric": metric,
         })
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
                                        "trials_to_target", "energy_to_target_j",
                                        "n_unmeasured", "total_energy_j", "n_unmeasured_total",
                                        "training_energy_j", "best_accuracy", "n_trials",
-                                       "energy_method"])
+                                       "energy_method", "direction", "metric"])
 
 
 # ---------------------------------------------------------------- across seeds
@@ -473,7 +495,8 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     never-reached seeds count as inf, so a bound or the median can be inf),
     median_trials_to_target (same rule), median_total_energy_j, total_energy_j (the
     search's charged energy, median over seeds and sum over seeds: what the comparison
-    spent on this strategy), best_accuracy (max over seeds),
+    spent on this strategy), best_accuracy (the best over seeds, in the metric's
+    direction),
     median_best_accuracy; n_unmeasured (trials without a training-energy measurement that
     the energies to target count, summed over seeds), lower_bound (the median energy to
     target and its CI are lower bounds: a seed that reached the target has such a trial
@@ -488,6 +511,7 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     rows = []
     energy = censored_energy(ett)
     trials = ett["trials_to_target"].where(ett["reached"].astype(bool), math.inf)
+    direction = direction_of(ett)
     for strategy, s in ett.groupby("strategy", sort=True):
         med, lo, hi = bootstrap_median_ci(energy[s.index], n_boot, level, seed)
         rows.append({
@@ -497,7 +521,7 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
             "median_trials_to_target": float(np.median(trials[s.index].astype(float))),
             "median_total_energy_j": float(s["total_energy_j"].median()),
             "total_energy_j": float(s["total_energy_j"].sum()),
-            "best_accuracy": float(s["best_accuracy"].max()),
+            "best_accuracy": best_of(s["best_accuracy"], direction),
             "median_best_accuracy": float(s["best_accuracy"].median()),
             "n_unmeasured": int(n_eta[s.index].sum()),
             "lower_bound": bool(((n_eta[s.index] > 0) & s["reached"].astype(bool)).any()),
@@ -750,20 +774,23 @@ def prediction_error(trials: pd.DataFrame, by: str | None = None) -> pd.DataFram
 
 
 def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials not dominated in (max accuracy, min energy_j), sorted by energy_j ascending.
+    """Trials not dominated in (the best metric: max accuracy, or min of a minimised metric;
+    min energy_j), sorted by energy_j ascending.
 
-    A trial is dominated when another has accuracy >= and energy <= with one strictly
+    A trial is dominated when another has a metric as good and energy <= with one strictly
     better. Trials without accuracy or energy are left out; of exact duplicates one is kept.
     """
     require(trials, ("accuracy", "energy_j"), "pareto_front")
     df = trials[trials["accuracy"].notna() & trials["energy_j"].notna()]
-    df = df.sort_values(["energy_j", "accuracy"], ascending=[True, False], kind="stable")
+    sign = -1.0 if direction_of(df) == MINIMIZE else 1.0
+    df = df.assign(_score=sign * df["accuracy"])
+    df = df.sort_values(["energy_j", "_score"], ascending=[True, False], kind="stable")
     keep, best = [], -math.inf
-    for idx, acc in zip(df.index, df["accuracy"], strict=True):
+    for idx, acc in zip(df.index, df["_score"], strict=True):
         if acc > best:
             keep.append(idx)
             best = acc
-    return df.loc[keep]
+    return df.loc[keep].drop(columns="_score")
 
 
 def energy_methods(trials: pd.DataFrame) -> list[str]:

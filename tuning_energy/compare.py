@@ -24,6 +24,7 @@ from . import ratios as rt
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
+from .metric import best_of, direction_of
 from .pool import run_workers
 from .runner import StudySummary, run_study
 from .storage import redact
@@ -85,7 +86,8 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         t = trials[trials["study"] == name]
         finished = int(t["state"].isin(["COMPLETE", "PRUNED"]).sum())
         failed = int((t["state"] == "FAIL").sum())
-        best = "-" if t["accuracy"].isna().all() else f"{t['accuracy'].max():.4f}"
+        best = "-" if t["accuracy"].isna().all() else \
+            f"{best_of(t['accuracy'], direction_of(t)):.4f}"
         low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
             f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
@@ -308,12 +310,13 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
     paths[1].write_text(render_compare_md(result, c))
     fig = fg.fig_best_so_far(c.trials, c.target,
-                             title=f"{config.name}: best accuracy vs energy spent "
+                             title=f"{config.name}: best {c.goal.metric} vs energy spent "
                                    f"({an.charged_what(c.trials)}), all strategies")
-    # Zoom on the race to the target: every strategy starts far below it after one trial.
-    ax = fig.axes[0]
-    ax.set_ylim(max(0.0, c.target - 0.06), min(1.0, c.target + 0.02))
-    ax.set_ylabel(f"best validation accuracy so far (axis from {c.target - 0.06:.2f})")
+    if c.goal.metric == "accuracy" and c.goal.direction == "maximize":
+        # Zoom on the race to the target: every strategy starts far below it after one trial.
+        ax = fig.axes[0]
+        ax.set_ylim(max(0.0, c.target - 0.06), min(1.0, c.target + 0.02))
+        ax.set_ylabel(f"best validation accuracy so far (axis from {c.target - 0.06:.2f})")
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{stem}.{ext}", dpi=130 if ext == "png" else None,
                     metadata={"CreationDate": None} if ext == "pdf" else None)

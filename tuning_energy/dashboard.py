@@ -252,9 +252,12 @@ def study_note(study: optuna.Study, target: float | None = None,
     if table.empty:
         lines.append("| energy to target | no finished trial yet |")
     elif goal is None:
-        lines.append(f"| energy to target | the config has no `target_accuracy`: report.md and "
-                     f"compare.md use {FALLBACK_FRACTION:g} x the best accuracy of the whole "
-                     f"comparison, which one study does not know |")
+        key = "target_accuracy" if metric == "accuracy" else "[objective] target"
+        near = f"{FALLBACK_FRACTION:g} x the best {metric} of the whole comparison" \
+            if direction == "maximize" else \
+            f"the best {metric} of the whole comparison / {FALLBACK_FRACTION:g}"
+        lines.append(f"| energy to target | the config has no `{key}`: report.md and "
+                     f"compare.md use {near}, which one study does not know |")
     else:
         reached = _energy_to_target(table, goal.accuracy)
         if reached is None:

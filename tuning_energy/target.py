@@ -37,7 +37,7 @@ import pandas as pd
 
 from .analysis import require, target_from_best
 from .errors import ConfigError
-from .metric import MAXIMIZE, MINIMIZE, best_of, direction_of, metric_of, near_best
+from .metric import MAXIMIZE, MINIMIZE, best_of, direction_of, metric_of
 
 #: The trials-table column (from the study's stored config) that carries the config's target.
 CONFIG_COLUMN = "target_accuracy"
@@ -96,16 +96,6 @@ def _check_accuracy(value: float, what: str, metric: str = "accuracy") -> float:
     return float(value)
 
 
-def _from_best(trials: pd.DataFrame, fraction: float, direction: str) -> float:
-    if direction == MAXIMIZE:
-        return target_from_best(trials, fraction)  # fraction x the best
-    require(trials, ("accuracy",), "target_from_best")
-    best = best_of(trials["accuracy"], direction)
-    if math.isnan(best):
-        raise ConfigError("target_from_best: no trial has a value (all failed?)")
-    return near_best(best, fraction, direction)
-
-
 def configured_target(trials: pd.DataFrame) -> float | None:
     """The `target_accuracy` every study of `trials` was stored with, or None when none was
     (or the table has no such column). Raises TargetError naming the studies when they
@@ -152,8 +142,8 @@ def comparison_target(trials: pd.DataFrame, target: float | None = None,
     key = "target_accuracy" if metric == "accuracy" else "objective.target"
     how = "x" if direction == MAXIMIZE else "/"  # the best's side of a fraction
     if target_fraction is not None:
-        value = _from_best(trials, _check_accuracy(target_fraction, "--target-fraction"),
-                           direction)
+        value = target_from_best(trials, _check_accuracy(target_fraction,
+                                                            "--target-fraction"))
         best = best_of(trials["accuracy"], direction)
         return Target(value, FRACTION,
                       f"= {target_fraction:g} {how} the best {metric} of any trial in the "
@@ -167,7 +157,7 @@ def comparison_target(trials: pd.DataFrame, target: float | None = None,
         return Target(configured, CONFIG, f"from the config's {key}", metric, direction)
     if not fallback:
         return None
-    value = _from_best(trials, FALLBACK_FRACTION, direction)
+    value = target_from_best(trials, FALLBACK_FRACTION)
     best = best_of(trials["accuracy"], direction)
     share = f"{FALLBACK_FRACTION:g} x the best {metric} of any trial in the comparison " \
         f"({best:.4f})" if how == "x" else \
