@@ -58,12 +58,41 @@ def test_torch_example_prunes_through_ctx_report(storage_url):
             assert t.user_attrs["pruned_reason"] == "pruner median"
 
 
-def test_loss_example_minimises(storage_url):
+def test_loss_example_minimises_and_reaches_its_target_at_or_below(storage_url, tmp_path,
+                                                                   capsys):
     _study("loss.toml", "tpe", storage_url, 5)
     study = optuna.load_study(study_name="ridge-loss-tpe-s0", storage=storage_url)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert study.metric_names == ["val_loss"]
     _check_energy(study.trials)
+
+    table = an.trials_table(storage_url)
+    assert set(table["metric"]) == {"val_loss"} and set(table["direction"]) == {"minimize"}
+    assert (table["target_accuracy"] == 0.55).all()  # [objective] target, in val_loss units
+    # By hand: the first trial (finishing order) whose loss is at or below the target, and
+    # the charged energy of every trial up to it.
+    values = table["accuracy"].tolist()
+    target = sorted(values)[len(values) // 2]  # a target some trials reach and some do not
+    first = next(i for i, v in enumerate(values) if v <= target)
+    ett = an.energy_to_target(table, target).iloc[0]
+    assert ett["reached"] and ett["trials_to_target"] == first + 1
+    assert ett["energy_to_target_j"] == pytest.approx(table["charged_known_j"][:first + 1].sum())
+    assert ett["best_accuracy"] == min(values)
+    never = an.energy_to_target(table, min(values) - 1.0).iloc[0]  # below every loss
+    assert not never["reached"]
+
+    out = tmp_path / "figures"
+    assert main(["figures", "--storage", storage_url, "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "target val_loss 0.5500 (at or below) from the config's objective.target" in \
+        report.replace("Target", "target")
+    assert "RQ2" not in report and "test set" not in report
+    assert (out / "ridge-loss-energy-to-target.png").exists() or \
+        any(p.name.endswith("energy-to-target.png") for p in out.iterdir())
+
+    from tuning_energy.dashboard import study_note
+    note = study_note(study)
+    assert "best val_loss" in note and "val_loss (minimized)" in note
 
 
 def test_plain_optuna_example_is_metered(tmp_path):

@@ -167,8 +167,8 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
     ax.grid(alpha=0.3)
     if many:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-    else:
-        ax.legend(loc="lower right", fontsize=9)
+    else:  # away from the curves' ends: they fall to a minimised metric's best
+        ax.legend(loc="upper right" if minimized else "lower right", fontsize=9)
     ax.set_title(title or f"Best {metric} so far vs energy spent (band: inter-quartile range "
                  "over seeds" + ("" if many else "; thin lines: single seeds") + ")",
                  fontsize=10)
