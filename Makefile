@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: install study test lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
+.PHONY: install study test test-optuna-range lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ dashboard: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The storage tests under the oldest and the newest Optuna that pyproject.toml allows.
+test-optuna-range: install
+	bash scripts/optuna_range.sh oldest
+	bash scripts/optuna_range.sh newest
 
 # Benchmarks (bench/RESULTS.md): at most ~10 minutes here; QUICK=1 is a smoke run (<= 2 min).
 QUICK ?=

@@ -93,7 +93,7 @@ def test_quick_scaling_rows_table_and_figure(tmp_path):
     md = (out / "RESULTS.md").read_text()
     assert "| propose_overhead_bayes_24 |" in md and "| propose_overhead_tpe_24 |" in md
     assert "## Goals missed, and why" in md
-    assert "- **propose_overhead_bayes_24**: " in md and "ms over the goal at 24" in md
+    assert "- **propose_overhead_bayes_24**: met from trials of " in md
     assert "![propose-scaling.png](propose-scaling.png)" in md
 
 

@@ -57,7 +57,9 @@ def slow_store(monkeypatch, per_call_s: float) -> None:
 
     def opened(url, *args, **kwargs):
         storage = open_storage(url, *args, **kwargs)
-        for name in ("_create_new_trial", "_set_trial_param"):
+        # _set_trial_param: Optuna >= 5 (earlier, _CachedStorage calls set_trial_param)
+        for name in ("_create_new_trial", "_set_trial_param" if hasattr(
+                storage, "_set_trial_param") else "set_trial_param"):
             real = getattr(storage, name)
 
             def slow(*a, _real=real, **kw):

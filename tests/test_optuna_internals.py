@@ -1,0 +1,97 @@
+"""The parts of Optuna that tuning-energy uses beyond its public API exist on the Optuna
+installed here, each checked on a real store so that an upgrade fails here, by name.
+
+pyproject.toml allows optuna >= 4.3 (UpdateFinishedTrialError), < 6 (the next major may
+move these). `scripts/optuna_range.sh oldest|newest` runs this file and the storage tests
+under the oldest and the newest Optuna in that range.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import optuna
+import pytest
+
+#: (object, attribute path, who uses it and why)
+MODULES = [
+    ("optuna.exceptions", "UpdateFinishedTrialError",
+     "storage.py, workers.py: a write to a finished trial (public, Optuna >= 4.3)"),
+    ("optuna.storages._cached_storage", "_CachedStorage",
+     "storage.set_user_attrs: the backend behind a study's storage"),
+    ("optuna.storages.journal._storage", "JournalOperation.SET_TRIAL_USER_ATTR",
+     "storage._append_user_attrs: Optuna's own journal record for a user attr"),
+    ("optuna.storages._rdb.models", "TrialUserAttributeModel.__table__",
+     "storage._upsert_user_attrs: INSERT ... ON CONFLICT (trial_id, key)"),
+    ("optuna.storages._rdb.models", "TrialSystemAttributeModel.key",
+     "storage_retry: the creation token lookup"),
+    ("optuna.storages._rdb.models", "TrialModel.study_id", "storage_retry, storage"),
+    ("optuna.storages._rdb.storage", "_create_scoped_session",
+     "storage._upsert_user_attrs, one transaction"),
+    ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
+    ("optuna.storages._heartbeat", "get_heartbeat_thread", "workers.py: heartbeats"),
+    ("optuna.samplers._lazy_random_state", "LazyRandomState", "samplers.py: seeding"),
+]
+JOURNAL = [
+    ("_thread_lock", "storage._append_user_attrs: appends under the storage's lock"),
+    ("_replay_result.worker_id", "storage._append_user_attrs: the records' worker id"),
+    ("_backend.append_logs", "storage._append_user_attrs: one append for all attrs"),
+    ("_sync_with_backend", "storage._append_user_attrs: replays its own records"),
+]
+RDB = [
+    ("_set_trial_attr_without_commit", "storage._upsert_user_attrs on other dialects"),
+    ("_get_prepared_new_trial", "storage_retry: the idempotent trial creation"),
+    ("_create_new_trial", "storage_retry; Optuna's _CachedStorage creates trials with it"),
+    ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
+    ("scoped_session", "storage._upsert_user_attrs"),
+    ("engine", "storage.py (SQLite pragmas), workers.py (the claim lock)"),
+]
+TRIAL = [
+    ("_cached_frozen_trial.user_attrs", "storage.set_user_attrs keeps the trial's view current"),
+    ("_trial_id", "storage.py, workers.py"),
+    ("storage", "storage.set_user_attrs"),
+]
+
+
+def _missing(obj, path: str) -> bool:
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            return True
+        obj = getattr(obj, part)
+    return False
+
+
+def _fail(what: str, path: str, why: str) -> str:
+    return (f"Optuna {optuna.__version__} has no {what}.{path}, which tuning-energy uses "
+            f"({why}). pyproject.toml allows optuna>=4.3,<6: port that use to this "
+            f"version, or narrow the range")
+
+
+@pytest.mark.parametrize("module,path,why", MODULES)
+def test_optuna_modules_have_what_we_use(module, path, why):
+    assert not _missing(importlib.import_module(module), path), _fail(module, path, why)
+
+
+def test_journal_rdb_and_trial_internals_exist_on_real_stores(tmp_path):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'r.db'}")
+    trial = optuna.create_study(storage=rdb).ask()
+    missing = [_fail(type(obj).__name__, path, why)
+               for obj, names in ((journal, JOURNAL), (rdb, RDB), (trial, TRIAL))
+               for path, why in names if _missing(obj, path)]
+    assert not missing, "\n".join(missing)
+    # storage_retry replaces it with one of this signature
+    params = list(inspect.signature(rdb._get_prepared_new_trial).parameters)
+    assert params == ["study_id", "template_trial", "session"], _fail(
+        "RDBStorage", f"_get_prepared_new_trial{tuple(params)}", "storage_retry")
+    # The upsert needs the unique (trial_id, key) the attr tables have.
+    from optuna.storages._rdb import models
+
+    uniques = [sorted(c.name for c in con.columns)
+               for con in models.TrialUserAttributeModel.__table__.constraints
+               if con.__class__.__name__ == "UniqueConstraint"]
+    assert ["key", "trial_id"] in uniques, _fail(
+        "TrialUserAttributeModel", "UniqueConstraint(trial_id, key)", "storage._upsert_user_attrs")
