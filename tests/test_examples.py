@@ -107,6 +107,16 @@ def test_plain_optuna_example_is_metered(tmp_path):
     _check_energy(trials)
     table = an.trials_table(url)
     assert len(table) == 10 and (table["strategy"] == "tpe").all()
+    assert (table["target_accuracy"] == 0.95).all()  # metered(target=0.95)
+    # the store works with figures and the dashboard's note like one the runner wrote
+    out = tmp_path / "figures"
+    assert main(["figures", "--storage", url, "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "Target accuracy 0.9500 from the config's target_accuracy" in report
+    assert "objective `an Optuna objective (metered)`" in report
+    from tuning_energy.dashboard import study_note
+    note = study_note(optuna.load_study(study_name="plain-tpe-s0", storage=url))
+    assert "| best accuracy |" in note and "energy to target 0.9500" in note
 
 
 @pytest.mark.parametrize("name", ["sklearn.toml", "torch.toml", "loss.toml"])

@@ -93,12 +93,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     count it) and its method, marked when any part is an estimate; then the label."""
     import optuna
     import pandas as pd
-    from optuna.trial import TrialState
 
     from . import analysis as an
     from .accounting import CHARGED_PARTS, charged_total_j
     from .storage import open_storage
-    from .summary import best_trial, metric_of, value
+    from .summary import FINISHED, best_trial, metric_of, value
 
     storage = open_storage(args.storage, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -115,7 +114,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         trials = study.get_trials(deepcopy=False)
         table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
         tables.append(table)
-        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        done = [t for t in trials if t.state in FINISHED]
         metric, direction = metric_of(study)
         top = best_trial(trials, direction)
         best = f"{value(top):.4f}" if top is not None else "-"

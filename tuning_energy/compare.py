@@ -75,12 +75,13 @@ def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
 
 
 def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
-    """One line per study: finished (complete + pruned) and failed trials, best accuracy,
+    """One line per study: finished (complete + pruned) and failed trials, the best metric
+    (accuracy, or a user's, in its direction),
     the search's charged energy (accounting.charged_total_j, as every output counts it) and
     its method, marked when any part is an estimate; then what the energy counts and the
     methods' label (energy.methods)."""
     parts = [c for c in CHARGED_PARTS if c in trials.columns]
-    lines = [f"{'study':36} {'trials':>7} {'failed':>6} {'best acc':>9} {'charged J':>11}  "
+    lines = [f"{'study':36} {'trials':>7} {'failed':>6} {'best':>9} {'charged J':>11}  "
              f"method"]
     for name in names:
         t = trials[trials["study"] == name]
@@ -208,7 +209,9 @@ def render_compare_md(result: dict[str, Any], c) -> str:
             "strategy": "strategy", "reached_share": "reached", "median_energy_to_target_j":
             "ETA median J", "ci_low_j": "CI low J", "ci_high_j": "CI high J",
             "median_trials_to_target": "trials to target", "median_total_energy_j":
-            "search J (median)", "median_best_accuracy": "best acc (median)"}),
+            "search J (median)", "median_best_accuracy":
+            "best acc (median)" if c.goal.metric == "accuracy" else
+            f"best {c.goal.metric} (median)"}),
         "",
     ]
     if reached.empty:
