@@ -49,6 +49,7 @@ def fake_rapl(tmp: Path) -> Meter:
 def default_trial_s(config_path: str) -> float:
     import optuna
 
+    from tuning_energy.cnn import CnnObjective
     from tuning_energy.data import load_dataset
     from tuning_energy.objective import Objective
     from tuning_energy.runner import set_threads
@@ -57,7 +58,8 @@ def default_trial_s(config_path: str) -> float:
     set_threads(config.train.torch_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
-    objective = Objective(config, load_dataset(config.data), EstimateMeter())
+    objective = Objective(config, CnnObjective(config, load_dataset(config.data)),
+                          EstimateMeter())
     trial = study.ask()
     t0 = time.perf_counter()
     objective.run(trial, config.param_values({}))

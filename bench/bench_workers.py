@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 from optuna.trial import TrialState  # noqa: E402
 
 from tuning_energy.config import parse_config  # noqa: E402
-from tuning_energy.workers import WorkerOptions, WorkerPool, redact, run_workers  # noqa: E402
+from tuning_energy.pool import WorkerPool, run_workers  # noqa: E402
+from tuning_energy.workers import WorkerOptions, redact  # noqa: E402
 
 
 def config(name: str, trials: int, epochs: int):

@@ -13,7 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import tiny_doc
+from tuning_energy import cnn as cnn_module
 from tuning_energy import objective as objective_module
+from tuning_energy.cnn import CnnObjective
 from tuning_energy.config import parse_config
 from tuning_energy.data import load_dataset
 from tuning_energy.energy import EstimateMeter, Measurement
@@ -34,10 +36,10 @@ def _worker_trial(config, storage_url, monkeypatch) -> optuna.trial.FrozenTrial:
     (TrialWindowMeter) whose heartbeat wrote the energy so far while it trained."""
     meter = TrialWindowMeter(EstimateMeter(cpu_tdp_w=100.0, cpu_cores=1))
     study = optuna.create_study(storage=storage_url, direction="maximize")
-    objective = Objective(config, load_dataset(config.data), meter)
+    objective = Objective(config, CnnObjective(config, load_dataset(config.data)), meter)
     trial = study.ask()
     params = objective.propose(trial, meter.begin())
-    real_fit = objective_module.fit
+    real_fit = cnn_module.fit
     written = []
 
     def fit(*args, **kwargs):  # inside the trial's window: a heartbeat writes it
@@ -45,7 +47,7 @@ def _worker_trial(config, storage_url, monkeypatch) -> optuna.trial.FrozenTrial:
         return real_fit(*args, **kwargs)
 
     with monkeypatch.context() as mp:
-        mp.setattr(objective_module, "fit", fit)
+        mp.setattr(cnn_module, "fit", fit)
         meter.arm()  # as the heartbeat does before the trial's window opens
         values = objective.values(objective.run(trial, params))
     study.tell(trial, values)
@@ -77,7 +79,7 @@ def test_the_docs_list_every_attr_a_trial_gets(storage_url, monkeypatch):
     monkeypatch.chdir(storage_url.removeprefix("sqlite:///").rsplit("/", 1)[0])
     config = parse_config(tiny_doc(train={"epochs": 3}, meter={"idle_s": 0.1},
                                    budget={"n_trials": 4, "max_trial_energy_j": 1e-9}))
-    real_fit = objective_module.fit
+    real_fit = cnn_module.fit
     calls = []
 
     def fit(*args, **kwargs):
@@ -89,7 +91,7 @@ def test_the_docs_list_every_attr_a_trial_gets(storage_url, monkeypatch):
         return real_fit(*args, **kwargs)
 
     with monkeypatch.context() as mp:
-        mp.setattr(objective_module, "fit", fit)
+        mp.setattr(cnn_module, "fit", fit)
         summary = run_study(config, "random", 0, storage_url, progress=False,
                             out=io.StringIO(), cross_check="codecarbon")
     assert summary.interrupted and summary.n_pruned == 2

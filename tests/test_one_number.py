@@ -19,9 +19,9 @@ from optuna.trial import TrialState, create_trial
 
 from tests.conftest import tiny_doc
 from tuning_energy import analysis as an
+from tuning_energy import cnn as cnn_module
 from tuning_energy import dashboard
 from tuning_energy import figures as fg
-from tuning_energy import objective as objective_module
 from tuning_energy.compare import write_compare
 from tuning_energy.config import parse_config
 from tuning_energy.report import write_figures
@@ -55,7 +55,7 @@ def store(tmp_path_factory):
     url = f"sqlite:///{root / 'energy.db'}"
     config = parse_config(tiny_doc(budget={"n_trials": 5},
                                    meter={"cpu_tdp_w": 4000.0, "cpu_cores": 1}))
-    real_fit = objective_module.fit
+    real_fit = cnn_module.fit
     calls = []
 
     def fit(*args, **kwargs):
@@ -63,12 +63,13 @@ def store(tmp_path_factory):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("out of memory (test)")
-        if len(calls) == 2:
+        if len(calls) == 2:  # as if ctx.report had said stop after the last epoch
+            kwargs["on_epoch"].__self__.stop_reason = "pruner (test)"
             return dataclasses.replace(result, stopped_early=True)
         return result
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(objective_module, "fit", fit)
+        mp.setattr(cnn_module, "fit", fit)
         summary = run_study(config, "bayes", 0, url, progress=False, out=io.StringIO())
     return root, url, config, summary.study_name
 

@@ -100,7 +100,8 @@ def test_a_study_without_costly_parts_still_records_both(storage_url):
 
 
 def test_workers_charge_their_claims_storage_round_trips_to_store(tmp_path):
-    from tuning_energy.workers import WorkerOptions, run_workers
+    from tuning_energy.pool import run_workers
+    from tuning_energy.workers import WorkerOptions
 
     url = f"journal:///{tmp_path / 'w.log'}"
     config = parse_config(tiny_doc(meter=METER))

@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 from tuning_energy import train as train_mod
 from tuning_energy.cli import main
+from tuning_energy.cnn import CnnObjective
 from tuning_energy.config import parse_config
 from tuning_energy.data import load_dataset
 from tuning_energy.energy import EstimateMeter
@@ -47,7 +48,8 @@ def test_the_test_set_is_evaluated_once_inside_the_trials_energy_window(monkeypa
 
     monkeypatch.setattr(train_mod, "evaluate", spy)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
-    study.optimize(Objective(config, data, RecordingMeter(log)), n_trials=1)
+    study.optimize(Objective(config, CnnObjective(config, data), RecordingMeter(log)),
+                   n_trials=1)
     trial = study.trials[0]
     assert [e for e, _ in log].count("test") == 1
     training = log[-1][1]  # the trial's window is the last to end

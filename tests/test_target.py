@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 from tuning_energy import analysis as an
+from tuning_energy import cnn as cnn_module
 from tuning_energy import compare as compare_module
 from tuning_energy import dashboard
-from tuning_energy import objective as objective_module
 from tuning_energy.cli import main
 from tuning_energy.compare import compare_summary, write_compare
 from tuning_energy.config import load_config
@@ -76,7 +76,7 @@ def store(tmp_path_factory):
     config = root / "tiny.toml"
     config.write_text(TOML)
     url = f"sqlite:///{root / 'energy.db'}"
-    real_fit, real_run_study = objective_module.fit, compare_module.run_study
+    real_fit, real_run_study = cnn_module.fit, compare_module.run_study
     first = []
 
     def run_study(*args, **kwargs):
@@ -91,7 +91,7 @@ def store(tmp_path_factory):
 
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
-        mp.setattr(objective_module, "fit", fit)
+        mp.setattr(cnn_module, "fit", fit)
         mp.setattr(compare_module, "run_study", run_study)
         assert main(["compare", "--config", str(config), "--seeds", "1", "--strategies",
                      ",".join(STRATEGIES), "--storage", url, "--no-progress",

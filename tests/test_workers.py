@@ -28,6 +28,7 @@ from tuning_energy.energy.base import Meter
 from tuning_energy.energy.baseline import measure_idle
 from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, shared_method
 from tuning_energy.errors import ConfigError, StorageError
+from tuning_energy.pool import WorkerPool, gpu_assignment
 from tuning_energy.runner import run_study
 from tuning_energy.storage import open_storage
 from tuning_energy.strategies import SkoptSampler, distributions
@@ -35,9 +36,7 @@ from tuning_energy.workers import (
     WORKER_ATTR,
     WorkerContext,
     WorkerOptions,
-    WorkerPool,
     check_workers,
-    gpu_assignment,
     redact,
     threads_per_worker,
 )
@@ -601,7 +600,7 @@ def test_a_worker_on_cuda_n_trains_and_meters_that_gpu(three_gpus, tmp_path, mon
     ctx = WorkerContext(f"journal:///{tmp_path / 'study.log'}", gpu=pinned,
                         meter_factory=_stop_after_meter)
     with pytest.raises(_Built) as built:
-        run_study(config, "random", 0, ctx.storage_url, progress=False, worker=ctx)
+        run_study(config, "random", 0, ctx.storage_url, progress=False, source=ctx)
     choice, kwargs = built.value.args
     assert kwargs == {"use_gpus": True, "cuda_index": None if pinned else 1}
     assert f"cuda:{0 if pinned else 1}" in choice.gpu_choice

@@ -6,6 +6,10 @@ The public Python API (the README's "Python API" section has a runnable example)
     parse_config(dict) -> StudyConfig     the same from a dict
     run_study(config, strategy, seed, storage_url) -> StudySummary
                                           create or resume a study and run its budget
+    metered(f, meter="auto", target=None) -> callable
+                                          a plain Optuna objective f(trial), energy-metered
+    TrialContext                          what a config's `[objective] function(params, ctx)`
+                                          gets as `ctx`
     analysis                              the tidy trials table and the analyses on it
     export_trials(storage_url, path, fmt) the trials table as CSV or Parquet
     build_meter(meter_config) -> MeterChoice
@@ -31,6 +35,8 @@ _LAZY: dict[str, str | None] = {
     "run_study": ".runner",
     "StudySummary": ".runner",
     "analysis": None,
+    "metered": ".metered_objective",
+    "TrialContext": ".trial_context",
     "export_trials": ".export",
     "build_meter": ".energy",
     "MeterChoice": ".energy",
@@ -39,7 +45,8 @@ _LAZY: dict[str, str | None] = {
 
 __all__ = [  # a literal list, for type checkers; the same names as _LAZY
     "__version__", "load_config", "parse_config", "StudyConfig", "run_study", "StudySummary",
-    "analysis", "export_trials", "build_meter", "MeterChoice", "Measurement",
+    "analysis", "export_trials", "build_meter", "MeterChoice", "Measurement", "metered",
+    "TrialContext",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
@@ -47,7 +54,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .config import StudyConfig, load_config, parse_config
     from .energy import Measurement, MeterChoice, build_meter
     from .export import export_trials
+    from .metered_objective import metered
     from .runner import StudySummary, run_study
+    from .trial_context import TrialContext
 
 
 def __getattr__(name: str) -> Any:

@@ -72,9 +72,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
+    from .pool import run_workers
     from .runner import run_study
     from .storage import storage_kind
-    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers, run_workers
+    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
     if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
@@ -92,29 +93,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     count it) and its method, marked when any part is an estimate; then the label."""
     import optuna
     import pandas as pd
-    from optuna.trial import TrialState
 
     from . import analysis as an
     from .accounting import CHARGED_PARTS, charged_total_j
     from .storage import open_storage
+    from .summary import FINISHED, best_trial, metric_of, value
 
     storage = open_storage(args.storage, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if not summaries:
         print(f"no studies in {args.storage}")
         return 0
-    header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best acc':>9} " \
+    header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best':>9} " \
              f"{'charged J':>11}  method"
     print(header)
     tables = []
+    metrics: set[str] = set()
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
         tables.append(table)
-        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        vals = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        best = f"{max(vals):.4f}" if vals else "-"
+        done = [t for t in trials if t.state in FINISHED]
+        metric, direction = metric_of(study)
+        top = best_trial(trials, direction)
+        best = f"{value(top):.4f}" if top is not None else "-"
+        metrics.add(metric if direction == "maximize" else f"{metric} (minimized)")
         parts = [c for c in CHARGED_PARTS if c in table.columns]
         total = "-" if table["energy_j"].isna().all() else \
             f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
@@ -127,7 +131,8 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{len(done):>7} {best:>9} {total:>11}  {method}")
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
-    print(f"charged J: the {an.charged_what(every)} energy of every finished trial "
+    print(f"best: the best {', '.join(sorted(metrics))} of the study's complete trials; "
+          f"charged J: the {an.charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
     lab = an.method_label(every)
     if lab.any_estimate:

@@ -24,10 +24,12 @@ from . import ratios as rt
 from .accounting import CHARGED_PARTS, charged_total_j
 from .config import StudyConfig
 from .errors import ConfigError
+from .metric import best_of, direction_of
+from .pool import run_workers
 from .runner import StudySummary, run_study
 from .storage import redact
 from .strategies import STRATEGIES, parse_variant
-from .workers import WorkerOptions, check_workers, run_workers
+from .workers import WorkerOptions, check_workers
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
@@ -73,18 +75,20 @@ def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
 
 
 def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
-    """One line per study: finished (complete + pruned) and failed trials, best accuracy,
+    """One line per study: finished (complete + pruned) and failed trials, the best metric
+    (accuracy, or a user's, in its direction),
     the search's charged energy (accounting.charged_total_j, as every output counts it) and
     its method, marked when any part is an estimate; then what the energy counts and the
     methods' label (energy.methods)."""
     parts = [c for c in CHARGED_PARTS if c in trials.columns]
-    lines = [f"{'study':36} {'trials':>7} {'failed':>6} {'best acc':>9} {'charged J':>11}  "
+    lines = [f"{'study':36} {'trials':>7} {'failed':>6} {'best':>9} {'charged J':>11}  "
              f"method"]
     for name in names:
         t = trials[trials["study"] == name]
         finished = int(t["state"].isin(["COMPLETE", "PRUNED"]).sum())
         failed = int((t["state"] == "FAIL").sum())
-        best = "-" if t["accuracy"].isna().all() else f"{t['accuracy'].max():.4f}"
+        best = "-" if t["accuracy"].isna().all() else \
+            f"{best_of(t['accuracy'], direction_of(t)):.4f}"
         low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
             f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
@@ -205,7 +209,9 @@ def render_compare_md(result: dict[str, Any], c) -> str:
             "strategy": "strategy", "reached_share": "reached", "median_energy_to_target_j":
             "ETA median J", "ci_low_j": "CI low J", "ci_high_j": "CI high J",
             "median_trials_to_target": "trials to target", "median_total_energy_j":
-            "search J (median)", "median_best_accuracy": "best acc (median)"}),
+            "search J (median)", "median_best_accuracy":
+            "best acc (median)" if c.goal.metric == "accuracy" else
+            f"best {c.goal.metric} (median)"}),
         "",
     ]
     if reached.empty:
@@ -307,12 +313,13 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
     paths[1].write_text(render_compare_md(result, c))
     fig = fg.fig_best_so_far(c.trials, c.target,
-                             title=f"{config.name}: best accuracy vs energy spent "
+                             title=f"{config.name}: best {c.goal.metric} vs energy spent "
                                    f"({an.charged_what(c.trials)}), all strategies")
-    # Zoom on the race to the target: every strategy starts far below it after one trial.
-    ax = fig.axes[0]
-    ax.set_ylim(max(0.0, c.target - 0.06), min(1.0, c.target + 0.02))
-    ax.set_ylabel(f"best validation accuracy so far (axis from {c.target - 0.06:.2f})")
+    if c.goal.metric == "accuracy" and c.goal.direction == "maximize":
+        # Zoom on the race to the target: every strategy starts far below it after one trial.
+        ax = fig.axes[0]
+        ax.set_ylim(max(0.0, c.target - 0.06), min(1.0, c.target + 0.02))
+        ax.set_ylabel(f"best validation accuracy so far (axis from {c.target - 0.06:.2f})")
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{stem}.{ext}", dpi=130 if ext == "png" else None,
                     metadata={"CreationDate": None} if ext == "pdf" else None)

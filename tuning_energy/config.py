@@ -10,23 +10,45 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     [meter]    kind, cpu_tdp_w, cpu_cores
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
     [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
+    [objective] function, metric, direction, target, steps (objective_config.py; without
+               it, the built-in CNN objective)
     [fixed]    values for objective parameters that are not searched
     [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
                          (low == high is a parameter with one value: every strategy proposes
                          it, the GP of `bayes` leaves it out)
+
+With `[objective] function`, [data] and [train] are optional (train.device and
+train.torch_threads still apply: the function gets the device as `ctx.device`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_checks import NUM as _NUM
+from .config_checks import OPT_NUM as _OPT_NUM
+from .config_checks import check_keys as _check_keys
+from .config_checks import dataclass_from as _dataclass_from
+from .config_checks import positive as _positive
+from .config_checks import table_of as _table
+from .config_checks import value_of as _get
 from .errors import ConfigError
+from .objective_config import (  # noqa: F401 - the names config.py had before
+    BOOL_PARAMS,
+    CNN_PARAMS,
+    INT_PARAMS,
+    OBJECTIVE_PARAMS,
+    PARAM_TYPES,
+    ObjectiveConfig,
+    ParamSpec,
+    parse_objective,
+    parse_space,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,39 +62,9 @@ DEVICE_PATTERN = re.compile(r"cuda:\d+")
 #: the training set, or the test set (Yarally et al.'s protocol: selection on the test set).
 VALIDATIONS = ("split", "test")
 METER_KINDS = ("auto", "estimate", "rapl", "nvml")
-PARAM_TYPES = ("float", "int", "bool", "categorical")
 ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
 ACQ_OPTIMIZERS = ("sampling", "lbfgs", "auto")
 PRUNERS = ("none", "median", "asha", "hyperband")
-
-#: Objective parameters, their meaning and defaults when neither searched nor fixed.
-OBJECTIVE_PARAMS: dict[str, Any] = {
-    "n_conv": 2,  # conv blocks: 3x3 conv -> BatchNorm -> ReLU -> MaxPool 2
-    "n_linear": 1,  # hidden linear layers before the classifier
-    "relu": True,  # ReLU after each conv block and between linear layers
-    "channels": 8,  # channels of the first conv block (x3 per block)
-    "hidden": 128,  # width of the first hidden linear layer (halving)
-    "lr": 1e-3,  # Adam
-    "beta1": 0.9,
-    "beta2": 0.999,
-    "eps": 1e-8,
-    "weight_decay": 0.0,
-}
-INT_PARAMS = {"n_conv", "n_linear", "channels", "hidden"}
-BOOL_PARAMS = {"relu"}
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searched parameter."""
-
-    name: str
-    type: str
-    low: float | int | None = None
-    high: float | int | None = None
-    log: bool = False
-    choices: tuple[Any, ...] | None = None
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -171,6 +163,7 @@ class StudyConfig:
     search_space: tuple[ParamSpec, ...]
     target_accuracy: float | None = None  # accuracy the analysis asks "energy to reach"
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     # where the study runs (`--environment`; None: a label made from the device, CPU/GPU
     # model and threads at run time). Not a TOML key: the same config runs anywhere.
     environment: str | None = None
@@ -184,8 +177,30 @@ class StudyConfig:
         return dataclasses.replace(self, **changes)
 
     def param_values(self, sampled: dict[str, Any]) -> dict[str, Any]:
-        """All objective parameters: defaults, then fixed, then the sampled ones."""
-        return {**OBJECTIVE_PARAMS, **self.fixed, **sampled}
+        """All objective parameters: the CNN's defaults (built-in objective only), then
+        fixed, then the sampled ones."""
+        return {**(CNN_PARAMS if self.objective.builtin else {}), **self.fixed, **sampled}
+
+    @property
+    def metric(self) -> str:
+        """The objective's value's name: `accuracy` for the built-in CNN objective."""
+        return self.objective.metric
+
+    @property
+    def direction(self) -> str:
+        return self.objective.direction
+
+    @property
+    def target(self) -> float | None:
+        """Energy to target's target, in the metric's units: `[objective] target`, or
+        `target_accuracy` (the built-in objective's key before [objective] existed)."""
+        return self.objective.target if self.objective.target is not None \
+            else self.target_accuracy
+
+    @property
+    def n_steps(self) -> int | None:
+        """How often a trial reports (ctx.report): the CNN's epochs, or objective.steps."""
+        return self.train.epochs if self.objective.builtin else self.objective.steps
 
 
 def _plain(obj: Any) -> Any:
@@ -196,120 +211,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-# ---------------------------------------------------------------- parsing helpers
-
-
-def _type_name(t: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    return names.get(t, getattr(t, "__name__", str(t)))
-
-
-def _get(table: dict, path: str, key: str, types: tuple, default: Any, allowed=None) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    dotted = f"{path}.{key}" if path else key
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        want = " or ".join(_type_name(t) for t in types if t is not type(None))
-        raise ConfigError(f"{dotted} = {value!r}: must be {want}")
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if allowed is not None and value not in allowed:
-        raise ConfigError(f"{dotted} = {value!r}: allowed values are {', '.join(map(repr, allowed))}")
-    return value
-
-
-def _check_keys(table: dict, path: str, allowed: set[str]) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        where = path or "the top level"
-        raise ConfigError(
-            f"{path + '.' if path else ''}{unknown[0]}: unknown key in {where}; "
-            f"allowed keys are {', '.join(sorted(allowed))}"
-        )
-
-
-def _table(doc: dict, key: str, path: str = "") -> dict:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path + '.' if path else ''}{key}: must be a table ([{key}])")
-    return value
-
-
-def _positive(path: str, value: float | None, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero) or (isinstance(value, float) and math.isnan(value)):
-        raise ConfigError(f"{path} = {value!r}: must be {'>= 0' if allow_zero else '> 0'}")
-
-
-def _dataclass_from(cls: type, table: dict, path: str, spec: dict[str, tuple]) -> Any:
-    """spec: key -> (types, allowed or None). Defaults come from the dataclass."""
-    _check_keys(table, path, set(spec))
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    values = {}
-    for key, (types, allowed) in spec.items():
-        values[key] = _get(table, path, key, types, defaults[key], allowed)
-    return cls(**values)
-
-
 # ---------------------------------------------------------------- sections
-
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
-
-
-def _check_value(path: str, name: str, value: Any) -> None:
-    """A value of objective parameter `name` (fixed, or a categorical choice) has its type."""
-    want = type(OBJECTIVE_PARAMS[name])
-    ok = isinstance(value, want) or (want is float and isinstance(value, int))
-    if isinstance(value, bool) and want is not bool:
-        ok = False
-    if not ok:
-        raise ConfigError(f"{path} = {value!r}: {name} must be {_type_name(want)}")
-
-
-def _parse_param(name: str, table: dict) -> ParamSpec:
-    path = f"search_space.{name}"
-    if name not in OBJECTIVE_PARAMS:
-        raise ConfigError(
-            f"{path}: unknown parameter {name!r}; the objective takes "
-            f"{', '.join(OBJECTIVE_PARAMS)}"
-        )
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: must be a table with type, low, high (and log) or choices")
-    ptype = _get(table, path, "type", (str,), None, PARAM_TYPES)
-    if ptype is None:
-        raise ConfigError(f"{path}.type: missing; allowed values are {', '.join(PARAM_TYPES)}")
-    if ptype == "bool":
-        _check_keys(table, path, {"type"})
-        return ParamSpec(name, "bool", choices=(False, True))
-    if ptype == "categorical":
-        _check_keys(table, path, {"type", "choices"})
-        choices = table.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{path}.choices = {choices!r}: must be a non-empty list")
-        for i, choice in enumerate(choices):  # each choice is a value of the parameter
-            _check_value(f"{path}.choices[{i}]", name, choice)
-        return ParamSpec(name, "categorical", choices=tuple(choices))
-    _check_keys(table, path, {"type", "low", "high", "log"})
-    types = (int,) if ptype == "int" else _NUM
-    for key in ("low", "high"):
-        if key not in table:
-            raise ConfigError(f"{path}.{key}: missing; a {ptype} parameter needs low and high")
-    low = _get(table, path, "low", types, None)
-    high = _get(table, path, "high", types, None)
-    log = _get(table, path, "log", (bool,), False)
-    if low > high:
-        raise ConfigError(f"{path}: low = {low!r} > high = {high!r}; low must be <= high")
-    if log and low <= 0:
-        raise ConfigError(f"{path}.low = {low!r}: log = true needs low > 0")
-    if name in INT_PARAMS and ptype != "int":
-        raise ConfigError(f"{path}.type = {ptype!r}: {name} is an integer; use type = \"int\"")
-    if name in BOOL_PARAMS and ptype not in ("bool", "categorical"):
-        raise ConfigError(f"{path}.type = {ptype!r}: {name} is a boolean; use type = \"bool\"")
-    return ParamSpec(name, ptype, low, high, log)
 
 
 def parse_bayes(table: dict[str, Any], path: str = "strategy.bayes") -> BayesConfig:
@@ -341,7 +243,7 @@ def parse_bayes(table: dict[str, Any], path: str = "strategy.bayes") -> BayesCon
 def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
     """Validate a parsed TOML document into a `StudyConfig`."""
     top = {"name", "target_accuracy", "data", "train", "budget", "meter", "strategy", "fixed",
-           "search_space", "pruning"}
+           "search_space", "pruning", "objective"}
     _check_keys(doc, "", top)
     name = _get(doc, "", "name", (str,), default_name)
     if not name or any(c in name for c in " /\\"):
@@ -349,6 +251,13 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
     target = _get(doc, "", "target_accuracy", _OPT_NUM, None)
     if target is not None and not 0 < target <= 1:
         raise ConfigError(f"target_accuracy = {target!r}: must be in (0, 1]")
+    objective = parse_objective(_table(doc, "objective"))
+    if target is not None and objective.target is not None:
+        raise ConfigError("target_accuracy and objective.target: both set; keep "
+                          "objective.target (target_accuracy is the built-in objective's)")
+    if target is not None and not objective.builtin:
+        raise ConfigError(f"target_accuracy = {target!r}: with objective.function, set the "
+                          f"target as objective.target (in the {objective.metric!r} units)")
 
     data = _dataclass_from(DataConfig, _table(doc, "data"), "data", {
         "dataset": ((str,), DATASETS),
@@ -437,25 +346,11 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
     if pruning.reduction_factor < 2:
         raise ConfigError(f"pruning.reduction_factor = {pruning.reduction_factor!r}: must be >= 2")
 
-    fixed = dict(_table(doc, "fixed"))
-    for key, value in fixed.items():
-        if key not in OBJECTIVE_PARAMS:
-            raise ConfigError(
-                f"fixed.{key}: unknown parameter; the objective takes {', '.join(OBJECTIVE_PARAMS)}"
-            )
-        _check_value(f"fixed.{key}", key, value)
-
-    space_table = _table(doc, "search_space")
-    space = tuple(_parse_param(n, t) for n, t in space_table.items())
-    if not space:
-        raise ConfigError("search_space: empty; declare at least one [search_space.NAME] table")
-    clash = sorted(set(fixed) & {p.name for p in space})
-    if clash:
-        raise ConfigError(f"fixed.{clash[0]}: also in search_space; a parameter is one or the other")
+    fixed, space = parse_space(doc, objective)
 
     return StudyConfig(name=name, data=data, train=train, budget=budget, meter=meter,
                        strategy=strategy, fixed=fixed, search_space=space,
-                       target_accuracy=target, pruning=pruning)
+                       target_accuracy=target, pruning=pruning, objective=objective)
 
 
 def load_config(path: str | Path) -> StudyConfig:
@@ -467,4 +362,9 @@ def load_config(path: str | Path) -> StudyConfig:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_config(doc, default_name=path.stem)
+    config = parse_config(doc, default_name=path.stem)
+    if config.objective.builtin:
+        return config
+    # The function's module is looked for in the config file's folder first.
+    return dataclasses.replace(config, objective=dataclasses.replace(
+        config.objective, folder=str(path.resolve().parent)))

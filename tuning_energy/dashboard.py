@@ -14,8 +14,10 @@
   included (a new target_accuracy then reaches the note).
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
 
-Accuracy is `trial.values[0]` so single-objective (`accuracy`) and multi-objective
-(`accuracy`, `energy_j`) studies read the same; energy comes from the trial attrs.
+The metric is `trial.values[0]` (summary.value), named and directed as the study's first
+objective (`accuracy`, maximised, for the built-in CNN objective; a user's `[objective]`
+metric, e.g. a minimised `val_loss`), so single- and multi-objective (metric, `energy_j`)
+studies read the same; energy comes from the trial attrs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from .accounting import PROPOSING
 from .energy.methods import label as label_methods
 from .errors import ConfigError, StorageError, TuningEnergyError
 from .storage import journal_path, open_storage, redact, sqlite_path, storage_kind
-from .summary import accuracy
+from .summary import metric_of
+from .summary import value as _value
 
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -168,12 +171,14 @@ def _num(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    """Highest accuracy (values[0]); ties go to the trial that used less energy."""
-    scored = [t for t in trials if accuracy(t) is not None]
+def best_trial(trials: Sequence[FrozenTrial], direction: str = "maximize") -> FrozenTrial | None:
+    """The best metric (values[0], in its direction); ties go to the trial that used less
+    energy."""
+    scored = [t for t in trials if _value(t) is not None]
     if not scored:
         return None
-    return max(scored, key=lambda t: (accuracy(t), -(_energy(t) or math.inf), -t.number))
+    sign = 1.0 if direction == "maximize" else -1.0
+    return max(scored, key=lambda t: (sign * _value(t), -(_energy(t) or math.inf), -t.number))
 
 
 def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | None:
@@ -203,6 +208,7 @@ def study_note(study: optuna.Study, target: float | None = None,
     table = an.study_table(study, trials)
     attrs = study.user_attrs
     names = study.metric_names or ["accuracy"]
+    metric, direction = metric_of(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
@@ -211,19 +217,21 @@ def study_note(study: optuna.Study, target: float | None = None,
         else label_methods([attrs.get("energy_method")])
     method = ", ".join(label.methods) or "unknown"
     estimate = f", {label.text()}" if label.any_estimate else ""
-    best = best_trial(trials)
+    best = best_trial(trials, direction)
 
     lines = [f"## Energy summary: {study.study_name}", ""]
     head = [f"strategy **{attrs.get('strategy', '?')}**", f"seed {attrs.get('seed', '?')}",
-            f"objectives {', '.join(names)}"]
+            "objectives " + ", ".join(
+                n + ("" if d == optuna.study.StudyDirection.MAXIMIZE else " (minimized)")
+                for n, d in zip(names, study.directions, strict=False))]
     lines += [", ".join(head) + ".", "", "| | |", "|---|---|"]
     lines.append(f"| trials | {len(complete)} complete, {n_pruned} pruned, {n_failed} failed, "
                  f"{len(trials)} in all |")
     if best is not None:
-        lines.append(f"| best accuracy | **{accuracy(best):.4f}** (trial {best.number}, "
+        lines.append(f"| best {metric} | **{_value(best):.4f}** (trial {best.number}, "
                      f"{_num(_energy(best), ',.1f')} J of training) |")
     else:
-        lines.append("| best accuracy | no complete trial yet |")
+        lines.append(f"| best {metric} | no complete trial yet |")
     what = an.charged_what(table) if not table.empty else "training"
     if energies:
         total = float(table["charged_known_j"].sum())
@@ -244,13 +252,16 @@ def study_note(study: optuna.Study, target: float | None = None,
     if table.empty:
         lines.append("| energy to target | no finished trial yet |")
     elif goal is None:
-        lines.append(f"| energy to target | the config has no `target_accuracy`: report.md and "
-                     f"compare.md use {FALLBACK_FRACTION:g} x the best accuracy of the whole "
-                     f"comparison, which one study does not know |")
+        key = "target_accuracy" if metric == "accuracy" else "[objective] target"
+        near = f"{FALLBACK_FRACTION:g} x the best {metric} of the whole comparison" \
+            if direction == "maximize" else \
+            f"the best {metric} of the whole comparison / {FALLBACK_FRACTION:g}"
+        lines.append(f"| energy to target | the config has no `{key}`: report.md and "
+                     f"compare.md use {near}, which one study does not know |")
     else:
         reached = _energy_to_target(table, goal.accuracy)
         if reached is None:
-            best_acc = f"best {accuracy(best):.4f}" if best is not None else "no complete trial"
+            best_acc = f"best {_value(best):.4f}" if best is not None else "no complete trial"
             lines.append(f"| energy to target {goal.accuracy:.4f} | not reached ({best_acc}); "
                          f"{goal.text()} |")
         else:
@@ -270,12 +281,12 @@ def study_note(study: optuna.Study, target: float | None = None,
     by_energy = sorted((t for t in trials if _energy(t) is not None), key=_energy, reverse=True)
     if by_energy:
         lines += ["", f"### Trials that cost the most energy (top {min(TOP_ENERGY_ROWS, len(by_energy))})",
-                  "", "| trial | state | accuracy | training energy J | duration s "
+                  "", f"| trial | state | {metric} | training energy J | duration s "
                   "| avg power W |",
                   "|---:|---|---:|---:|---:|---:|"]
         for t in by_energy[:TOP_ENERGY_ROWS]:
             u = t.user_attrs
-            lines.append(f"| {t.number} | {t.state.name.lower()} | {_num(accuracy(t), '.4f')} | "
+            lines.append(f"| {t.number} | {t.state.name.lower()} | {_num(_value(t), '.4f')} | "
                          f"{_energy(t):,.1f} | {_num(u.get('duration_s'), '.2f')} | "
                          f"{_num(u.get('avg_power_w'), '.1f')} |")
     lines += ["", f"_Written by tuning-energy at the end of each run of this study (updated on "
@@ -284,15 +295,19 @@ def study_note(study: optuna.Study, target: float | None = None,
     return "\n".join(lines) + "\n"
 
 
-def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
-    """Why `best` is the best trial: its accuracy and energy against the medians."""
-    accs = [a for a in (accuracy(t) for t in trials) if a is not None]
+def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial], metric: str = "accuracy",
+                    direction: str = "maximize") -> str:
+    """Why `best` is the best trial: its metric and energy against the medians."""
+    accs = [a for a in (_value(t) for t in trials) if a is not None]
     energies = [e for e in (_energy(t) for t in trials) if e is not None]
-    acc, e = accuracy(best), _energy(best)
+    acc, e = _value(best), _energy(best)
     med_acc = statistics.median(accs)
+    sign = 1.0 if direction == "maximize" else -1.0
+    what = "validation accuracy" if metric == "accuracy" else metric
     lines = ["## Best trial of this study", "",
-             f"Highest validation accuracy of {len(accs)} complete trial(s): **{acc:.4f}**, "
-             f"{acc - med_acc:+.4f} over the median trial ({med_acc:.4f})."]
+             f"{'Highest' if sign > 0 else 'Lowest'} {what} of {len(accs)} complete trial(s): "
+             f"**{acc:.4f}**, {acc - med_acc:+.4f} {'over' if sign > 0 else 'against'} the "
+             f"median trial ({med_acc:.4f})."]
     if e is not None and energies:
         med_e = statistics.median(energies)
         ratio = f"{e / med_e:.2f}x the median trial's {_joules(med_e)} J" if med_e > 0 \
@@ -300,11 +315,11 @@ def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
         rank = sorted(energies).index(e) + 1
         lines.append(f"Its training used **{_joules(e)} J** ({ratio}; rank {rank} of "
                      f"{len(energies)} from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
-        close = [t for t in trials if accuracy(t) is not None and _energy(t) is not None
-                 and accuracy(t) >= acc - 0.01 and t.number != best.number]
+        close = [t for t in trials if _value(t) is not None and _energy(t) is not None
+                 and sign * (_value(t) - acc) >= -0.01 and t.number != best.number]
         cheaper = min(close, key=_energy) if close else None
         if cheaper is not None and _energy(cheaper) < e:
-            lines.append(f"Trial {cheaper.number} came within 0.01 ({accuracy(cheaper):.4f}) "
+            lines.append(f"Trial {cheaper.number} came within 0.01 ({_value(cheaper):.4f}) "
                          f"for {_joules(_energy(cheaper))} J.")
     else:
         lines.append("Its energy was not measured.")
@@ -336,11 +351,13 @@ def write_study_note(study: optuna.Study, target: float | None = None) -> str:
     trials = study.get_trials(deepcopy=False)
     body = study_note(study, target, trials)
     save_note(study, body)
-    best = best_trial(trials)
+    metric, direction = metric_of(study)
+    best = best_trial(trials, direction)
     system_attrs = study._storage.get_study_system_attrs(study._study_id)
     previous = system_attrs.get(BEST_NOTE_ATTR)
     if best is not None:
-        _save_trial_note(study, best._trial_id, best_trial_note(best, trials))
+        _save_trial_note(study, best._trial_id,
+                         best_trial_note(best, trials, metric, direction))
         if previous is not None and previous != best._trial_id:
             _save_trial_note(study, previous, f"Was the best trial after an earlier run; trial "
                                               f"{best.number} is now the best (see the study note).\n")

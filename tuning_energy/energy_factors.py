@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TuningEnergyError
+from .metric import MINIMIZE, direction_of
 from .store_read import require
 
 #: Yarally et al. (CAIN 2023), RQ2: eta^2 of energy per trial by layer kind.
@@ -188,17 +189,20 @@ def prediction_error(trials: pd.DataFrame, by: str | None = None) -> pd.DataFram
 
 
 def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials not dominated in (max accuracy, min energy_j), sorted by energy_j ascending.
+    """Trials not dominated in (the best metric: max accuracy, or min of a minimised metric;
+    min energy_j), sorted by energy_j ascending.
 
-    A trial is dominated when another has accuracy >= and energy <= with one strictly
+    A trial is dominated when another has a metric as good and energy <= with one strictly
     better. Trials without accuracy or energy are left out; of exact duplicates one is kept.
     """
     require(trials, ("accuracy", "energy_j"), "pareto_front")
     df = trials[trials["accuracy"].notna() & trials["energy_j"].notna()]
-    df = df.sort_values(["energy_j", "accuracy"], ascending=[True, False], kind="stable")
+    sign = -1.0 if direction_of(df) == MINIMIZE else 1.0
+    df = df.assign(_score=sign * df["accuracy"])
+    df = df.sort_values(["energy_j", "_score"], ascending=[True, False], kind="stable")
     keep, best = [], -math.inf
-    for idx, acc in zip(df.index, df["accuracy"], strict=True):
+    for idx, acc in zip(df.index, df["_score"], strict=True):
         if acc > best:
             keep.append(idx)
             best = acc
-    return df.loc[keep]
+    return df.loc[keep].drop(columns="_score")

@@ -36,6 +36,7 @@ from . import analysis as an
 from . import selection
 from .errors import TuningEnergyError
 from .hardware import slug
+from .metric import best_of, direction_of
 from .storage import redact
 from .target import comparison_target
 
@@ -97,7 +98,8 @@ def environment_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per environment of `trials` (one config)."""
     done = _per_trial(trials)
     sel = selection.selected(trials)
-    best = trials.groupby("study")["accuracy"].max()
+    direction = direction_of(trials)
+    best = trials.groupby("study")["accuracy"].agg(lambda s: best_of(s, direction))
     rows = []
     charged = an.with_charged_energy(trials)
     for env, g in charged.groupby("environment", sort=True):

@@ -1,7 +1,10 @@
 """The trials table as a file: `tuning-energy export --format csv|parquet`.
 
 The table is `analysis.trials_table` (one row per finished trial: COMPLETE, PRUNED and
-FAIL; its docstring lists the columns). In both formats a cell holding a dict, list or tuple
+FAIL; its docstring lists the columns). A study of a user's metric (`[objective] metric`,
+e.g. `val_loss`) also gets a column of that name holding its value (the table's `accuracy`
+column is the first objective's value whatever its name; `metric` and `direction` say what
+it is). In both formats a cell holding a dict, list or tuple
 is written as JSON text (`json.loads` gives it back), so such a column reads back alike from
 CSV and Parquet; every other column keeps its type in Parquet (pyarrow). Missing values are
 empty cells in CSV and nulls in Parquet.
@@ -75,5 +78,16 @@ def export_trials(storage_url: str, path: str | Path, fmt: str | None = None,
         names = studies_info(storage_url).get("study", pd.Series(dtype=str)).tolist()
         raise TuningEnergyError(f"--studies = {studies!r}: no study name starts with it; the "
                                 f"store has {', '.join(names) or 'no studies'}")
+    trials = with_metric_columns(trials)
     write_table(trials, path, fmt)
     return trials
+
+
+def with_metric_columns(trials: pd.DataFrame) -> pd.DataFrame:
+    """The table with a column per metric other than accuracy, named after it."""
+    if "metric" not in trials.columns:
+        return trials
+    extra = {str(m): trials["accuracy"].where(trials["metric"] == m)
+             for m in trials["metric"].dropna().unique()
+             if m != "accuracy" and m not in trials.columns}
+    return trials.assign(**extra) if extra else trials

@@ -49,6 +49,7 @@ from .figure_style import (  # noqa: E402, F401
     strategy_linestyle,
     strategy_order,
 )
+from .metric import MINIMIZE, direction_of, metric_of  # noqa: E402
 
 # ---------------------------------------------------------------- RQ1
 
@@ -110,19 +111,24 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
         ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label, ls=ls)
         ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c,
                         alpha=0.08 if many else 0.2, lw=0)
+    metric = metric_of(df)
     if target is not None:
-        ax.axhline(target, color="k", ls="--", lw=1, label=f"target accuracy {target:.3f}")
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {metric} {target:.3f}")
     ax.set_xlabel(f"cumulative energy of the search: {charged_what(trials)} (kJ)")
-    ax.set_ylabel("best validation accuracy so far")
-    lo = np.nanmin(df["best_accuracy_so_far"]) if df["best_accuracy_so_far"].notna().any() else 0
-    ax.set_ylim(max(0.0, min(lo, target or 1) - 0.02), 1.0)
+    minimized = direction_of(df) == MINIMIZE
+    ax.set_ylabel(("best validation accuracy" if metric == "accuracy" else f"best {metric}")
+                  + " so far" + (" (minimized)" if minimized else ""))
+    if metric == "accuracy" and not minimized:  # in [0, 1]: from just below the lowest
+        lo = np.nanmin(df["best_accuracy_so_far"]) if df["best_accuracy_so_far"].notna().any() \
+            else 0
+        ax.set_ylim(max(0.0, min(lo, target or 1) - 0.02), 1.0)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     if many:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-    else:
-        ax.legend(loc="lower right", fontsize=9)
-    ax.set_title(title or "Best accuracy so far vs energy spent (band: inter-quartile range "
+    else:  # away from the curves' ends: they fall to a minimised metric's best
+        ax.legend(loc="upper right" if minimized else "lower right", fontsize=9)
+    ax.set_title(title or f"Best {metric} so far vs energy spent (band: inter-quartile range "
                  "over seeds" + ("" if many else "; thin lines: single seeds") + ")",
                  fontsize=10)
     return finish(fig, method_label(df))
@@ -178,7 +184,9 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     ax.get_yticklabels()[-1].set_color("#b00000")
     ax.set_ylabel("energy to reach the target (kJ)" + (f"\n{counted}" if counted else ""))
     target = float(ett["target"].iloc[0]) if len(ett) else math.nan
-    ax.set_title((title or f"Energy until the first trial with accuracy >= {target:.3f} "
+    way = "<=" if direction_of(ett) == MINIMIZE else ">="
+    ax.set_title((title or f"Energy until the first trial with {metric_of(ett)} {way} "
+                  f"{target:.3f} "
                   f"(one dot per seed)") + "\nbox: the seeds that reached it; crosses: "
                  "seeds that never did", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -210,10 +218,12 @@ def fig_pareto(trials: pd.DataFrame, title: str = "") -> Figure:
     if len(df) and df["energy_j"].min() > 0 and df["energy_j"].max() / df["energy_j"].min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel("training energy of the trial (J)")
-    ax.set_ylabel("validation accuracy")
+    metric = metric_of(df)
+    ax.set_ylabel("validation accuracy" if metric == "accuracy" else metric)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
+    ax.legend(fontsize=9, loc="upper right" if direction_of(df) == MINIMIZE else "lower right")
     dropped = len(trials) - len(df)
-    ax.set_title(title or "Accuracy vs energy per trial, all strategies and seeds", fontsize=10)
+    ax.set_title(title or f"{metric[:1].upper()}{metric[1:]} vs energy per trial, all "
+                 f"strategies and seeds", fontsize=10)
     return finish(fig, method_label(trials),
                    f"{dropped} trial(s) without accuracy or energy not shown" if dropped else "")

@@ -60,11 +60,15 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
 def make_figures(c: Comparison) -> dict[str, Any]:
     figs = {
         "best-so-far": fg.fig_best_so_far(c.trials, c.target,
-                                          title=f"{c.name}: best accuracy so far vs energy"),
+                                          title=f"{c.name}: best {c.goal.metric} so far vs "
+                                                f"energy"),
         "energy-to-target": fg.fig_energy_to_target(
-            c.ett, title=f"{c.name}: energy to reach accuracy {c.target:.3f} (one dot per seed)",
+            c.ett, title=f"{c.name}: energy to reach {c.goal.metric} {c.target:.3f}"
+                         f"{' (at or below)' if c.goal.direction == 'minimize' else ''} "
+                         f"(one dot per seed)",
             methods=an.method_label(c.trials), counted=an.charged_what(c.trials)),
-        "pareto": fg.fig_pareto(c.trials, title=f"{c.name}: accuracy vs energy per trial"),
+        "pareto": fg.fig_pareto(c.trials, title=f"{c.name}: {c.goal.metric} vs energy per "
+                                                f"trial"),
     }
     if "flops_per_sample" in c.trials.columns and c.trials["flops_per_sample"].nunique() > 1:
         figs["flops"] = fg.fig_flops(c.trials, title=f"{c.name}: energy vs FLOPs")
@@ -105,7 +109,7 @@ def rq1_findings(c: Comparison) -> list[str]:
                 how += (f" ({r['n_unmeasured']} trial(s) on the way without a training-energy "
                         f"measurement: a lower bound)")
         out.append(
-            f"**{r['strategy']}** reached accuracy {c.target:.3f} in {r['reached']} of "
+            f"**{r['strategy']}** reached {c.goal.metric} {c.target:.3f} in {r['reached']} of "
             f"{r['n_seeds']} seeds; {how}. The whole search cost "
             f"{at_least(bool(r.get('total_lower_bound', False)))}"
             f"{kj(r['median_total_energy_j'])} per seed (median) and reached at best "

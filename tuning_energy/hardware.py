@@ -9,6 +9,7 @@ stored `hardware`, `config.train.device` and `torch_threads` give. No torch impo
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,14 @@ from typing import Any
 from .errors import ConfigError
 
 MAX_LABEL = 64
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects affinity and cgroup cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def check_label(label: str) -> str:

@@ -1,10 +1,12 @@
 """The one energy-metered objective that every strategy calls.
 
-It takes the trial's parameters, builds the model, opens the meter window around training
-and evaluation (the work the trial is charged for), and stores on the trial:
+It takes the trial's parameters, opens the meter window around the objective function
+(`function(params, ctx)`, trial_context.py: the built-in CNN objective, cnn.py, or the
+user's function named in `[objective]`), and stores on the trial:
 
-value: validation accuracy in [0, 1] (metric `accuracy`, maximised); for multi-objective
-       studies (accuracy, energy_j)
+value: the function's metric (`[objective] metric`, in its direction; the built-in CNN's is
+       validation accuracy in [0, 1], maximised); for multi-objective studies
+       (metric, energy_j)
 user attrs, every one a trial can get:
   the measurement (energy_attrs): energy_j (None when not measured, never 0),
       energy_method, energy_by_device_j, energy_error (which device's energy is unknown
@@ -16,14 +18,16 @@ user attrs, every one a trial can get:
   the runner's on_measurement hook (energy/baseline.py): idle_power_w (the idle baseline in
       force), energy_net_j (energy_j - idle power x duration; None when idle is unknown),
       co2_g (gross energy x carbon intensity x PUE)
-  the model and training: n_params, flops_per_sample, epochs_run, diverged, train_loss,
-      test_accuracy (the held-out test set, evaluated once when training ends, inside the
-      energy window; None for a pruned trial), predicted_energy_j,
-      predicted_energy_epoch1_j
+  the function's extras (a returned dict's other keys, and ctx.user_attrs); the built-in
+      CNN's: n_params, flops_per_sample, epochs_run, diverged, train_loss, test_accuracy
+      (the held-out test set, evaluated once when training ends, inside the energy window;
+      None for a pruned trial), predicted_energy_j
+  predicted_energy_epoch1_j: the energy after the first report, times the reports a trial
+      makes (the CNN's epochs, or objective.steps; absent when that is not known)
   the proposal: propose_s, propose_energy_j, store_s, store_energy_j, and the run attrs
       the runner passes (run_id, hardware_id)
-  a pruned trial: pruned_reason, energy_saved_j, accuracy_at_stop (its accuracy when it
-      stopped)
+  a pruned trial: pruned_reason, energy_saved_j (when the number of reports is known),
+      {metric}_at_stop (the value it returned when it stopped: accuracy_at_stop)
   a failed trial (written by the runner or a worker): error (the exception of a trial that
       raised), fail_reason (Ctrl-C, a run killed while the trial was RUNNING, a worker
       that died)
@@ -41,42 +45,51 @@ charged (accounting.py):
 With a sampler that is not a MeteredSampler (a plain `study.optimize(objective)`), the
 whole proposal window is propose_* and there is no store_*.
 
-The energy attrs are written even when training raises or is pruned: a failed or pruned
-trial keeps the energy it spent.
+The energy attrs are written even when the function raises or is pruned: a failed or
+pruned trial keeps the energy it spent.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import torch
 
 from .config import StudyConfig
-from .data import Dataset
 from .energy import Measurement, Meter, Window
+from .errors import ConfigError
 from .metered_sampler import MeteredSampler
-from .models import ModelSpec, build_model, count_params, flops_per_sample
-from .predict import EnergyPredictor
+from .seeds import trial_seed
 from .storage import set_user_attrs
 from .strategies import suggest_params
-from .train import FitResult, Hyper, fit
+from .trial_context import TrialContext, finite
 
+__all__ = ["Objective", "TrialOutcome", "energy_attrs", "trial_seed"]
 
-def trial_seed(study_seed: int, trial_number: int) -> int:
-    """Seed for one trial's weight init and shuffling: reproducible per (seed, trial)."""
-    return (study_seed * 1_000_003 + trial_number) % 2**63
+#: Trial attrs the runner and the meters write: a function's extras may not use them.
+RESERVED = frozenset({
+    "energy_j", "energy_method", "energy_by_device_j", "energy_error", "duration_s",
+    "avg_power_w", "energy_partial", "crosscheck_energy_j", "crosscheck_method",
+    "crosscheck_by_device_j", "idle_power_w", "energy_net_j", "co2_g", "propose_s",
+    "propose_energy_j", "store_s", "store_energy_j", "run_id", "hardware_id",
+    "pruned_reason", "energy_saved_j", "error", "fail_reason", "predicted_energy_epoch1_j",
+})
 
 
 @dataclass
 class TrialOutcome:
-    accuracy: float
-    fit: FitResult
+    value: float
     measurement: Measurement
     params: dict[str, Any]
+    extras: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float:  # the built-in objective's metric, by its name
+        return self.value
 
 
 def energy_attrs(m: Measurement) -> dict[str, Any]:
@@ -94,23 +107,63 @@ def energy_attrs(m: Measurement) -> dict[str, Any]:
     }
 
 
-class Objective:
-    """Callable on an Optuna trial; the same for every strategy."""
+def split_result(result: Any, metric: str) -> tuple[float, dict[str, Any]]:
+    """(the metric, the JSON-able extras) of what a function returned."""
+    extras: dict[str, Any] = {}
+    value = result
+    if isinstance(result, dict):
+        if metric not in result:
+            raise TypeError(f"the objective function returned a dict without {metric!r} "
+                            f"(objective.metric); keys: {', '.join(map(str, result))}")
+        extras = {str(k): _plain(k, v) for k, v in result.items() if k != metric}
+        value = result[metric]
+        clash = sorted(RESERVED & set(extras))
+        if clash:
+            raise TypeError(f"the objective function returned {clash[0]!r}: a name the tool "
+                            f"stores itself (energy and proposal attrs); rename it")
+    if hasattr(value, "item") and not isinstance(value, int | float):
+        value = value.item()  # a NumPy or torch scalar
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"the objective function returned {value!r} for {metric!r}: must be a "
+                        f"number (or a dict holding it under {metric!r})")
+    return float(value), extras
 
-    def __init__(self, config: StudyConfig, data: Dataset, meter: Meter, seed: int = 0,
-                 device: torch.device | str = "cpu",
+
+def _plain(key: Any, value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, int | float | str | bool):
+        value = value.item()  # a NumPy or torch scalar
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the objective function returned {key!r} = {value!r}: extras are "
+                        f"stored as trial attrs and must be JSON-able ({exc})") from exc
+    return value
+
+
+class Objective:
+    """Callable on an Optuna trial; the same for every strategy.
+
+    function: `function(params, ctx)` (trial_context.py). One with a `prepare(params, ctx)`
+    method (the built-in CNN objective) is called in two steps: `prepare` outside the meter
+    window (building the model), then the callable it returns inside it; its `observe(attrs)`
+    (when it has one) sees each trial's stored attrs.
+    """
+
+    def __init__(self, config: StudyConfig, function: Callable[..., Any], meter: Meter,
+                 seed: int = 0, device: str = "cpu",
                  on_measurement: Callable[[Measurement], dict[str, Any]] | None = None,
-                 multi_objective: bool = False, predictor: EnergyPredictor | None = None,
-                 run_attrs: dict[str, Any] | None = None):
+                 multi_objective: bool = False, run_attrs: dict[str, Any] | None = None):
+        if not callable(function):
+            raise ConfigError(f"objective function {function!r}: not callable")
         self.config = config
-        self.data = data
+        self.function = function
         self.meter = meter
         self.seed = seed
-        self.device = torch.device(device)
+        self.device = str(device)
         self.on_measurement = on_measurement
         self.multi_objective = multi_objective
         self.pruning = config.pruning.pruner != "none"
-        self.predictor = predictor if predictor is not None else EnergyPredictor()
+        self.metric = config.metric
         self.run_attrs = dict(run_attrs or {})  # written on every trial (which run made it)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
@@ -146,81 +199,72 @@ class Objective:
 
     def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
         if self.multi_objective:
-            return outcome.accuracy, outcome.measurement.energy_j
-        return outcome.accuracy
+            return outcome.value, outcome.measurement.energy_j
+        return outcome.value
 
     def run(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialOutcome:
-        """Train and evaluate inside the meter window. Raises optuna.TrialPruned when pruned."""
-        cfg = self.config
-        spec = ModelSpec.from_params(params)
-        epochs = cfg.train.epochs
-        hyper = Hyper(lr=float(params["lr"]), beta1=float(params["beta1"]),
-                      beta2=float(params["beta2"]), eps=float(params["eps"]),
-                      weight_decay=float(params["weight_decay"]), epochs=epochs,
-                      batch_size=cfg.train.batch_size)
-        seed = trial_seed(self.seed, trial.number)
-        torch.manual_seed(seed)  # weight init
-        model = build_model(spec, self.data.input_shape, self.data.n_classes)
-        flops = flops_per_sample(model, self.data.input_shape)
-        # Collected here and written in one transaction after the window (bench:
-        # storage_overhead); DB writes are not the trial's energy.
-        attrs: dict[str, Any] = {
-            "n_params": count_params(model), "flops_per_sample": flops,
-            "predicted_energy_j": self.predictor.predict(flops, epochs),
-        }
-        generator = torch.Generator().manual_seed(seed)  # shuffling
-
-        d = self.data
+        """Run the function inside the meter window. Raises optuna.TrialPruned when it was
+        told to stop (ctx.report returned True)."""
+        ctx = TrialContext(trial.number, trial_seed(self.seed, trial.number), self.device,
+                           pruning=self.pruning)
+        prepare = getattr(self.function, "prepare", None)
+        # Outside the window: what the function builds before its work (DB writes and
+        # set-up are not the trial's energy).
+        work = prepare(params, ctx) if prepare is not None else \
+            functools.partial(self.function, params, ctx)
         window = self.meter.begin()
-        result: FitResult | None = None
+        notes: dict[str, Any] = {}
+        ctx._on_report = self._on_report(trial, window, ctx, notes)
+        value: float | None = None
+        extras: dict[str, Any] = {}
         try:
-            model = model.to(self.device)
-            result = fit(model, d.x_train, d.y_train, d.x_val, d.y_val, hyper, generator,
-                         on_epoch=self._epoch_callback(trial, window, attrs),
-                         evaluate_each_epoch=self.pruning, test=(d.x_test, d.y_test))
+            value, extras = split_result(work(), self.metric)
         finally:
-            # Also when training raised: a failed trial keeps the energy it spent.
+            # Also when the function raised: a failed trial keeps the energy it spent.
             measurement = self.meter.end(window)
-            attrs.update(energy_attrs(measurement))
+            attrs = {**ctx.user_attrs, **notes, **energy_attrs(measurement)}
             if self.on_measurement is not None:
                 attrs.update(self.on_measurement(measurement))
-            if result is not None:
-                attrs.update(epochs_run=result.epochs_run, diverged=result.diverged,
-                             train_loss=result.train_loss if math.isfinite(result.train_loss)
-                             else None, test_accuracy=result.test_accuracy)
-                if result.stopped_early:
-                    e = measurement.energy_j
-                    attrs["energy_saved_j"] = None if e is None else \
-                        e / result.epochs_run * (epochs - result.epochs_run)
-                    attrs["accuracy_at_stop"] = result.accuracy
+            attrs.update(extras)
+            if ctx.stop_reason is not None:
+                attrs["pruned_reason"] = ctx.stop_reason
+                e, n, steps = measurement.energy_j, ctx.n_reports, self.config.n_steps
+                attrs["energy_saved_j"] = None if e is None or not n or steps is None \
+                    else e / n * max(0, steps - n)
+                if value is not None:
+                    attrs[f"{self.metric}_at_stop"] = value
             set_user_attrs(trial, attrs)
-        self.predictor.observe(flops, result.epochs_run, measurement.energy_j)
-        if result.stopped_early:
-            raise optuna.TrialPruned(f"{attrs.get('pruned_reason')} after epoch "
-                                     f"{result.epochs_run}/{epochs}")
-        return TrialOutcome(result.accuracy, result, measurement, params)
+        observe = getattr(self.function, "observe", None)
+        if observe is not None:
+            observe(attrs)
+        if ctx.stop_reason is not None:
+            raise optuna.TrialPruned(f"{ctx.stop_reason} after report {ctx.n_reports}")
+        return TrialOutcome(value, measurement, params, extras)
 
-    def _epoch_callback(self, trial: optuna.Trial, window: Window, notes: dict[str, Any]):
-        """Per-epoch: energy after epoch 1, the per-trial energy cap, and the pruner."""
-        epochs = self.config.train.epochs
+    def _on_report(self, trial: optuna.Trial, window: Window, ctx: TrialContext,
+                   notes: dict[str, Any]) -> Callable[[int, float], str | None]:
+        """Per report: the energy after the first, the per-trial energy cap, the pruner."""
+        steps = self.config.n_steps
         cap_j = self.config.budget.max_trial_energy_j
 
-        def on_epoch(epoch: int, accuracy: float) -> bool:
-            if epoch == 0 or cap_j is not None:
+        def on_report(step: int, value: float) -> str | None:
+            n = ctx.n_reports
+            if n == 1 or cap_j is not None:
                 so_far = self.meter.peek(window).energy_j
-                if so_far is not None:
-                    projected = so_far / (epoch + 1) * epochs
-                    if epoch == 0:
+                if so_far is not None and steps is not None:
+                    projected = so_far / n * steps
+                    if n == 1:
                         notes["predicted_energy_epoch1_j"] = projected
-                    if cap_j is not None and projected > cap_j and epoch + 1 < epochs:
-                        notes["pruned_reason"] = (f"energy cap: projected {projected:.3g} J > "
-                                                  f"max_trial_energy_j {cap_j:g} J")
-                        return True
-            if self.pruning:
-                trial.report(accuracy, epoch)
-                if trial.should_prune():
-                    notes["pruned_reason"] = f"pruner {self.config.pruning.pruner}"
-                    return True
-            return False
+                    if cap_j is not None and projected > cap_j and n < steps:
+                        return (f"energy cap: projected {projected:.3g} J > "
+                                f"max_trial_energy_j {cap_j:g} J")
+                elif so_far is not None and cap_j is not None and so_far > cap_j:
+                    return f"energy cap: {so_far:.3g} J so far > max_trial_energy_j {cap_j:g} J"
+            # Optuna keeps one value per step; multi-objective trials take none.
+            if finite(value) and not self.multi_objective:
+                trial.report(value, step)
+            if self.pruning and trial.should_prune():
+                return f"pruner {self.config.pruning.pruner}"
+            return None
 
-        return on_epoch
+        return on_report

@@ -78,9 +78,15 @@ def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
         data, train = cfg.get("data", {}), cfg.get("train", {})
         space = ", ".join(p["name"] for p in cfg.get("search_space", []))
         fixed = ", ".join(f"{k}={v}" for k, v in (cfg.get("fixed") or {}).items())
+        objective = cfg.get("objective") or {}
+        # the built-in CNN objective trains on [data] with [train]; a user's function does
+        # its own work: its name and metric say what was searched
+        what = f"dataset {data.get('dataset')}, {train.get('epochs')} epochs, batch " \
+            f"{train.get('batch_size')}" if not objective.get("function") and data else \
+            f"objective `{objective.get('function') or 'an Optuna objective (metered)'}`, " \
+            f"{objective.get('metric', 'value')} ({objective.get('direction', 'maximize')}d)"
         lines.append(
-            f"- Comparison `{comp}`: dataset {data.get('dataset')}, {train.get('epochs')} "
-            f"epochs, batch {train.get('batch_size')}, {cfg.get('budget', {}).get('n_trials')}"
+            f"- Comparison `{comp}`: {what}, {cfg.get('budget', {}).get('n_trials', '?')}"
             f" trials per study; searched: {space or '-'}; fixed: {fixed or '-'}; strategies "
             f"{', '.join(sorted(g['strategy'].astype(str).unique()))}; seeds "
             f"{', '.join(str(s) for s in sorted(g['seed'].dropna().unique()))}")
@@ -119,7 +125,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
              "energy of a search (each trial's training energy + the strategy's energy "
              "proposing it + its storage round trips, as recorded) up to and including its "
-             "first trial at or above the target accuracy; a search's energy is its charged "
+             "first trial at or past the target (at or above a target accuracy, at or below a "
+             "minimised metric's target); a search's energy is its charged "
              "energy too (training-only figures say \"training\"). A seed that never reaches "
              "the target counts as infinitely expensive in the medians, bootstrap intervals "
              "(10,000 resamples, fixed seed) and tests.", ""]
@@ -133,7 +140,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
                   f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
-                  md_table(c.summary, SUMMARY_COLUMNS), ""]
+                  md_table(c.summary, {**SUMMARY_COLUMNS,
+                                       "best_accuracy": f"best {c.goal.metric}"}), ""]
         lines += selection.report_lines(c.trials, info, md_table)
         if len(c.summary) > 1:
             lines += ["### Tests", "",

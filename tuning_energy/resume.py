@@ -27,6 +27,11 @@ LEGACY_VALUES: dict[str, Any] = {
     "strategy.bayes.gp_fit_max_points": 0,  # kernel fitted on every finished trial
     "train.deterministic": False,
     "environment": None,  # the default label, made at run time
+    # [objective]: before it, every study ran the built-in CNN objective
+    "objective.function": None,
+    "objective.metric": "accuracy",
+    "objective.direction": "maximize",
+    "objective.steps": None,
 }
 
 
@@ -46,6 +51,8 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 #: different machine or meter under `auto` is recorded per run (runs.py) and reported.
 ANALYSIS_ONLY = frozenset({
     "target_accuracy",  # what the analysis calls reaching the target
+    "objective.target",  # the same, in the metric's units
+    "objective.folder",  # where this machine finds the objective function's module
     "meter.idle_s", "meter.region", "meter.carbon_intensity_g_per_kwh", "meter.pue",
     "meter.powercap_root",  # where this machine's RAPL counters are
     "data.root",  # where this machine keeps the dataset files

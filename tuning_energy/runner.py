@@ -20,18 +20,19 @@ Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id`
 trials: runs.py), so a study resumed on another machine or with another meter says so.
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
 config then takes their new values.
+
+The trial loop has one source of trials (trial_source.py): `LocalTrials` for one process on
+SQLite, a `WorkerContext` (workers.py) for one of several processes on a journal or
+PostgreSQL store. Every trial runs the same metered `Objective` around the objective
+function: the built-in CNN (cnn.py) or the user's, named in `[objective]`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import os
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -41,8 +42,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .accounting import charged_energy_j, charged_total_j
 from .config import StudyConfig
-from .data import load_dataset
-from .energy import MeterChoice, build_meter
+from .energy import MeterChoice
 from .energy.baseline import TrialEnergyAttrs, idle_baseline
 from .energy.carbon import resolve_carbon
 from .energy.crosscheck import wrap_cross_check
@@ -50,10 +50,9 @@ from .errors import ConfigError, StorageError, StudyAborted
 from .hardware import environment_label
 from .metered_sampler import MeteredSampler
 from .objective import Objective
-from .predict import EnergyPredictor
 from .resume import analysis_changes, config_differences, resumed
 from .runs import hardware_info, record_run
-from .storage import open_storage, redact, run_lock, storage_kind
+from .storage import open_storage, redact, storage_kind
 from .strategies import (
     check_strategy,
     grid_size,
@@ -61,18 +60,15 @@ from .strategies import (
     make_sampler,
     objectives,
 )
-from .summary import StudySummary, best_accuracy, study_summary
-from .summary import accuracy as _accuracy
-from .train import set_deterministic, warm_up
-from .worker_energy import PartialEnergyWriter, TrialWindowMeter, energy_budget_stop
+from .summary import FINISHED, StudySummary, best_value, study_summary, value
+from .train import set_deterministic
+from .trial_source import PARTIAL_ENERGY_S, LocalTrials, TrialSource, fail_stale_running
+from .workers import MULTI_WORKER_KINDS, single_worker
 
-if TYPE_CHECKING:
-    from .workers import WorkerContext
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 5
-#: Seconds between writes of a training trial's energy so far (single-process runs).
-PARTIAL_ENERGY_S = 10.0
+
+__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "StudySummary", "fail_stale_running",
+           "hardware_info", "open_study", "run_study", "study_name"]
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
@@ -120,23 +116,6 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
-__all__ = ["StudySummary", "hardware_info", "open_study", "run_study", "study_name"]
-
-
-def fail_stale_running(study: optuna.Study) -> int:
-    """Mark RUNNING trials FAIL: left by a process killed hard (single-process stores).
-
-    Call it only while holding the study's `run_lock`: then no other live run has trials.
-    """
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                           "left RUNNING by a process that was killed")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        n += 1
-    return n
-
-
 def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
                meter_choice: MeterChoice, storage=None,
                notes: list[str] | None = None) -> optuna.Study:
@@ -149,7 +128,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
     sampler = make_sampler(strategy, config, seed)
-    metrics = objectives(strategy)
+    metrics = objectives(strategy, config)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 directions=[d for _, d in metrics], load_if_exists=True,
                                 pruner=make_pruner(config))
@@ -187,8 +166,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
               storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
-              out=None, cross_check: str | None = None,
-              worker: WorkerContext | None = None,
+              out=None, cross_check: str | None = None, source: TrialSource | None = None,
               partial_energy_s: float | None = PARTIAL_ENERGY_S) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
 
@@ -196,15 +174,13 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     partial_energy_s: how often a training trial's energy so far is written on it
     (`energy_partial`), so that a run killed hard loses at most that much of it; None or 0:
     never. Workers write it with each heartbeat instead (WorkerOptions).
-    worker: one of several processes sharing the study (workers.py): it takes trials through
-    `worker.claim` (budget checked against the store, dead workers' trials re-queued), beats
-    a heartbeat while a trial runs, and uses its share of the cores and of the meter.
-    Without one, a SQLite store is locked for this study while it runs (`run_lock`), and on
-    a journal / PostgreSQL store this process is one worker (workers.single_worker), which
-    shares the study's budget with any other process running it.
+    source: where the trials come from (trial_source.py). By default, on SQLite this
+    process alone (`LocalTrials`: the study is locked while it runs), and on a journal /
+    PostgreSQL store one worker (workers.single_worker), which shares the study's
+    budget with any other process running it; a pool's worker passes its `WorkerContext`.
     """
     check_strategy(strategy)
-    storage_kind(storage_url)
+    kind = storage_kind(storage_url)
     if partial_energy_s is not None and not partial_energy_s >= 0:
         raise ConfigError(f"partial_energy_s (--partial-energy-s) = {partial_energy_s}: "
                           f"seconds between writes of a trial's energy so far, >= 0 (0: never)")
@@ -213,40 +189,29 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
-    if worker is None and storage_kind(storage_url) in ("journal", "postgresql"):
-        from .workers import single_worker  # another process may run this study too
-
-        worker = single_worker(config, storage_url, out=out)
-
-    with run_lock(storage_url, study_name(config, strategy, seed)) if worker is None \
-            else contextlib.nullcontext():
+    if source is None:  # another process may run a journal / PostgreSQL study too
+        source = single_worker(config, storage_url, out=out) if kind in MULTI_WORKER_KINDS \
+            else LocalTrials(storage_url, partial_energy_s, out=out)
+    with source.lock(study_name(config, strategy, seed)):
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
-                    cross_check, worker, multi_objective, partial_energy_s)
+                    cross_check, source, multi_objective)
 
 
 def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
-         out, cross_check: str | None, worker: WorkerContext | None,
-         multi_objective: bool, partial_energy_s: float | None) -> StudySummary:
+         out, cross_check: str | None, source: TrialSource,
+         multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    threads = config.train.torch_threads if worker is None else worker.torch_threads
+    threads = source.torch_threads or config.train.torch_threads
     set_threads(threads)
     set_deterministic(config.train.deterministic)
     # A worker pinned to one GPU sees it as cuda:0 (WorkerContext.train_device).
-    device = resolve_device(config.train.device if worker is None
-                            else worker.train_device(config.train.device))
+    device = resolve_device(source.train_device(config.train.device))
+    function = _user_function(config)  # a bad [objective] fails before anything is stored
 
     carbon = resolve_carbon(config.meter)
-    meter_choice = build_meter(config.meter, use_gpus=device.type == "cuda",
-                               cuda_index=device.index) if worker is None \
-        else worker.meter_choice(config.meter, use_gpus=device.type == "cuda",
-                                 cuda_index=device.index)
-    writer = None
-    if worker is None and partial_energy_s:  # the trial window known to the writer
-        meter_choice = dataclasses.replace(meter_choice,
-                                           meter=TrialWindowMeter(meter_choice.meter))
-        writer = functools.partial(PartialEnergyWriter, meter_choice.meter,
-                                   interval_s=partial_energy_s, out=out)
+    meter_choice = source.meter_choice(config.meter, use_gpus=device.type == "cuda",
+                                       cuda_index=device.index)
     meter = meter_choice.meter
     try:
         trial_meter = wrap_cross_check(meter, cross_check, carbon.country_alpha3)
@@ -255,15 +220,12 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
         raise
     notes: list[str] = []
     study = open_study(config, strategy, seed, storage_url, meter_choice,
-                       storage=None if worker is None else worker.storage(), notes=notes)
+                       storage=source.storage(), notes=notes)
     for note in notes:
         print(f"config changed (only the analysis): {note}; the stored config now has it",
               file=out)
     # The strategy's own computation, metered apart from the storage around it.
     study.sampler = MeteredSampler(study.sampler, meter)
-    if worker is not None:
-        for k, v in worker.describe().items():
-            study.set_user_attr(k, v)
     if "environment" not in study.user_attrs:  # --environment, or device + model + threads
         study.set_user_attr("environment", config.environment or environment_label(
             str(device), hardware_info(), threads))
@@ -274,12 +236,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
         if size < n_budget:
             print(f"grid has {size} points < budget {n_budget}: running the whole grid", file=out)
             n_budget = size
-
-    # Only without workers, under run_lock: no other live run of this study exists.
-    stale = fail_stale_running(study) if storage_kind(storage_url) == "sqlite" and \
-        worker is None else 0
-    if stale:
-        print(f"marked {stale} trial(s) left RUNNING by a killed run as FAIL", file=out)
+    source.prepare(study, out)
 
     def finished() -> list:
         return study.get_trials(deepcopy=False, states=FINISHED)
@@ -295,77 +252,60 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                              meter)
 
     try:
-        data = load_dataset(config.data, progress=progress, out=out).to(device)
+        if function is None:  # the built-in CNN objective: its dataset, on the device once
+            function = _cnn_function(config, study, device, progress, out)
     except BaseException:
         meter.close()
         raise
-    print(f"data: {data.describe()}", file=out)
     # Idle baseline with the same meter, at every start (new or resumed study): the
     # study keeps the latest, each trial the one in force when it ran. A meter that cannot
     # see idle power (the estimate) is not asked. Workers keep one reading each.
     idle_power_w, idle_note = idle_baseline(meter, config.meter.idle_s)
-    idle_attrs = {"idle_power_w": idle_power_w} if worker is None else \
-        worker.idle_attrs(idle_power_w, config.meter.idle_s)  # one per worker
-    for key, value in {**idle_attrs, **carbon.study_attrs()}.items():
-        study.set_user_attr(key, value)
+    for key, value_ in {**source.idle_attrs(idle_power_w, config.meter.idle_s),
+                        **carbon.study_attrs()}.items():
+        study.set_user_attr(key, value_)
     print(f"idle power: {idle_note}; carbon: {carbon.intensity_g_per_kwh:g} g CO2e/kWh x PUE "
           f"{carbon.pue:g} ({carbon.source})", file=out)
     run_attrs = record_run(study, hardware_info(), meter_choice, out, idle_power_w=idle_power_w,
                            idle_note=idle_note, config_changes=notes)
-    predictor = EnergyPredictor.from_attrs(t.user_attrs for t in finished())
-    objective = Objective(config, data, trial_meter, seed=seed, device=device,
+    objective = Objective(config, function, trial_meter, seed=seed, device=str(device),
                           on_measurement=TrialEnergyAttrs(idle_power_w, carbon),
-                          multi_objective=multi_objective, predictor=predictor,
-                          run_attrs=run_attrs)
-    # One tiny step of the largest model first, outside any window: the first trial of a
-    # process would otherwise be charged the one-off warm-up (~2 s of CPU here, 10x a trial).
-    warm_up(data, device, config.train.batch_size)
+                          multi_objective=multi_objective, run_attrs=run_attrs)
+    # The built-in's one-off warm-up (kernels, allocators), outside any window.
+    if (warm_up := getattr(function, "warm_up", None)) is not None:
+        warm_up()
     if done:
         print(f"resuming {name}: {done}/{n_budget} finished, {n_budget - done} to run", file=out)
 
     # What the trials are charged (accounting.py): training + proposing + storage.
     energy_so_far = charged_total_j(t.user_attrs for t in study.get_trials(deepcopy=False))
-    best = best_accuracy(study)
+    best = best_value(study)
+    better = max if config.direction == "maximize" else min
     bar = tqdm(total=n_budget, initial=done, desc=name, unit="trial", disable=not progress,
                file=out, dynamic_ncols=True)
     ran = fails_in_row = 0
     stop_reason = "budget reached"
     last_error = ""
     interrupted = False
-    max_j = config.budget.max_energy_j
     try:
         while done < n_budget:
-            if max_j is not None and worker is None:  # workers: checked at every claim
-                # Stop before a trial that would overrun the budget: the one rule
-                # (worker_energy.energy_budget_stop), on the study's trials in the store.
-                if reason := energy_budget_stop(study.get_trials(deepcopy=False), max_j):
-                    stop_reason = reason
-                    break
             if config.budget.timeout_s is not None and \
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            if worker is None:
-                window = meter.begin()  # ask + suggest: the strategy's and the store's cost
-                trial = study.ask()
-                params = None
-            else:  # ask + suggest under the workers' lock, inside the same kind of window
-                claimed = worker.claim(study, n_budget, meter.begin, objective.propose,
-                                       max_energy_j=max_j)
-                if claimed is None and worker.stop_reason:  # the study-wide energy budget
-                    stop_reason = worker.stop_reason
-                    break
-                if claimed is None:  # the rest of the budget is finished or running elsewhere
-                    done = len(finished())
-                    continue
-                trial, params = claimed
+            claim = source.claim(study, n_budget, meter.begin, objective.propose,
+                                 max_energy_j=config.budget.max_energy_j)
+            if isinstance(claim, str):  # the study-wide energy budget is spent
+                stop_reason = claim
+                break
+            if claim is None:  # the rest of the budget is finished or running elsewhere
+                done = len(finished())
+                continue
+            trial = claim.trial
             state, values = TrialState.COMPLETE, None
             try:
-                if params is None:
-                    params = objective.propose(trial, window)
-                # While it trains, the trial's energy so far is written on it.
-                with worker.heartbeat(trial) if worker else \
-                        writer(trial) if writer else contextlib.nullcontext():
+                params = claim.params()
+                with source.running(trial):  # a heartbeat, the trial's energy so far
                     values = objective.values(objective.run(trial, params))
             except KeyboardInterrupt:
                 trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
@@ -390,17 +330,16 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
             finally:
                 ran += 1
                 energy_so_far += charged_energy_j(trial.user_attrs) or 0.0
-                if worker is not None:  # other workers finish trials too
-                    done = len(finished())
+                done = source.n_finished(study, done)  # other workers finish trials too
             frozen = study.tell(trial, values, state=state)
             fails_in_row = 0
             if frozen.state in FINISHED:
-                done += 1 if worker is None else len(finished()) - done
+                done = source.n_finished(study, done + 1)
                 bar.update(1)
-                acc = _accuracy(frozen)
-                if acc is not None and (best is None or acc > best):
-                    best = acc
-            bar.set_postfix_str(f"best acc {best:.4f}, {energy_so_far:,.0f} J"
+                v = value(frozen)
+                if v is not None:
+                    best = v if best is None else better(best, v)
+            bar.set_postfix_str(f"best {config.metric} {best:.4g}, {energy_so_far:,.0f} J"
                                 if best is not None else f"{energy_so_far:,.0f} J")
     finally:
         bar.close()
@@ -409,13 +348,36 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     summary = study_summary(study, storage_url, n_budget, ran, t_start, stop_reason, meter,
                             idle_note=idle_note)
     summary.interrupted = interrupted
-    for key, value in {"pruning_energy_saved_j": summary.energy_saved_j,
-                       "propose_energy_j": summary.propose_energy_j,
-                       "store_energy_j": summary.store_energy_j,
-                       "training_energy_j": summary.training_energy_j,  # meter windows
-                       "total_energy_j": summary.total_energy_j}.items():  # charged
-        study.set_user_attr(key, value)
+    for key, value_ in {"pruning_energy_saved_j": summary.energy_saved_j,
+                        "propose_energy_j": summary.propose_energy_j,
+                        "store_energy_j": summary.store_energy_j,
+                        "training_energy_j": summary.training_energy_j,  # meter windows
+                        "total_energy_j": summary.total_energy_j}.items():  # charged
+        study.set_user_attr(key, value_)
     return summary
+
+
+def _user_function(config: StudyConfig):
+    """The user's objective function (`[objective] function`), or None for the CNN."""
+    if config.objective.builtin:
+        return None
+    from .trial_context import load_function
+
+    return load_function(config.objective.function, config.objective.folder)
+
+
+def _cnn_function(config: StudyConfig, study: optuna.Study, device: torch.device,
+                  progress: bool, out):
+    """The built-in CNN objective with its dataset on the device, warmed up."""
+    from .cnn import CnnObjective
+    from .data import load_dataset
+    from .predict import EnergyPredictor
+
+    data = load_dataset(config.data, progress=progress, out=out).to(device)
+    print(f"data: {data.describe()}", file=out)
+    predictor = EnergyPredictor.from_attrs(
+        t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
+    return CnnObjective(config, data, predictor)
 
 
 def _write_dashboard_notes(study: optuna.Study) -> None:
@@ -433,8 +395,4 @@ def _meter_line(choice: MeterChoice) -> str:
     d = choice.meter.describe()
     parts = [d.get("note", "")] + [f"{k}: {v}" for k, v in choice.reasons.items()]
     return "; ".join(p for p in parts if p)
-
-
-# Kept for callers of the names before summary.py (workers.py).
-_summary = study_summary
 

@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .hardware import usable_cores
+
 RUN_PREFIX = "run:"
 
 
@@ -45,10 +47,7 @@ def hardware_info() -> dict[str, Any]:
         pass
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
         if torch.cuda.is_available() else []
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        usable = os.cpu_count()
+    usable = usable_cores()
     return {"host": socket.gethostname(), "cpu": cpu, "cpu_cores": os.cpu_count(),
             "cpu_cores_usable": usable, "gpus": gpus or "none",
             "platform": platform.platform(), "python": platform.python_version()}

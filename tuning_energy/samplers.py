@@ -33,13 +33,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import parse_bayes
 from .errors import ConfigError
+from .seeds import sampler_seed
 
 # ---------------------------------------------------------------- per-trial seeding
 
 
-def derive_seed(seed: int, trial_number: int) -> int:
-    """A per-trial seed: the same (seed, trial) gives the same point in any process."""
-    return (seed * 1_000_003 + trial_number * 7_919 + 1) % 2**32
+derive_seed = sampler_seed  # a per-trial seed: the same (seed, trial), the same point
 
 
 def _reseed(sampler: BaseSampler, seed: int) -> None:

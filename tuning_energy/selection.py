@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import require
+from .metric import MINIMIZE, direction_of
 
 COLUMNS = ["study", "strategy", "seed", "environment", "number", "accuracy", "test_accuracy"]
 
@@ -28,7 +29,9 @@ def selected(trials: pd.DataFrame) -> pd.DataFrame:
     done = trials[trials["accuracy"].notna()].sort_values(["study", "trial"], kind="stable")
     if done.empty:
         return pd.DataFrame(columns=COLUMNS)
-    best = done.loc[done.groupby("study", sort=True)["accuracy"].idxmax()]
+    minimized = direction_of(done) == MINIMIZE  # a user's minimised metric (metric.py)
+    pick = "idxmin" if minimized else "idxmax"
+    best = done.loc[getattr(done.groupby("study", sort=True)["accuracy"], pick)()]
     out = pd.DataFrame({c: best[c] if c in best.columns else math.nan for c in COLUMNS})
     out["test_accuracy"] = pd.to_numeric(out["test_accuracy"], errors="coerce").astype(float)
     return out.reset_index(drop=True)
@@ -52,6 +55,15 @@ def summary(sel: pd.DataFrame, by: str = "strategy") -> pd.DataFrame:
                                        "max_test_accuracy", "n_with_test"])
 
 
+def _user_objective(info: pd.DataFrame) -> bool:
+    """Some study of `info` ran a user's objective (`[objective] function`, or a plain
+    Optuna objective under metered(), whose config has no [data]), not the built-in CNN."""
+    if info.empty or "config" not in info.columns:
+        return False
+    return any(((c or {}).get("objective") or {}).get("function") or "data" not in (c or {})
+               for c in info["config"])
+
+
 def validations(info: pd.DataFrame, studies: Iterable[str] | None = None) -> set[str]:
     """The `data.validation` modes of the studies in `info` (studies_info), or of those of
     them named in `studies`; a study stored before the key existed counts as 'unrecorded'."""
@@ -73,6 +85,8 @@ def report_lines(trials: pd.DataFrame, info: pd.DataFrame,
                  md_table: Callable[[pd.DataFrame, dict[str, str]], str]) -> list[str]:
     """The report's subsection on the selected configurations' test accuracy (`info`: the
     studies' setup, studies_info; `md_table`: the report's table renderer)."""
+    if "test_accuracy" not in trials.columns and _user_objective(info):
+        return []  # a user's function reports no test set: nothing to say
     lines = ["### The selected configurations on the test set", ""]
     sel = selected(trials)
     if sel.empty:

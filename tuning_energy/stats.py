@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .metric import best_of, direction_of
 from .store_read import require
 from .to_target import censored_energy
 
@@ -71,7 +72,8 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     never-reached seeds count as inf, so a bound or the median can be inf),
     median_trials_to_target (same rule), median_total_energy_j, total_energy_j (the
     search's charged energy, median over seeds and sum over seeds: what the comparison
-    spent on this strategy), best_accuracy (max over seeds),
+    spent on this strategy), best_accuracy (the best over seeds, in the metric's
+    direction),
     median_best_accuracy; n_unmeasured (trials without a training-energy measurement that
     the energies to target count, summed over seeds), lower_bound (the median energy to
     target and its CI are lower bounds: a seed that reached the target has such a trial
@@ -86,6 +88,7 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
     rows = []
     energy = censored_energy(ett)
     trials = ett["trials_to_target"].where(ett["reached"].astype(bool), math.inf)
+    direction = direction_of(ett)
     for strategy, s in ett.groupby("strategy", sort=True):
         med, lo, hi = bootstrap_median_ci(energy[s.index], n_boot, level, seed)
         rows.append({
@@ -95,7 +98,7 @@ def strategy_summary(ett: pd.DataFrame, n_boot: int = 10_000, level: float = 0.9
             "median_trials_to_target": float(np.median(trials[s.index].astype(float))),
             "median_total_energy_j": float(s["total_energy_j"].median()),
             "total_energy_j": float(s["total_energy_j"].sum()),
-            "best_accuracy": float(s["best_accuracy"].max()),
+            "best_accuracy": best_of(s["best_accuracy"], direction),
             "median_best_accuracy": float(s["best_accuracy"].median()),
             "n_unmeasured": int(n_eta[s.index].sum()),
             "lower_bound": bool(((n_eta[s.index] > 0) & s["reached"].astype(bool)).any()),

@@ -15,7 +15,11 @@ Columns of the trials table:
     trial        0-based finishing order within the study
     number       Optuna's trial number (order of creation)
     state        COMPLETE | PRUNED | FAIL
-    accuracy     validation accuracy (NaN when the trial has none, e.g. FAIL)
+    accuracy     the trial's metric, its first objective's value (NaN when it has none,
+                 e.g. FAIL): validation accuracy for the built-in CNN objective, a user's
+                 `[objective] metric` otherwise (metric.py)
+    metric, direction            that metric's name and `maximize` | `minimize` (from the
+                                 study's config; `accuracy`, `maximize` before [objective])
     energy_j, duration_s         the trial's meter window: its training energy (NaN when
                                  not measured)
     charged_energy_j             what the trial is charged (accounting.charged_energy_j):
@@ -25,8 +29,9 @@ Columns of the trials table:
                                  what totals and energy to target add up
     energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
     environment                  where the study ran (study attr `environment`, see hardware.py)
-    target_accuracy              the config's `target_accuracy` as stored on the study (NaN
-                                 when it has none): the comparison's target by default
+    target_accuracy              the config's target as stored on the study, in the
+                                 metric's units (`target_accuracy`, or `[objective] target`;
+                                 NaN when it has none): the comparison's target by default
                                  (target.py)
     param_<name>                 every searched parameter
     <attr>       every numeric or boolean trial user attr (n_params, flops_per_sample,
@@ -97,6 +102,12 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
     from optuna.trial import TrialState
 
     config = attrs.get("config") or {}
+    # the study's metric: the config's [objective] (the built-in CNN's accuracy before it)
+    objective = config.get("objective") or {}
+    metric = objective.get("metric") or "accuracy"
+    direction = objective.get("direction") or "maximize"
+    target = objective.get("target")
+    target = config.get("target_accuracy") if target is None else target
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     done = sorted((t for t in trials if t.state in finished),
                   key=lambda t: (t.datetime_complete or datetime.max, t.number))
@@ -115,7 +126,9 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
             and t.values[0] is not None else math.nan,
             "energy_j": math.nan,
             "duration_s": math.nan,
-            "target_accuracy": config.get("target_accuracy"),
+            "target_accuracy": target,
+            "metric": metric,
+            "direction": direction,
         }
         for k, v in t.params.items():
             row[f"param_{k}"] = v

@@ -168,15 +168,18 @@ STRATEGIES: dict[str, SamplerFactory] = {
     "bayes-cool": _bayes_cool,
 }
 
-#: Objectives per strategy: `mo` maximises accuracy and minimises the trial's energy.
 #: The strategies driven by scikit-optimize (SkoptSampler): [strategy.bayes] is theirs.
 SKOPT_STRATEGIES = ("bayes", "bayes-eips", "bayes-cool")
+#: Objectives per strategy: `mo` also minimises the trial's energy (after the metric).
 MULTI_OBJECTIVE = {"mo": (("accuracy", "maximize"), ("energy_j", "minimize"))}
 
 
-def objectives(name: str) -> tuple[tuple[str, str], ...]:
-    """(metric name, direction) pairs of the study that strategy `name` runs."""
-    return MULTI_OBJECTIVE.get(name, (("accuracy", "maximize"),))
+def objectives(name: str, config: StudyConfig | None = None) -> tuple[tuple[str, str], ...]:
+    """(metric name, direction) pairs of the study that strategy `name` runs: the config's
+    metric (`[objective]`; the built-in CNN's `accuracy`, maximised), and for `mo` the
+    trial's energy, minimised."""
+    metric = ("accuracy", "maximize") if config is None else (config.metric, config.direction)
+    return (metric, *MULTI_OBJECTIVE[name][1:]) if name in MULTI_OBJECTIVE else (metric,)
 
 
 def check_strategy(name: str) -> str:
@@ -212,7 +215,8 @@ def make_sampler(name: str, config: StudyConfig, seed: int) -> BaseSampler:
 
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
-    """The pruner named in `[pruning]`; the step is the epoch, the value validation accuracy."""
+    """The pruner named in `[pruning]`; the step is the epoch (a function's ctx.report step),
+    the value the metric (validation accuracy for the built-in CNN objective)."""
     p = config.pruning
     if p.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
@@ -222,6 +226,6 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
                                                       reduction_factor=p.reduction_factor)
     if p.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_epochs,
-                                              max_resource=config.train.epochs,
+                                              max_resource=config.n_steps or "auto",
                                               reduction_factor=p.reduction_factor)
     return optuna.pruners.NopPruner()

@@ -32,7 +32,7 @@ class StudySummary:
     n_finished: int
     n_failed: int
     ran_now: int
-    best_accuracy: float | None
+    best_value: float | None  # the metric's best (max or min, by its direction)
     best_params: dict[str, Any]
     training_energy_j: float | None  # training energy of all trials (their meter windows)
     energy_method: str
@@ -51,6 +51,13 @@ class StudySummary:
     energy_methods: dict[str, int] = field(default_factory=dict)  # method -> trials
     idle_note: str | None = None  # the idle baseline of this run, or why there is none
     extra: dict[str, Any] = field(default_factory=dict)
+    metric: str = "accuracy"  # the study's first objective's name
+    direction: str = "maximize"
+
+    @property
+    def best_accuracy(self) -> float | None:
+        """The best value under the built-in objective's metric name."""
+        return self.best_value
 
     @property
     def propose_share_of_energy(self) -> float | None:
@@ -74,7 +81,7 @@ class StudySummary:
         unmeasured = (f"; {self.n_unmeasured} trial(s) without a training-energy measurement"
                       if self.n_unmeasured else "")
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
-        best = "none" if self.best_accuracy is None else f"{self.best_accuracy:.4f}"
+        best = "none" if self.best_value is None else f"{self.best_value:.4f}"
         method = " + ".join(self.energy_methods) if len(self.energy_methods) > 1 \
             else self.energy_method
         estimate = label(self.energy_methods or [self.energy_method]).text()
@@ -84,7 +91,8 @@ class StudySummary:
             f"study      {self.study_name}  in {redact(self.storage)}",
             f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
             f" {self.ran_now} run now ({self.stop_reason})",
-            f"best       accuracy {best}  ({params})",
+            f"best       {self.metric} {best}  ({params})"
+            + ("" if self.direction == "maximize" else f" ({self.direction}d)"),
             f"energy     {energy}, all trials incl. failed{unmeasured}; method {method}",
             f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
             + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
@@ -105,25 +113,46 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def accuracy(t) -> float | None:
-    """Accuracy of a finished trial (the first objective; None for pruned trials)."""
+def value(t) -> float | None:
+    """The metric of a finished trial (its first objective; None for pruned trials and
+    non-finite values)."""
     if t.state != TrialState.COMPLETE or not t.values:
         return None
     v = t.values[0]
     return v if v is not None and math.isfinite(v) else None
 
 
-def best_accuracy(study: optuna.Study) -> float | None:
-    vals = [a for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if (a := accuracy(t)) is not None]
-    return max(vals) if vals else None
+accuracy = value  # the built-in objective's metric, by its name
+
+
+def metric_of(study: optuna.Study) -> tuple[str, str]:
+    """(the first objective's name, its direction): `accuracy`, `maximize` unless set."""
+    names = study.metric_names or ["accuracy"]
+    return names[0], study.directions[0].name.lower()
+
+
+def best_trial(trials, direction: str = "maximize"):
+    """The COMPLETE trial with the best metric (None: none has one)."""
+    scored = [t for t in trials if value(t) is not None]
+    if not scored:
+        return None
+    return (max if direction == "maximize" else min)(scored, key=value)
+
+
+def best_value(study: optuna.Study) -> float | None:
+    best = best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      metric_of(study)[1])
+    return None if best is None else value(best)
+
+
+best_accuracy = best_value
 
 
 def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
                   idle_note: str | None = None) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if accuracy(t) is not None]
-    best_t = max(complete, key=accuracy) if complete else None
+    metric, direction = metric_of(study)
+    best_t = best_trial(trials, direction)
     attrs = [t.user_attrs for t in trials]
     measured = [e for a in attrs if (e := a.get("energy_j")) is not None]
     origin = provenance(attrs)
@@ -131,7 +160,7 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
         study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
         n_finished=sum(t.state in FINISHED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
-        best_accuracy=accuracy(best_t) if best_t else None,
+        best_value=value(best_t) if best_t else None,
         best_params=dict(best_t.params) if best_t else {},
         training_energy_j=sum(measured) if measured else None,
         energy_method=study.user_attrs.get("energy_method", meter.method),
@@ -147,7 +176,7 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
         n_unmeasured=sum(t.state in (*FINISHED, TrialState.FAIL) and not training_measured(a)
                          for t, a in zip(trials, attrs, strict=True)),
         machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
-        idle_note=idle_note,
+        idle_note=idle_note, metric=metric, direction=direction,
     )
 
 

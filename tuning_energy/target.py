@@ -19,6 +19,13 @@ study it resumes; `--target` answers without touching the store.
 
 Every output shows `Target.text()` ("target accuracy 0.9800 from the config's
 target_accuracy") beside its energy to target.
+
+The target is in the comparison's metric (metric.py: accuracy for the built-in CNN
+objective, a user's `[objective] metric` otherwise), reached at or past it in the metric's
+direction: at or below it for a minimised loss. The config's target is `target_accuracy`
+or `[objective] target` (the trials table's `target_accuracy` column carries either); for
+a minimised metric the fraction rules take the best value / F (a loss 1% above the best's
+for F = 0.99).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import pandas as pd
 
 from .analysis import require, target_from_best
 from .errors import ConfigError
+from .metric import MAXIMIZE, MINIMIZE, best_of, direction_of, metric_of
 
 #: The trials-table column (from the study's stored config) that carries the config's target.
 CONFIG_COLUMN = "target_accuracy"
@@ -57,13 +65,21 @@ class Target:
     target_accuracy").
     """
 
-    accuracy: float
+    accuracy: float  # the target value, in the metric's units (the name it had first)
     source: str
     rule: str
+    metric: str = "accuracy"
+    direction: str = MAXIMIZE
+
+    @property
+    def value(self) -> float:
+        return self.accuracy
 
     def text(self) -> str:
-        """'target accuracy 0.9800 from the config's target_accuracy' (for every output)."""
-        return f"target accuracy {self.accuracy:.4f} {self.rule}"
+        """'target accuracy 0.9800 from the config's target_accuracy' (for every output);
+        'target val_loss 0.5500 (at or below) from the config's objective.target'."""
+        way = " (at or below)" if self.direction == MINIMIZE else ""
+        return f"target {self.metric} {self.accuracy:.4f}{way} {self.rule}"
 
     def sentence(self) -> str:
         """'Target accuracy 0.9800 from the config's target_accuracy.'"""
@@ -71,9 +87,11 @@ class Target:
         return f"{text[:1].upper()}{text[1:]}."
 
 
-def _check_accuracy(value: float, what: str) -> float:
+def _check_accuracy(value: float, what: str, metric: str = "accuracy") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value) or not 0 < value <= 1:
+            not math.isfinite(value):
+        raise ConfigError(f"{what} = {value!r}: must be a number")
+    if metric == "accuracy" and not 0 < value <= 1:
         raise ConfigError(f"{what} = {value!r}: must be an accuracy in (0, 1]")
     return float(value)
 
@@ -114,24 +132,35 @@ def comparison_target(trials: pd.DataFrame, target: float | None = None,
     `fallback=False`: None instead of 0.99 x the best accuracy when neither an override nor
     the config sets one (the dashboard's note sees one study, not the comparison).
     """
+    metric, direction = metric_of(trials), direction_of(trials)
     if target is not None and target_fraction is not None:
         raise ConfigError(f"--target = {target!r} and --target-fraction = "
                           f"{target_fraction!r}: give one of them, not both")
     if target is not None:
-        return Target(_check_accuracy(target, "--target"), GIVEN, "given with --target")
+        return Target(_check_accuracy(target, "--target", metric), GIVEN,
+                      "given with --target", metric, direction)
+    key = "target_accuracy" if metric == "accuracy" else "objective.target"
+    how = "x" if direction == MAXIMIZE else "/"  # the best's side of a fraction
     if target_fraction is not None:
-        value = target_from_best(trials, _check_accuracy(target_fraction, "--target-fraction"))
+        value = target_from_best(trials, _check_accuracy(target_fraction,
+                                                            "--target-fraction"))
+        best = best_of(trials["accuracy"], direction)
         return Target(value, FRACTION,
-                      f"= {target_fraction:g} x the best accuracy of any trial in the "
-                      f"comparison ({trials['accuracy'].max():.4f}), given with "
-                      f"--target-fraction")
+                      f"= {target_fraction:g} {how} the best {metric} of any trial in the "
+                      f"comparison ({best:.4f}), given with --target-fraction", metric,
+                      direction) if how == "x" else \
+            Target(value, FRACTION, f"= the best {metric} of any trial in the comparison "
+                   f"({best:.4f}) / {target_fraction:g}, given with --target-fraction",
+                   metric, direction)
     configured = configured_target(trials)
     if configured is not None:
-        return Target(configured, CONFIG, "from the config's target_accuracy")
+        return Target(configured, CONFIG, f"from the config's {key}", metric, direction)
     if not fallback:
         return None
     value = target_from_best(trials, FALLBACK_FRACTION)
-    return Target(value, FALLBACK,
-                  f"= {FALLBACK_FRACTION:g} x the best accuracy of any trial in the comparison "
-                  f"({trials['accuracy'].max():.4f}), because the config has no "
-                  f"target_accuracy")
+    best = best_of(trials["accuracy"], direction)
+    share = f"{FALLBACK_FRACTION:g} x the best {metric} of any trial in the comparison " \
+        f"({best:.4f})" if how == "x" else \
+        f"the best {metric} of any trial in the comparison ({best:.4f}) / {FALLBACK_FRACTION:g}"
+    return Target(value, FALLBACK, f"= {share}, because the config has no {key}", metric,
+                  direction)

@@ -30,6 +30,7 @@ from .accounting import (
     charged_known_j,
 )
 from .errors import TuningEnergyError
+from .metric import best_of, direction_of, metric_of, near_best, reaches, running_best
 from .store_read import energy_methods, require
 
 
@@ -109,20 +110,24 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     # a row with no measured part at all adds nothing; cum_unmeasured says it is there
     df["cum_energy_j"] = g["charged_known_j"].transform(lambda s: s.fillna(0.0).cumsum())
     df["cum_unmeasured"] = g["_unmeasured"].cumsum()
-    # cummax leaves NaN where a trial has no accuracy (PRUNED, FAIL): carry the best on.
-    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: s.cummax().ffill())
+    # the best so far (in the metric's direction, metric.py), carried over trials without
+    # a value (PRUNED, FAIL)
+    direction = direction_of(df)
+    df["best_accuracy_so_far"] = g["accuracy"].transform(lambda s: running_best(s, direction))
     return df.drop(columns="_unmeasured")
 
 
 def target_from_best(trials: pd.DataFrame, fraction: float = 0.99) -> float:
-    """An absolute accuracy target: `fraction` of the best accuracy any trial reached."""
+    """An absolute target near the best value any trial reached: `fraction` x the best
+    accuracy (a maximised metric), the best / `fraction` for a minimised one (metric.py)."""
     require(trials, ("accuracy",), "target_from_best")
     if not 0 < fraction <= 1:
         raise TuningEnergyError(f"target fraction = {fraction!r}: must be in (0, 1]")
-    best = trials["accuracy"].max()
+    direction = direction_of(trials)
+    best = best_of(trials["accuracy"], direction)
     if pd.isna(best):
         raise TuningEnergyError("target_from_best: no trial has an accuracy (all failed?)")
-    return float(fraction * best)
+    return float(near_best(best, fraction, direction))
 
 
 def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -131,7 +136,8 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     The one definition of energy to target, which every report, figure and note uses: the
     cumulative charged energy (`with_charged_energy`: training + proposing + storage, as
     far as the table has them) of every finished trial (COMPLETE, PRUNED, FAIL) in finishing
-    order, up to and including the first trial whose accuracy reaches `target`.
+    order, up to and including the first trial whose accuracy (the metric) reaches `target`:
+    at or above it, or at or below it for a minimised metric (metric.py).
 
     A trial whose training energy is unknown adds its measured parts (`charged_known_j`) and
     is counted: `n_unmeasured` counts those among the trials up to the target (all trials
@@ -148,9 +154,10 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     require(trials, ("study", "strategy", "seed", "trial", "accuracy", "energy_j"),
             "energy_to_target")
     df = best_so_far(trials)
+    direction, metric = direction_of(df), metric_of(df)
     rows = []
     for study, s in df.groupby("study", sort=True):
-        hit = s.index[s["accuracy"].ge(target).to_numpy()]
+        hit = s.index[reaches(s["accuracy"], target, direction).to_numpy()]
         first = hit[0] if len(hit) else None
         rows.append({
             "study": study,
@@ -167,15 +174,17 @@ def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
             "total_energy_j": float(s["charged_known_j"].sum(min_count=1)),
             "n_unmeasured_total": int(s["cum_unmeasured"].iloc[-1]),
             "training_energy_j": float(s["energy_j"].sum(min_count=1)),
-            "best_accuracy": float(s["accuracy"].max()),
+            "best_accuracy": best_of(s["accuracy"], direction),
             "n_trials": len(s),
             "energy_method": ", ".join(energy_methods(s)) or None,
+            "direction": direction,
+            "metric": metric,
         })
     return pd.DataFrame(rows, columns=["study", "strategy", "seed", "target", "reached",
                                        "trials_to_target", "energy_to_target_j",
                                        "n_unmeasured", "total_energy_j", "n_unmeasured_total",
                                        "training_energy_j", "best_accuracy", "n_trials",
-                                       "energy_method"])
+                                       "energy_method", "direction", "metric"])
 
 
 def censored_energy(ett: pd.DataFrame) -> pd.Series:

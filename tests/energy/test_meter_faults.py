@@ -14,7 +14,7 @@ import pytest
 from fake_powercap import FakePowercap, intel_two_sockets
 from fake_pynvml import FakeGpu, make_pynvml
 
-from tuning_energy import objective
+from tuning_energy import cnn
 from tuning_energy.config import MeterConfig
 from tuning_energy.energy import CompositeMeter
 from tuning_energy.energy.nvml import NvmlMeter
@@ -149,7 +149,7 @@ def test_trial_stores_energy_error_and_no_total_when_a_zone_vanishes(tmp_path, m
                                                                      tiny_config):
     """A RAPL zone that vanishes during training: the trial in the store says so."""
     pc = intel_two_sockets(tmp_path)
-    real_fit = objective.fit
+    real_fit = cnn.fit
 
     def fit_then_dram_vanishes(*args, **kwargs):
         result = real_fit(*args, **kwargs)
@@ -157,7 +157,7 @@ def test_trial_stores_energy_error_and_no_total_when_a_zone_vanishes(tmp_path, m
         (pc.zones["intel-rapl:0:2"] / "energy_uj").unlink()
         return result
 
-    monkeypatch.setattr(objective, "fit", fit_then_dram_vanishes)
+    monkeypatch.setattr(cnn, "fit", fit_then_dram_vanishes)
     config = dataclasses.replace(
         tiny_config, budget=dataclasses.replace(tiny_config.budget, n_trials=1),
         meter=MeterConfig(kind="rapl", powercap_root=str(pc.root), idle_s=0))

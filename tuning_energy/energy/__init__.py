@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..config import METER_KINDS
 from ..errors import MeterUnavailable
 from .base import Measurement, Meter, Window
 from .composite import CompositeMeter
@@ -32,12 +33,11 @@ from .estimate import EstimateMeter
 from .rapl import DEFAULT_POWERCAP_ROOT
 
 if TYPE_CHECKING:
-    from ..config import MeterConfig
+    from ..config import MeterConfig  # noqa: F401
 
 __all__ = ["Measurement", "Meter", "Window", "EstimateMeter", "CompositeMeter", "MeterChoice",
            "build_meter", "config_from_env", "POWERCAP_ENV"]
 
-METER_KINDS = ("auto", "estimate", "rapl", "nvml")
 POWERCAP_ENV = "TUNING_ENERGY_POWERCAP_ROOT"
 
 

@@ -14,21 +14,16 @@ al. found TDP-based estimates unreliable: use RAPL or NVML where the machine has
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
+from ..hardware import usable_cores
 from .base import Meter
 
 DEFAULT_WATTS_PER_CORE_W = 6.0
 
 
-def logical_cores() -> int:
-    """Cores this process may run on (respects affinity / cgroup cpusets)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+logical_cores = usable_cores  # the name the meters use
 
 
 class EstimateMeter(Meter):
