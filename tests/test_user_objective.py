@@ -292,3 +292,19 @@ def test_workers_run_a_user_function_from_its_config_folder(tmp_path):
                                       str(tmp_path / "mine.log"))))
     assert study.user_attrs["workers"] == 2
     assert all(ENERGY_ATTRS <= set(t.user_attrs) for t in study.trials)
+
+
+def test_a_study_stored_before_objective_existed_resumes(tiny_config, storage_url):
+    """A CNN study whose stored config has no `objective` (made before [objective]) resumes
+    under today's config of the same study: the built-in objective is what it ran."""
+    from tuning_energy.config import BudgetConfig
+
+    one = tiny_config.with_overrides(budget=BudgetConfig(n_trials=1))
+    summary = run_study(one, "random", 0, storage_url, progress=False, out=io.StringIO())
+    study = optuna.load_study(study_name=summary.study_name, storage=storage_url)
+    stored = dict(study.user_attrs["config"])
+    del stored["objective"]
+    study.set_user_attr("config", stored)
+    two = tiny_config.with_overrides(budget=BudgetConfig(n_trials=2))
+    assert run_study(two, "random", 0, storage_url, progress=False,
+                     out=io.StringIO()).ran_now == 1
