@@ -116,16 +116,14 @@ class CostCooledSampler(SkoptSampler):
         rows, costs, finished = self._costed(study, search_space)
         if not rows or finished < self._options.n_initial_points:
             return {}  # the initial points are random (sample_independent), as bayes's
-        seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
-        template = self._skopt_optimizer(search_space, seed)
-        space = template.space
-        rng = np.random.RandomState(seed)
-        candidates = space.rvs(self._options.n_points, random_state=rng)
-        x = space.transform(candidates)
-        log_cost = self._predict_log_cost(space, rows, costs, x, seed)
         opt = self.optimizer(study, trial.number, search_space)
         if opt is None:  # the initial random points (or no objective values yet)
             return {}
+        seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
+        space = opt.space
+        candidates = space.rvs(self._options.n_points, random_state=np.random.RandomState(seed))
+        x = space.transform(candidates)
+        log_cost = self._predict_log_cost(space, rows, costs, x, seed)
         from skopt.acquisition import gaussian_ei
 
         gain = gaussian_ei(x, opt.models[-1], y_opt=float(np.min(opt.yi)), xi=self._options.xi)
