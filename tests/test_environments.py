@@ -70,12 +70,17 @@ def stores(tmp_path_factory):
     return root, _compare(root, 1), _compare(root, 2)
 
 
-def test_study_stores_its_environment_and_refuses_to_resume_under_another(tmp_path, capsys):
+def _tiny_study(tmp_path) -> tuple[str, list[str]]:
+    """(store URL, `study` arguments) of a random study of TINY in tmp_path."""
     config = tmp_path / "t.toml"
     config.write_text(TINY.format(threads=1))
     url = f"sqlite:///{tmp_path / 's.db'}"
-    base = ["study", "--config", str(config), "--strategy", "random", "--storage", url,
-            "--no-progress"]
+    return url, ["study", "--config", str(config), "--strategy", "random", "--storage", url,
+                 "--no-progress"]
+
+
+def test_study_stores_its_environment_and_refuses_to_resume_under_another(tmp_path, capsys):
+    url, base = _tiny_study(tmp_path)
     assert main(base + ["--environment", "laptop"]) == 0
     study = optuna.load_study(study_name="tiny-random-s0", storage=url)
     assert study.user_attrs["environment"] == "laptop"
@@ -87,11 +92,7 @@ def test_study_stores_its_environment_and_refuses_to_resume_under_another(tmp_pa
 def test_a_resume_without_environment_keeps_the_stored_label(tmp_path, capsys):
     """The label is descriptive: a resume that leaves out --environment goes on under the
     stored label (and the stored config keeps it, so naming it again still resumes)."""
-    config = tmp_path / "t.toml"
-    config.write_text(TINY.format(threads=1))
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    base = ["study", "--config", str(config), "--strategy", "random", "--storage", url,
-            "--no-progress"]
+    url, base = _tiny_study(tmp_path)
     assert main(base + ["--environment", "laptop"]) == 0
     assert main(base + ["--trials", "4"]) == 0, capsys.readouterr().err
     assert main(base + ["--trials", "5", "--environment", "laptop"]) == 0, \

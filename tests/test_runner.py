@@ -201,25 +201,31 @@ def _wait_for_running(storage_url, name, timeout_s=60.0, max_complete=None):
     raise AssertionError("the study never had a trial RUNNING")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_process_resumes_to_exactly_the_budget(tmp_path, sig):
-    """Ctrl-C (SIGINT) or kill -9 in the middle of a trial, then the same command again."""
+def _slow_config(tmp_path, n_trials: int, conv_low: int):
+    """slow.toml: 12-epoch trials of 2-3 conv blocks, long enough to signal mid-trial."""
     cfg = tmp_path / "slow.toml"
-    cfg.write_text("""
+    cfg.write_text(f"""
 name = "slow"
 [train]
 epochs = 12
 batch_size = 64
 [budget]
-n_trials = 3
+n_trials = {n_trials}
 [meter]
 kind = "estimate"
 idle_s = 0
 [search_space.n_conv]
 type = "int"
-low = 2
+low = {conv_low}
 high = 3
 """)
+    return cfg
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_process_resumes_to_exactly_the_budget(tmp_path, sig):
+    """Ctrl-C (SIGINT) or kill -9 in the middle of a trial, then the same command again."""
+    cfg = _slow_config(tmp_path, n_trials=3, conv_low=2)
     url = f"sqlite:///{tmp_path / 'energy.db'}"
     args = ["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
             "--no-progress"]
@@ -279,22 +285,7 @@ def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
     and the analysis count it."""
     from tuning_energy.analysis import trials_table
 
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text("""
-name = "slow"
-[train]
-epochs = 12
-batch_size = 64
-[budget]
-n_trials = 1
-[meter]
-kind = "estimate"
-idle_s = 0
-[search_space.n_conv]
-type = "int"
-low = 3
-high = 3
-""")
+    cfg = _slow_config(tmp_path, n_trials=1, conv_low=3)
     url = f"sqlite:///{tmp_path / 'energy.db'}"
     args = ["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
             "--no-progress", "--partial-energy-s", "0.3"]
