@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tuning_energy.config import MeterConfig, load_config  # noqa: E402
 from tuning_energy.energy import EstimateMeter, Meter  # noqa: E402
-from tuning_energy.energy.report import survey  # noqa: E402
+from tuning_energy.energy.meters_report import survey  # noqa: E402
 
 
 def pairs_per_s(meter: Meter, seconds: float, max_pairs: int = 200_000) -> tuple[float, int]:
@@ -49,10 +49,10 @@ def fake_rapl(tmp: Path) -> Meter:
 def default_trial_s(config_path: str) -> float:
     import optuna
 
-    from tuning_energy.cnn import CnnObjective
-    from tuning_energy.data import load_dataset
-    from tuning_energy.objective import Objective
-    from tuning_energy.runner import set_threads
+    from tuning_energy.cnn.data import load_dataset
+    from tuning_energy.cnn.function import CnnObjective
+    from tuning_energy.objective.objective import Objective
+    from tuning_energy.run.runner import set_threads
 
     config = load_config(config_path)
     set_threads(config.train.torch_threads)

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 from optuna.trial import TrialState  # noqa: E402
 
 from tuning_energy.config import parse_config  # noqa: E402
-from tuning_energy.pool import WorkerPool, run_workers  # noqa: E402
-from tuning_energy.workers import WorkerOptions, redact  # noqa: E402
+from tuning_energy.run.pool import WorkerPool, run_workers  # noqa: E402
+from tuning_energy.run.workers import WorkerOptions, redact  # noqa: E402
 
 
 def config(name: str, trials: int, epochs: int):
@@ -57,7 +57,7 @@ def run(url: str, workers: int, trials: int, epochs: int, strategy: str) -> dict
         run_workers(cfg, strategy, 0, url, options, progress=False, out=open("/dev/null", "w"))
         import optuna
 
-        from tuning_energy.storage import open_storage
+        from tuning_energy.store.storage import open_storage
 
         study = optuna.load_study(study_name=f"{cfg.name}-{strategy}-s0", storage=open_storage(url))
     else:

@@ -3,7 +3,7 @@
 Before: skopt's own `GaussianProcessRegressor.predict`, whose predictive variance is
 `einsum("ki,kj,ij->k", K, K, K_inv)` (a loop over candidates x n x n outside BLAS), and the
 kernel's hyperparameters fitted on every finished trial (`gp_fit_max_points = 0`). Now:
-`tuning_energy.skopt_gp.FastGP` (one triangular solve, the same numbers to rounding) and
+`tuning_energy.search.skopt_gp.FastGP` (one triangular solve, the same numbers to rounding) and
 the fit on at most the latest 64 trials. `before()` gives the sampler's config and a
 context in which FastGP predicts as skopt does, so that both can be timed side by side.
 """
@@ -27,7 +27,7 @@ def skopt_variance():
     """While open, FastGP computes its predictive variance with skopt's einsum."""
     from skopt.learning import GaussianProcessRegressor
 
-    from tuning_energy.skopt_gp import FastGP
+    from tuning_energy.search.skopt_gp import FastGP
 
     ours = FastGP.__dict__["predict"]
     FastGP.predict = GaussianProcessRegressor.predict

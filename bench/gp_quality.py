@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import optuna
 
-from tuning_energy.strategies import make_sampler, suggest_params
+from tuning_energy.search.strategies import make_sampler, suggest_params
 
 from .common import Context, row, say
 from .gp_before import before_config, skopt_variance

@@ -162,9 +162,9 @@ def _busy_work(ctx: Context, epochs: int):
     """One default trial's training (fit of the default model on digits)."""
     import torch
 
-    from tuning_energy.data import load_dataset
-    from tuning_energy.models import ModelSpec, build_model
-    from tuning_energy.train import Hyper, fit
+    from tuning_energy.cnn.data import load_dataset
+    from tuning_energy.cnn.models import ModelSpec, build_model
+    from tuning_energy.cnn.train import Hyper, fit
 
     d = load_dataset(ctx.config.data)
     params = ctx.config.param_values({})

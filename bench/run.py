@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # propose_scaling draws its figure there
     ctx = make_context(args.quick, repeats=args.repeats, trial_s=args.trial_s)
     ctx.extra.update(sizes=sizes, strategies=strategies, out_dir=args.out)
-    from tuning_energy.runner import set_threads
+    from tuning_energy.run.runner import set_threads
 
     set_threads(ctx.threads)  # torch, BLAS and OpenMP threads as a study sets them
     info = machine()

@@ -7,7 +7,7 @@ values from `bench.search.fake_accuracy` (a cheap deterministic function of the
 parameters), an `energy_j` attr from `synthetic_energy_j` (bayes-eips needs it) and, in a
 second study, the two values (accuracy, energy_j) that `mo` optimises. No training.
 
-Each strategy's sampler (`tuning_energy.strategies.make_sampler`, the default config,
+Each strategy's sampler (`tuning_energy.search.strategies.make_sampler`, the default config,
 seed 0) then proposes one trial: `study.ask()` + the parameters, inside an `estimate`
 meter window opened before `ask` and closed after the last parameter, as the runner
 charges a proposal. The proposed trial is told FAIL, so the sampler never sees it and
@@ -47,8 +47,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from tuning_energy.energy import EstimateMeter
-from tuning_energy.storage import open_storage, set_user_attrs
-from tuning_energy.strategies import distributions, make_sampler, objectives, suggest_params
+from tuning_energy.search.strategies import distributions, make_sampler, objectives, suggest_params
+from tuning_energy.store.storage import open_storage, set_user_attrs
 
 from .common import Context, interleave, row, say
 from .gp_before import before_config, skopt_variance

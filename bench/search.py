@@ -22,13 +22,13 @@ import optuna
 from optuna.trial import TrialState
 
 from tuning_energy.config import BayesConfig
-from tuning_energy.storage import open_storage, set_user_attrs
-from tuning_energy.strategies import (
+from tuning_energy.search.strategies import (
     ResumableRandomSampler,
     SkoptSampler,
     distributions,
     suggest_params,
 )
+from tuning_energy.store.storage import open_storage, set_user_attrs
 
 from .common import Context, interleave, row, say
 
@@ -257,7 +257,7 @@ def bench_storage(ctx: Context) -> list[dict]:
               "ratio_before": round(med["before"] / trial_s, 4),
               "before": "Optuna RDBStorage defaults (rollback journal: an fsync per commit), "
                         f"trial.set_user_attr x {len(ATTRS)} (one commit each)",
-              "after": "tuning_energy.storage.open_storage (WAL, synchronous=NORMAL) + "
+              "after": "tuning_energy.store.storage.open_storage (WAL, synchronous=NORMAL) + "
                        "set_user_attrs (one commit for all attrs), as the objective now does",
               "journal": "for comparison: journal:/// file store (not the default), attrs "
                          "one call each",

@@ -15,8 +15,8 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from tuning_energy.runner import study_name
-from tuning_energy.storage import open_storage
+from tuning_energy.run.runner import study_name
+from tuning_energy.store.storage import open_storage
 
 from .common import DEFAULT_CONFIG, ROOT, Context, python, row, say
 

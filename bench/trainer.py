@@ -1,6 +1,6 @@
 """The trainer against its limits.
 
-- `trainer_vs_bare_torch`: samples/s of `tuning_energy.train.fit` / samples/s of a bare,
+- `trainer_vs_bare_torch`: samples/s of `tuning_energy.cnn.train.fit` / samples/s of a bare,
   hand-written PyTorch loop (what a user would write), same model, init, data, batch size
   and threads, interleaved.
 - `flops_vs_matmul_peak`: training FLOP/s of the default study's largest model (n_conv=3,
@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tuning_energy.data import load_dataset
-from tuning_energy.models import ModelSpec, build_model, flops_per_sample
-from tuning_energy.train import Hyper, evaluate, fit
+from tuning_energy.cnn.data import load_dataset
+from tuning_energy.cnn.models import ModelSpec, build_model, flops_per_sample
+from tuning_energy.cnn.train import Hyper, evaluate, fit
 
 from .common import Context, interleave, row, say
 

@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
 from tuning_energy.config import parse_config  # noqa: E402
-from tuning_energy.dashboard import attach_figures, default_artifact_dir, write_study_note  # noqa: E402
-from tuning_energy.data import load_dataset  # noqa: E402
+from tuning_energy.report.dashboard import attach_figures, default_artifact_dir, write_study_note  # noqa: E402
+from tuning_energy.cnn.data import load_dataset  # noqa: E402
 from tuning_energy.energy import build_meter  # noqa: E402
-from tuning_energy.objective import Objective  # noqa: E402
-from tuning_energy.runner import run_study, set_threads  # noqa: E402
-from tuning_energy.storage import open_storage  # noqa: E402
+from tuning_energy.objective.objective import Objective  # noqa: E402
+from tuning_energy.run.runner import run_study, set_threads  # noqa: E402
+from tuning_energy.store.storage import open_storage  # noqa: E402
 
 DOC = {
     "name": "demo", "target_accuracy": 0.9,

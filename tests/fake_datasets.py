@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning_energy.datasets.sources import CIFAR10, FASHION_MNIST, Source
+from tuning_energy.cnn.datasets.sources import CIFAR10, FASHION_MNIST, Source
 
 
 def md5(data: bytes) -> str:

@@ -60,7 +60,9 @@ assert "torch" in sys.modules  # run_study needs it: imported on first use
 
 
 def test_the_public_names_are_the_ones_the_modules_define():
-    from tuning_energy import analysis, config, energy, export, runner
+    from tuning_energy import analysis, config, energy
+    from tuning_energy.report import export
+    from tuning_energy.run import runner
 
     assert tuning_energy.load_config is config.load_config
     assert tuning_energy.run_study is runner.run_study

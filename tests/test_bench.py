@@ -151,8 +151,8 @@ def test_synthetic_stores_hold_n_finished_trials_with_energy_and_two_values(tmp_
 
     from bench.scaling import fill_stores
     from tuning_energy.config import load_config
-    from tuning_energy.storage import open_storage
-    from tuning_energy.strategies import distributions
+    from tuning_energy.search.strategies import distributions
+    from tuning_energy.store.storage import open_storage
 
     space = distributions(load_config(ROOT / "studies" / "default.toml").search_space)
     urls = fill_stores(tmp_path, space, (3, 7), with_mo=True)
@@ -181,7 +181,7 @@ def test_the_before_side_is_skopts_gp_uncapped_and_is_restored():
 
     from bench.common import make_context
     from bench.gp_before import before_config, skopt_variance
-    from tuning_energy.skopt_gp import FastGP
+    from tuning_energy.search.skopt_gp import FastGP
 
     ours = FastGP.predict
     assert ours is not GaussianProcessRegressor.predict

@@ -11,8 +11,8 @@ import optuna
 from optuna.trial import TrialState
 
 from tuning_energy.cli import main
-from tuning_energy.storage import open_storage
-from tuning_energy.workers import WORKER_ATTR
+from tuning_energy.run.workers import WORKER_ATTR
+from tuning_energy.store.storage import open_storage
 
 TINY = """
 name = "tiny"

@@ -27,17 +27,17 @@ import pytest  # noqa: E402
 from optuna.trial import TrialState, create_trial  # noqa: E402
 from optuna_dashboard import get_note  # noqa: E402
 
-from tuning_energy import dashboard  # noqa: E402
 from tuning_energy.cli import main  # noqa: E402
 from tuning_energy.config import parse_config  # noqa: E402
-from tuning_energy.dashboard import (  # noqa: E402
+from tuning_energy.errors import ConfigError  # noqa: E402
+from tuning_energy.report import dashboard  # noqa: E402
+from tuning_energy.report.dashboard import (  # noqa: E402
     DashboardError,
     attach_figures,
     open_server,
     write_study_note,
 )
-from tuning_energy.errors import ConfigError  # noqa: E402
-from tuning_energy.runner import run_study  # noqa: E402
+from tuning_energy.run.runner import run_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -174,7 +174,7 @@ def test_a_new_target_with_nothing_to_run_rewrites_the_note(store, tmp_path):
     config takes it) runs no trial, yet the note follows the new target, as compare.md."""
     import re
 
-    from tuning_energy.compare import write_compare
+    from tuning_energy.run.compare import write_compare
 
     url = _copy_store(store, tmp_path)
     name = store[2]
@@ -196,7 +196,7 @@ def test_a_new_target_with_nothing_to_run_rewrites_the_note(store, tmp_path):
 
 
 def test_note_is_written_when_the_run_is_interrupted(store, tmp_path, monkeypatch):
-    from tuning_energy import runner
+    from tuning_energy.run import runner
 
     url = _copy_store(store, tmp_path)
     calls = []

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tuning_energy.cli import main
+from tuning_energy.cnn.data import default_root, load_dataset
 from tuning_energy.config import DataConfig
-from tuning_energy.data import default_root, load_dataset
-from tuning_energy.strategies import STRATEGIES
+from tuning_energy.search.strategies import STRATEGIES
 
 from .fake_datasets import (
     FileServer,

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuning_energy.datasets import CIFAR10, FASHION_MNIST, ensure
-from tuning_energy.datasets.cifar import read_cifar10
-from tuning_energy.datasets.download import DownloadError, fetch
-from tuning_energy.datasets.idx import read_fashion_mnist, read_idx
+from tuning_energy.cnn.datasets import CIFAR10, FASHION_MNIST, ensure
+from tuning_energy.cnn.datasets.cifar import read_cifar10
+from tuning_energy.cnn.datasets.download import DownloadError, fetch
+from tuning_energy.cnn.datasets.idx import read_fashion_mnist, read_idx
 from tuning_energy.errors import DataError
 
 from .fake_datasets import (

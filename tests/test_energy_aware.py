@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from tuning_energy.config import parse_config
+from tuning_energy.energy.predict import EnergyPredictor
 from tuning_energy.errors import ConfigError
-from tuning_energy.predict import EnergyPredictor
-from tuning_energy.runner import run_study
+from tuning_energy.run.runner import run_study
 
 from .conftest import tiny_doc
 
@@ -89,7 +89,7 @@ def test_the_study_energy_budget_stops_before_overrunning(storage_url):
     assert 1 <= summary.ran_now <= 4  # about 2; trial energies vary with the sampled model
     # one rule for one process and for workers: the study-wide check on the store says the
     # same, word for word
-    from tuning_energy.worker_energy import energy_budget_stop
+    from tuning_energy.run.worker_energy import energy_budget_stop
 
     study = optuna.load_study(study_name="capped-random-s0", storage=storage_url)
     assert summary.stop_reason == energy_budget_stop(study.get_trials(),
@@ -136,7 +136,7 @@ def test_compare_runs_a_pruned_variant_beside_its_strategy(storage_url):
     """`make compare STRATEGIES=random,random+median`: the pruned variant is its own study
     and its own strategy in the analysis, with its pruned trials' energy counted."""
     from tuning_energy.analysis import energy_to_target, trials_table
-    from tuning_energy.compare import run_comparison
+    from tuning_energy.run.compare import run_comparison
 
     cfg = parse_config(tiny_doc(
         train={"epochs": 4}, budget={"n_trials": 6},
@@ -160,7 +160,7 @@ def test_compare_runs_a_pruned_variant_beside_its_strategy(storage_url):
     ("tpx+asha", "unknown strategy; allowed values are grid"),
 ])
 def test_a_bad_strategy_variant_names_what_is_allowed(spec, message):
-    from tuning_energy.strategies import parse_variant
+    from tuning_energy.search.strategies import parse_variant
 
     assert parse_variant("tpe+asha") == ("tpe", "asha") and parse_variant("grid") == ("grid", None)
     with pytest.raises(ConfigError, match=message):

@@ -10,10 +10,10 @@ import optuna
 import pytest
 
 from tuning_energy import analysis as an
+from tuning_energy.analysis.environments import read_stores
 from tuning_energy.cli import main
-from tuning_energy.environments import read_stores
+from tuning_energy.energy.hardware import environment_label, environment_of
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.hardware import environment_label, environment_of
 
 TINY = """
 name = "tiny"
@@ -174,8 +174,8 @@ def _env_trials():
 def test_the_environments_section_uses_the_one_charge_and_the_one_label():
     import pandas as pd
 
-    from tuning_energy.environments import environment_table, report_lines
-    from tuning_energy.report import md_table
+    from tuning_energy.analysis.environments import environment_table, report_lines
+    from tuning_energy.report.report import md_table
 
     trials = _env_trials()
     info = pd.DataFrame([{"config_name": "tiny", "environment": env, "store": "s.db",

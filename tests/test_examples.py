@@ -90,7 +90,7 @@ def test_loss_example_minimises_and_reaches_its_target_at_or_below(storage_url, 
     assert (out / "ridge-loss-energy-to-target.png").exists() or \
         any(p.name.endswith("energy-to-target.png") for p in out.iterdir())
 
-    from tuning_energy.dashboard import study_note
+    from tuning_energy.report.dashboard import study_note
     note = study_note(study)
     assert "best val_loss" in note and "val_loss (minimized)" in note
 
@@ -114,7 +114,7 @@ def test_plain_optuna_example_is_metered(tmp_path):
     report = (out / "report.md").read_text()
     assert "Target accuracy 0.9500 from the config's target_accuracy" in report
     assert "objective `an Optuna objective (metered)`" in report
-    from tuning_energy.dashboard import study_note
+    from tuning_energy.report.dashboard import study_note
     note = study_note(optuna.load_study(study_name="plain-tpe-s0", storage=url))
     assert "| best accuracy |" in note and "energy to target 0.9500" in note
 

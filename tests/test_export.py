@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 from tuning_energy.analysis import studies_info, trials_table
 from tuning_energy.cli import main
 from tuning_energy.config import parse_config
-from tuning_energy.export import write_table
-from tuning_energy.runner import run_study
+from tuning_energy.report.export import write_table
+from tuning_energy.run.runner import run_study
 
 from .conftest import TINY
 

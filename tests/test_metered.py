@@ -11,8 +11,8 @@ import tuning_energy
 from tuning_energy.analysis import strategy_label
 from tuning_energy.cli import main
 from tuning_energy.errors import ConfigError
-from tuning_energy.metered_objective import strategy_of
-from tuning_energy.samplers import SkoptSampler
+from tuning_energy.objective.plain_optuna import strategy_of
+from tuning_energy.search.samplers import SkoptSampler
 
 ENERGY_ATTRS = {"energy_j", "energy_method", "energy_by_device_j", "energy_error",
                 "duration_s", "avg_power_w", "idle_power_w", "energy_net_j", "co2_g",

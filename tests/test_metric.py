@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from tuning_energy import analysis as an
-from tuning_energy import selection
+from tuning_energy.analysis import selection
+from tuning_energy.analysis.target import comparison_target
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.target import comparison_target
 
 
 def _table(values, direction="minimize", metric="val_loss", target=None, study="s-tpe-s0"):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from tuning_energy.models import ModelSpec, build_model, count_params, flops_per_sample
+from tuning_energy.cnn.models import ModelSpec, build_model, count_params, flops_per_sample
 
 
 @pytest.mark.parametrize("n_conv", [0, 1, 2, 3])

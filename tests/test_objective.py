@@ -13,15 +13,15 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import tiny_doc
-from tuning_energy import cnn as cnn_module
-from tuning_energy import objective as objective_module
-from tuning_energy.cnn import CnnObjective
+from tuning_energy.cnn import function as cnn_module
+from tuning_energy.cnn.data import load_dataset
+from tuning_energy.cnn.function import CnnObjective
 from tuning_energy.config import parse_config
-from tuning_energy.data import load_dataset
 from tuning_energy.energy import EstimateMeter, Measurement
-from tuning_energy.objective import Objective, energy_attrs
-from tuning_energy.runner import run_study
-from tuning_energy.worker_energy import PARTIAL, TrialWindowMeter
+from tuning_energy.objective import objective as objective_module
+from tuning_energy.objective.objective import Objective, energy_attrs
+from tuning_energy.run.runner import run_study
+from tuning_energy.run.worker_energy import PARTIAL, TrialWindowMeter
 
 
 def test_energy_attrs_keep_what_the_meter_adds_to_a_measurement():

@@ -19,13 +19,13 @@ from optuna.trial import TrialState, create_trial
 
 from tests.conftest import tiny_doc
 from tuning_energy import analysis as an
-from tuning_energy import cnn as cnn_module
-from tuning_energy import dashboard
-from tuning_energy import figures as fg
-from tuning_energy.compare import write_compare
+from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import parse_config
-from tuning_energy.report import write_figures
-from tuning_energy.runner import run_study
+from tuning_energy.report import dashboard
+from tuning_energy.report import figures as fg
+from tuning_energy.report.report import write_figures
+from tuning_energy.run.compare import write_compare
+from tuning_energy.run.runner import run_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -121,8 +121,8 @@ def test_a_table_without_proposing_energy_says_it_counts_training_only():
     and report.md and compare.md say so."""
     import pandas as pd
 
-    from tuning_energy.compare import compare_summary, render_compare_md
-    from tuning_energy.report import analyse, render_report
+    from tuning_energy.report.report import analyse, render_report
+    from tuning_energy.run.compare import compare_summary, render_compare_md
 
     trials = pd.DataFrame({
         "comparison": "csv", "study": ["csv-x-s0"] * 3, "strategy": "x", "seed": 0,
@@ -147,7 +147,7 @@ def gpu_store(tmp_path_factory):
     from tests.energy.fake_pynvml import FakeGpu, make_pynvml
     from tuning_energy.energy import CompositeMeter, EstimateMeter
     from tuning_energy.energy.nvml import NvmlMeter
-    from tuning_energy.objective import energy_attrs
+    from tuning_energy.objective.objective import energy_attrs
 
     root = tmp_path_factory.mktemp("gpu")
     url = f"sqlite:///{root / 'energy.db'}"
@@ -231,7 +231,7 @@ def gap_store(tmp_path_factory):
     for 1 J (propose_energy_j) and stored for 0.5 J (store_energy_j), measured."""
     from tests.energy.fake_pynvml import FakeGpu, make_pynvml
     from tuning_energy.energy.nvml import NvmlMeter
-    from tuning_energy.objective import energy_attrs
+    from tuning_energy.objective.objective import energy_attrs
 
     root = tmp_path_factory.mktemp("gap")
     url = f"sqlite:///{root / 'energy.db'}"

@@ -19,7 +19,7 @@ import optuna_dashboard
 import pytest
 
 from tuning_energy.errors import StorageError
-from tuning_energy.storage import open_storage
+from tuning_energy.store.storage import open_storage
 
 BIN = Path(sys.executable).parent
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tuning_energy import power as pw
+from tuning_energy.analysis import seeds_needed as pw
 
 inf = math.inf
 REFERENCE = np.random.default_rng(7).lognormal(np.log(100.0), 0.3, 20)  # 20 seeds, +-30%

@@ -12,10 +12,10 @@ import time
 import optuna
 from optuna.samplers import RandomSampler
 
-from tuning_energy import runner as runner_mod
 from tuning_energy.config import parse_config
-from tuning_energy.runner import run_study
-from tuning_energy.storage import open_storage
+from tuning_energy.run import runner as runner_mod
+from tuning_energy.run.runner import run_study
+from tuning_energy.store.storage import open_storage
 
 from .conftest import tiny_doc
 
@@ -100,8 +100,8 @@ def test_a_study_without_costly_parts_still_records_both(storage_url):
 
 
 def test_workers_charge_their_claims_storage_round_trips_to_store(tmp_path):
-    from tuning_energy.pool import run_workers
-    from tuning_energy.workers import WorkerOptions
+    from tuning_energy.run.pool import run_workers
+    from tuning_energy.run.workers import WorkerOptions
 
     url = f"journal:///{tmp_path / 'w.log'}"
     config = parse_config(tiny_doc(meter=METER))

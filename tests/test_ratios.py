@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import tiny_doc
 from tuning_energy import analysis as an
-from tuning_energy import ratios as rt
 from tuning_energy.analysis import ratio_ci
-from tuning_energy.compare import run_comparison, write_compare
+from tuning_energy.analysis import ratios as rt
 from tuning_energy.config import parse_config
+from tuning_energy.run.compare import run_comparison, write_compare
 
 inf = math.inf
 

@@ -13,8 +13,8 @@ import pytest
 from optuna.trial import TrialState
 
 from tuning_energy import analysis as an
-from tuning_energy import figures as fg
 from tuning_energy.cli import main
+from tuning_energy.report import figures as fg
 
 TINY = """
 name = "tiny"
@@ -164,7 +164,7 @@ def test_a_whole_grid_runs_to_its_end(tmp_path):
     import io
 
     from tuning_energy.config import parse_config
-    from tuning_energy.runner import run_study
+    from tuning_energy.run.runner import run_study
 
     doc = {"name": "whole", "train": {"epochs": 1, "batch_size": 512},
            "budget": {"n_trials": 5}, "meter": {"kind": "estimate", "idle_s": 0},
@@ -218,7 +218,7 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     s1: trials (0.92, 5 J + 0 J) -> 5 J. Median of (32, 5) = 18.5 J."""
     import pandas as pd
 
-    from tuning_energy.compare import compare_summary
+    from tuning_energy.run.compare import compare_summary
 
     trials = pd.DataFrame({
         "comparison": "c", "study": ["c-x-s0", "c-x-s0", "c-x-s1"], "strategy": "x",

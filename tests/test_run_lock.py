@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuning_energy.errors import StorageError
-from tuning_energy.storage import lock_path, run_lock
+from tuning_energy.store.storage import lock_path, run_lock
 
 from .test_runner import _cli, _wait_for_running, load
 

@@ -16,10 +16,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy import runner as runner_mod
 from tuning_energy.config import parse_config
 from tuning_energy.errors import StorageError, StudyAborted
-from tuning_energy.runner import run_study, study_name
+from tuning_energy.run import runner as runner_mod
+from tuning_energy.run.runner import run_study, study_name
 
 from .conftest import tiny_doc
 
@@ -333,7 +333,7 @@ def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
     # The totals count it: the study's total and the analysis' table.
     every_j = sum(t.user_attrs["energy_j"] for t in study.trials)
     assert study.user_attrs["training_energy_j"] == pytest.approx(every_j)
-    from tuning_energy.accounting import charged_total_j
+    from tuning_energy.energy.accounting import charged_total_j
 
     assert study.user_attrs["total_energy_j"] == pytest.approx(
         charged_total_j(t.user_attrs for t in study.trials))
@@ -356,8 +356,8 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     """`show` gives each study the energy compare gives it (training + proposing + storage)
     and says when any part of it is an estimate."""
     from tuning_energy.cli import main
-    from tuning_energy.compare import studies_lines
-    from tuning_energy.storage import open_storage
+    from tuning_energy.run.compare import studies_lines
+    from tuning_energy.store.storage import open_storage
 
     run_study(tiny_config, "random", 0, storage_url, progress=False)
     cpu = study_name(tiny_config, "random", 0)

@@ -9,11 +9,11 @@ import io
 import optuna
 import pytest
 
-from tuning_energy import runner as runner_mod
 from tuning_energy.config import parse_config
 from tuning_energy.errors import StorageError
-from tuning_energy.runner import run_study
-from tuning_energy.runs import RUN_PREFIX, runs
+from tuning_energy.run import runner as runner_mod
+from tuning_energy.run.runner import run_study
+from tuning_energy.store.runs import RUN_PREFIX, runs
 
 from .conftest import tiny_doc
 from .energy.fake_powercap import FakePowercap
@@ -96,7 +96,7 @@ def test_a_resume_on_another_machine_and_meter_is_recorded_and_reported(
 
     # The report and the trials table say the same: the study pools two machines and methods.
     from tuning_energy import analysis as an
-    from tuning_energy.report import mixed_lines
+    from tuning_energy.report.report import mixed_lines
 
     table = an.trials_table(storage_url)
     assert list(table["hardware_id"]) == ["alpha: Xeon A"] * 2 + ["beta: EPYC B"]

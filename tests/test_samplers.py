@@ -18,7 +18,7 @@ from optuna.testing.pytest_samplers import (
 from optuna.trial import TrialState, create_trial
 
 from tuning_energy.errors import ConfigError
-from tuning_energy.samplers import SkoptSampler
+from tuning_energy.search.samplers import SkoptSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -207,7 +207,7 @@ def test_the_cached_kernel_is_fitted_on_finished_trials_never_on_liar_rows():
 
 def _kernel_fits(monkeypatch) -> list[int]:
     """Rows of each kernel-hyperparameter fit (a GP fit with an optimizer) from now on."""
-    from tuning_energy.skopt_gp import FastGP
+    from tuning_energy.search.skopt_gp import FastGP
 
     sizes: list[int] = []
     original = FastGP.fit

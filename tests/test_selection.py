@@ -7,14 +7,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy import train as train_mod
 from tuning_energy.cli import main
-from tuning_energy.cnn import CnnObjective
+from tuning_energy.cnn import train as train_mod
+from tuning_energy.cnn.data import load_dataset
+from tuning_energy.cnn.function import CnnObjective
 from tuning_energy.config import parse_config
-from tuning_energy.data import load_dataset
 from tuning_energy.energy import EstimateMeter
-from tuning_energy.objective import Objective
-from tuning_energy.runner import run_study
+from tuning_energy.objective.objective import Objective
+from tuning_energy.run.runner import run_study
 
 from .conftest import tiny_doc
 

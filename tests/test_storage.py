@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from tuning_energy.errors import StorageError
-from tuning_energy.storage import open_storage, set_user_attrs, storage_kind
+from tuning_energy.store.storage import open_storage, set_user_attrs, storage_kind
 
 
 @pytest.mark.parametrize("scheme", ["sqlite", "journal"])
@@ -61,7 +61,7 @@ def test_a_journal_is_replayed_once_per_process_and_stays_current(tmp_path):
     first = open_storage(url)
     optuna.create_study(storage=first, study_name="s")
     assert open_storage(url) is first
-    code = ("import optuna; from tuning_energy.storage import open_storage; "
+    code = ("import optuna; from tuning_energy.store.storage import open_storage; "
             f"s = optuna.load_study(study_name='s', storage=open_storage({url!r})); "
             "s.enqueue_trial({}); t = s.ask(); s.tell(t, 0.5)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

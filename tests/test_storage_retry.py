@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy.storage_retry import CREATE_TOKEN, wrap_storage
+from tuning_energy.store.retry import CREATE_TOKEN, wrap_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

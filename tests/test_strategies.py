@@ -11,8 +11,7 @@ from optuna.trial import TrialState
 
 from tuning_energy.config import parse_config
 from tuning_energy.errors import ConfigError
-from tuning_energy.storage import open_storage
-from tuning_energy.strategies import (
+from tuning_energy.search.strategies import (
     STRATEGIES,
     grid_size,
     grid_values,
@@ -20,6 +19,7 @@ from tuning_energy.strategies import (
     objectives,
     suggest_params,
 )
+from tuning_energy.store.storage import open_storage
 
 from .conftest import tiny_doc
 
@@ -189,8 +189,8 @@ def test_the_reused_skopt_optimizer_proposes_what_a_fresh_one_would(options):
     from skopt import Optimizer
     from skopt.utils import cook_estimator
 
-    from tuning_energy.samplers import SkoptSampler, fitted_hyperparameters
-    from tuning_energy.strategies import distributions
+    from tuning_energy.search.samplers import SkoptSampler, fitted_hyperparameters
+    from tuning_energy.search.strategies import distributions
 
     space = distributions(parse_config(tiny_doc()).search_space)
     sampler = SkoptSampler(0, search_space=space, **{"n_points": 500, **options})
@@ -237,7 +237,7 @@ def test_bayes_cool_never_takes_an_unmeasured_cost_as_free():
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
-    from tuning_energy.cost_cooling import full_cost_j
+    from tuning_energy.search.cost_cooling import full_cost_j
 
     d = {"x": FloatDistribution(0, 1)}
     done = create_trial(params={"x": 0.5}, distributions=d, value=0.9,

@@ -10,7 +10,7 @@ import re
 import optuna
 import pytest
 
-from tuning_energy.runner import run_study
+from tuning_energy.run.runner import run_study
 
 
 def test_training_energy_and_the_charged_total_are_named_apart(tiny_config, storage_url):

@@ -22,14 +22,14 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 from tuning_energy import analysis as an
-from tuning_energy import cnn as cnn_module
-from tuning_energy import compare as compare_module
-from tuning_energy import dashboard
+from tuning_energy.analysis.target import TargetError
 from tuning_energy.cli import main
-from tuning_energy.compare import compare_summary, write_compare
+from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import load_config
-from tuning_energy.report import analyse, render_report
-from tuning_energy.target import TargetError
+from tuning_energy.report import dashboard
+from tuning_energy.report.report import analyse, render_report
+from tuning_energy.run import compare as compare_module
+from tuning_energy.run.compare import compare_summary, write_compare
 
 TARGET = 0.5
 STRATEGIES = ("random", "bayes")

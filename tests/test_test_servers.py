@@ -107,7 +107,7 @@ def test_a_session_stops_the_server_it_started_and_twice_in_a_row_passes(pg_env,
     url_file = tmp_path / "url"
     source = f"""
         import optuna
-        from tuning_energy.storage import open_storage
+        from tuning_energy.store.storage import open_storage
 
         def test_uses_the_server(pg_url):
             open({str(url_file)!r}, "w").write(pg_url)

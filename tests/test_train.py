@@ -8,10 +8,10 @@ import optuna
 import pytest
 import torch
 
+from tuning_energy.cnn.train import set_deterministic
 from tuning_energy.config import parse_config
 from tuning_energy.errors import ConfigError, StorageError
-from tuning_energy.runner import run_study
-from tuning_energy.train import set_deterministic
+from tuning_energy.run.runner import run_study
 
 from .conftest import tiny_doc
 

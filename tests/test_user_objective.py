@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from tuning_energy.config import load_config, parse_config
 from tuning_energy.errors import ConfigError, StudyAborted
-from tuning_energy.runner import run_study
+from tuning_energy.run.runner import run_study
 from tuning_energy.seeds import trial_seed
 
 #: The energy attrs every trial of the built-in CNN objective carries (objective.py).
@@ -279,8 +279,8 @@ def test_a_missing_module_fails_before_anything_is_stored(tmp_path, storage_url)
 
 def test_workers_run_a_user_function_from_its_config_folder(tmp_path):
     """Spawned workers import the function from the config's folder (not on their path)."""
-    from tuning_energy.pool import run_workers
-    from tuning_energy.workers import WorkerOptions
+    from tuning_energy.run.pool import run_workers
+    from tuning_energy.run.workers import WorkerOptions
 
     url = f"journal:///{tmp_path / 'mine.log'}"
     summary = run_workers(load_config(_study(tmp_path, n_trials=4)), "tpe", 0, url,

@@ -20,19 +20,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy.accounting import CHARGED_PARTS, charged_energy_j, charged_total_j
 from tuning_energy.analysis import trials_table
 from tuning_energy.config import parse_config
 from tuning_energy.energy import MeterChoice
+from tuning_energy.energy.accounting import CHARGED_PARTS, charged_energy_j, charged_total_j
 from tuning_energy.energy.base import Meter
 from tuning_energy.energy.baseline import measure_idle
 from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, shared_method
 from tuning_energy.errors import ConfigError, StorageError
-from tuning_energy.pool import WorkerPool, gpu_assignment
-from tuning_energy.runner import run_study
-from tuning_energy.storage import open_storage
-from tuning_energy.strategies import SkoptSampler, distributions
-from tuning_energy.workers import (
+from tuning_energy.run.pool import WorkerPool, gpu_assignment
+from tuning_energy.run.runner import run_study
+from tuning_energy.run.workers import (
     WORKER_ATTR,
     WorkerContext,
     WorkerOptions,
@@ -40,6 +38,8 @@ from tuning_energy.workers import (
     redact,
     threads_per_worker,
 )
+from tuning_energy.search.strategies import SkoptSampler, distributions
+from tuning_energy.store.storage import open_storage
 
 from .conftest import tiny_doc
 from .energy.fake_pynvml import FakeGpu, make_pynvml
@@ -439,7 +439,7 @@ def test_ledger_gives_a_dead_worker_no_share():
 
 
 def test_partial_energy_is_written_during_the_trial_and_replaced_at_its_end():
-    from tuning_energy.worker_energy import PartialEnergyWriter, TrialWindowMeter
+    from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
 
     meter = TrialWindowMeter(TickMeter())
     study = optuna.create_study()
@@ -639,7 +639,7 @@ def test_a_pool_on_cuda_n_puts_every_worker_on_that_gpu(three_gpus, tmp_path):
 
 
 def test_partial_package_energy_skips_an_unknown_device():
-    from tuning_energy.worker_energy import partial_package_j
+    from tuning_energy.run.worker_energy import partial_package_j
 
     study = optuna.create_study()
     trial = study.ask()
@@ -660,7 +660,7 @@ def test_a_trials_energy_attrs_reach_a_journal_file_in_one_append(tmp_path):
     storage._backend.append_logs = lambda logs: (appends.append(len(logs)), append_logs(logs))
     attrs = {"energy_partial": True, "energy_j": 3.0, "energy_by_device_j": {"cpu0": 3.0},
              "energy_method": "rapl", "duration_s": 1.0}
-    from tuning_energy.storage import set_user_attrs
+    from tuning_energy.store.storage import set_user_attrs
 
     set_user_attrs(trial, attrs)
     assert appends == [len(attrs)]

@@ -25,19 +25,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # name -> module that defines it (None: the name is that module itself)
 _LAZY: dict[str, str | None] = {
     "load_config": ".config",
     "parse_config": ".config",
     "StudyConfig": ".config",
-    "run_study": ".runner",
-    "StudySummary": ".runner",
+    "run_study": ".run.runner",
+    "StudySummary": ".run.runner",
     "analysis": None,
-    "metered": ".metered_objective",
-    "TrialContext": ".trial_context",
-    "export_trials": ".export",
+    "metered": ".objective.plain_optuna",
+    "TrialContext": ".objective.context",
+    "export_trials": ".report.export",
     "build_meter": ".energy",
     "MeterChoice": ".energy",
     "Measurement": ".energy",
@@ -50,13 +50,13 @@ __all__ = [  # a literal list, for type checkers; the same names as _LAZY
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
-    from . import analysis
-    from .config import StudyConfig, load_config, parse_config
-    from .energy import Measurement, MeterChoice, build_meter
-    from .export import export_trials
-    from .metered_objective import metered
-    from .runner import StudySummary, run_study
-    from .trial_context import TrialContext
+    from tuning_energy import analysis
+    from tuning_energy.config import StudyConfig, load_config, parse_config
+    from tuning_energy.energy import Measurement, MeterChoice, build_meter
+    from tuning_energy.objective.context import TrialContext
+    from tuning_energy.objective.plain_optuna import metered
+    from tuning_energy.report.export import export_trials
+    from tuning_energy.run.runner import StudySummary, run_study
 
 
 def __getattr__(name: str) -> Any:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .errors import TuningEnergyError
-from .storage import DEFAULT_STORAGE
+from tuning_energy.errors import TuningEnergyError
+from tuning_energy.store.storage import DEFAULT_STORAGE
 
 
 def _add_storage(p: argparse.ArgumentParser) -> None:
@@ -28,12 +28,12 @@ def _study_config(args: argparse.Namespace):
     --environment applied."""
     import dataclasses
 
-    from .config import load_config
-    from .errors import ConfigError
+    from tuning_energy.config import load_config
+    from tuning_energy.errors import ConfigError
 
     config = _with_env_data_root(_with_env_meter(load_config(args.config)))
     if args.environment is not None:
-        from .hardware import check_label
+        from tuning_energy.energy.hardware import check_label
 
         config = config.with_overrides(environment=check_label(args.environment))
     if args.trials is not None:
@@ -47,7 +47,7 @@ def _study_config(args: argparse.Namespace):
 def cmd_study(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .strategies import check_strategy
+    from tuning_energy.search.strategies import check_strategy
 
     check_strategy(args.strategy)
     config = _study_config(args)
@@ -72,10 +72,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
-    from .pool import run_workers
-    from .runner import run_study
-    from .storage import storage_kind
-    from .workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
+    from tuning_energy.run.pool import run_workers
+    from tuning_energy.run.runner import run_study
+    from tuning_energy.run.workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
+    from tuning_energy.store.storage import storage_kind
 
     check_workers(args.storage, args.workers)
     if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
@@ -94,10 +94,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     import optuna
     import pandas as pd
 
-    from . import analysis as an
-    from .accounting import CHARGED_PARTS, charged_total_j
-    from .storage import open_storage
-    from .summary import FINISHED, best_trial, metric_of, value
+    from tuning_energy import analysis as an
+    from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
+    from tuning_energy.run.summary import FINISHED, best_trial, metric_of, value
+    from tuning_energy.store.storage import open_storage
 
     storage = open_storage(args.storage, create=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -145,7 +145,7 @@ def _with_env_meter(config):
     import dataclasses
     import os
 
-    from .energy import config_from_env
+    from tuning_energy.energy import config_from_env
 
     return dataclasses.replace(config, meter=config_from_env(config.meter, os.environ))
 
@@ -155,7 +155,7 @@ def _with_env_data_root(config):
     import dataclasses
     import os
 
-    from .data import default_root
+    from tuning_energy.cnn.data import default_root
 
     if config.data.root is not None or config.data.dataset == "digits":  # bundled: no files
         return config
@@ -167,9 +167,9 @@ def cmd_meters(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
-    from .config import MeterConfig, load_config
-    from .energy import config_from_env
-    from .energy.report import run_report
+    from tuning_energy.config import MeterConfig, load_config
+    from tuning_energy.energy import config_from_env
+    from tuning_energy.energy.meters_report import run_report
 
     meter = load_config(args.config).meter if args.config else MeterConfig()
     meter = config_from_env(meter, os.environ)  # TUNING_ENERGY_POWERCAP_ROOT, read once here
@@ -182,7 +182,7 @@ def cmd_meters(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .dashboard import serve
+    from tuning_energy.report.dashboard import serve
 
     serve(args.storage, port=args.port, artifact_dir=args.artifact_dir)
     return 0
@@ -190,12 +190,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every strategy x seed of one config into one store (resumes what is there)."""
-    from .compare import run_comparison
+    from tuning_energy.run.compare import run_comparison
 
     config = _study_config(args)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] \
         if args.strategies else None
-    from .compare import studies_lines
+    from tuning_energy.run.compare import studies_lines
 
     summaries = run_comparison(config, args.seeds, strategies, args.storage,
                                progress=not args.no_progress, workers=args.workers)
@@ -205,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
               "to resume")
         return 130
-    from .compare import write_compare
+    from tuning_energy.run.compare import write_compare
 
     if len({s.study_name.rsplit("-s", 1)[0] for s in summaries}) < 2:
         print("one strategy: no comparison to write (figures and report: tuning-energy figures)")
@@ -221,7 +221,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """Figures (PNG + PDF) and report.md from the store; no training."""
-    from .report import write_figures
+    from tuning_energy.report.report import write_figures
 
     stores = args.storage or [DEFAULT_STORAGE]
     dirs = list(dict.fromkeys(default_figures_dir(s) for s in stores))  # figures/a+b
@@ -235,7 +235,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The trials table (one row per finished trial) as CSV or Parquet."""
-    from .export import export_trials
+    from tuning_energy.report.export import export_trials
 
     trials = export_trials(args.storage, args.out, args.format, args.studies)
     print(f"wrote {len(trials)} trials of {trials['study'].nunique()} studies to {args.out}")
@@ -246,7 +246,7 @@ def default_figures_dir(storage_url: str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
     `make paper`'s)."""
-    from .storage import journal_path, sqlite_path, storage_kind
+    from tuning_energy.store.storage import journal_path, sqlite_path, storage_kind
 
     kind = storage_kind(storage_url)
     path = sqlite_path(storage_url) if kind == "sqlite" else \
@@ -267,8 +267,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import PRUNERS
-    from .strategies import STRATEGIES
+    from tuning_energy.config import PRUNERS
+    from tuning_energy.search.strategies import STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog="tuning-energy",

@@ -22,7 +22,7 @@ from tuning_energy.energy.carbon import WORLD_G_PER_KWH, co2_g, resolve_carbon
 from tuning_energy.energy.nvml import NvmlMeter
 from tuning_energy.energy.rapl import RaplMeter
 from tuning_energy.errors import ConfigError
-from tuning_energy.runner import run_study
+from tuning_energy.run.runner import run_study
 
 
 def test_co2_arithmetic():

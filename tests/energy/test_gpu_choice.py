@@ -149,7 +149,7 @@ def test_resolve_device_takes_cuda_n_and_refuses_a_gpu_torch_does_not_see(monkey
     import torch
 
     from tuning_energy.errors import StudyAborted
-    from tuning_energy.runner import resolve_device
+    from tuning_energy.run.runner import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(StudyAborted, match=r"train.device = 'cuda:1': no CUDA GPU is visible"):

@@ -14,12 +14,12 @@ import pytest
 from fake_powercap import FakePowercap, intel_two_sockets
 from fake_pynvml import FakeGpu, make_pynvml
 
-from tuning_energy import cnn
+from tuning_energy.cnn import function as cnn
 from tuning_energy.config import MeterConfig
 from tuning_energy.energy import CompositeMeter
 from tuning_energy.energy.nvml import NvmlMeter
 from tuning_energy.energy.rapl import RaplMeter
-from tuning_energy.runner import run_study
+from tuning_energy.run.runner import run_study
 
 
 def nvml_meter(n: int = 2, counter: bool = True) -> tuple[NvmlMeter, object]:

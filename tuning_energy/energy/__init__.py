@@ -25,15 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import METER_KINDS
-from ..errors import MeterUnavailable
-from .base import Measurement, Meter, Window
-from .composite import CompositeMeter
-from .estimate import EstimateMeter
-from .rapl import DEFAULT_POWERCAP_ROOT
+from tuning_energy.config import METER_KINDS
+from tuning_energy.energy.base import Measurement, Meter, Window
+from tuning_energy.energy.composite import CompositeMeter
+from tuning_energy.energy.estimate import EstimateMeter
+from tuning_energy.energy.rapl import DEFAULT_POWERCAP_ROOT
+from tuning_energy.errors import MeterUnavailable
 
 if TYPE_CHECKING:
-    from ..config import MeterConfig  # noqa: F401
+    from tuning_energy.config import MeterConfig  # noqa: F401
 
 __all__ = ["Measurement", "Meter", "Window", "EstimateMeter", "CompositeMeter", "MeterChoice",
            "build_meter", "config_from_env", "POWERCAP_ENV"]
@@ -89,15 +89,15 @@ def config_from_env(config: MeterConfig, environ: Mapping[str, str]) -> MeterCon
 
 
 def make_rapl(config: MeterConfig) -> Meter:
-    from .rapl import RaplMeter
+    from tuning_energy.energy.rapl import RaplMeter
 
     return RaplMeter(config.powercap_root or DEFAULT_POWERCAP_ROOT)
 
 
 def make_nvml(config: MeterConfig, gpus: tuple[int, ...] | None = None) -> Meter:
     """An NVML meter of CUDA devices `gpus` (None: `meter.gpus`, else every visible GPU)."""
-    from . import gpus as cuda_gpus
-    from .nvml import NvmlMeter
+    from tuning_energy.energy import gpus as cuda_gpus
+    from tuning_energy.energy.nvml import NvmlMeter
 
     # looked up here, not bound at import, so that tests can stand in for torch's view
     return NvmlMeter(gpus if gpus is not None else config.gpus,

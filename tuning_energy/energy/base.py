@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import TuningEnergyError
+from tuning_energy.errors import TuningEnergyError
 
 _window_ids = itertools.count()
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .base import Measurement, Meter
-from .carbon import Carbon
+from tuning_energy.energy.base import Measurement, Meter
+from tuning_energy.energy.carbon import Carbon
 
 
 def measure_idle(meter: Meter, seconds: float) -> float | None:

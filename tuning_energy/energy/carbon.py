@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from tuning_energy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import MeterConfig
+    from tuning_energy.config import MeterConfig
 
 SOURCE = "Ember 2024 yearly electricity data via Our World in Data, year 2023"
 YEAR = 2023

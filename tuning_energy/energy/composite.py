@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Meter
+from tuning_energy.energy.base import Meter
 
 
 class CompositeMeter(Meter):

@@ -17,9 +17,9 @@ import logging
 import warnings
 from typing import Any
 
-from ..errors import ConfigError, MeterUnavailable
-from .base import Measurement, Meter, Window
-from .estimate import EstimateMeter
+from tuning_energy.energy.base import Measurement, Meter, Window
+from tuning_energy.energy.estimate import EstimateMeter
+from tuning_energy.errors import ConfigError, MeterUnavailable
 
 CROSS_CHECKS = ("codecarbon",)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..hardware import usable_cores
-from .base import Meter
+from tuning_energy.energy.base import Meter
+from tuning_energy.energy.hardware import usable_cores
 
 DEFAULT_WATTS_PER_CORE_W = 6.0
 

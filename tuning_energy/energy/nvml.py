@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..errors import MeterUnavailable
-from .base import Meter
-from .gpus import VisibleGpu, torch_cuda_uuids, visible_gpus
+from tuning_energy.energy.base import Meter
+from tuning_energy.energy.gpus import VisibleGpu, torch_cuda_uuids, visible_gpus
+from tuning_energy.errors import MeterUnavailable
 
 COUNTER = "nvml-counter"
 SAMPLING = "nvml-power-sampling"

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MeterUnavailable
-from .base import Meter
+from tuning_energy.energy.base import Meter
+from tuning_energy.errors import MeterUnavailable
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 #: An upper bound on one zone's power, used only to pick the polling period.

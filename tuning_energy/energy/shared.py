@@ -46,8 +46,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..liveness import process_cpu_s
-from .base import Meter, Window
+from tuning_energy.energy.base import Meter, Window
+from tuning_energy.liveness import process_cpu_s
 
 SUFFIX = "-shared-cputime"
 #: A worker's cumulative joules per package device, and the ledger's faults (device ->

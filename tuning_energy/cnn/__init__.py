@@ -1,0 +1,1 @@
+"""The built-in objective: the paper's CNN family, its training loop, and its datasets."""

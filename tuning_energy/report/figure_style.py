@@ -1,0 +1,69 @@
+"""What every figure shares: a colour and line style per strategy, and the footnote that
+names the energy method (and says ESTIMATE when it is one)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are written to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from tuning_energy.energy.methods import MethodLabel  # noqa: E402
+
+COLORS = {"grid": "#1b9e77", "random": "#d95f02", "bayes": "#7570b3"}
+_EXTRA = plt.get_cmap("tab10").colors
+
+
+def strategy_color(name: str, order: list[str] | None = None) -> str:
+    """A strategy's colour; a pruned variant (`tpe+asha`) takes a darker shade of its
+    strategy's colour (and dashed or dotted lines: PRUNER_LINESTYLES)."""
+    import zlib
+
+    base = str(name).split("+")[0]
+    if base in COLORS:
+        color = COLORS[base]
+    else:
+        bases = list(dict.fromkeys(str(o).split("+")[0] for o in order or []))
+        i = bases.index(base) if base in bases else zlib.crc32(base.encode())  # stable
+        color = matplotlib.colors.to_hex(_EXTRA[(i + 3) % len(_EXTRA)])
+    if "+" in str(name):  # darker, so that it shows where it runs over its strategy's line
+        r, g, b = matplotlib.colors.to_rgb(color)
+        color = matplotlib.colors.to_hex((r * 0.6, g * 0.6, b * 0.6))
+    return color
+
+
+#: Pruned variants (`tpe+asha`) are drawn in their strategy's colour with these lines.
+PRUNER_LINESTYLES = {"median": ":", "asha": "--", "hyperband": "-."}
+
+
+def strategy_linestyle(name: str) -> str:
+    return PRUNER_LINESTYLES.get(str(name).partition("+")[2], "-")
+
+
+def method_note(methods: MethodLabel) -> str:
+    """'energy method: rapl', 'energy: an ESTIMATE (estimate-cpu-tdp), modelled, not
+    measured' or 'energy: nvml-counter+estimate-cpu-tdp, partly an ESTIMATE: cpu0 from ...'."""
+    if not methods.methods:
+        return "energy method: not recorded"
+    text = ", ".join(methods.methods)
+    if methods.fully_estimated:
+        return f"energy: {methods.text()}"
+    if methods.any_estimate:
+        return f"energy: {text}, {methods.text()}"
+    return f"energy method: {text}"
+
+
+def finish(fig: Figure, methods: MethodLabel, extra: str = "") -> Figure:
+    note = method_note(methods) + (f"   |   {extra}" if extra else "")
+    color = "#b00000" if methods.any_estimate else "#444444"
+    fig.text(0.01, 0.01, note, fontsize=8, color=color, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def strategy_order(df: pd.DataFrame) -> list[str]:
+    order = [s for s in ("grid", "random", "bayes") if s in set(df["strategy"])]
+    return order + sorted(set(df["strategy"].dropna()) - set(order))

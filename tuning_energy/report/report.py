@@ -1,0 +1,216 @@
+"""Figures and `report.md` from a store: one section per comparison (studies run from the
+same config), an RQ2 section where the depth of the layers was varied.
+
+`render_report` builds the markdown from DataFrames (no I/O); `write_figures` is what the
+CLI calls: it reads the store, saves every figure as PNG and PDF and writes report.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tuning_energy import analysis as an
+from tuning_energy.analysis import environments, selection
+from tuning_energy.errors import TuningEnergyError
+from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare.py and tests import them here
+    SIGNIFICANCE,
+    Comparison,
+    analyse,
+    make_figures,
+    prediction_lines,
+    rq1_findings,
+    rq2_findings,
+)
+from tuning_energy.report.markdown import md_table
+from tuning_energy.store.storage import redact
+
+# ---------------------------------------------------------------- the report
+
+
+def method_line(trials: pd.DataFrame) -> str:
+    """'- Energy method(s): ...', saying ESTIMATE and naming the estimated devices when any
+    part of a method is an estimate (energy.methods)."""
+    lab = an.method_label(trials)
+    line = f"- Energy method(s): {', '.join(lab.methods) or 'not recorded'}"
+    if lab.any_estimate:
+        line += (f" — {lab.text()}: compare strategies with it, do not quote its joules as "
+                 f"measured.")
+    return line
+
+
+def mixed_lines(trials: pd.DataFrame) -> list[str]:
+    """A MIXED line for each study whose trials ran on several machines (`hardware_id`) or
+    were metered by several methods: its energy figures pool them (a resume elsewhere)."""
+    out = []
+    for study, g in trials.groupby("study", sort=True):
+        for col, what in (("hardware_id", "ran on {n} machines"),
+                          ("energy_method", "were metered by {n} methods")):
+            if col not in g.columns:
+                continue
+            values = sorted(g[col].dropna().astype(str).unique())
+            if len(values) > 1:
+                out.append(f"- **MIXED**: `{study}`'s trials {what.format(n=len(values))} "
+                           f"({'; '.join(values)}); its energy figures pool them.")
+    return out
+
+
+def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
+    lines = ["## Setup", "", *mixed_lines(trials)]
+    if info.empty:
+        return lines + [method_line(trials),
+                        "- No study metadata (the table did not come from a store)."]
+    first = info.iloc[0]
+    hw = first["hardware"] or {}
+    if isinstance(hw, dict):
+        lines.append("- Hardware: " + ", ".join(f"{k} {v}" for k, v in hw.items()))
+    meter = first["meter"]
+    lines.append(method_line(trials))
+    if meter:
+        lines.append(f"- Meter: `{json.dumps(meter, sort_keys=True, default=str)}`")
+    lines.append(f"- Software: tuning-energy {first['tuning_energy_version']}, torch "
+                 f"{first['torch_version']} with {first['torch_threads']} thread(s)")
+    for comp, g in info.groupby("comparison", sort=True):
+        cfg = g.iloc[0]["config"] or {}
+        data, train = cfg.get("data", {}), cfg.get("train", {})
+        space = ", ".join(p["name"] for p in cfg.get("search_space", []))
+        fixed = ", ".join(f"{k}={v}" for k, v in (cfg.get("fixed") or {}).items())
+        objective = cfg.get("objective") or {}
+        # the built-in CNN objective trains on [data] with [train]; a user's function does
+        # its own work: its name and metric say what was searched
+        what = f"dataset {data.get('dataset')}, {train.get('epochs')} epochs, batch " \
+            f"{train.get('batch_size')}" if not objective.get("function") and data else \
+            f"objective `{objective.get('function') or 'an Optuna objective (metered)'}`, " \
+            f"{objective.get('metric', 'value')} ({objective.get('direction', 'maximize')}d)"
+        lines.append(
+            f"- Comparison `{comp}`: {what}, {cfg.get('budget', {}).get('n_trials', '?')}"
+            f" trials per study; searched: {space or '-'}; fixed: {fixed or '-'}; strategies "
+            f"{', '.join(sorted(g['strategy'].astype(str).unique()))}; seeds "
+            f"{', '.join(str(s) for s in sorted(g['seed'].dropna().unique()))}")
+    return lines
+
+
+SUMMARY_COLUMNS = {
+    "strategy": "strategy", "n_seeds": "seeds", "reached_share": "reached share",
+    "median_energy_to_target_j": "median energy to target (J)", "ci_low_j": "CI low (J)",
+    "ci_high_j": "CI high (J)", "median_trials_to_target": "median trials to target",
+    "median_total_energy_j": "median search energy per seed (J)",
+    "total_energy_j": "search energy, all seeds (J)",
+    "best_accuracy": "best accuracy",
+}
+TEST_COLUMNS = {"test": "test", "group_a": "a", "group_b": "b", "n_a": "n a", "n_b": "n b",
+                "statistic": "statistic", "p_value": "p", "p_holm": "p (Holm)", "a12": "A12",
+                "a12_magnitude": "effect"}
+ANOVA_COLUMNS = {"factor": "factor", "levels": "levels", "df": "df", "sum_sq": "sum sq (J²)",
+                 "F": "F", "p_value": "p", "eta_sq": "eta² here",
+                 "paper_eta_sq_fashion_mnist": "eta² paper FMNIST",
+                 "paper_eta_sq_cifar10": "eta² paper CIFAR-10"}
+LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
+                 "median_energy_j": "median energy per trial (J)",
+                 "mean_energy_per_epoch_j": "mean energy per epoch (J)",
+                 "median_accuracy": "median accuracy"}
+
+
+def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
+                  storage_url: str | Sequence[str], image_ext: str = "png",
+                  extra: Sequence[str] = ()) -> str:
+    """`extra`: lines of further sections (Environments), before the methods note."""
+    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    lines = ["# tuning-energy report", "",
+             f"Generated from {', '.join(f'`{redact(u)}`' for u in urls)} by `tuning-energy "
+             "figures`; every number below is computed from "
+             f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
+             "energy of a search (each trial's training energy + the strategy's energy "
+             "proposing it + its storage round trips, as recorded) up to and including its "
+             "first trial at or past the target (at or above a target accuracy, at or below a "
+             "minimised metric's target); a search's energy is its charged "
+             "energy too (training-only figures say \"training\"). A seed that never reaches "
+             "the target counts as infinitely expensive in the medians, bootstrap intervals "
+             "(10,000 resamples, fixed seed) and tests.", ""]
+    lines += _setup(info, trials)
+    if unmeasured := an.unmeasured_text(trials):
+        lines += ["", unmeasured]
+    for c in comparisons:
+        n_fail = int((c.trials.get("state") == "FAIL").sum()) if "state" in c.trials else 0
+        lines += ["", f"## Comparison `{c.name}`", "",
+                  f"{c.goal.sentence()} {len(c.trials)} finished "
+                  f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
+                  f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
+                  "### Per strategy, across seeds", "",
+                  md_table(c.summary, {**SUMMARY_COLUMNS,
+                                       "best_accuracy": f"best {c.goal.metric}"}), ""]
+        lines += selection.report_lines(c.trials, info, md_table)
+        if len(c.summary) > 1:
+            lines += ["### Tests", "",
+                      "Energy to target per seed; never-reached = infinite. A12 is the "
+                      "probability that a seed of *a* needs more energy than one of *b* "
+                      "(0.5 = no difference).", "", md_table(c.tests, TEST_COLUMNS), ""]
+        lines += ["### What the data shows", ""]
+        lines += [f"- {s}" for s in rq1_findings(c)]
+        if c.anova is not None:
+            lines += ["", "### RQ2: which layers the energy goes to", "",
+                      "ANOVA of energy per trial (completed trials) on C(n_conv) + C(n_linear) "
+                      "+ C(relu), type II sums of squares; eta² = factor sum of squares / "
+                      "total sum of squares, next to Yarally et al.'s values.", "",
+                      md_table(c.anova, ANOVA_COLUMNS), "", md_table(c.by_level, LEVEL_COLUMNS),
+                      ""]
+            lines += [f"- {s}" for s in rq2_findings(c)]
+        if c.prediction is not None:
+            lines += ["", "### Energy predicted before training", ""]
+            lines += prediction_lines(c.prediction, c.trials)
+        if "flops" in c.figures:
+            lines += ["", f"FLOPs: {c.figures['flops'].axes[0].get_title().splitlines()[-1]} "
+                          "between forward FLOPs per sample and energy per epoch."]
+        lines += ["", "### Figures", ""]
+        for stem in c.figures:
+            lines.append(f"![{c.name} {stem}]({c.name}-{stem}.{image_ext})")
+    lines += ["", *extra] if extra else []
+    lines += ["", "_Methods: Kruskal-Wallis H and two-sided Mann-Whitney U (scipy), Holm "
+                  "correction (statsmodels), Vargha-Delaney A12 (negligible < 0.56, small < "
+                  "0.64, medium < 0.71, large otherwise, on max(A12, 1 - A12)); ANOVA with "
+                  "statsmodels OLS._", ""]
+    return "\n".join(lines)
+
+
+def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
+                  target: float | None = None, target_fraction: float | None = None,
+                  studies: str | None = None, out=None) -> list[Path]:
+    """Read the store(s), write `<comparison>-<figure>.png/.pdf` and report.md into out_dir.
+    Several stores: one analysis, with an Environments section (environments.py).
+
+    Each comparison's target: its config's target_accuracy, unless `target` or
+    `target_fraction` overrides it (target.py)."""
+    import matplotlib.pyplot as plt
+
+    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    trials, info = environments.read_stores(urls, studies)
+    if trials.empty:
+        raise TuningEnergyError(
+            f"--storage = {', '.join(repr(redact(u)) for u in urls)}"
+            + (f", --studies = {studies!r}" if studies else "")
+            + ": no finished trials to analyse; run `tuning-energy compare` first")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    comparisons = []
+    for name, t in trials.groupby("comparison", sort=True):
+        c = analyse(an.tidy(t), str(name), target, target_fraction)
+        for stem, fig in make_figures(c).items():
+            for ext in ("png", "pdf"):
+                path = out_dir / f"{name}-{stem}.{ext}"
+                fig.savefig(path, dpi=130 if ext == "png" else None,
+                            metadata={"CreationDate": None} if ext == "pdf" else None)
+                written.append(path)
+        comparisons.append(c)
+    report = out_dir / "report.md"
+    report.write_text(render_report(
+        comparisons, info, trials, storage_url, extra=environments.report_lines(
+            trials, info, md_table, target, target_fraction)))
+    for c in comparisons:
+        for fig in c.figures.values():
+            plt.close(fig)
+    written.append(report)
+    return written

@@ -1,0 +1,417 @@
+"""Our samplers, ordinary Optuna samplers that work in any study:
+
+    from tuning_energy.search.samplers import SkoptSampler
+    study = optuna.create_study(direction="maximize", sampler=SkoptSampler(seed=0))
+
+- `SkoptSampler`: scikit-optimize's Gaussian-process `Optimizer` (the `bayes` strategy;
+  `cost_attr="energy_j"` gives `bayes-eips`).
+- `ResumableRandomSampler`, `ResumableTPESampler`, `ResumableGPSampler`: Optuna's, reseeded
+  from (seed, trial number) before each trial, so that a resumed study continues with new
+  points and stays reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
+from optuna.samplers._lazy_random_state import LazyRandomState
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import FrozenTrial, TrialState
+
+from tuning_energy.config import parse_bayes
+from tuning_energy.errors import ConfigError
+from tuning_energy.seeds import sampler_seed
+
+# ---------------------------------------------------------------- per-trial seeding
+
+
+derive_seed = sampler_seed  # a per-trial seed: the same (seed, trial), the same point
+
+
+def _reseed(sampler: BaseSampler, seed: int) -> None:
+    """Reseed every random state of a sampler and of the samplers it holds."""
+    for i, value in enumerate(vars(sampler).values()):
+        if isinstance(value, LazyRandomState):
+            value.rng.seed((seed + 7_919 * i) % 2**32)
+        elif isinstance(value, BaseSampler):
+            _reseed(value, (seed + 104_729 * (i + 1)) % 2**32)
+
+
+class _PerTrialSeeded:
+    """Mixin: reseed the sampler from (seed, trial number) before each trial.
+
+    A seeded Optuna sampler replays its random stream from the start in a new process, so a
+    resumed study would rerun the points it already ran (the random sampler, and the random
+    start-up trials of TPE and GP). Seeding per trial number makes a resumed or shared
+    study continue with new points and stay reproducible.
+    """
+
+    _base_seed: int | None = None
+
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        if self._base_seed is not None:
+            _reseed(self, derive_seed(self._base_seed, trial.number))  # type: ignore[arg-type]
+        super().before_trial(study, trial)  # type: ignore[misc]
+
+
+class ResumableRandomSampler(_PerTrialSeeded, RandomSampler):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self._base_seed = seed
+
+
+class ResumableTPESampler(_PerTrialSeeded, TPESampler):
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+
+class ResumableGPSampler(_PerTrialSeeded, GPSampler):
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = seed
+
+
+# ---------------------------------------------------------------- what the GP is told
+
+
+def observed_value(trial: FrozenTrial) -> float | None:
+    """The value a finished trial tells the GP, or None.
+
+    COMPLETE: its value. PRUNED: its last reported intermediate value (the one at its largest
+    step), which is what Optuna stores as a pruned trial's value and what CmaEsSampler
+    (consider_pruned_trials) and TPESampler (ranking pruned trials) read. A pruned trial that
+    reported nothing, or a value that is not finite, is not told.
+    """
+    if trial.state == TrialState.COMPLETE:
+        value = trial.value
+    elif trial.state == TrialState.PRUNED and trial.intermediate_values:
+        value = max(trial.intermediate_values.items())[1]
+    else:
+        return None
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _step_count(dist: FloatDistribution | IntDistribution) -> int | None:
+    """Number of steps of a stepped distribution (None without a step)."""
+    if dist.step is None or (isinstance(dist, IntDistribution) and dist.step == 1):
+        return None
+    return int(round((dist.high - dist.low) / dist.step))
+
+
+def skopt_dimension(name: str, dist: BaseDistribution):
+    """The scikit-optimize dimension of an Optuna distribution (more than one value).
+
+    Categorical choices and stepped values become indices (any choice type, exact steps).
+    """
+    from skopt.space import Categorical, Integer, Real
+
+    if isinstance(dist, CategoricalDistribution):
+        return Categorical(list(range(len(dist.choices))), name=name)
+    if not isinstance(dist, FloatDistribution | IntDistribution):
+        raise TypeError(f"SkoptSampler: unsupported distribution {dist!r} of {name!r}")
+    steps = _step_count(dist)
+    if steps is not None:
+        return Integer(0, steps, name=name)
+    prior = "log-uniform" if dist.log else "uniform"
+    if isinstance(dist, IntDistribution):
+        return Integer(dist.low, dist.high, prior=prior, name=name)
+    return Real(dist.low, dist.high, prior=prior, name=name)
+
+
+def _encode(params: dict[str, Any], space: dict[str, BaseDistribution]) -> list[Any] | None:
+    """A trial's parameters as a skopt point; None when one is missing or out of the space."""
+    row: list[Any] = []
+    for name, dist in space.items():
+        if name not in params:
+            return None
+        try:
+            internal = dist.to_internal_repr(params[name])
+        except ValueError:
+            return None
+        if not dist._contains(internal):
+            return None
+        if isinstance(dist, CategoricalDistribution):
+            row.append(int(internal))
+        elif (steps := _step_count(dist)) is not None:
+            row.append(min(steps, max(0, int(round((internal - dist.low) / dist.step)))))
+        elif isinstance(dist, IntDistribution):
+            row.append(int(internal))
+        else:
+            row.append(float(internal))
+    return row
+
+
+def _decode(point: list[Any], space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for (name, dist), value in zip(space.items(), point, strict=True):
+        if isinstance(dist, CategoricalDistribution):
+            out[name] = dist.choices[int(value)]
+            continue
+        if (steps := _step_count(dist)) is not None:
+            value = dist.low + min(steps, int(value)) * dist.step
+        value = min(max(value, dist.low), dist.high)
+        out[name] = int(value) if isinstance(dist, IntDistribution) else float(value)
+    return out
+
+
+def fitted_hyperparameters(gp) -> tuple[Any, float | None]:
+    """(kernel, noise level) that scikit-optimize's GP fitted, to refit it with them fixed.
+
+    skopt's GaussianProcessRegressor.fit (noise="gaussian") fits `kernel + WhiteKernel`, then
+    keeps the fitted noise level in `noise_` and zeroes the WhiteKernel in `kernel_` (for
+    noise-free predictions). `kernel_` alone is therefore a noise-free GP: the noise must
+    come from `noise_`. Passing both back as `kernel=..., noise=..., optimizer=None` rebuilds
+    the same GP (skopt adds a fixed WhiteKernel of that level).
+    """
+    from sklearn.gaussian_process.kernels import Sum, WhiteKernel
+
+    kernel, noise = gp.kernel_, getattr(gp, "noise_", None)
+    if noise is not None:
+        if not (isinstance(kernel, Sum) and isinstance(kernel.k2, WhiteKernel)):
+            raise TypeError(f"SkoptSampler: unexpected noisy GP kernel {kernel!r}")
+        kernel = kernel.k1
+    return kernel, noise
+
+
+# ---------------------------------------------------------------- SkoptSampler
+
+
+class SkoptSampler(BaseSampler):
+    """scikit-optimize's Gaussian-process `Optimizer` as an Optuna sampler.
+
+    SkoptSampler(seed=None, *, search_space=None, cost_attr=None, **options)
+
+    options: the `[strategy.bayes]` keys (acq_func, n_initial_points, acq_optimizer,
+    n_points, n_restarts_optimizer, gp_n_restarts_optimizer, gp_refit_every, xi, kappa).
+    search_space: the distributions to model; without it the space is inferred from the
+    study as Optuna's own relative samplers do (the intersection of the finished trials'
+    distributions, single-valued ones left out); other parameters are sampled at random.
+    cost_attr: a user attr holding each trial's cost (e.g. "energy_j"): the acquisition
+    becomes expected improvement per unit of cost (skopt's EIps, a second GP on log cost).
+
+    At each proposal the GP is rebuilt from the study's finished trials (the study is the
+    single source of truth), so a resumed or shared study continues where it stopped. Told
+    to the GP: COMPLETE trials with their value, PRUNED trials with their last reported
+    value (`observed_value`). Until `n_initial_points` trials are told, points are random.
+    Values are maximised or minimised as the study says (skopt minimises: we negate).
+
+    Constant liar: trials RUNNING in other workers (their parameters already in the store)
+    are told with the worst finished value, which pushes the acquisition away from them; a
+    single process never has such trials. The kernel fit below never sees these rows.
+    """
+
+    def __init__(self, seed: int | None = None, *,
+                 search_space: dict[str, BaseDistribution] | None = None,
+                 cost_attr: str | None = None, **options: Any) -> None:
+        self._options = parse_bayes(options, path="SkoptSampler")
+        self._seed = seed
+        self._given_space = dict(search_space) if search_space is not None else None
+        self._intersection = IntersectionSearchSpace(include_pruned=True)
+        # Cost-aware acquisition (EIps): skopt models log(cost) with a second GP and divides
+        # the improvement by it. skopt calls the cost "time"; we give it energy.
+        self._cost_attr = cost_attr
+        if cost_attr is not None:
+            self._options = dataclasses.replace(self._options, acq_func="EIps")
+        self._random = ResumableRandomSampler(seed=seed)
+        self._template: tuple[Any, ...] | None = None  # (space, dims, cooked GP, Optimizer)
+        self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
+
+    @property
+    def options(self):
+        """The BayesConfig in use (acq_func EIps when a cost_attr is given)."""
+        return self._options
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        self._random.before_trial(study, trial)
+
+    @staticmethod
+    def _refuse_multi_objective(study) -> None:
+        if study._is_multi_objective():
+            raise ConfigError(
+                f"SkoptSampler (strategy 'bayes') is single-objective and this study has "
+                f"{len(study.directions)} objectives; use strategy 'mo' (or Optuna's "
+                f"TPESampler) for a multi-objective study")
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        self._refuse_multi_objective(study)
+        space = self._given_space
+        if space is None:
+            space = self._intersection.calculate(study, use_cache=True)
+        return {n: d for n, d in space.items() if not d.single()}
+
+    def _observations(self, study, space, exclude: int | None):
+        """(xs, ys) of the finished trials in trial order, and the running trials' points."""
+        sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        xs, ys, running = [], [], []
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for t in study._get_trials(deepcopy=False, states=states, use_cache=True):
+            row = None if t.number == exclude else _encode(t.params, space)
+            if row is None:
+                continue
+            if t.state == TrialState.RUNNING:
+                running.append(row)  # in another worker (ours has no parameters yet)
+                continue
+            value = observed_value(t)
+            if value is None:
+                continue
+            if self._cost_attr is None:
+                xs.append(row)
+                ys.append(sign * value)
+            elif (cost := self._cost(t)) is not None:
+                xs.append(row)
+                ys.append([sign * value, cost])
+        return xs, ys, running
+
+    def _cost(self, trial: FrozenTrial) -> float | None:
+        """The cost of running the trial's point. Unmeasured cost is never taken as free.
+
+        A pruned trial spent only part of it: with cost_attr "energy_j" its cost is the
+        energy spent plus the objective's estimate of what the remaining epochs would have
+        spent (`energy_saved_j`); without that estimate it is not told to the EIps GP (the
+        cost GP would learn that pruned points are cheap).
+        """
+        cost = trial.user_attrs.get(self._cost_attr)
+        if trial.state == TrialState.PRUNED:
+            saved = trial.user_attrs.get("energy_saved_j") if self._cost_attr == "energy_j" \
+                else None
+            cost = None if cost is None or saved is None else cost + saved
+        return float(cost) if cost is not None and cost > 0 else None
+
+    def optimizer(self, study: optuna.Study, trial_number: int = 0,
+                  search_space: dict[str, BaseDistribution] | None = None) -> Any:
+        """A fitted skopt Optimizer over the study's finished trials (None while too few).
+
+        search_space: as sample_relative gets it (default: what this sampler infers)."""
+        if search_space is None:
+            search_space = self.infer_relative_search_space(study, None)
+        if not search_space:
+            return None
+        xs, ys, running = self._observations(study, search_space, exclude=trial_number)
+        if not xs or len(xs) < self._options.n_initial_points:
+            return None
+        kernel = self._kernel(search_space, xs, ys)  # finished trials only
+        if running:  # constant liar: the worst value so far (skopt minimises)
+            if self._cost_attr is None:
+                lie: Any = max(ys)
+            else:  # EIps: the worst value at the median cost
+                lie = [max(y[0] for y in ys), float(np.median([y[1] for y in ys]))]
+            xs, ys = xs + running, ys + [lie] * len(running)
+        seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
+        opt = self._skopt_optimizer(search_space, seed, kernel)
+        with warnings.catch_warnings():
+            # "The objective has been evaluated at point ... before": harmless for a GP.
+            warnings.simplefilter("ignore", UserWarning)
+            opt.tell(xs, ys)
+        return opt
+
+    def _skopt_optimizer(self, space: dict[str, BaseDistribution], seed: int | None,
+                         kernel: tuple[Any, float | None] | None = None):
+        """An empty skopt Optimizer seeded with `seed`, as
+        `Optimizer(dims, base_estimator=cook_estimator("GP", ...), random_state=seed, ...)`
+        would build it, without building it: constructing one normalises the space and cooks
+        the GP again (~30 ms of scipy distribution objects, half of a proposal between kernel
+        refits). The template is built once per search space; each proposal gets a shallow
+        copy with its own seed, its own GP and empty state (tests check the proposals are
+        the same). kernel: (kernel, noise level) fitted earlier, kept fixed (no L-BFGS)."""
+        from sklearn.base import clone
+        from sklearn.utils import check_random_state
+
+        key = tuple(space.items())
+        if self._template is None or self._template[0] != key:
+            from skopt import Optimizer
+            from skopt.utils import cook_estimator
+
+            from tuning_energy.search.skopt_gp import fast_gp
+
+            o = self._options
+            dims = [skopt_dimension(n, d) for n, d in space.items()]
+            # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours.
+            gp = fast_gp(cook_estimator("GP", space=dims, random_state=None,
+                                        n_restarts_optimizer=o.gp_n_restarts_optimizer))
+            self._template = (key, dims, gp, Optimizer(
+                dims, base_estimator=clone(gp), acq_func=o.acq_func, n_initial_points=0,
+                acq_optimizer=o.acq_optimizer, random_state=0,
+                acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
+                acq_optimizer_kwargs={"n_points": o.n_points,
+                                      "n_restarts_optimizer": o.n_restarts_optimizer}))
+        _, _, gp_template, empty = self._template
+        gp = clone(gp_template).set_params(random_state=seed)
+        if kernel is not None:
+            gp.set_params(kernel=kernel[0], noise=kernel[1], optimizer=None)
+        opt = copy.copy(empty)
+        if "ps" in opt.acq_func:  # EIps / PIps: skopt fits (objective, log cost) jointly
+            from sklearn.multioutput import MultiOutputRegressor
+
+            opt.base_estimator_ = MultiOutputRegressor(gp)
+        else:
+            opt.base_estimator_ = gp
+        opt.rng = check_random_state(seed)  # what Optimizer(random_state=seed) starts from
+        opt.Xi, opt.yi, opt.models, opt.cache_ = [], [], [], {}
+        opt._n_initial_points = opt.n_initial_points_
+        if hasattr(empty, "gains_"):  # gp_hedge updates it in place
+            opt.gains_ = empty.gains_.copy()
+        return opt
+
+    def _kernel(self, space, xs: list, ys: list) -> tuple[Any, float | None] | None:
+        """GP kernel and noise level fitted on the first m = k * floor(n / k) finished trials
+        (at most the last `gp_fit_max_points` of them).
+
+        The L-BFGS fit of the kernel is most of a proposal's cost (~60 likelihood
+        evaluations, each O(m^3)); refitting every k trials keeps the GP's behaviour and
+        cuts that k-fold, and the cap keeps it flat once the study is long. The GP is then
+        conditioned on every trial with that kernel (one Cholesky). The fit depends only on
+        those points (trial order) and the seed, so a resumed study refits them and proposes
+        exactly what an uninterrupted one would. xs, ys: finished trials only, never
+        constant-liar rows (a cached kernel would keep the lies after the trials finished).
+        """
+        k, cap = self._options.gp_refit_every, self._options.gp_fit_max_points
+        if self._cost_attr or (k <= 1 and (cap == 0 or len(xs) <= cap)):
+            return None  # skopt refits in tell (EIps fits a second GP on the cost too)
+        m = len(xs) // k * k
+        if m == 0 or m < self._options.n_initial_points:
+            return None
+        lo = max(0, m - cap) if cap else 0
+        key = (tuple(space.items()), m, repr(xs[lo:m]), repr(ys[lo:m]))
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
+            opt = self._skopt_optimizer(space, seed)
+            # what opt.tell(xs, ys, fit=True) fits, without the acquisition pass after it
+            from sklearn.base import clone
+
+            gp = clone(opt.base_estimator_)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                gp.fit(opt.space.transform(xs[lo:m]), ys[lo:m])
+            self._kernel_cache = (key, fitted_hyperparameters(gp))
+        return self._kernel_cache[1]
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        self._refuse_multi_objective(study)
+        opt = self.optimizer(study, trial.number, search_space) if search_space else None
+        if opt is None:
+            return {}  # initial random points: sample_independent draws them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            point = opt.ask()
+        return _decode(point, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        self._refuse_multi_objective(study)
+        return self._random.sample_independent(study, trial, param_name, param_distribution)

@@ -1,0 +1,393 @@
+"""Optuna storages from a URL, chosen in one place.
+
+- `sqlite:///studies/energy.db`: the default; one process per study at a time, enforced by
+  `run_lock` (a lock file per running study in `energy.db.locks/` beside the store).
+- `journal:///path/to/file.log`: Optuna's JournalStorage on a file; several processes on
+  one machine, no server.
+- `postgresql://user@host:port/db`: several machines share a study; opened with psycopg 3
+  or psycopg2, whichever is installed (`postgres_driver_url`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+from tuning_energy.errors import StorageError
+
+DEFAULT_STORAGE = "sqlite:///studies/energy.db"
+ALLOWED = "sqlite:///PATH, journal:///PATH, postgresql://USER@HOST:PORT/DB"
+
+
+def storage_kind(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    base = scheme.split("+", 1)[0]
+    if base not in ("sqlite", "journal", "postgresql", "mysql"):
+        raise StorageError(f"--storage = {redact(url)!r}: not a storage URL; allowed forms are "
+                           f"{ALLOWED}")
+    return base
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def _password(url: str) -> str | None:
+    m = re.search(r"://[^:/@]+:([^@/]*)@", url)
+    return m.group(1) if m and m.group(1) else None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a sqlite:/// URL (None for in-memory)."""
+    rest = url.split(":///", 1)[1] if ":///" in url else ""
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+def journal_path(url: str) -> Path:
+    """As for SQLite: journal:///rel/path.log is relative, journal:////abs/path.log absolute."""
+    rest = url.split("://", 1)[1]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise StorageError(f"--storage = {url!r}: a journal URL is journal:///PATH (three slashes)")
+    return Path(rest[1:])
+
+
+def store_exists(url: str) -> bool:
+    kind = storage_kind(url)
+    if kind == "sqlite":
+        path = sqlite_path(url)
+        return path is not None and path.is_file()
+    if kind == "journal":
+        return journal_path(url).is_file()
+    return True  # a server: ask it
+
+
+#: PostgreSQL drivers the project can use, in order of preference: (module, SQLAlchemy name).
+POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
+
+
+def postgres_driver_url(url: str) -> str:
+    """`postgresql://` with the first driver of POSTGRES_DRIVERS that imports here.
+
+    The `postgres` extra installs psycopg (3), which SQLAlchemy 2.1 also takes for a bare
+    `postgresql://`, so the same URL works in plain Optuna and optuna-dashboard. Naming the
+    driver keeps a venv with only psycopg2 (or SQLAlchemy 2.0, whose default is psycopg2)
+    working through tuning-energy. An explicit `postgresql+DRIVER://` is left alone.
+    """
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib
+
+    for module, driver in POSTGRES_DRIVERS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return f"postgresql+{driver}://" + url[len("postgresql://"):]
+    raise StorageError(
+        f"--storage = {redact(url)!r}: no PostgreSQL driver is installed; install the "
+        f"`postgres` extra (pip install 'tuning-energy[postgres]', which brings psycopg 3) or "
+        f"psycopg2-binary")
+
+
+#: Journal storages opened by this process, per file: opening one replays the whole log
+#: (5 s for a 20-seed comparison's 4,200 trials), and `compare` opens the store once per
+#: study. A JournalStorage reads what other processes appended before every read, so one
+#: per process stays current. Keyed by process (a forked child opens its own) and inode (a
+#: file deleted and made anew is a new store).
+_JOURNALS: dict[tuple[int, str], tuple[int, BaseStorage]] = {}
+
+
+def _journal(path: Path) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = (os.getpid(), str(path.resolve()))
+    cached = _JOURNALS.get(key)
+    if cached is not None and path.exists() and path.stat().st_ino == cached[0]:
+        return cached[1]
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    _JOURNALS[key] = (path.stat().st_ino, storage)
+    return storage
+
+
+def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None,
+                 stale_trial_callback=None) -> BaseStorage:
+    """An Optuna storage for `url`. With create=False a missing local store is an error.
+
+    heartbeat_interval / grace_period / stale_trial_callback: RDB storages only (see
+    workers.py); the callback runs for each trial failed for a stale heartbeat.
+    """
+    kind = storage_kind(url)
+    if not create and not store_exists(url):
+        raise StorageError(
+            f"--storage = {url!r}: no store there yet; run `make study` (or "
+            f"`tuning-energy study --storage {url}`) first"
+        )
+    try:
+        if kind == "journal":
+            return _journal(journal_path(url))
+        engine_kwargs = {}
+        if kind == "postgresql":
+            url = postgres_driver_url(url)
+        if kind == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        else:
+            engine_kwargs = {"pool_pre_ping": True}
+        if stale_trial_callback is not None:  # the keyword was renamed in Optuna 4.9
+            import inspect
+
+            params = inspect.signature(optuna.storages.RDBStorage).parameters
+            name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in \
+                params else "failed_trial_callback"
+            callback_kwargs = {name: stale_trial_callback}
+        else:
+            callback_kwargs = {}
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period, **callback_kwargs,
+        )
+        if kind == "sqlite":
+            _fast_sqlite(storage)
+        return storage
+    except StorageError:
+        raise
+    except Exception as exc:
+        # Never the password: the URL here may carry one (postgresql://user:pw@host/db),
+        # and a driver may repeat it in its own message.
+        why, password = str(exc), _password(url)
+        if password:
+            why = why.replace(password, "***")
+        raise StorageError(f"--storage = {redact(url)!r}: cannot open the store: {why}") from exc
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """WAL journal + synchronous=NORMAL on every connection of a SQLite store.
+
+    With the default rollback journal every commit (each set_user_attr, each parameter) waits
+    for an fsync: recording one trial took ~0.4 s here (bench: storage_overhead). In WAL
+    mode with synchronous=NORMAL a commit is durable across a crash or kill -9 of the
+    process; only a power loss may drop the last commits.
+    """
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "connect", _sqlite_pragmas)
+    storage.engine.dispose()  # connections opened while creating the schema: reopen with pragmas
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set several user attrs of a running trial, in one transaction on an RDB store.
+
+    `trial.set_user_attr` commits once per attr; a trial's dozen attrs cost a dozen commits.
+    A journal file gets them in one append (`_append_user_attrs`); other stores get one call
+    per attr. Optuna's cached storage passes attr writes straight to its backend, so writing
+    to the backend keeps it consistent.
+    """
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages._cached_storage import _CachedStorage
+
+    storage = getattr(trial, "storage", None)
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(trial, optuna.Trial) and isinstance(backend, JournalStorage) and attrs:
+        _append_user_attrs(backend, trial._trial_id, attrs)
+        trial._cached_frozen_trial.user_attrs.update(attrs)
+        return
+    if not isinstance(trial, optuna.Trial) or not isinstance(backend, RDBStorage) or not attrs:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    _upsert_user_attrs(backend, trial._trial_id, attrs)
+    # What trial.set_user_attr does after writing: keep the trial's own view current.
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _append_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """All attrs in one append to a journal file: one lock and one fsync, and a process
+    killed meanwhile leaves all of them or none (Optuna appends one line per attr, so a
+    trial's energy_j could land without its energy_by_device_j).
+
+    The lines are Optuna's own SET_TRIAL_USER_ATTR records, one attr each, as
+    `set_trial_user_attr` writes them, after the same finished-trial check.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages.journal._storage import JournalOperation
+
+    storage.check_trial_is_updatable(trial_id, storage.get_trial(trial_id).state)
+    with storage._thread_lock:
+        worker_id = storage._replay_result.worker_id
+        storage._backend.append_logs([
+            {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker_id,
+             "trial_id": trial_id, "user_attr": {k: v}} for k, v in attrs.items()])
+        # Replaying our own lines for a trial finished meanwhile raises once per line: read
+        # them all, then raise once, as a single set_trial_user_attr would.
+        error: Exception | None = None
+        for _ in range(len(attrs) + 1):
+            try:
+                storage._sync_with_backend()
+                break
+            except UpdateFinishedTrialError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def _upsert_user_attrs(backend: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """One INSERT ... ON CONFLICT DO UPDATE for all attrs (SQLite and PostgreSQL).
+
+    Optuna's own path runs three ORM queries per attr (find the trial, find the attr,
+    insert or update); a dozen attrs took ~60 ms here, 3% of a default trial. This writes
+    Optuna's `trial_user_attributes` table directly, as `set_trial_user_attr` would
+    (JSON-encoded values, unique (trial_id, key)), after the same finished-trial check.
+    Other SQL dialects take Optuna's path.
+    """
+    import json
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import select
+
+    dialect = backend.engine.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value)
+        return
+    table = models.TrialUserAttributeModel.__table__
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+            for k, v in attrs.items()]
+    stmt = insert(table).values(rows)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
+                                      set_={"value_json": stmt.excluded.value_json})
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        state = session.execute(select(models.TrialModel.state).where(
+            models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
+        if state is None:
+            raise KeyError(f"no trial with id {trial_id}")
+        backend.check_trial_is_updatable(trial_id, state)
+        session.execute(stmt)
+
+
+# ---------------------------------------------------------------- one run per study (SQLite)
+
+
+def lock_path(url: str, study_name: str) -> Path | None:
+    """The lock file of `study_name` in a SQLite store (None: not a SQLite file)."""
+    if storage_kind(url) != "sqlite" or (db := sqlite_path(url)) is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", study_name)
+    return db.parent / f"{db.name}.locks" / f"{safe}.lock"
+
+
+def _holder(f) -> dict[str, Any]:
+    import json
+
+    f.seek(0)
+    try:
+        return json.loads(f.read() or "{}")
+    except ValueError:
+        return {}
+
+
+def _program(argv: list[str]) -> list[str]:
+    """The command line as a user would type it (`tuning-energy study ...`)."""
+    if argv and (argv[0].endswith(("tuning_energy/cli.py", "/tuning-energy")) or
+                 argv[0] == "tuning-energy"):
+        return ["tuning-energy", *argv[1:]]
+    return argv
+
+
+@contextlib.contextmanager
+def run_lock(url: str, study_name: str) -> Iterator[dict[str, Any] | None]:
+    """Hold the one-run lock of `study_name` in a SQLite store while a run of it is going.
+
+    SQLite gives one process a study: a second run of the same study would run the budget
+    again, or take the first run's live trial for one left by a killed run. The lock is an
+    `flock` on a file beside the store holding the runner's pid, host and command: the
+    kernel releases it when the process ends however it ends, so a run killed with
+    SIGKILL leaves no stale lock. Raises StorageError naming the holder, and how to run
+    several workers on one study. Other stores (journal, PostgreSQL) share a study between
+    processes through the workers' claim lock (workers.py) and yield None here.
+    """
+    import fcntl
+    import json
+    import os
+    import socket
+    import sys
+    import time
+
+    path = lock_path(url, study_name)
+    if path is None:
+        yield None
+        return
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            f = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+        except FileNotFoundError:  # the last holder removed the empty folder meanwhile
+            continue
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(f)
+            for _ in range(20):  # its holder writes who it is right after taking it
+                if holder:
+                    break
+                time.sleep(0.05)
+                holder = _holder(f)
+            f.close()
+            who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started " \
+                  f"{holder.get('started_utc', '?')}: {holder.get('command', '?')}"
+            raise StorageError(
+                f"study {study_name!r} in {redact(url)} is being run by another process "
+                f"({who}). A SQLite store runs one process per study: wait for it to end, "
+                f"then run this command again to resume. To run several processes on one "
+                f"study, give the study a store made for it and start the workers with "
+                f"--workers N: --storage journal:///studies/NAME.log (one machine) or "
+                f"--storage postgresql://USER@HOST:PORT/DB (several machines)") from None
+        try:  # the previous holder may have removed the file between our open and flock
+            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    import datetime as dt
+
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+          "command": " ".join(_program(sys.argv))[:500], "study": study_name}
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps(me))
+    f.flush()
+    try:
+        yield me
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding it: a waiting opener then retries
+        f.close()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # when no other study of the store is running
