@@ -147,7 +147,7 @@ def calibrate(config: StudyConfig, seed: int = SEED
     cal = config.with_overrides(
         name=f"{config.name}-calibration",
         budget=dataclasses.replace(config.budget, n_trials=CALIBRATION_TRIALS,
-                                   max_energy_j=None, timeout_s=None,
+                                   max_energy_j=None, max_co2_g=None, timeout_s=None,
                                    max_trial_energy_j=1e-12))  # stop after the first step
     with tempfile.TemporaryDirectory(prefix="tuning-energy-estimate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'calibration.db'}"
