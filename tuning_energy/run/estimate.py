@@ -134,45 +134,74 @@ def steps_per_trial(config: StudyConfig) -> int:
     return config.objective.steps
 
 
-def calibrate(config: StudyConfig, seed: int = SEED
-              ) -> tuple[list[CalibrationPoint], list[float] | None, float, float, str]:
-    """(points, FLOPs of the random pool, calibration charged J and wall s, meter method)."""
+def _run_calibration(config: StudyConfig, params: list[dict[str, Any]], url: str,
+                     seed: int) -> tuple[list[dict[str, Any]], Any]:
+    """Each configuration of `params` as one trial of a random-search study in `url`, in
+    order: (each trial's user attrs, the run's summary)."""
     from tuning_energy.run.runner import run_study, study_name
 
+    study = optuna.create_study(storage=url, study_name=study_name(config, "random", seed))
+    for p in params:
+        study.enqueue_trial(p)
+    summary = run_study(config, "random", seed, url, progress=False, out=io.StringIO(),
+                        partial_energy_s=None)
+    trials = optuna.load_study(study_name=study.study_name, storage=url).trials
+    return [t.user_attrs for t in sorted(trials, key=lambda t: t.number)], summary
+
+
+def _overhead(a: dict[str, Any]) -> tuple[float, float]:
+    """What a trial was charged around its training window: (J, s)."""
+    return (sum(float(a.get(k) or 0.0) for k in (PROPOSING, STORING)),
+            float(a.get("propose_s") or 0.0) + float(a.get("store_s") or 0.0))
+
+
+def calibrate(config: StudyConfig, seed: int = SEED
+              ) -> tuple[list[CalibrationPoint], list[float] | None, float, float, str]:
+    """(points, FLOPs of the random pool, calibration charged J and wall s, meter method).
+
+    The built-in CNN: each picked configuration trains for one epoch and for two; an epoch
+    costs the difference, and what the one-epoch trial cost beyond it (model set-up, the
+    final evaluation) is a per-trial overhead. An own objective: each runs one step (the
+    per-trial energy cap stops it at its first ctx.report)."""
     steps_per_trial(config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = _random_pool(config, POOL, seed)
     flops = _pool_flops(config, pool)
-    picked = _spread(flops, CALIBRATION_TRIALS)
-    cal = config.with_overrides(
-        name=f"{config.name}-calibration",
-        budget=dataclasses.replace(config.budget, n_trials=CALIBRATION_TRIALS,
-                                   max_energy_j=None, max_co2_g=None, timeout_s=None,
-                                   max_trial_energy_j=1e-12))  # stop after the first step
+    params = [pool[i] for i in _spread(flops, CALIBRATION_TRIALS)]
+    budget = dataclasses.replace(config.budget, n_trials=CALIBRATION_TRIALS, max_energy_j=None,
+                                 max_co2_g=None, timeout_s=None, max_trial_energy_j=None)
+    runs = []
     with tempfile.TemporaryDirectory(prefix="tuning-energy-estimate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'calibration.db'}"
-        study = optuna.create_study(storage=url, study_name=study_name(cal, "random", seed))
-        for i in picked:
-            study.enqueue_trial(pool[i])
-        summary = run_study(cal, "random", seed, url, progress=False, out=io.StringIO(),
-                            partial_energy_s=None)
-        trials = optuna.load_study(study_name=study.study_name, storage=url).trials
+        if config.objective.builtin:
+            for epochs in (1, 2):
+                runs.append(_run_calibration(config.with_overrides(
+                    name=f"{config.name}-calibration-{epochs}", budget=budget,
+                    train=dataclasses.replace(config.train, epochs=epochs)), params, url, seed))
+        else:  # stopped after the first step by an energy cap no step can stay under
+            runs.append(_run_calibration(config.with_overrides(
+                name=f"{config.name}-calibration", budget=dataclasses.replace(
+                    budget, max_trial_energy_j=1e-12)), params, url, seed))
     points = []
-    for t in trials:
-        a = t.user_attrs
-        if a.get("energy_j") is None or not a.get("duration_s"):
+    for i, one in enumerate(runs[0][0]):
+        two = runs[1][0][i] if len(runs) > 1 else None
+        if one.get("energy_j") is None or not one.get("duration_s") or (
+                two is not None and two.get("energy_j") is None):
             continue
-        overhead_j = sum(float(a.get(k) or 0.0) for k in (PROPOSING, STORING))
-        overhead_s = float(a.get("propose_s") or 0.0) + float(a.get("store_s") or 0.0)
-        points.append(CalibrationPoint(step_j=float(a["energy_j"]),
-                                       step_s=float(a["duration_s"]),
-                                       overhead_j=overhead_j, overhead_s=overhead_s,
-                                       flops=a.get("flops_per_sample")))
+        j1, s1 = float(one["energy_j"]), float(one["duration_s"])
+        oj, os_ = _overhead(one)
+        step_j, step_s = j1, s1
+        if two is not None:  # an epoch is the difference; never below a fifth of the first
+            step_j = max(float(two["energy_j"]) - j1, 0.2 * j1)
+            step_s = max(float(two["duration_s"]) - s1, 0.2 * s1)
+            oj, os_ = oj + j1 - step_j, os_ + s1 - step_s
+        points.append(CalibrationPoint(step_j=step_j, step_s=step_s, overhead_j=oj,
+                                       overhead_s=os_, flops=one.get("flops_per_sample")))
     if not points:
         raise ConfigError("estimate: no calibration trial was measured (the meter measured "
                           "nothing); nothing to project from")
-    spent = sum(e for t in trials if (e := charged_energy_j(t.user_attrs)) is not None)
-    return points, flops, spent, summary.wall_s, summary.energy_method
+    spent = sum(e for r, _ in runs for a in r if (e := charged_energy_j(a)) is not None)
+    return (points, flops, spent, sum(s.wall_s for _, s in runs), runs[0][1].energy_method)
 
 
 def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
