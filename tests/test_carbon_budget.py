@@ -30,6 +30,9 @@ def test_the_study_stops_before_its_co2_budget(storage_url):
     assert "budget.max_co2_g" in summary.stop_reason and "France" in summary.stop_reason
     assert 1 <= summary.ran_now <= 4
     assert summary.total_energy_j / 3.6e6 * 56 <= 2.5 * per_trial_g * 1.5
+    # the summary's CO2 is the charged energy's, at the intensity the budget used
+    assert summary.co2_g == pytest.approx(summary.total_energy_j / 3.6e6 * 56)
+    assert any(line.startswith("co2 ") and "France" in line for line in summary.lines())
     study = optuna.load_study(study_name="co2-random-s0", storage=storage_url)
     assert summary.stop_reason == co2_budget_stop(study.get_trials(), capped.budget.max_co2_g,
                                                   resolve_carbon(capped.meter))

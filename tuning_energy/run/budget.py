@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning_energy.energy.accounting import charged_energy_j, charged_known_j
+from tuning_energy.energy.accounting import charged_co2_g, charged_energy_j, charged_known_j
 from tuning_energy.energy.carbon import Carbon, resolve_carbon
 from tuning_energy.run.summary import FINISHED
 from tuning_energy.run.worker_energy import PARTIAL
@@ -57,9 +57,10 @@ def co2_budget_stop(trials: Sequence[FrozenTrial], max_co2_g: float,
     """Why no further trial may start under `budget.max_co2_g`; None while one may."""
     g_per_j = carbon.pue / 3.6e6
 
-    def per_j(t: FrozenTrial) -> float:
-        own = t.user_attrs.get("co2_intensity_g_per_kwh")
-        return (own if isinstance(own, (int, float)) else carbon.intensity_g_per_kwh) * g_per_j
+    def per_j(t: FrozenTrial) -> float:  # accounting.charged_co2_g per joule of the trial
+        e = charged_known_j(t.user_attrs)
+        return (charged_co2_g(t.user_attrs, carbon.intensity_g_per_kwh, carbon.pue) or 0.0) \
+            / e if e else 0.0
 
     durations = [float(t.user_attrs["duration_s"]) for t in trials
                  if t.state in FINISHED and isinstance(t.user_attrs.get("duration_s"), float)]
