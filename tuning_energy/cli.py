@@ -219,6 +219,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """The bill before the run: a short calibration, then the projected energy, CO2, time."""
+    import json
+
+    from tuning_energy.run.estimate import estimate
+    from tuning_energy.search.strategies import STRATEGIES, check_strategy
+
+    config = _study_config(args)
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()] if args.strategy \
+        else (list(STRATEGIES) if args.seeds else ["bayes"])
+    for s in strategies:
+        check_strategy(s)
+    result = estimate(config, strategies, args.seeds or 1, args.storage)
+    print(json.dumps(result.as_json(), indent=1) if args.json else "\n".join(result.lines()))
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     """Figures (PNG + PDF) and report.md from the store; no training."""
     from tuning_energy.report.report import write_figures
@@ -338,6 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("estimate", help="what a study or comparison will cost (energy, CO2, "
+                                        "wall time) before it runs, from a short calibration")
+    p.add_argument("--config", default="studies/default.toml", help="study TOML file")
+    p.add_argument("--strategy", default=None,
+                   help="strategy, or several comma-separated (default bayes; with --seeds: "
+                        "every strategy compare runs)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="a comparison of seeds 0..N-1 x the strategies")
+    p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--json", action="store_true", help="the estimate as JSON")
+    p.set_defaults(environment=None)
+    p.add_argument("--storage", default=None,
+                   help="a store the study resumes: its finished trials are not counted again")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("figures", help="figures and report.md from the store (no training)")
     p.add_argument("--out", default=None,

@@ -47,10 +47,11 @@ from tuning_energy.energy.gpus import parse_visible_devices
 from tuning_energy.energy.shared import needs_attribution, shared_method
 from tuning_energy.errors import ConfigError, TuningEnergyError
 from tuning_energy.liveness import WORKER_ATTR, pid_on
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.ledger import LedgerManager, connect_ledger, init_ledger
 from tuning_energy.run.runner import open_study, run_study
 from tuning_energy.run.summary import FINISHED, study_summary
-from tuning_energy.run.worker_energy import check_gpu_sharing, energy_budget_stop, partial_package_j
+from tuning_energy.run.worker_energy import check_gpu_sharing, partial_package_j
 from tuning_energy.run.workers import (
     MULTI_WORKER_KINDS,
     MeterFactory,
@@ -240,11 +241,11 @@ class WorkerPool:
                   for t in self.study.get_trials(deepcopy=False))
         reason = "interrupted" if interrupted else "budget reached" if all(
             c == 0 for c in codes) else f"worker exit codes {codes}"
-        max_j = self.config.budget.max_energy_j
+        budget = StudyBudget.of(self.config)
         trials = self.study.get_trials(deepcopy=False)
-        if reason == "budget reached" and max_j is not None and \
+        if reason == "budget reached" and budget and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
-            reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
+            reason = budget.stop(trials) or reason  # why the workers stopped
         summary = study_summary(self.study, redact(self.storage_url), self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted

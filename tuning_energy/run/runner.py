@@ -51,6 +51,7 @@ from tuning_energy.energy.crosscheck import wrap_cross_check
 from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
 from tuning_energy.run.trial_source import (
     PARTIAL_ENERGY_S,
@@ -215,6 +216,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     function = _user_function(config)  # a bad [objective] fails before anything is stored
 
     carbon = resolve_carbon(config.meter)
+    budget = StudyBudget.of(config, carbon)
     meter_choice = source.meter_choice(config.meter, use_gpus=device.type == "cuda",
                                        cuda_index=device.index)
     meter = meter_choice.meter
@@ -299,7 +301,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             claim = source.claim(study, n_budget, meter.begin, objective.propose,
-                                 max_energy_j=config.budget.max_energy_j)
+                                 budget=budget)
             if isinstance(claim, str):  # the study-wide energy budget is spent
                 stop_reason = claim
                 break
