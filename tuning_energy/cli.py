@@ -363,13 +363,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning_energy.run.signals import EXIT_SIGINT, exit_code, sigterm_as_interrupt
+    from tuning_energy.store.faults import storage_fault
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy: error: {exc}", file=sys.stderr)
-        return 2
+    # SIGTERM (Slurm, docker stop, systemd) takes Ctrl-C's path: the trial in flight is
+    # recorded FAIL, the summary printed, exit 143 (run/signals.py).
+    with sigterm_as_interrupt() as term:
+        try:
+            code = args.func(args)
+        except TuningEnergyError as exc:
+            print(f"tuning-energy: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # before or after the trials: none was in flight
+            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) before a "
+                  f"trial started or after the last ended; rerun the same command to resume",
+                  file=sys.stderr)
+            return exit_code(exc)
+        except Exception as exc:  # disk full, read-only, locked: one line (store/faults.py)
+            if (fault := storage_fault(exc, getattr(args, "storage", None))) is None:
+                raise
+            print(f"tuning-energy: error: {fault}", file=sys.stderr)
+            return 2
+    return term.exit_code if code == EXIT_SIGINT else code  # "interrupted": by which signal
 
 
 if __name__ == "__main__":  # pragma: no cover
