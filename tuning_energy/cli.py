@@ -242,6 +242,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """A store's health (store/check.py), read without changing anything: 1 on a problem."""
+    from tuning_energy.store.check import check_store
+
+    health = check_store(args.storage)
+    print("\n".join(health.lines))
+    return 1 if health.problems else 0
+
+
 def default_figures_dir(storage_url: str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
@@ -312,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="one line per study in the store")
     _add_storage(p)
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("check", help="a store's health: opens, a torn journal line, RUNNING "
+                                     "trials without a live worker, studies and trial counts "
+                                     "(changes nothing; exit 1 on a problem)")
+    _add_storage(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
     _add_storage(p)

@@ -396,6 +396,8 @@ def _write_dashboard_notes(study: optuna.Study) -> None:
 
         write_study_note(study)
     except Exception as exc:  # the trials are stored already; the note is a convenience
+        if storage_fault(exc, None) is not None:
+            return  # a full, read-only or locked store: the error that stops the run says so
         warnings.warn(f"could not write the dashboard note of {study.study_name}: "
                       f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 

@@ -72,12 +72,11 @@ def fault_message(cause: str, url: object, detail: str) -> str:
                f"this user (ls -l; a read-only mount: mount | grep; an immutable file: lsattr)")
         what = "cannot be written"
     else:
-        fix = (f"another process holds a write lock on it longer than SQLite's "
-               f"{SQLITE_TIMEOUT_S:g} s timeout (a second run on this store, a sqlite3 shell "
-               f"or a tool in an open transaction): end it or wait for it; several processes "
-               f"on one study need journal:///PATH or postgresql://")
-        what = "stayed locked"
-    return f"the store {where} {what} ({detail}): {fix}, {resume}"
+        fix = ("another process holds a write lock on it (a second run on this store, a "
+               "sqlite3 shell or a tool in an open transaction): end it or wait for it "
+               "(several processes on one study need journal:///PATH or postgresql://)")
+        what = f"stayed locked past SQLite's {SQLITE_TIMEOUT_S:g} s timeout"
+    return f"the store {where} {what} ({detail}): {fix}; {resume}"
 
 
 def os_fault(exc: OSError, url: object) -> StoreFault | OSError:
