@@ -388,18 +388,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt() as term:
         try:
             code = args.func(args)
-        except TuningEnergyError as exc:
-            print(f"tuning-energy: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt as exc:  # before or after the trials: none was in flight
-            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) before a "
-                  f"trial started or after the last ended; rerun the same command to resume",
-                  file=sys.stderr)
+        except KeyboardInterrupt as exc:  # outside a trial's work
+            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) outside a "
+                  f"trial's work (a trial it left RUNNING is marked FAIL by the next run); "
+                  f"rerun the same command to resume", file=sys.stderr)
             return exit_code(exc)
-        except Exception as exc:  # disk full, read-only, locked: one line (store/faults.py)
-            if (fault := storage_fault(exc, getattr(args, "storage", None))) is None:
+        except Exception as exc:
+            # A full, read-only or locked store, wherever it surfaced: one line
+            # (store/faults.py); any other error of ours: its message.
+            fault = storage_fault(exc, getattr(args, "storage", None))
+            if fault is None and not isinstance(exc, TuningEnergyError):
                 raise
-            print(f"tuning-energy: error: {fault}", file=sys.stderr)
+            print(f"tuning-energy: error: {fault or exc}", file=sys.stderr)
             return 2
     return term.exit_code if code == EXIT_SIGINT else code  # "interrupted": by which signal
 

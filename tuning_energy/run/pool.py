@@ -62,6 +62,7 @@ from tuning_energy.run.workers import (
     threads_per_worker,
 )
 from tuning_energy.search.strategies import grid_size
+from tuning_energy.store.faults import storage_fault
 from tuning_energy.store.storage import redact, storage_kind
 
 
@@ -100,8 +101,12 @@ def _worker_main(spec: _WorkerSpec) -> None:
         with sigterm_as_interrupt(forwarded=True):  # SIGTERM: as Ctrl-C (run/signals.py)
             run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
                       progress=False, cross_check=spec.cross_check, source=spec.context)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy worker {spec.context.index}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # ours, or a full / read-only store (store/faults.py)
+        fault = storage_fault(exc, spec.context.storage_url)
+        if fault is None and not isinstance(exc, TuningEnergyError):
+            raise
+        print(f"tuning-energy worker {spec.context.index}: error: {fault or exc}",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
         sys.exit(exit_code(exc))

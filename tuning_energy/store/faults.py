@@ -12,10 +12,13 @@ and a rerun of the same command resumes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 from pathlib import Path
 
 from tuning_energy.errors import StorageError
+from tuning_energy.store.journal_repair import StoreWriteError
 
 #: cause -> lower-case fragments of the database's message that mean it.
 MESSAGES = {
@@ -29,8 +32,6 @@ ERRNOS = {
     "full": (errno.ENOSPC, errno.EDQUOT, errno.EFBIG),
     "read-only": (errno.EROFS, errno.EACCES, errno.EPERM),
 }
-#: SQLite's busy timeout (seconds) that open_storage sets: how long a write waits for a lock.
-SQLITE_TIMEOUT_S = 60.0
 
 
 class StoreFault(StorageError):
@@ -75,12 +76,14 @@ def fault_message(cause: str, url: object, detail: str) -> str:
         fix = ("another process holds a write lock on it (a second run on this store, a "
                "sqlite3 shell or a tool in an open transaction): end it or wait for it "
                "(several processes on one study need journal:///PATH or postgresql://)")
-        what = f"stayed locked past SQLite's {SQLITE_TIMEOUT_S:g} s timeout"
+        from tuning_energy.store import storage
+
+        what = f"stayed locked past SQLite's {storage.SQLITE_TIMEOUT_S:g} s timeout"
     return f"the store {where} {what} ({detail}): {fix}; {resume}"
 
 
 def os_fault(exc: OSError, url: object) -> StoreFault | OSError:
-    """A journal file's OSError as a StoreFault when it is one (else `exc` itself)."""
+    """An OSError as a StoreFault when it is one (else `exc` itself)."""
     for cause, numbers in ERRNOS.items():
         if exc.errno in numbers:
             detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
@@ -91,7 +94,7 @@ def os_fault(exc: OSError, url: object) -> StoreFault | OSError:
 def storage_fault(exc: BaseException, url: object, os_errors: bool = True) -> StoreFault | None:
     """The StoreFault that `exc` (or an exception in its chain) is, or None.
 
-    os_errors: also take a bare OSError (a full disk, a read-only folder) raised outside
+    A journal's failed write (StoreWriteError) is always one. os_errors: also take any OSError (a full disk, a read-only folder) raised outside
     the store's own calls, e.g. while writing the lock file beside it; the runner's trial
     loop passes False, where an OSError may be the objective's own.
     """
@@ -107,7 +110,7 @@ def storage_fault(exc: BaseException, url: object, os_errors: bool = True) -> St
                 if any(f in text for f in fragments):
                     detail = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
                     return StoreFault(fault_message(cause, url, detail), cause)
-        if os_errors and isinstance(e, OSError):
+        if isinstance(e, OSError) and (os_errors or isinstance(e, StoreWriteError)):
             fault = os_fault(e, url)
             if isinstance(fault, StoreFault):
                 return fault
@@ -137,3 +140,15 @@ def record_in_flight(study, trial, fault: StoreFault) -> StoreFault:
         except Exception:  # the store takes nothing more now
             pass
     return StoreFault(f"{fault} ({note})", fault.cause)
+
+
+@contextlib.contextmanager
+def recorded_on_fault(study, trial, url: object) -> Iterator[None]:
+    """Around the store's writes of a trial just created: a storage fault records it FAIL
+    (record_in_flight) and is raised as a StoreFault; any other error passes as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if (fault := storage_fault(exc, url, os_errors=False)) is None:
+            raise
+        raise record_in_flight(study, trial, fault) from exc

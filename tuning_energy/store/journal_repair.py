@@ -14,8 +14,8 @@ alike, and every trial in the store is lost to its user.
   (`FILE.torn-<UTC time>`), and one line on stderr says so. Only that trailing fragment
   goes; a complete line is never touched.
 - A write that fails (disk full, read-only file or folder) is cut back to the size the file
-  had before it, so it leaves no fragment, and raises a `StoreFault` (store/faults.py)
-  naming the store, the cause and the fix.
+  had before it, so it leaves no fragment, and raises a `StoreWriteError` (an OSError),
+  which store/faults.py words as one line naming the store, the cause and the fix.
 - An invalid complete line (a line merged by an append after a fragment, before this
   repair existed; a file edited by hand) is refused at open with a StorageError naming its
   line number; the file is left as it is.
@@ -36,9 +36,17 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import get_lock_file
 
 from tuning_energy.errors import StorageError
-from tuning_energy.store.faults import os_fault
 
 _BLOCK = 1 << 16
+
+
+class StoreWriteError(OSError):
+    """A journal file could not be written (its errno says why); nothing was left half
+    written. store/faults.py turns it into a StoreFault."""
+
+
+def _write_error(exc: OSError) -> StoreWriteError:
+    return StoreWriteError(exc.errno, exc.strerror, exc.filename)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class RepairingJournalBackend(JournalFileBackend):
             try:
                 fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
             except OSError as exc:
-                raise os_fault(exc, self._where) from exc
+                raise _write_error(exc) from exc
             try:
                 start = os.lseek(fd, 0, os.SEEK_END)
                 try:
@@ -141,7 +149,7 @@ class RepairingJournalBackend(JournalFileBackend):
                         os.ftruncate(fd, start)  # no fragment left behind
                     except OSError:
                         pass  # cut at the next open or append
-                    raise os_fault(exc, self._where) from exc
+                    raise _write_error(exc) from exc
             finally:
                 os.close(fd)
 
@@ -157,7 +165,7 @@ class RepairingJournalBackend(JournalFileBackend):
             shutil.copy2(path, copy)
             os.truncate(path, tail.size - tail.fragment)
         except OSError as exc:
-            raise os_fault(exc, self._where) from exc
+            raise _write_error(exc) from exc
         print(f"tuning-energy: {path}: removed a torn last line ({tail.fragment} bytes without "
               f"a newline, left by a writer that was killed or ran out of space); a copy of "
               f"the file before the repair is {copy}", file=self._err or sys.stderr)

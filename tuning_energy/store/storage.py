@@ -21,9 +21,10 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuning_energy.errors import StorageError
-from tuning_energy.store import faults
 
 DEFAULT_STORAGE = "sqlite:///studies/energy.db"
+#: How long a SQLite write waits for another process's lock before "database is locked".
+SQLITE_TIMEOUT_S = 60.0
 ALLOWED = "sqlite:///PATH, journal:///PATH, postgresql://USER@HOST:PORT/DB"
 
 
@@ -144,7 +145,7 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": faults.SQLITE_TIMEOUT_S}}
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
         if stale_trial_callback is not None:  # the keyword was renamed in Optuna 4.9
@@ -166,8 +167,6 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
     except StorageError:
         raise
     except Exception as exc:
-        if (fault := faults.storage_fault(exc, url)) is not None:  # full, read-only, locked
-            raise fault from exc
         # Never the password: the URL here may carry one (postgresql://user:pw@host/db),
         # and a driver may repeat it in its own message.
         why, password = str(exc), _password(url)
