@@ -196,9 +196,14 @@ def test_sigterm_on_a_pool_fails_each_trial_in_flight_prints_the_summary_and_exi
     _resumes_exactly(url, folder, 4, before, capsys)
 
 
-def test_sigterm_on_one_process_study_records_the_trial_and_returns_143(tmp_path, capsys):
-    """`study` on SQLite, the signal sent to this very process (the CLI's main() runs here:
-    a handler that was not installed would end the test run)."""
+@pytest.mark.parametrize("command, summary", [
+    ("study", "1/3 finished, 1 failed"),  # the study's summary
+    ("compare", "fast-random-s0"),  # the table of the studies it ran
+])
+def test_sigterm_on_one_process_records_the_trial_and_returns_143(tmp_path, capsys, command,
+                                                                  summary):
+    """`study` and `compare` on SQLite, the signal sent to this very process (the CLI's
+    main() runs here: a handler that was not installed would end the test run)."""
     import threading
 
     folder = _study_dir(tmp_path, n_trials=3)
@@ -215,13 +220,14 @@ def test_sigterm_on_one_process_study_records_the_trial_and_returns_143(tmp_path
 
     killer = threading.Thread(target=terminate_when_started)
     killer.start()
+    more = ["--seeds", "1", "--out", str(tmp_path / "fig")] if command == "compare" else []
     try:
-        code = main(_args(folder, url))
+        code = main(_args(folder, url, *more, command=command))
     finally:
         killer.join()
     out = capsys.readouterr()
     assert code == 143 and "Traceback" not in out.err
-    assert "interrupted" in out.out and "1/3 finished, 1 failed" in out.out  # the summary
+    assert "interrupted" in out.out and summary in out.out
     _assert_sigterm_failed(_trials(url), 1)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back as it was
     (folder / "hold").unlink()
@@ -260,12 +266,17 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_a_torn_journal_tail_is_reported_then_cut_with_a_copy_and_the_run_resumes(tmp_path,
-                                                                                 capsys):
+def _journal_with_two_trials(tmp_path: Path) -> tuple[Path, Path, str]:
     folder = _study_dir(tmp_path)
     log = tmp_path / "energy.log"
     url = f"journal:///{log}"
     assert main(_args(folder, url, "--trials", "2")) == 0
+    return folder, log, url
+
+
+def test_a_torn_journal_tail_is_reported_then_cut_with_a_copy_and_the_run_resumes(tmp_path,
+                                                                                 capsys):
+    folder, log, url = _journal_with_two_trials(tmp_path)
     whole = log.read_bytes()
     log.write_bytes(whole[:-20])  # a writer killed in the middle of its last line
     torn = _md5(log)
@@ -293,10 +304,7 @@ def test_a_fragment_left_while_the_store_is_open_is_cut_before_the_next_append(t
 
 def test_an_invalid_line_in_the_middle_is_refused_by_number_and_the_file_kept(tmp_path,
                                                                              capsys):
-    folder = _study_dir(tmp_path)
-    log = tmp_path / "energy.log"
-    url = f"journal:///{log}"
-    assert main(_args(folder, url, "--trials", "2")) == 0
+    folder, log, url = _journal_with_two_trials(tmp_path)
     lines = log.read_bytes().split(b"\n")
     lines[6] = lines[7][:15] + lines[6]  # a fragment merged with the next record
     log.write_bytes(b"\n".join(lines))
@@ -376,6 +384,8 @@ def test_a_read_only_store_stops_with_one_line_and_keeps_everything(tmp_path, ca
     else:
         with _mounted(store, "--bind", "-o", "ro"):
             assert main(_args(folder, url, "--trials", "4")) == 2
+            if kind == "journal":  # reading needs no write: `show` works on it
+                assert main(["show", "--storage", url]) == 0
     _one_clear_line(capsys.readouterr().err, "cannot be written", "writable", "rerun")
     assert _md5(file) == kept or kind == "sqlite"  # SQLite may checkpoint its WAL on close
     _resumes_exactly(url, folder, 4, before, capsys)

@@ -113,9 +113,21 @@ class RepairingJournalBackend(JournalFileBackend):
 
     def repair_at_open(self) -> None:
         """Cut a torn tail; refuse an invalid last complete line (the middle ones are found
-        when Optuna replays the file: open_journal)."""
-        with get_lock_file(self._lock):
-            tail = self._cut_torn_tail()
+        when Optuna replays the file: open_journal). A clean file is only read (no lock),
+        so a read-only journal still opens for reading; so does a torn one, whose fragment
+        Optuna's reader skips, with a line saying it could not be cut."""
+        path = Path(self._file_path)
+        tail = read_tail(path)
+        if tail.fragment:
+            try:
+                with get_lock_file(self._lock):  # re-read under it: a writer may have ended
+                    self._cut_torn_tail()
+            except OSError as exc:  # a read-only file or folder: read it as it is
+                print(f"tuning-energy: {path}: a torn last line ({tail.fragment} bytes "
+                      f"without a newline) could not be cut ({exc.strerror}); reading "
+                      f"without it", file=self._err or sys.stderr)
+            else:
+                tail = read_tail(path)
         if tail.last_line:
             try:
                 record = json.loads(tail.last_line)
@@ -124,7 +136,6 @@ class RepairingJournalBackend(JournalFileBackend):
             else:
                 why = "a JSON value without an op_code"
             if not isinstance(record, dict) or "op_code" not in record:
-                path = Path(self._file_path)
                 number = _count_lines(path)
                 raise invalid_line_error(self._where, path, number, why)
 
@@ -156,9 +167,13 @@ class RepairingJournalBackend(JournalFileBackend):
     def _cut_torn_tail(self) -> Tail:
         """Under the lock: remove a last line without its newline, keeping a copy."""
         path = Path(self._file_path)
+        with open(path, "rb") as f:  # the common case, one byte: the file ends cleanly
+            size = f.seek(0, os.SEEK_END)
+            if size == 0 or (f.seek(size - 1) and f.read(1) == b"\n"):
+                return Tail(size, 0, b"")
         tail = read_tail(path)
         if not tail.fragment:
-            return tail
+            return tail  # a file of one byte
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         copy = path.with_name(f"{path.name}.torn-{stamp}")
         try:
