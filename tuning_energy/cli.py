@@ -259,6 +259,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """A store's health (store/check.py), read without changing anything: 1 on a problem."""
+    from tuning_energy.store.check import check_store
+
+    health = check_store(args.storage)
+    print("\n".join(health.lines))
+    return 1 if health.problems else 0
+
+
 def default_figures_dir(storage_url: str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
@@ -330,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("check", help="a store's health: opens, a torn journal line, RUNNING "
+                                     "trials without a live worker, studies and trial counts "
+                                     "(changes nothing; exit 1 on a problem)")
+    _add_storage(p)
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
     _add_storage(p)
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
@@ -395,13 +410,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning_energy.run.signals import EXIT_SIGINT, exit_code, sigterm_as_interrupt
+    from tuning_energy.store.faults import storage_fault
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy: error: {exc}", file=sys.stderr)
-        return 2
+    # SIGTERM (Slurm, docker stop, systemd) takes Ctrl-C's path: the trial in flight is
+    # recorded FAIL, the summary printed, exit 143 (run/signals.py).
+    with sigterm_as_interrupt() as term:
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt as exc:  # outside a trial's work
+            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) outside a "
+                  f"trial's work (a trial it left RUNNING is marked FAIL by the next run); "
+                  f"rerun the same command to resume", file=sys.stderr)
+            return exit_code(exc)
+        except Exception as exc:
+            # A full, read-only or locked store, wherever it surfaced: one line
+            # (store/faults.py); any other error of ours: its message.
+            fault = storage_fault(exc, getattr(args, "storage", None))
+            if fault is None and not isinstance(exc, TuningEnergyError):
+                raise
+            print(f"tuning-energy: error: {fault or exc}", file=sys.stderr)
+            return 2
+    return term.exit_code if code == EXIT_SIGINT else code  # "interrupted": by which signal
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,6 +58,7 @@ from tuning_energy.run.ledger import connect_ledger
 from tuning_energy.run.summary import FINISHED
 from tuning_energy.run.trial_source import Claim, TrialSource
 from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
+from tuning_energy.store.faults import recorded_on_fault
 from tuning_energy.store.retry import retry_callback, retrying, wrap_storage
 from tuning_energy.store.storage import journal_path, open_storage, redact, storage_kind
 
@@ -230,6 +231,9 @@ class WorkerContext(TrialSource):
                 if ident and worker_alive(ident) is False:
                     stale.append((t._trial_id, f"its worker (pid {ident['pid']} on "
                                                f"{ident['host']}) died"))
+                elif ident and _same_process(ident, self.identity):  # claiming: it runs none
+                    stale.append((t._trial_id, "its run in this process stopped (an error "
+                                               "of the store, e.g. a full disk)"))
         reaped = []
         for trial_id, reason in stale:
             try:
@@ -276,12 +280,15 @@ class WorkerContext(TrialSource):
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
-                study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.identity)
-                if is_heartbeat_enabled(study._storage):
-                    # A first beat now: Optuna never declares a trial without one stale, so a
-                    # worker killed before its heartbeat thread ran would block the budget.
-                    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-                params = propose(trial, window)
+                with recorded_on_fault(study, trial, self.storage_url):  # full, read-only
+                    study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR,
+                                                         self.identity)
+                    if is_heartbeat_enabled(study._storage):
+                        # A first beat now: Optuna never declares a trial without one stale,
+                        # so a worker killed before its heartbeat thread ran would block
+                        # the budget.
+                        study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+                    params = propose(trial, window)
                 return Claim(trial, lambda: params)
         if finished < n_budget:
             time.sleep(self.options.poll_s)
@@ -311,6 +318,10 @@ class WorkerContext(TrialSource):
 
     def describe(self) -> dict[str, Any]:
         return {"workers": self.options.n_workers, "torch_threads_per_worker": self.torch_threads}
+
+
+def _same_process(ident: dict[str, Any], me: dict[str, Any]) -> bool:
+    return all(ident.get(k) == me[k] for k in ("host", "pid", "start_ticks"))
 
 
 def _retry_template(failed: FrozenTrial) -> FrozenTrial:
