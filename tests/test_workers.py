@@ -35,11 +35,11 @@ from tuning_energy.run.workers import (
     WorkerContext,
     WorkerOptions,
     check_workers,
-    redact,
     threads_per_worker,
 )
 from tuning_energy.search.strategies import SkoptSampler, distributions
 from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import redact
 
 from .conftest import tiny_doc
 from .energy.fake_pynvml import FakeGpu, make_pynvml

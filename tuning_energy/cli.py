@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.storage import DEFAULT_STORAGE
+from tuning_energy.store.url import DEFAULT_STORAGE
 
 
 def _add_storage(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
-              f"{args.strategy} --seed {args.seed} --storage {args.storage}"
+              f"{args.strategy} --seed {args.seed} --storage {args.storage.text}"
               + (f" --environment {args.environment!r}" if args.environment else ""))
         return 130
     if failed_workers and not summary.interrupted:
@@ -74,11 +74,10 @@ def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
     from tuning_energy.run.pool import run_workers
     from tuning_energy.run.runner import run_study
-    from tuning_energy.run.workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
-    from tuning_energy.store.storage import storage_kind
+    from tuning_energy.run.workers import WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
-    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+    if args.workers == 1:  # run_study picks the trial source for the store (trial_source.py)
         partial = {} if args.partial_energy_s is None else \
             {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
@@ -215,7 +214,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           studies=[s.study_name for s in summaries])
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
-    print(f"all figures and report: tuning-energy figures --storage {args.storage}")
+    print(f"all figures and report: tuning-energy figures --storage {args.storage.text}")
     return 0
 
 
@@ -242,16 +241,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_figures_dir(storage_url: str) -> str:
+def default_figures_dir(storage_url) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
     `make paper`'s)."""
-    from tuning_energy.store.storage import journal_path, sqlite_path, storage_kind
+    from tuning_energy.store.url import StoreURL
 
-    kind = storage_kind(storage_url)
-    path = sqlite_path(storage_url) if kind == "sqlite" else \
-        journal_path(storage_url) if kind == "journal" else None
-    return f"figures/{path.stem if path is not None else kind}"
+    return f"figures/{StoreURL.parse(storage_url).name}"
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -362,10 +358,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_storage(args: argparse.Namespace) -> None:
+    """--storage parsed once, here at the edge, into a StoreURL (store/url.py)."""
+    from tuning_energy.store.url import StoreURL
+
+    stores = getattr(args, "storage", None)
+    if isinstance(stores, list):
+        args.storage = [StoreURL.parse(s) for s in stores]
+    elif stores is not None:
+        args.storage = StoreURL.parse(stores)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _parse_storage(args)
         return args.func(args)
     except TuningEnergyError as exc:
         print(f"tuning-energy: error: {exc}", file=sys.stderr)

@@ -38,26 +38,26 @@ from tuning_energy.analysis.metric import best_of, direction_of
 from tuning_energy.analysis.target import comparison_target
 from tuning_energy.energy.hardware import slug
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 
-def read_stores(storage_urls: str | Sequence[str],
+def read_stores(storage_urls: StoreURL | str | Sequence[StoreURL | str],
                 studies: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials table, studies info) of one or several stores, with `config_name` and, where
     a config ran in several environments, `@<environment>` on its comparison and studies."""
-    urls = [storage_urls] if isinstance(storage_urls, str) else list(storage_urls)
-    seen: dict[tuple[str, str], str] = {}
+    urls = StoreURL.parse_all(storage_urls)
+    seen: dict[tuple[str, str], StoreURL] = {}
     trials, infos = [], []
     for url in urls:
         info = an.studies_info(url, studies)
         for study, env in zip(info.get("study", []), info.get("environment", []), strict=True):
             if (study, env) in seen:
                 raise TuningEnergyError(
-                    f"study {study!r} of environment {env!r} is in both {redact(seen[study, env])}"
-                    f" and {redact(url)}: run them with different --environment labels, or "
+                    f"study {study!r} of environment {env!r} is in both {seen[study, env]}"
+                    f" and {url}: run them with different --environment labels, or "
                     f"read one store at a time")
             seen[study, env] = url
-        info["store"] = redact(url)
+        info["store"] = url.redacted
         infos.append(info)
         trials.append(an.trials_table(url, studies))
     t = pd.concat([x for x in trials if not x.empty] or trials[:1], ignore_index=True)

@@ -55,6 +55,7 @@ from tuning_energy.energy.accounting import charged_energy_j, charged_known_j
 from tuning_energy.energy.hardware import environment_of
 from tuning_energy.energy.methods import MethodLabel, label
 from tuning_energy.errors import TuningEnergyError
+from tuning_energy.store.url import StoreURL
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -177,7 +178,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+def trials_table(storage_url: StoreURL | str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per finished trial of the store, in finishing order within each study.
 
     `studies`: None for all studies, a string for the studies whose name starts with it, or
@@ -213,7 +214,7 @@ def tidy(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+def studies_info(storage_url: StoreURL | str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
     that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
     import optuna

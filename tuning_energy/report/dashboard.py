@@ -42,13 +42,8 @@ from tuning_energy.energy.methods import label as label_methods
 from tuning_energy.errors import ConfigError, StorageError, TuningEnergyError
 from tuning_energy.run.summary import metric_of
 from tuning_energy.run.summary import value as _value
-from tuning_energy.store.storage import (
-    journal_path,
-    open_storage,
-    redact,
-    sqlite_path,
-    storage_kind,
-)
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import StoreURL
 
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -80,12 +75,10 @@ def _joules(x: float) -> str:
     return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
-def default_artifact_dir(storage_url: str) -> Path:
+def default_artifact_dir(storage_url: StoreURL | str) -> Path:
     """`artifacts/` beside a local store file (studies/artifacts for the default store);
     studies/artifacts for a server store."""
-    kind = storage_kind(storage_url)
-    path = sqlite_path(storage_url) if kind == "sqlite" else \
-        journal_path(storage_url) if kind == "journal" else None
+    path = StoreURL.parse(storage_url).path
     return path.parent / ARTIFACT_DIR_NAME if path is not None else DEFAULT_ARTIFACT_DIR
 
 
@@ -102,7 +95,7 @@ def _check_loopback(host: str) -> str:
     return host
 
 
-def open_server(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
+def open_server(storage_url: StoreURL | str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
                 artifact_dir: str | Path | None = None) -> WSGIServer:
     """The optuna-dashboard WSGI server, bound (not yet serving). Port 0 picks a free port.
 
@@ -151,13 +144,13 @@ def server_url(server: WSGIServer) -> str:
     return f"http://{host}:{port}/dashboard"
 
 
-def serve(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
+def serve(storage_url: StoreURL | str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
           artifact_dir: str | Path | None = None, out=None) -> None:
     """Run optuna-dashboard on `host:port` (loopback only) until Ctrl-C."""
     out = out or sys.stdout
     server = open_server(storage_url, port, host, artifact_dir)
     try:
-        print(f"optuna-dashboard for {redact(storage_url)}", file=out)
+        print(f"optuna-dashboard for {StoreURL.parse(storage_url)}", file=out)
         print(f"  open {server_url(server)}   (Ctrl-C stops it)", file=out, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:

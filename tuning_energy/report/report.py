@@ -26,7 +26,7 @@ from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare
     rq2_findings,
 )
 from tuning_energy.report.markdown import md_table
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 # ---------------------------------------------------------------- the report
 
@@ -115,12 +115,12 @@ LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
 
 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
-                  storage_url: str | Sequence[str], image_ext: str = "png",
+                  storage_url: StoreURL | str | Sequence[StoreURL | str], image_ext: str = "png",
                   extra: Sequence[str] = ()) -> str:
     """`extra`: lines of further sections (Environments), before the methods note."""
-    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    urls = StoreURL.parse_all(storage_url)
     lines = ["# tuning-energy report", "",
-             f"Generated from {', '.join(f'`{redact(u)}`' for u in urls)} by `tuning-energy "
+             f"Generated from {', '.join(f'`{u}`' for u in urls)} by `tuning-energy "
              "figures`; every number below is computed from "
              f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
              "energy of a search (each trial's training energy + the strategy's energy "
@@ -185,11 +185,11 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     `target_fraction` overrides it (target.py)."""
     import matplotlib.pyplot as plt
 
-    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    urls = StoreURL.parse_all(storage_url)
     trials, info = environments.read_stores(urls, studies)
     if trials.empty:
         raise TuningEnergyError(
-            f"--storage = {', '.join(repr(redact(u)) for u in urls)}"
+            f"--storage = {', '.join(repr(u.redacted) for u in urls)}"
             + (f", --studies = {studies!r}" if studies else "")
             + ": no finished trials to analyse; run `tuning-energy compare` first")
     out_dir = Path(out_dir)

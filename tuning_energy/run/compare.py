@@ -29,7 +29,7 @@ from tuning_energy.run.pool import run_workers
 from tuning_energy.run.runner import StudySummary, run_study
 from tuning_energy.run.workers import WorkerOptions, check_workers
 from tuning_energy.search.strategies import STRATEGIES, parse_variant
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
@@ -303,8 +303,8 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     names = list(studies) if studies is not None else _study_names(storage_url, config)
     trials = an.trials_table(storage_url, names)
     if trials.empty:
-        raise ConfigError(f"no finished trials of {config.name!r} in {redact(storage_url)}; "
-                          f"run `make compare CONFIG=...` first")
+        raise ConfigError(f"no finished trials of {config.name!r} in "
+                          f"{StoreURL.parse(storage_url)}; run `make compare CONFIG=...` first")
     result, c = compare_summary(trials, config.name, target, target_fraction)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,13 +52,8 @@ from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
-from tuning_energy.run.trial_source import (
-    PARTIAL_ENERGY_S,
-    LocalTrials,
-    TrialSource,
-    fail_stale_running,
-)
-from tuning_energy.run.workers import MULTI_WORKER_KINDS, single_worker
+from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource, fail_stale_running
+from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (
     check_strategy,
@@ -68,7 +63,8 @@ from tuning_energy.search.strategies import (
     objectives,
 )
 from tuning_energy.store.runs import hardware_info, record_run
-from tuning_energy.store.storage import open_storage, redact, storage_kind
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 MAX_CONSECUTIVE_FAILURES = 5
 
@@ -121,7 +117,7 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
-def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
+def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
                meter_choice: MeterChoice, storage=None,
                notes: list[str] | None = None) -> optuna.Study:
     """Create the study, or load it and check that the config still describes it.
@@ -157,7 +153,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
                                     strategy):
         raise StorageError(
-            f"study {name!r} in {redact(storage_url)} was created with a different config "
+            f"study {name!r} in {StoreURL.parse(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
     elif stored != current:  # the budget or analysis-only keys: the stored follows
@@ -170,7 +166,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
-              storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
+              storage_url: StoreURL | str = DEFAULT_STORAGE, progress: bool = True,
               out=None, cross_check: str | None = None, source: TrialSource | None = None,
               partial_energy_s: float | None = PARTIAL_ENERGY_S) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
@@ -179,13 +175,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     partial_energy_s: how often a training trial's energy so far is written on it
     (`energy_partial`), so that a run killed hard loses at most that much of it; None or 0:
     never. Workers write it with each heartbeat instead (WorkerOptions).
-    source: where the trials come from (trial_source.py). By default, on SQLite this
-    process alone (`LocalTrials`: the study is locked while it runs), and on a journal /
-    PostgreSQL store one worker (workers.single_worker), which shares the study's
-    budget with any other process running it; a pool's worker passes its `WorkerContext`.
+    source: where the trials come from (trial_source.py). By default the one the store
+    gets (workers.trial_source); a pool's worker passes its `WorkerContext`.
     """
     check_strategy(strategy)
-    kind = storage_kind(storage_url)
+    storage_url = StoreURL.parse(storage_url)
     if partial_energy_s is not None and not partial_energy_s >= 0:
         raise ConfigError(f"partial_energy_s (--partial-energy-s) = {partial_energy_s}: "
                           f"seconds between writes of a trial's energy so far, >= 0 (0: never)")
@@ -194,15 +188,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
-    if source is None:  # another process may run a journal / PostgreSQL study too
-        source = single_worker(config, storage_url, out=out) if kind in MULTI_WORKER_KINDS \
-            else LocalTrials(storage_url, partial_energy_s, out=out)
+    if source is None:
+        source = trial_source(config, storage_url, partial_energy_s=partial_energy_s, out=out)
     with source.lock(study_name(config, strategy, seed)):
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
                     cross_check, source, multi_objective)
 
 
-def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
+def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, progress: bool,
          out, cross_check: str | None, source: TrialSource,
          multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()
