@@ -175,7 +175,7 @@ def test_the_environments_section_uses_the_one_charge_and_the_one_label():
     import pandas as pd
 
     from tuning_energy.analysis.environments import environment_table, report_lines
-    from tuning_energy.report.report import md_table
+    from tuning_energy.report.markdown import md_table
 
     trials = _env_trials()
     info = pd.DataFrame([{"config_name": "tiny", "environment": env, "store": "s.db",

@@ -27,7 +27,8 @@ from tuning_energy.cli import main
 from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import load_config
 from tuning_energy.report import dashboard
-from tuning_energy.report.report import analyse, render_report
+from tuning_energy.report.findings import analyse
+from tuning_energy.report.report import render_report
 from tuning_energy.run import compare as compare_module
 from tuning_energy.run.compare import compare_summary, write_compare
 

@@ -93,7 +93,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     import optuna
     import pandas as pd
 
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.table import method_label, study_table
+    from tuning_energy.analysis.to_target import charged_what
     from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
     from tuning_energy.run.summary import FINISHED, best_trial, metric_of, value
     from tuning_energy.store.storage import open_storage
@@ -111,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
+        table = study_table(study, trials)  # counted trials: complete, pruned, failed
         tables.append(table)
         done = [t for t in trials if t.state in FINISHED]
         metric, direction = metric_of(study)
@@ -122,7 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         total = "-" if table["energy_j"].isna().all() else \
             f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
         a = s.user_attrs
-        lab = an.method_label(table)
+        lab = method_label(table)
         method = ", ".join(lab.methods) or a.get("energy_method", "?")
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
@@ -131,9 +132,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
     print(f"best: the best {', '.join(sorted(metrics))} of the study's complete trials; "
-          f"charged J: the {an.charged_what(every)} energy of every finished trial "
+          f"charged J: the {charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
-    lab = an.method_label(every)
+    lab = method_label(every)
     if lab.any_estimate:
         print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return 0

@@ -185,11 +185,11 @@ def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | Non
     trial to reach `target`, finished trials up to it, how many of them have no
     training-energy measurement: then the joules are a lower bound); None when not
     reached."""
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.to_target import energy_to_target
 
     if table.empty:
         return None
-    row = an.energy_to_target(table, target).iloc[0]
+    row = energy_to_target(table, target).iloc[0]
     if not row["reached"]:
         return None
     k = int(row["trials_to_target"])
@@ -200,11 +200,12 @@ def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | Non
 def study_note(study: optuna.Study, target: float | None = None,
                trials: Sequence[FrozenTrial] | None = None) -> str:
     """The study note's markdown (see write_study_note)."""
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.table import method_label, study_table
     from tuning_energy.analysis.target import FALLBACK_FRACTION, comparison_target
+    from tuning_energy.analysis.to_target import charged_parts, charged_what
 
     trials = list(trials if trials is not None else study.get_trials(deepcopy=False))
-    table = an.study_table(study, trials)
+    table = study_table(study, trials)
     attrs = study.user_attrs
     names = study.metric_names or ["accuracy"]
     metric, direction = metric_of(study)
@@ -212,7 +213,7 @@ def study_note(study: optuna.Study, target: float | None = None,
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
     energies = table["energy_j"].dropna().tolist()  # finished trials, as every total
-    label = an.method_label(table) if table["energy_method"].notna().any() \
+    label = method_label(table) if table["energy_method"].notna().any() \
         else label_methods([attrs.get("energy_method")])
     method = ", ".join(label.methods) or "unknown"
     estimate = f", {label.text()}" if label.any_estimate else ""
@@ -231,7 +232,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                      f"{_num(_energy(best), ',.1f')} J of training) |")
     else:
         lines.append(f"| best {metric} | no complete trial yet |")
-    what = an.charged_what(table) if not table.empty else "training"
+    what = charged_what(table) if not table.empty else "training"
     if energies:
         total = float(table["charged_known_j"].sum())
         missing = len(table) - len(energies)
@@ -265,7 +266,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                          f"{goal.text()} |")
         else:
             e, n, k, n_unmeasured = reached
-            only = "" if PROPOSING in an.charged_parts(table) else \
+            only = "" if PROPOSING in charged_parts(table) else \
                 " only: the trials carry no proposing energy"
             low = "≥ " if n_unmeasured else ""
             bound = (f"; {n_unmeasured} of them without a training-energy measurement, so a "

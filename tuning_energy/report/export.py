@@ -71,7 +71,7 @@ def export_trials(storage_url: StoreURL | str, path: str | Path, fmt: str | None
                   studies: str | None = None) -> pd.DataFrame:
     """Write the store's trials table (studies whose name starts with `studies`) to `path`;
     the table written. A prefix no study has is an error naming the studies there are."""
-    from tuning_energy.analysis import studies_info, trials_table
+    from tuning_energy.analysis.table import studies_info, trials_table
 
     fmt = check_format(fmt, path)
     trials = trials_table(storage_url, studies)

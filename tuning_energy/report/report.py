@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis import environments, selection
+from tuning_energy.analysis.table import method_label, tidy
+from tuning_energy.analysis.to_target import energy_counted, unmeasured_text
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare.py and tests import them here
-    SIGNIFICANCE,
+from tuning_energy.report.findings import (
     Comparison,
     analyse,
     make_figures,
@@ -34,7 +34,7 @@ from tuning_energy.store.url import StoreURL
 def method_line(trials: pd.DataFrame) -> str:
     """'- Energy method(s): ...', saying ESTIMATE and naming the estimated devices when any
     part of a method is an estimate (energy.methods)."""
-    lab = an.method_label(trials)
+    lab = method_label(trials)
     line = f"- Energy method(s): {', '.join(lab.methods) or 'not recorded'}"
     if lab.any_estimate:
         line += (f" — {lab.text()}: compare strategies with it, do not quote its joules as "
@@ -131,14 +131,14 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              "the target counts as infinitely expensive in the medians, bootstrap intervals "
              "(10,000 resamples, fixed seed) and tests.", ""]
     lines += _setup(info, trials)
-    if unmeasured := an.unmeasured_text(trials):
+    if unmeasured := unmeasured_text(trials):
         lines += ["", unmeasured]
     for c in comparisons:
         n_fail = int((c.trials.get("state") == "FAIL").sum()) if "state" in c.trials else 0
         lines += ["", f"## Comparison `{c.name}`", "",
                   f"{c.goal.sentence()} {len(c.trials)} finished "
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
-                  f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
+                  f"energy is counted). Energy counted: {energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
                   md_table(c.summary, {**SUMMARY_COLUMNS,
                                        "best_accuracy": f"best {c.goal.metric}"}), ""]
@@ -197,7 +197,7 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     written: list[Path] = []
     comparisons = []
     for name, t in trials.groupby("comparison", sort=True):
-        c = analyse(an.tidy(t), str(name), target, target_fraction)
+        c = analyse(tidy(t), str(name), target, target_fraction)
         for stem, fig in make_figures(c).items():
             for ext in ("png", "pdf"):
                 path = out_dir / f"{name}-{stem}.{ext}"

@@ -26,7 +26,8 @@ from tuning_energy.config import StudyConfig
 from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
 from tuning_energy.errors import ConfigError
 from tuning_energy.run.pool import run_workers
-from tuning_energy.run.runner import StudySummary, run_study
+from tuning_energy.run.runner import run_study
+from tuning_energy.run.summary import StudySummary
 from tuning_energy.run.workers import WorkerOptions, check_workers
 from tuning_energy.search.strategies import STRATEGIES, parse_variant
 from tuning_energy.store.url import StoreURL
@@ -119,7 +120,7 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
 
     The target is the comparison's (target.comparison_target): the studies' stored
     target_accuracy unless `target` or `target_fraction` overrides it."""
-    from tuning_energy.report.report import analyse
+    from tuning_energy.report.findings import analyse
 
     df = an.with_charged_energy(trials)
     c = analyse(an.tidy(df), config_name, target, target_fraction)
@@ -167,7 +168,7 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
 
 
 def _power(ett: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any] | None:
-    """power.seeds_needed for the strategy that decides the one-third goal against bayes
+    """seeds_needed.seeds_needed for the strategy that decides the one-third goal against bayes
     (ratios.goal_candidate); None without bayes or another strategy."""
     best = rt.goal_candidate(table)
     if best is None:
@@ -184,7 +185,7 @@ def _bound(x: float, fmt: str = "{:.2f}") -> str:
 
 
 def render_compare_md(result: dict[str, Any], c) -> str:
-    from tuning_energy.report.report import md_table
+    from tuning_energy.report.markdown import md_table
 
     s = c.summary.copy()
     reached = s[s["reached_share"] > 0.5]
@@ -276,7 +277,7 @@ def _ratio_section(result: dict[str, Any], table: pd.DataFrame) -> list[str]:
 
 
 def _prediction_section(c) -> list[str]:
-    from tuning_energy.report.report import prediction_lines
+    from tuning_energy.report.findings import prediction_lines
 
     if c.prediction is None:
         return []

@@ -17,14 +17,14 @@ false`. The next run marks the killed trial FAIL; it keeps that energy, and tota
 and the analysis count it.
 
 Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id` on its
-trials: runs.py), so a study resumed on another machine or with another meter says so.
+trials: store/runs.py), so a study resumed on another machine or with another meter says so.
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
 config then takes their new values.
 
 The trial loop has one source of trials (trial_source.py): `LocalTrials` for one process on
 SQLite, a `WorkerContext` (workers.py) for one of several processes on a journal or
 PostgreSQL store. Every trial runs the same metered `Objective` around the objective
-function: the built-in CNN (cnn.py) or the user's, named in `[objective]`.
+function: the built-in CNN (cnn/function.py) or the user's, named in `[objective]`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
-from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource, fail_stale_running
+from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource
 from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (
@@ -68,8 +68,7 @@ from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 MAX_CONSECUTIVE_FAILURES = 5
 
-__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "StudySummary", "fail_stale_running",
-           "hardware_info", "open_study", "run_study", "study_name"]
+__all__ = ["open_study", "run_study", "study_name"]
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:

@@ -34,7 +34,6 @@ from optuna.trial import TrialState
 
 from tuning_energy.config import MeterConfig
 from tuning_energy.energy import MeterChoice, build_meter
-from tuning_energy.run.summary import FINISHED
 from tuning_energy.run.worker_energy import (
     PartialEnergyWriter,
     TrialWindowMeter,
@@ -162,5 +161,4 @@ class LocalTrials(TrialSource):
         return self._writer(trial) if self._writer else contextlib.nullcontext()
 
 
-__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "Claim", "LocalTrials", "TrialSource",
-           "fail_stale_running"]
+__all__ = ["PARTIAL_ENERGY_S", "Claim", "LocalTrials", "TrialSource", "fail_stale_running"]

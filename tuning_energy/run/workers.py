@@ -17,7 +17,7 @@ store through its `WorkerContext` (a trial_source.TrialSource):
   no heartbeat): the worker's host and pid stored on the trial; a dead pid on this host
   means the trial is stale (liveness.py). The budget counts finished trials only.
 - Lost database connections: every storage call retries with back-off, then the worker
-  exits with a StorageError that says so (storage_retry.py).
+  exits with a StorageError that says so (store/retry.py).
 - Devices and energy: a worker pinned to one GPU sees it as cuda:0 (`train_device`); its
   meter is the ledger's share of a package-wide meter (ledger.py) and knows the trial's
   window, so the heartbeat writes the trial's energy so far (`energy_partial`,
