@@ -3,9 +3,9 @@
 `trials_table(storage_url)` reads an Optuna store into one row per counted trial
 (`COUNTED_STATES`: COMPLETE, PRUNED and FAIL, as a failed trial spent its energy too; the
 budget's "finished" trials, run/summary.FINISHED, are COMPLETE and PRUNED only), in the
-order the trials ended. Every other function here takes such a DataFrame and returns a DataFrame, so it
-can analyse results that came from elsewhere (another tool's CSV) as long as the columns it
-uses are there; a missing column raises `TuningEnergyError` naming it.
+order the trials ended. Every other function here takes such a DataFrame and returns a
+DataFrame, so it can analyse results that came from elsewhere (another tool's CSV) as long
+as the columns it uses are there; a missing column raises `TuningEnergyError` naming it.
 
 Columns of the trials table:
 
@@ -179,7 +179,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def trials_table(storage_url: StoreURL | str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+def trials_table(storage_url: StoreURL | str,
+                 studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per counted trial of the store, in the order they ended within each study.
 
     `studies`: None for all studies, a string for the studies whose name starts with it, or
@@ -215,7 +216,8 @@ def tidy(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def studies_info(storage_url: StoreURL | str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+def studies_info(storage_url: StoreURL | str,
+                 studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
     that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
     import optuna

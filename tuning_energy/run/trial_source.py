@@ -119,8 +119,8 @@ class LocalTrials(TrialSource):
     (`energy_partial`); None or 0: never.
     """
 
-    def __init__(self, storage_url: StoreURL | str, partial_energy_s: float | None = PARTIAL_ENERGY_S,
-                 out=None):
+    def __init__(self, storage_url: StoreURL | str,
+                 partial_energy_s: float | None = PARTIAL_ENERGY_S, out=None):
         self.storage_url = StoreURL.parse(storage_url)
         self.partial_energy_s = partial_energy_s
         self.out = out
