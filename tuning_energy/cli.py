@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.url import DEFAULT_STORAGE
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 
 def _add_storage(p: argparse.ArgumentParser) -> None:
@@ -77,7 +77,7 @@ def _run(config, args: argparse.Namespace):
     from tuning_energy.run.workers import WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
-    if args.workers == 1:  # run_study picks the trial source for the store (trial_source.py)
+    if args.workers == 1:  # run_study gets the store its trial source (workers.trial_source)
         partial = {} if args.partial_energy_s is None else \
             {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
@@ -242,12 +242,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_figures_dir(storage_url) -> str:
+def default_figures_dir(storage_url: StoreURL | str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
     `make paper`'s)."""
-    from tuning_energy.store.url import StoreURL
-
     return f"figures/{StoreURL.parse(storage_url).name}"
 
 
@@ -361,8 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse_storage(args: argparse.Namespace) -> None:
     """--storage parsed once, here at the edge, into a StoreURL (store/url.py)."""
-    from tuning_energy.store.url import StoreURL
-
     stores = getattr(args, "storage", None)
     if isinstance(stores, list):
         args.storage = [StoreURL.parse(s) for s in stores]

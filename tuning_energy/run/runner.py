@@ -21,9 +21,9 @@ trials: store/runs.py), so a study resumed on another machine or with another me
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
 config then takes their new values.
 
-The trial loop has one source of trials (trial_source.py): `LocalTrials` for one process on
-SQLite, a `WorkerContext` (workers.py) for one of several processes on a journal or
-PostgreSQL store. Every trial runs the same metered `Objective` around the objective
+The trial loop has one source of trials (trial_source.py; which one a store gets:
+workers.trial_source): `LocalTrials` for one process on SQLite, a `WorkerContext`
+(workers.py) for one of several processes on a journal or PostgreSQL store. Every trial runs the same metered `Objective` around the objective
 function: the built-in CNN (cnn/function.py) or the user's, named in `[objective]`.
 """
 
