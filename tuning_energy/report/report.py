@@ -26,7 +26,7 @@ from tuning_energy.report.findings import (
     rq2_findings,
 )
 from tuning_energy.report.markdown import md_table
-from tuning_energy.store.url import StoreURL
+from tuning_energy.store.url import StoreURL, redact
 
 # ---------------------------------------------------------------- the report
 
@@ -118,9 +118,10 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   storage_url: StoreURL | str | Sequence[StoreURL | str], image_ext: str = "png",
                   extra: Sequence[str] = ()) -> str:
     """`extra`: lines of further sections (Environments), before the methods note."""
-    urls = StoreURL.parse_all(storage_url)
+    # where the table came from: store URLs, or any label (a table read from elsewhere)
+    urls = [storage_url] if isinstance(storage_url, (str, StoreURL)) else list(storage_url)
     lines = ["# tuning-energy report", "",
-             f"Generated from {', '.join(f'`{u}`' for u in urls)} by `tuning-energy "
+             f"Generated from {', '.join(f'`{redact(str(u))}`' for u in urls)} by `tuning-energy "
              "figures`; every number below is computed from "
              f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
              "energy of a search (each trial's training energy + the strategy's energy "
