@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
+import time
 
 import optuna
 import pytest
@@ -138,3 +139,21 @@ def test_a_study_on_the_wrapped_storage_pickles_and_goes_on(tmp_path):
     assert isinstance(restored._storage._backend, RetryingStorage)
     assert [t.number for t in study.get_trials()] == [0, 1, 2]
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_heartbeats_and_stale_trials_go_through_the_wrapper(tmp_path):
+    """Optuna's heartbeat sees the wrapped storage's settings, set on the wrapper too."""
+    failed = []
+    storage = wrap_storage(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}"),
+                           "the test store", limit_s=30)
+    storage.heartbeat_interval, storage.grace_period = 1, 1
+    storage.heartbeat_stale_trial_callback = lambda study, trial: failed.append(trial.number)
+    study = optuna.create_study(storage=storage, study_name="s")
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
+    assert failed == [0]

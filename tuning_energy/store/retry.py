@@ -184,6 +184,14 @@ class RetryingStorage(RDBStorage):
             raise AttributeError(name)
         return getattr(self._backend, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """The backend's state is set there (`storage.heartbeat_interval = 10`, as Optuna's
+        own tests do); only this wrapper's own three attributes are its."""
+        if name in ("_backend", "_what", "_limit_s"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._backend, name, value)
+
     def _retried(self, fn: Callable, check: Check | None = None) -> Callable:
         return retrying(fn, self._what, self._limit_s, check=check)
 
