@@ -148,7 +148,9 @@ def test_heartbeats_and_stale_trials_go_through_the_wrapper(tmp_path):
     storage = wrap_storage(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}"),
                            "the test store", limit_s=30)
     storage.heartbeat_interval, storage.grace_period = 1, 1
-    storage.heartbeat_stale_trial_callback = lambda study, trial: failed.append(trial.number)
+    # (named failed_trial_callback before Optuna 4.9)
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = \
+        lambda study, trial: failed.append(trial.number)
     study = optuna.create_study(storage=storage, study_name="s")
     with pytest.warns(UserWarning, match="Heartbeat"):
         trial = study.ask()
