@@ -106,20 +106,22 @@ class WrapRDBStorages:
             if "postgresql" in supplier.storage_specifier:
                 supplier.schema = f"optuna_suite_{uuid.uuid4().hex[:12]}"
                 rdb = _postgres_storage(url, supplier.schema, **supplier.extra_args)
-                supplier.storage = rdb if "cached" not in supplier.storage_specifier \
+                storage = rdb if "cached" not in supplier.storage_specifier \
                     else _CachedStorage(rdb)
             else:
-                enter(supplier)
-            storage = supplier.storage
+                storage = enter(supplier)
             if isinstance(storage, _CachedStorage):
                 storage._backend = wrap(storage._backend)
             elif isinstance(storage, RDBStorage):
-                supplier.storage = wrap(storage)
-            return supplier.storage
+                storage = wrap(storage)
+            supplier.storage = storage  # what later Optunas' __exit__ closes (5.1's does)
+            return storage
 
         def __exit__(supplier, *exc):
             exit_(supplier, *exc)
             if getattr(supplier, "schema", None):
+                storage = supplier.storage
+                getattr(storage, "_backend", storage).engine.dispose()
                 _drop_schema(url, supplier.schema)
 
         testing.StorageSupplier.__enter__ = __enter__
