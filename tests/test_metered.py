@@ -51,13 +51,13 @@ def test_every_trial_keeps_its_energy_also_when_it_raises_or_prunes(storage_url)
     for t in study.trials:
         assert ENERGY_ATTRS <= set(t.user_attrs), ENERGY_ATTRS - set(t.user_attrs)
         assert t.user_attrs["energy_j"] > 0
-        assert t.user_attrs["energy_method"] == "estimate-cpu-tdp"
+        assert t.user_attrs["energy_method"] == "estimate-cpu-tdp-tree"
 
 
 def test_the_study_gets_what_the_analysis_reads(storage_url):
     attrs = _study(storage_url).user_attrs
     assert attrs["strategy"] == "tpe" and attrs["seed"] == 0
-    assert attrs["energy_method"] == "estimate-cpu-tdp" and attrs["hardware"]["host"]
+    assert attrs["energy_method"] == "estimate-cpu-tdp-tree" and attrs["hardware"]["host"]
     assert attrs["config"]["objective"] == {"function": None, "metric": "loss",
                                            "direction": "minimize", "target": 0.5}
     # a trial was pruned: the study's (default) MedianPruner is part of its strategy's label

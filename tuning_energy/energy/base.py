@@ -7,7 +7,7 @@ subtracts. Windows therefore nest and overlap freely, and a meter that samples p
 of counter.
 
 Rules every meter follows:
-- `method` says how the energy was obtained (`estimate-cpu-tdp`, `rapl`, `nvml-counter`, ...).
+- `method` says how the energy was obtained (`estimate-cpu-tdp-tree`, `rapl`, `nvml-counter`, ...).
 - A device that was not measured is absent from `by_device_j`; a window that measured
   nothing has `energy_j = None`. No meter reports 0 for something it did not measure.
 - A device the meter meters but whose energy over the window is unknown is `None` in
@@ -42,7 +42,7 @@ class Measurement:
     by_device_j: joules per device (`cpu0`, `dram0`, `gpu0`, ...); None for a metered
         device whose energy over the window is unknown (the reason is in `errors`).
     duration_s: wall-clock seconds of the window (monotonic clock).
-    method: how the energy was obtained, e.g. `estimate-cpu-tdp`, `rapl`, `nvml-counter`;
+    method: how the energy was obtained, e.g. `estimate-cpu-tdp-tree`, `rapl`, `nvml-counter`;
         several methods are joined with `+` (`nvml-counter+rapl`).
     errors: device -> why its energy is unknown (empty when every device was measured).
     """
