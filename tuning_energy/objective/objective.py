@@ -29,8 +29,9 @@ user attrs, every one a trial can get:
   a pruned trial: pruned_reason, energy_saved_j (when the number of reports is known),
       {metric}_at_stop (the value it returned when it stopped: accuracy_at_stop)
   a failed trial (written by the runner or a worker): error (the exception of a trial that
-      raised), fail_reason (Ctrl-C, a run killed while the trial was RUNNING, a worker
-      that died)
+      raised, or the contract it broke: context.py), fail_reason (Ctrl-C, a run killed
+      while the trial was RUNNING, a worker that died, or `diverged: the metric ... is
+      nan`, with diverged = true: a metric that is not a finite number, context.py)
 
 Three energies per trial, each from its own meter window, and together what the trial is
 charged (accounting.py):
@@ -52,7 +53,9 @@ pruned trial keeps the energy it spent.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,13 +65,20 @@ import optuna
 from tuning_energy.config import StudyConfig
 from tuning_energy.energy import Measurement, Meter, Window
 from tuning_energy.errors import ConfigError
-from tuning_energy.objective.context import TrialContext, finite
+from tuning_energy.objective.context import (
+    CONTRACT,
+    ContractError,
+    TrialContext,
+    TrialDiverged,
+    finite,
+)
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import suggest_params
 from tuning_energy.seeds import trial_seed
 from tuning_energy.store.storage import set_user_attrs
 
-__all__ = ["Objective", "TrialOutcome", "energy_attrs", "trial_seed"]
+__all__ = ["ContractError", "Objective", "TrialDiverged", "TrialOutcome", "energy_attrs",
+           "trial_seed"]
 
 #: Trial attrs the runner and the meters write: a function's extras may not use them.
 RESERVED = frozenset({
@@ -108,24 +118,32 @@ def energy_attrs(m: Measurement) -> dict[str, Any]:
 
 
 def split_result(result: Any, metric: str) -> tuple[float, dict[str, Any]]:
-    """(the metric, the JSON-able extras) of what a function returned."""
+    """(the metric, the JSON-able extras) of what a function returned; ContractError when
+    it is neither a number nor a dict holding the metric (context.py)."""
     extras: dict[str, Any] = {}
     value = result
     if isinstance(result, dict):
         if metric not in result:
-            raise TypeError(f"the objective function returned a dict without {metric!r} "
-                            f"(objective.metric); keys: {', '.join(map(str, result))}")
+            raise ContractError(
+                f"the objective function returned a dict without {metric!r} "
+                f"(objective.metric); its keys: {', '.join(map(str, result)) or 'none'}. "
+                f"The contract: {CONTRACT} under {metric!r}")
         extras = {str(k): _plain(k, v) for k, v in result.items() if k != metric}
         value = result[metric]
         clash = sorted(RESERVED & set(extras))
         if clash:
-            raise TypeError(f"the objective function returned {clash[0]!r}: a name the tool "
-                            f"stores itself (energy and proposal attrs); rename it")
+            raise ContractError(
+                f"the objective function returned {clash[0]!r}: a name the tool stores "
+                f"itself (energy and proposal attrs); rename it. The contract: {CONTRACT} "
+                f"and JSON-able extras under other names")
     if hasattr(value, "item") and not isinstance(value, int | float):
         value = value.item()  # a NumPy or torch scalar
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"the objective function returned {value!r} for {metric!r}: must be a "
-                        f"number (or a dict holding it under {metric!r})")
+        what = f"{value!r} ({type(value).__name__})"
+        raise ContractError(
+            f"the objective function returned {what[:200]}"
+            + (f" for {metric!r}" if isinstance(result, dict) else "")
+            + f": the contract is {CONTRACT} {metric!r} (objective.metric)")
     return float(value), extras
 
 
@@ -135,9 +153,29 @@ def _plain(key: Any, value: Any) -> Any:
     try:
         json.dumps(value, allow_nan=True)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"the objective function returned {key!r} = {value!r}: extras are "
-                        f"stored as trial attrs and must be JSON-able ({exc})") from exc
+        raise ContractError(
+            f"the objective function returned {key!r} = {value!r}: extras are stored as "
+            f"trial attrs and must be JSON-able ({exc}). The contract: {CONTRACT} and "
+            f"JSON-able extras") from exc
     return value
+
+
+def check_callable_as_contract(function: Callable[..., Any], params: dict[str, Any],
+                               ctx: TrialContext) -> None:
+    """ContractError when `function` cannot be called as function(params, ctx) (e.g. a
+    plain Optuna objective f(trial)), before it runs."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature: it is called as is
+        return
+    try:
+        signature.bind(params, ctx)
+    except TypeError as exc:
+        name = getattr(function, "__qualname__", None) or repr(function)
+        raise ContractError(
+            f"the objective function {name}{signature} cannot be called as "
+            f"function(params, ctx) ({exc}): the contract is {CONTRACT}; a plain Optuna "
+            f"objective f(trial) is metered with tuning_energy.metered(f) instead") from None
 
 
 class Objective:
@@ -167,9 +205,13 @@ class Objective:
         self.run_attrs = dict(run_attrs or {})  # written on every trial (which run made it)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        """For `study.optimize`: propose, train, return the value(s)."""
+        """For `study.optimize`: propose, train, return the value(s) (NaN for a trial that
+        diverged: Optuna records it FAIL and goes on)."""
         params = self.propose(trial, self.meter.begin())
-        return self.values(self.run(trial, params))
+        try:
+            return self.values(self.run(trial, params))
+        except TrialDiverged:
+            return (math.nan, math.nan) if self.multi_objective else math.nan
 
     def propose(self, trial: optuna.Trial, window: Window) -> dict[str, Any]:
         """Ask the strategy for the parameters; `window` was opened before `study.ask()`.
@@ -204,10 +246,14 @@ class Objective:
 
     def run(self, trial: optuna.Trial, params: dict[str, Any]) -> TrialOutcome:
         """Run the function inside the meter window. Raises optuna.TrialPruned when it was
-        told to stop (ctx.report returned True)."""
+        told to stop (ctx.report returned True), TrialDiverged when its metric is not a
+        finite number (the attrs are written: the runner records the trial FAIL),
+        ContractError when it broke the contract (context.py)."""
         ctx = TrialContext(trial.number, trial_seed(self.seed, trial.number), self.device,
                            pruning=self.pruning)
         prepare = getattr(self.function, "prepare", None)
+        if prepare is None:
+            check_callable_as_contract(self.function, params, ctx)
         # Outside the window: what the function builds before its work (DB writes and
         # set-up are not the trial's energy).
         work = prepare(params, ctx) if prepare is not None else \
@@ -217,8 +263,12 @@ class Objective:
         ctx._on_report = self._on_report(trial, window, ctx, notes)
         value: float | None = None
         extras: dict[str, Any] = {}
+        diverged: str | None = None
         try:
             value, extras = split_result(work(), self.metric)
+            if not finite(value) and ctx.stop_reason is None:
+                diverged = (f"diverged: the metric {self.metric!r} is {value} (not a finite "
+                            f"number)")
         finally:
             # Also when the function raised: a failed trial keeps the energy it spent.
             measurement = self.meter.end(window)
@@ -233,12 +283,16 @@ class Objective:
                     else e / n * max(0, steps - n)
                 if value is not None:
                     attrs[f"{self.metric}_at_stop"] = value
+            if diverged is not None:
+                attrs.update(diverged=True, fail_reason=diverged)
             set_user_attrs(trial, attrs)
         observe = getattr(self.function, "observe", None)
         if observe is not None:
             observe(attrs)
         if ctx.stop_reason is not None:
             raise optuna.TrialPruned(f"{ctx.stop_reason} after report {ctx.n_reports}")
+        if diverged is not None:
+            raise TrialDiverged(diverged)
         return TrialOutcome(value, measurement, params, extras)
 
     def _on_report(self, trial: optuna.Trial, window: Window, ctx: TrialContext,

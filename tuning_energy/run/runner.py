@@ -50,7 +50,7 @@ from tuning_energy.energy.carbon import resolve_carbon
 from tuning_energy.energy.crosscheck import wrap_cross_check
 from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
-from tuning_energy.objective.objective import Objective
+from tuning_energy.objective.objective import ContractError, Objective, TrialDiverged
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
 from tuning_energy.run.trial_source import (
     PARTIAL_ENERGY_S,
@@ -320,6 +320,17 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 break
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
+            except TrialDiverged as exc:  # its attrs say so (fail_reason); the study goes on
+                study.tell(trial, state=TrialState.FAIL)
+                fails_in_row = 0
+                bar.write(f"trial {trial.number} {exc}: recorded FAIL")
+                continue
+            except ContractError as exc:  # the function is wrong: the next trial would be too
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                raise StudyAborted(f"{name}: trial {trial.number}: {exc}. The study stops at "
+                                   f"the first such error; the trial is recorded FAIL in the "
+                                   f"store.") from None
             except Exception as exc:  # a crashed trial is recorded, the study goes on
                 last_error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", last_error[:2000])
