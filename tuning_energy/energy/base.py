@@ -22,9 +22,11 @@ Rules every meter follows:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,28 @@ class Measurement:
         if self.energy_j is None or self.duration_s <= 0:
             return None
         return self.energy_j / self.duration_s
+
+
+def carve(m: Measurement, nested: Sequence[Measurement]) -> Measurement:
+    """`m` less the windows that were nested in it (`nested`, same meter), device by device,
+    seconds too: e.g. a trial's training window less its storage writes per report.
+
+    A device unknown in a nested window is unknown in the result (its reason kept)."""
+    if not nested:
+        return m
+    by_device: dict[str, float | None] = {}
+    errors = dict(m.errors)
+    for dev, j in m.by_device_j.items():
+        parts = [n.by_device_j.get(dev) for n in nested]
+        unknown = next((n for n in nested if n.by_device_j.get(dev, 0.0) is None), None)
+        if j is not None and unknown is not None:
+            errors[dev] = unknown.errors.get(dev, "unknown in a nested window")
+        by_device[dev] = None if j is None or unknown is not None \
+            else j - sum(p for p in parts if p is not None)
+    known = [j for j in by_device.values() if j is not None]
+    return dataclasses.replace(
+        m, energy_j=sum(known) if known and not errors else None, by_device_j=by_device,
+        duration_s=m.duration_s - sum(n.duration_s for n in nested), errors=errors)
 
 
 @dataclass

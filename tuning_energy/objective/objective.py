@@ -24,8 +24,9 @@ user attrs, every one a trial can get:
       None for a pruned trial), predicted_energy_j
   predicted_energy_epoch1_j: the energy after the first report, times the reports a trial
       makes (the CNN's epochs, or objective.steps; absent when that is not known)
-  the proposal: propose_s, propose_energy_j, store_s, store_energy_j, and the run attrs
-      the runner passes (run_id, hardware_id)
+  the proposal: propose_s, propose_energy_j, store_s, store_energy_j, prepare_s,
+      prepare_energy_j (see below), and the run attrs the runner passes (run_id,
+      hardware_id)
   a pruned trial: pruned_reason, energy_saved_j (when the number of reports is known),
       {metric}_at_stop (the value it returned when it stopped: accuracy_at_stop)
   a failed trial (written by the runner or a worker): error (the exception of a trial that
@@ -33,18 +34,24 @@ user attrs, every one a trial can get:
       while the trial was RUNNING, a worker that died, or `diverged: the metric ... is
       nan`, with diverged = true: a metric that is not a finite number, context.py)
 
-Three energies per trial, each from its own meter window, and together what the trial is
-charged (accounting.py):
-    energy_j          training and evaluation (the trial's own window)
+Three energies per trial, together what the trial is charged (accounting.py), from meter
+windows that cover the runner's trial loop end to end (overhead.py), so that their sum
+over the trials (and the last trial's recording, the study's `tail_store_energy_j`) is
+everything the study's process spent in its trial loop:
+    energy_j          training and evaluation (the trial's own window), less the storage
+                      writes of each ctx.report
     propose_energy_j  the strategy's own computation that proposed its parameters (the
-                      sampler's calls, metered by MeteredSampler); propose_s its seconds
-    store_energy_j    the storage round trips of proposing: Optuna's ask (creating the
-                      trial), one commit per suggested parameter, a worker's claim attrs;
-                      store_s its seconds. The commits that record these figures (the
-                      propose/store attrs, the training attrs, Optuna's tell: one each) come
-                      after their own windows and are not counted.
+                      sampler's calls, metered by MeteredSampler, with its after_trial of
+                      the trial before), and the objective's preparation (`prepare`: the
+                      CNN's model build; prepare_s / prepare_energy_j say how much of
+                      propose_* it was); propose_s its seconds
+    store_energy_j    the storage round trips: recording the trial before (its attrs,
+                      Optuna's tell), the budget check, Optuna's ask (creating the trial),
+                      one commit per suggested parameter, a worker's claim attrs, and the
+                      writes of each ctx.report (Optuna's report and should_prune); store_s
+                      its seconds
 With a sampler that is not a MeteredSampler (a plain `study.optimize(objective)`), the
-whole proposal window is propose_* and there is no store_*.
+whole proposal window is propose_* and store_* holds the report writes only.
 
 The energy attrs are written even when the function raises or is pruned: a failed or
 pruned trial keeps the energy it spent.
@@ -64,6 +71,7 @@ import optuna
 
 from tuning_energy.config import StudyConfig
 from tuning_energy.energy import Measurement, Meter, Window
+from tuning_energy.energy.base import carve
 from tuning_energy.errors import ConfigError
 from tuning_energy.objective.context import (
     CONTRACT,
@@ -72,6 +80,7 @@ from tuning_energy.objective.context import (
     TrialDiverged,
     finite,
 )
+from tuning_energy.objective.overhead import TrialBooks
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import suggest_params
 from tuning_energy.seeds import trial_seed
@@ -182,15 +191,19 @@ class Objective:
     """Callable on an Optuna trial; the same for every strategy.
 
     function: `function(params, ctx)` (trial_context.py). One with a `prepare(params, ctx)`
-    method (the built-in CNN objective) is called in two steps: `prepare` outside the meter
-    window (building the model), then the callable it returns inside it; its `observe(attrs)`
-    (when it has one) sees each trial's stored attrs.
+    method (the built-in CNN objective) is called in two steps: `prepare` in the proposal
+    window (building the model: charged as preparation, overhead.py), then the callable it
+    returns inside the training window; its `observe(attrs)` (when it has one) sees each
+    trial's stored attrs.
+    meter: the training window's; overhead_meter (default: meter) the windows around it
+    (proposal, preparation, report writes: overhead.py), e.g. without a cross-check.
     """
 
     def __init__(self, config: StudyConfig, function: Callable[..., Any], meter: Meter,
                  seed: int = 0, device: str = "cpu",
                  on_measurement: Callable[[Measurement], dict[str, Any]] | None = None,
-                 multi_objective: bool = False, run_attrs: dict[str, Any] | None = None):
+                 multi_objective: bool = False, run_attrs: dict[str, Any] | None = None,
+                 overhead_meter: Meter | None = None):
         if not callable(function):
             raise ConfigError(f"objective function {function!r}: not callable")
         self.config = config
@@ -203,40 +216,51 @@ class Objective:
         self.pruning = config.pruning.pruner != "none"
         self.metric = config.metric
         self.run_attrs = dict(run_attrs or {})  # written on every trial (which run made it)
+        self.overhead_meter = overhead_meter if overhead_meter is not None else meter
+        self._chained = False  # begin_proposal in use: windows cover the loop end to end
+        self._next: Window | None = None  # open since the last training window closed
+        self._books: dict[int, TrialBooks] = {}  # trial id -> its books, propose to run
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         """For `study.optimize`: propose, train, return the value(s) (NaN for a trial that
         diverged: Optuna records it FAIL and goes on)."""
-        params = self.propose(trial, self.meter.begin())
+        params = self.propose(trial, self.overhead_meter.begin())
         try:
             return self.values(self.run(trial, params))
         except TrialDiverged:
             return (math.nan, math.nan) if self.multi_objective else math.nan
 
+    def begin_proposal(self) -> Window:
+        """The next proposal's window: the one open since the previous trial's training
+        window closed (recording that trial, Optuna's tell, the loop: overhead.py), else a
+        new one. The runner's trial sources call it before `study.ask()`."""
+        self._chained = True
+        window, self._next = self._next, None
+        return window if window is not None else self.overhead_meter.begin()
+
+    def end_tail(self) -> Measurement | None:
+        """Close the window open since the last training window closed (the recording of
+        the last trial, on no trial); None when there is none."""
+        window, self._next = self._next, None
+        return None if window is None else window.meter.end(window)
+
     def propose(self, trial: optuna.Trial, window: Window) -> dict[str, Any]:
-        """Ask the strategy for the parameters; `window` was opened before `study.ask()`.
+        """Ask the strategy for the parameters; `window` was opened before `study.ask()`
+        (begin_proposal) and stays open until the training window begins (overhead.py).
 
         The strategy's own cost (GP fits, acquisition optimisation) is stored as
         `propose_s` / `propose_energy_j`: the search's energy, which Yarally et al. never
         counted, separate from the trial's training energy. The rest of the window (the
         storage round trips) is stored as `store_s` / `store_energy_j`. Both are written
-        as soon as the window ends, so that a trial killed in training keeps them.
+        at once (the window so far), so that a trial killed in training keeps them, and
+        rewritten with the whole window when the trial ends.
         """
         sampled = suggest_params(trial, self.config.search_space)
         sampler = trial.study.sampler
-        if not isinstance(sampler, MeteredSampler):
-            m = window.meter.end(window)
-            set_user_attrs(trial, {"propose_s": m.duration_s, "propose_energy_j": m.energy_j,
-                                   **self.run_attrs})
-            return self.config.param_values(sampled)
-        own = sampler.take_cost(trial._trial_id)
-        m = window.meter.end(window)  # ask + suggest: the sampler's calls and the store's
-        set_user_attrs(trial, {
-            "propose_s": own.duration_s, "propose_energy_j": own.energy_j,
-            "store_s": m.duration_s - own.duration_s,
-            "store_energy_j": None if m.energy_j is None or own.energy_j is None
-            else m.energy_j - own.energy_j,
-            **self.run_attrs})
+        own = sampler.take_cost(trial._trial_id) if isinstance(sampler, MeteredSampler) \
+            else None
+        books = self._books[trial._trial_id] = TrialBooks(window, own)
+        set_user_attrs(trial, {**books.attrs(), **self.run_attrs})
         return self.config.param_values(sampled)
 
     def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
@@ -251,16 +275,17 @@ class Objective:
         ContractError when it broke the contract (context.py)."""
         ctx = TrialContext(trial.number, trial_seed(self.seed, trial.number), self.device,
                            pruning=self.pruning)
-        prepare = getattr(self.function, "prepare", None)
-        if prepare is None:
-            check_callable_as_contract(self.function, params, ctx)
-        # Outside the window: what the function builds before its work (DB writes and
-        # set-up are not the trial's energy).
-        work = prepare(params, ctx) if prepare is not None else \
-            functools.partial(self.function, params, ctx)
+        books = self._books.pop(trial._trial_id, None) or TrialBooks(None, None)
+        try:
+            work = self._prepare(params, ctx, books)
+        except BaseException:
+            books.close()
+            set_user_attrs(trial, books.attrs())
+            raise
+        books.close()  # the proposal window ends where the training window begins
         window = self.meter.begin()
         notes: dict[str, Any] = {}
-        ctx._on_report = self._on_report(trial, window, ctx, notes)
+        ctx._on_report = self._on_report(trial, window, ctx, notes, books.reports)
         value: float | None = None
         extras: dict[str, Any] = {}
         diverged: str | None = None
@@ -271,8 +296,11 @@ class Objective:
                             f"number)")
         finally:
             # Also when the function raised: a failed trial keeps the energy it spent.
-            measurement = self.meter.end(window)
-            attrs = {**ctx.user_attrs, **notes, **energy_attrs(measurement)}
+            whole = self.meter.end(window)
+            if self._chained:  # recording this trial is the next proposal's storage
+                self._next = self.overhead_meter.begin()
+            measurement = carve(whole, books.reports)  # less the report writes
+            attrs = {**ctx.user_attrs, **notes, **energy_attrs(measurement), **books.attrs()}
             if self.on_measurement is not None:
                 attrs.update(self.on_measurement(measurement))
             attrs.update(extras)
@@ -295,16 +323,33 @@ class Objective:
             raise TrialDiverged(diverged)
         return TrialOutcome(value, measurement, params, extras)
 
+    def _prepare(self, params: dict[str, Any], ctx: TrialContext,
+                 books: TrialBooks) -> Callable[[], Any]:
+        """The work to meter as training: `prepare`'s (metered as preparation), or the
+        function's called as the contract says."""
+        prepare = getattr(self.function, "prepare", None)
+        if prepare is None:
+            check_callable_as_contract(self.function, params, ctx)
+            return functools.partial(self.function, params, ctx)
+        window = self.overhead_meter.begin()
+        try:
+            return prepare(params, ctx)
+        finally:
+            books.prepare = window.meter.end(window)
+
     def _on_report(self, trial: optuna.Trial, window: Window, ctx: TrialContext,
-                   notes: dict[str, Any]) -> Callable[[int, float], str | None]:
-        """Per report: the energy after the first, the per-trial energy cap, the pruner."""
+                   notes: dict[str, Any], reports: list[Measurement],
+                   ) -> Callable[[int, float], str | None]:
+        """Per report: the energy after the first, the per-trial energy cap, the pruner.
+        Its storage writes (Optuna's report, should_prune) are each metered in a window of
+        their own, added to `reports`: storage, not training (overhead.py)."""
         steps = self.config.n_steps
         cap_j = self.config.budget.max_trial_energy_j
 
         def on_report(step: int, value: float) -> str | None:
             n = ctx.n_reports
             if n == 1 or cap_j is not None:
-                so_far = self.meter.peek(window).energy_j
+                so_far = carve(self.meter.peek(window), reports).energy_j
                 if so_far is not None and steps is not None:
                     projected = so_far / n * steps
                     if n == 1:
@@ -314,11 +359,14 @@ class Objective:
                                 f"max_trial_energy_j {cap_j:g} J")
                 elif so_far is not None and cap_j is not None and so_far > cap_j:
                     return f"energy cap: {so_far:.3g} J so far > max_trial_energy_j {cap_j:g} J"
-            # Optuna keeps one value per step; multi-objective trials take none.
-            if finite(value) and not self.multi_objective:
-                trial.report(value, step)
-            if self.pruning and trial.should_prune():
-                return f"pruner {self.config.pruning.pruner}"
-            return None
+            writes = self.overhead_meter.begin()
+            try:
+                # Optuna keeps one value per step; multi-objective trials take none.
+                if finite(value) and not self.multi_objective:
+                    trial.report(value, step)
+                stop = self.pruning and trial.should_prune()
+            finally:
+                reports.append(writes.meter.end(writes))
+            return f"pruner {self.config.pruning.pruner}" if stop else None
 
         return on_report

@@ -275,7 +275,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                            idle_note=idle_note, config_changes=notes)
     objective = Objective(config, function, trial_meter, seed=seed, device=str(device),
                           on_measurement=TrialEnergyAttrs(idle_power_w, carbon),
-                          multi_objective=multi_objective, run_attrs=run_attrs)
+                          multi_objective=multi_objective, run_attrs=run_attrs,
+                          overhead_meter=meter)
     # The built-in's one-off warm-up (kernels, allocators), outside any window.
     if (warm_up := getattr(function, "warm_up", None)) is not None:
         warm_up()
@@ -298,7 +299,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            claim = source.claim(study, n_budget, meter.begin, objective.propose,
+            claim = source.claim(study, n_budget, objective.begin_proposal, objective.propose,
                                  max_energy_j=config.budget.max_energy_j)
             if isinstance(claim, str):  # the study-wide energy budget is spent
                 stop_reason = claim
@@ -358,6 +359,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
             bar.set_postfix_str(f"best {config.metric} {best:.4g}, {energy_so_far:,.0f} J"
                                 if best is not None else f"{energy_so_far:,.0f} J")
     finally:
+        tail = objective.end_tail()  # recording the last trial: on no trial (overhead.py)
         bar.close()
         meter.close()
         _write_dashboard_notes(study)
@@ -368,7 +370,9 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                         "propose_energy_j": summary.propose_energy_j,
                         "store_energy_j": summary.store_energy_j,
                         "training_energy_j": summary.training_energy_j,  # meter windows
-                        "total_energy_j": summary.total_energy_j}.items():  # charged
+                        "total_energy_j": summary.total_energy_j,  # charged
+                        "tail_store_energy_j": None if tail is None else tail.energy_j,
+                        "tail_store_s": None if tail is None else tail.duration_s}.items():
         study.set_user_attr(key, value_)
     return summary
 
