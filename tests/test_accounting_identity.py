@@ -5,7 +5,6 @@ of the process tree x watts per core), the loop's CPU time read independently.""
 from __future__ import annotations
 
 import io
-import textwrap
 
 import optuna
 import pytest
@@ -17,6 +16,7 @@ from tuning_energy.run.runner import run_study
 from tuning_energy.run.trial_source import LocalTrials
 
 from .conftest import tiny_doc
+from .test_user_objective import _study
 
 MODULE = '''
 def light(params, ctx):
@@ -60,28 +60,14 @@ class LoopCpu(LocalTrials):
 
 
 def _config(tmp_path, function: str, n_trials: int):
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    module = f"identity_{function}_{abs(hash(str(tmp_path))) % 10**8}"
-    (folder / f"{module}.py").write_text(MODULE)
-    toml = folder / "mine.toml"
-    toml.write_text(textwrap.dedent(f'''
-        name = "mine"
-        [objective]
-        function = "{module}:{function}"
-        metric = "loss"
-        direction = "minimize"
-        [budget]
-        n_trials = {n_trials}
-        [meter]
-        kind = "estimate"
-        idle_s = 0
+    space = """
         [search_space.x]
         type = "float"
         low = -1.0
         high = 1.0
-    '''))
-    return load_config(toml)
+    """
+    return load_config(_study(tmp_path, function=function, n_trials=n_trials, space=space,
+                              source=MODULE))
 
 
 def _identity(config, strategy: str, storage_url: str):

@@ -76,12 +76,12 @@ def burn(params, ctx):
 
 def _study(tmp_path: Path, function: str = "quadratic", metric: str = "loss",
            direction: str = "minimize", extra: str = "", space: str | None = None,
-           n_trials: int = 4) -> Path:
-    """A user's module and TOML in their own folder (not on sys.path)."""
+           n_trials: int = 4, source: str = MODULE) -> Path:
+    """A user's module (`source`) and TOML in their own folder (not on sys.path)."""
     folder = tmp_path / "mine"
     folder.mkdir(exist_ok=True)
     module = f"user_objective_{abs(hash(str(tmp_path))) % 10**8}"  # one module per test
-    (folder / f"{module}.py").write_text(MODULE)
+    (folder / f"{module}.py").write_text(source)
     space = space if space is not None else '''
         [search_space.x]
         type = "float"
