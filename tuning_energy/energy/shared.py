@@ -10,7 +10,9 @@ tree used in the segment (the worker, all its threads, and the processes it star
 cputree.py; an even split when the segment is too short to show CPU time). The workers are
 siblings, so a child process is in one worker's tree only and is never counted twice. A
 worker that died (no /proc entry, or a zombie) takes no share from then on. Energy spent while no window is open, in idle-baseline windows, and the share of a
-window that never closed (its worker was killed), is on no trial: *unattributed*. So, exactly:
+window that never closed (its worker was killed), and of a window closed off any trial
+(`end_off_trial`: the recording of a run's last trial, objective/overhead.py) is on no
+trial: *unattributed*. So, exactly:
 
     sum of the trials' package energy + unattributed_j == total_j (what the meter saw)
 
@@ -195,9 +197,10 @@ class CpuTimeLedger:
                     self._idle.add(pid)
             return self._cumulative(pid), dict(self._faults)
 
-    def close_window(self, pid: int) -> LedgerReading:
+    def close_window(self, pid: int, on_trial: bool = True) -> LedgerReading:
         """Close one of `pid`'s windows; returns its cumulative joules (the window's end)
-        and the ledger's fault counts."""
+        and the ledger's fault counts. on_trial=False: a window whose energy no trial
+        carries (the recording of a run's last trial): unattributed."""
         with self._lock:
             self._advance()
             end = self._cumulative(pid)
@@ -207,10 +210,11 @@ class CpuTimeLedger:
                 self._open.pop(pid, None)
                 start = self._at_open.pop(pid, end)
                 at_open = self._faults_at_open.pop(pid, {})
-                book = self.idle_j if pid in self._idle else self.in_windows_j
+                book = self.idle_j if pid in self._idle else \
+                    self.in_windows_j if on_trial else None
                 self._idle.discard(pid)
                 now = self._fault_counts()
-                for d in self.devices:
+                for d in self.devices if book is not None else ():
                     if now.get(d, 0) == at_open.get(d, 0):  # else the window's d is unknown
                         book[d] += end[d] - start[d]
                 self.n_windows += 1
@@ -282,6 +286,8 @@ class SharedCpuTimeMeter(Meter):
             shared, faults = self.ledger.open_window(self.pid, idle=True)
         elif mode == "close":
             shared, faults = self.ledger.close_window(self.pid)
+        elif mode == "close-off-trial":
+            shared, faults = self.ledger.close_window(self.pid, on_trial=False)
         else:  # peek() into an open window
             shared, faults = self.ledger.read(self.pid)
         self._mode.faults = faults  # for the faults() call that follows (base.py)
@@ -314,6 +320,10 @@ class SharedCpuTimeMeter(Meter):
 
     def end(self, window: Window):
         return self._in_mode("close", super().end, window)
+
+    def end_off_trial(self, window: Window):
+        """End a window whose energy no trial carries: the ledger leaves it unattributed."""
+        return self._in_mode("close-off-trial", super().end, window)
 
     def sync(self) -> None:
         self.inner.sync()

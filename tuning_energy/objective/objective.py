@@ -242,7 +242,10 @@ class Objective:
         """Close the window open since the last training window closed (the recording of
         the last trial, on no trial); None when there is none."""
         window, self._next = self._next, None
-        return None if window is None else window.meter.end(window)
+        if window is None:
+            return None
+        # A shared ledger books it as no trial's (shared.py)
+        return getattr(window.meter, "end_off_trial", window.meter.end)(window)
 
     def propose(self, trial: optuna.Trial, window: Window) -> dict[str, Any]:
         """Ask the strategy for the parameters; `window` was opened before `study.ask()`
@@ -255,7 +258,12 @@ class Objective:
         at once (the window so far), so that a trial killed in training keeps them, and
         rewritten with the whole window when the trial ends.
         """
-        sampled = suggest_params(trial, self.config.search_space)
+        try:
+            sampled = suggest_params(trial, self.config.search_space)
+        except BaseException:  # no window left open: it would hide the next trial's
+            m = window.meter.end(window)
+            set_user_attrs(trial, {"store_s": m.duration_s, "store_energy_j": m.energy_j})
+            raise
         sampler = trial.study.sampler
         own = sampler.take_cost(trial._trial_id) if isinstance(sampler, MeteredSampler) \
             else None
@@ -284,6 +292,8 @@ class Objective:
             raise
         books.close()  # the proposal window ends where the training window begins
         window = self.meter.begin()
+        if hasattr(self.overhead_meter, "partial_attrs"):  # a kill keeps the whole window
+            self.overhead_meter.partial_attrs = functools.partial(books.attrs, reports=False)
         notes: dict[str, Any] = {}
         ctx._on_report = self._on_report(trial, window, ctx, notes, books.reports)
         value: float | None = None
@@ -297,6 +307,8 @@ class Objective:
         finally:
             # Also when the function raised: a failed trial keeps the energy it spent.
             whole = self.meter.end(window)
+            if hasattr(self.overhead_meter, "partial_attrs"):
+                self.overhead_meter.partial_attrs = None
             if self._chained:  # recording this trial is the next proposal's storage
                 self._next = self.overhead_meter.begin()
             measurement = carve(whole, books.reports)  # less the report writes

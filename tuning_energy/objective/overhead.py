@@ -26,7 +26,12 @@ A trial's accounts (its attrs):
 
 A finished trial takes no attrs, so the recording of the run's last trial (its attrs and
 tell) is on no trial: the runner stores it on the study (`tail_store_energy_j`,
-`tail_store_s`).
+`tail_store_s`: this process's; with workers, the last one's), and the workers' shared
+ledger books it as unattributed (`Objective.end_tail`, shared.py).
+
+A trial killed in training keeps what was written on it: the proposal window's figures
+from `propose` (so far), replaced with the whole window's by the heartbeat's partial
+writes (`TrialWindowMeter.partial_attrs`), and the training energy so far.
 """
 
 from __future__ import annotations
@@ -58,26 +63,29 @@ class TrialBooks:
         if self.over is not None and self.over_m is None:
             self.over_m = self.over.meter.end(self.over)
 
-    def attrs(self) -> dict[str, Any]:
+    def attrs(self, reports: bool = True) -> dict[str, Any]:
         """propose_*, prepare_*, store_* (see the module doc); before `close`, the proposal
-        window so far (written at once, so that a trial killed in training keeps them)."""
+        window so far (written at once, so that a trial killed in training keeps them).
+        reports=False: without the report writes (a partial write, whose energy so far
+        holds them)."""
         over = self.over_m
         if over is None and self.over is not None:
             over = self.over.meter.peek(self.over)
-        rep_s = sum(m.duration_s for m in self.reports)
-        rep_j = _sum([m.energy_j for m in self.reports])
+        done = self.reports if reports else []
+        rep_s = sum(m.duration_s for m in done)
+        rep_j = _sum([m.energy_j for m in done])
         prep_s = self.prepare.duration_s if self.prepare is not None else 0.0
         prep_j = self.prepare.energy_j if self.prepare is not None else 0.0
         out: dict[str, Any] = {}
         if self.prepare is not None:
             out.update(prepare_s=prep_s, prepare_energy_j=prep_j)
         if over is None:  # no proposal window: the report writes only
-            if self.reports:
+            if done:
                 out.update(store_s=rep_s, store_energy_j=rep_j)
             return out
         if self.own is None:  # a plain sampler: the proposal window is all proposing
             out.update(propose_s=over.duration_s, propose_energy_j=over.energy_j)
-            if self.reports:
+            if done:
                 out.update(store_s=rep_s, store_energy_j=rep_j)
             return out
         own_s, own_j = self.own.duration_s, self.own.energy_j

@@ -23,7 +23,7 @@ import dataclasses
 import statistics
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -59,6 +59,9 @@ class TrialWindowMeter(Meter):
         self._open: Window | None = None  # the trial window, while it is open
         self._partial: set[int] = set()  # windows whose energy so far was written on a trial
         self._begun: list[Window] = []  # windows begun here, until seen closed
+        #: More attrs the partial write carries (the objective's: the trial's proposal
+        #: window, closed by then: overhead.py), so that a killed trial keeps them too.
+        self.partial_attrs: Callable[[], dict[str, Any]] | None = None
 
     @property
     def sees_idle_power(self) -> bool:  # type: ignore[override]
@@ -122,7 +125,8 @@ class TrialWindowMeter(Meter):
             m = self.inner.peek(window)
             # The mark first: a store that writes attr by attr (journal) never shows
             # energy so far without it.
-            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m)})
+            more = self.partial_attrs() if self.partial_attrs is not None else {}
+            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m), **more})
             self._partial.add(window.id)
             return True
 
