@@ -58,6 +58,7 @@ from tuning_energy.run.trial_source import (
     TrialSource,
     fail_stale_running,
 )
+from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.workers import MULTI_WORKER_KINDS, single_worker
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (
@@ -290,6 +291,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                file=out, dynamic_ncols=True)
     ran = fails_in_row = 0
     stop_reason = "budget reached"
+
+    def stop() -> str | None:  # budget.stop_at_target: asked before each claim
+        hit = reached_target(study, config)
+        return None if hit is None else stop_text(hit, config)
+
     last_error = ""
     interrupted = False
     try:
@@ -299,8 +305,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             claim = source.claim(study, n_budget, meter.begin, objective.propose,
-                                 max_energy_j=config.budget.max_energy_j)
-            if isinstance(claim, str):  # the study-wide energy budget is spent
+                                 max_energy_j=config.budget.max_energy_j, stop=stop)
+            if isinstance(claim, str):  # the energy budget is spent, or the target reached
                 stop_reason = claim
                 break
             if claim is None:  # the rest of the budget is finished or running elsewhere

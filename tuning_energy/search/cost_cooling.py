@@ -76,25 +76,10 @@ def cooling_alpha(n_finished: int, n_trials: int, n_initial: int) -> float:
     return ALPHA_START * float(min(1.0, max(0.0, left)))
 
 
-class CostCooledSampler(SkoptSampler):
-    """Expected improvement per predicted joule^alpha, alpha cooling from 1 to 0.
-
-    CostCooledSampler(seed=None, *, n_trials, search_space=None, **options)
-
-    n_trials: the study's trial budget (the cooling schedule runs over it).
-    options: the `[strategy.bayes]` keys but `acq_func`: the acquisition is EI, as CArBO's.
-    (With `bayes`'s PI, whose log falls by tens between candidates, the cost's factor of a
-    few rarely changed a proposal: on a test objective whose accuracy ignores n_conv it
-    proposed what bayes did on 2 of 4 seeds; with EI it spent 1.4-6x less than EI alone.)
-    """
-
-    def __init__(self, seed: int | None = None, *, n_trials: int,
-                 search_space: dict[str, BaseDistribution] | None = None,
-                 **options: Any) -> None:
-        super().__init__(seed, search_space=search_space, **{**options, "acq_func": "EI"})
-        if n_trials < 1:
-            raise ValueError(f"CostCooledSampler: n_trials = {n_trials}; must be >= 1")
-        self._n_trials = int(n_trials)
+class MeasuredCostModel:
+    """The joules a point costs, modelled from the measured cost of the finished trials (for
+    samplers built on SkoptSampler: it uses the GP template and `gp_fit_max_points`).
+    `bayes-cool` and `seek` (for an objective without FLOPs) share it."""
 
     def _costed(self, study, space) -> tuple[list[list[Any]], list[float], int]:
         """(points, full costs) of finished trials with a known cost; and how many finished."""
@@ -108,30 +93,6 @@ class CostCooledSampler(SkoptSampler):
                 rows.append(row)
                 costs.append(cost)
         return rows, costs, finished
-
-    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        self._refuse_multi_objective(study)
-        if not search_space:
-            return {}
-        rows, costs, finished = self._costed(study, search_space)
-        if not rows or finished < self._options.n_initial_points:
-            return {}  # the initial points are random (sample_independent), as bayes's
-        opt = self.optimizer(study, trial.number, search_space)
-        if opt is None:  # the initial random points (or no objective values yet)
-            return {}
-        seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
-        space = opt.space
-        candidates = space.rvs(self._options.n_points, random_state=np.random.RandomState(seed))
-        x = space.transform(candidates)
-        log_cost = self._predict_log_cost(space, rows, costs, x, seed)
-        from skopt.acquisition import gaussian_ei
-
-        gain = gaussian_ei(x, opt.models[-1], y_opt=float(np.min(opt.yi)), xi=self._options.xi)
-        alpha = cooling_alpha(finished, self._n_trials, self._options.n_initial_points)
-        score = np.log(np.maximum(gain, 0.0) + 1e-300) - alpha * log_cost
-        # ties (no improvement expected anywhere): the cheapest candidate
-        best = int(np.lexsort((log_cost, -score))[0])
-        return _decode(candidates[best], search_space)
 
     def _predict_log_cost(self, space, rows, costs, x, seed) -> np.ndarray:
         """Predicted log joules at the candidates: a linear trend (ridge) plus skopt's GP on
@@ -157,3 +118,49 @@ class CostCooledSampler(SkoptSampler):
                 gp.fit(seen, rest)
                 out = out + gp.predict(x)
         return np.asarray(out, dtype=float)
+
+
+class CostCooledSampler(MeasuredCostModel, SkoptSampler):
+    """Expected improvement per predicted joule^alpha, alpha cooling from 1 to 0.
+
+    CostCooledSampler(seed=None, *, n_trials, search_space=None, **options)
+
+    n_trials: the study's trial budget (the cooling schedule runs over it).
+    options: the `[strategy.bayes]` keys but `acq_func`: the acquisition is EI, as CArBO's.
+    (With `bayes`'s PI, whose log falls by tens between candidates, the cost's factor of a
+    few rarely changed a proposal: on a test objective whose accuracy ignores n_conv it
+    proposed what bayes did on 2 of 4 seeds; with EI it spent 1.4-6x less than EI alone.)
+    """
+
+    def __init__(self, seed: int | None = None, *, n_trials: int,
+                 search_space: dict[str, BaseDistribution] | None = None,
+                 **options: Any) -> None:
+        super().__init__(seed, search_space=search_space, **{**options, "acq_func": "EI"})
+        if n_trials < 1:
+            raise ValueError(f"CostCooledSampler: n_trials = {n_trials}; must be >= 1")
+        self._n_trials = int(n_trials)
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        self._refuse_multi_objective(study)
+        if not search_space:
+            return {}
+        rows, costs, finished = self._costed(study, search_space)
+        if not rows or finished < self._options.n_initial_points:
+            return {}  # the initial points are random (sample_independent), as bayes's
+        opt = self.optimizer(study, trial.number, search_space)
+        if opt is None:  # the initial random points (or no objective values yet)
+            return {}
+        seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
+        space = opt.space
+        candidates = space.rvs(self._options.n_points, random_state=np.random.RandomState(seed))
+        x = space.transform(candidates)
+        log_cost = self._predict_log_cost(space, rows, costs, x, seed)
+        from skopt.acquisition import gaussian_ei
+
+        gain = gaussian_ei(x, opt.models[-1], y_opt=float(np.min(opt.yi)), xi=self._options.xi)
+        alpha = cooling_alpha(finished, self._n_trials, self._options.n_initial_points)
+        score = np.log(np.maximum(gain, 0.0) + 1e-300) - alpha * log_cost
+        # ties (no improvement expected anywhere): the cheapest candidate
+        best = int(np.lexsort((log_cost, -score))[0])
+        return _decode(candidates[best], search_space)
+
