@@ -50,6 +50,7 @@ from tuning_energy.liveness import WORKER_ATTR, pid_on
 from tuning_energy.run.ledger import LedgerManager, connect_ledger, init_ledger
 from tuning_energy.run.runner import open_study, run_study
 from tuning_energy.run.summary import FINISHED, study_summary
+from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.worker_energy import check_gpu_sharing, energy_budget_stop, partial_package_j
 from tuning_energy.run.workers import (
     MULTI_WORKER_KINDS,
@@ -245,6 +246,8 @@ class WorkerPool:
         if reason == "budget reached" and max_j is not None and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
             reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
+        if reason == "budget reached" and (hit := reached_target(self.study, self.config)):
+            reason = stop_text(hit, self.config)
         summary = study_summary(self.study, redact(self.storage_url), self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted
