@@ -112,7 +112,7 @@ class PruningConfig:
     n_warmup_epochs: int = 2  # median: epochs before a trial can be pruned
     min_epochs: int = 1  # asha / hyperband: minimum resource
     reduction_factor: int = 3  # asha / hyperband
-    grace_epochs: int = 5  # target: epochs before a trial can be pruned
+    grace_epochs: int = 8  # target: epochs before a trial can be pruned
     threshold: float = 0.05  # target: prune when P(final value reaches the target) < this
 
 

@@ -33,7 +33,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "objective.direction": "maximize",
     "objective.steps": None,
     # the target pruner's keys (other pruners ignore them): their defaults
-    "pruning.grace_epochs": 5,
+    "pruning.grace_epochs": 8,
     "pruning.threshold": 0.05,
 }
 

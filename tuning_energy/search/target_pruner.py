@@ -13,7 +13,7 @@ step + 1) is fitted by each of a small ensemble of increasing, saturating famili
 
     pow3      c - a t^-alpha
     exp3      c - a exp(-b t)
-    logpower  c / (1 + (t / e^b)^-a)
+    logpower  c / (1 + (t / e^b)^-a)   (positive values only: not for a negated loss)
 
 The first report is left out (SKIP_FIRST). For each family that fits, P(final value reaches
 the target) is estimated by drawing the parameters from the fit's normal approximation
@@ -91,7 +91,9 @@ def p_reach(steps: np.ndarray, values: np.ndarray, n_steps: int, target: float,
     ceiling = np.inf if upper is None else float(upper)
     guess_c = min(float(y.max()) + 0.5 * max(float(np.ptp(y)), 1e-3), ceiling - 1e-6)
     ps = []
-    for curve, guess, lower, high in FAMILIES.values():
+    for name, (curve, guess, lower, high) in FAMILIES.items():
+        if name == "logpower" and (y.min() <= 0 or ceiling <= 0):
+            continue  # a ratio of positive values: not for a negated loss
         hi = (ceiling, *high[1:])
         p0 = np.clip(guess(y, guess_c), np.array(lower) + 1e-9, np.array(hi) - 1e-9)
         try:
@@ -119,7 +121,7 @@ def p_reach(steps: np.ndarray, values: np.ndarray, n_steps: int, target: float,
 class TargetPruner(BasePruner):
     """Prune when P(the trial's final value reaches `target`) < `threshold`.
 
-    TargetPruner(target, n_steps, *, grace_steps=5, threshold=0.05, upper=None)
+    TargetPruner(target, n_steps, *, grace_steps=8, threshold=0.05, upper=None)
 
     target: the value a trial must reach (at or above for a maximised study, at or below for
     a minimised one). n_steps: the reports a whole trial makes (epochs); the final value is
@@ -127,7 +129,7 @@ class TargetPruner(BasePruner):
     upper: the metric's ceiling (1 for an accuracy; for a minimised metric, the floor).
     """
 
-    def __init__(self, target: float, n_steps: int, *, grace_steps: int = 5,
+    def __init__(self, target: float, n_steps: int, *, grace_steps: int = 8,
                  threshold: float = 0.05, upper: float | None = None) -> None:
         if not isinstance(target, int | float) or not math.isfinite(target):
             raise ValueError(f"TargetPruner: target = {target!r}; must be a finite number")
