@@ -1,4 +1,5 @@
-"""`seek`: Optuna's own sampler suite, and what P(reach the target) / joules proposes."""
+"""`seek`: what P(reach the target) / joules proposes (Optuna's own sampler suite: in
+test_samplers.py, beside SkoptSampler's)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,6 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.testing.pytest_samplers import (
-    BasicSamplerTestCase,
-    RelativeSamplerTestCase,
-    SingleOnlySamplerTestCase,
-)
 from optuna.trial import create_trial
 
 from tuning_energy.config import parse_config
@@ -23,15 +19,6 @@ from tuning_energy.search.strategies import make_sampler
 from .conftest import tiny_doc
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class TestOptunasSamplerSuite(BasicSamplerTestCase, RelativeSamplerTestCase,
-                              SingleOnlySamplerTestCase):
-    """The contract Optuna's own samplers pass, as SkoptSampler's (test_samplers.py)."""
-
-    @pytest.fixture
-    def sampler(self):
-        return lambda: SeekSampler(seed=0, target=0.0, n_initial_points=0)
 
 
 SPACE = {"n_conv": IntDistribution(0, 3), "lr": FloatDistribution(1e-4, 1e-1, log=True),

@@ -52,13 +52,13 @@ from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
+from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.trial_source import (
     PARTIAL_ENERGY_S,
     LocalTrials,
     TrialSource,
     fail_stale_running,
 )
-from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.workers import MULTI_WORKER_KINDS, single_worker
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (

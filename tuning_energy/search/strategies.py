@@ -46,13 +46,13 @@ from optuna.samplers import BaseSampler, GridSampler
 from tuning_energy.config import PRUNERS, ParamSpec, StudyConfig
 from tuning_energy.errors import ConfigError
 from tuning_energy.search.cost_cooling import CostCooledSampler
-from tuning_energy.search.seek import SeekSampler
 from tuning_energy.search.samplers import (
     ResumableGPSampler,
     ResumableRandomSampler,
     ResumableTPESampler,
     SkoptSampler,
 )
+from tuning_energy.search.seek import SeekSampler
 
 
 def distributions(space: Sequence[ParamSpec]) -> dict[str, BaseDistribution]:
