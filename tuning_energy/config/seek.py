@@ -8,7 +8,7 @@ search/target_pruner.py).
                            # and the measured joules per FLOP), "measured" (a model of the
                            # measured joules over the search space), "none" (P alone);
                            # "auto": flops for the built-in objective, measured otherwise
-    pessimism = 0.0        # P from the GP's mean taken this many of its own standard
+    pessimism = 1.0        # P from the GP's mean taken this many of its own standard
                            # deviations worse (0: the plain predictive distribution)
 
 The GP's own options (kernel refits, caps) are `[strategy.bayes]`'s.
@@ -32,7 +32,7 @@ class SeekConfig:
     n_initial_points: int = 5
     n_points: int = 1000
     cost: str = "auto"
-    pessimism: float = 0.0
+    pessimism: float = 1.0
 
 
 def parse_seek(table: dict[str, Any], path: str = "strategy.seek") -> SeekConfig:
