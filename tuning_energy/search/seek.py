@@ -23,6 +23,12 @@ target gets no priority however cheap: its P is ~0.
   a few diverged trials (0.1-0.6) set the GP's noise, and with it a 0.96-everywhere MLP got
   a P near a conv's at an eighth of its joules: the first pilot spent 25 of 30 trials on
   MLPs (docs/seek.md). On the error's log 0.96 and 0.98 are as far apart as 0.6 and 0.9.
+- Pessimism (default 1): P is computed from the GP's mean taken one of its own standard
+  deviations worse, the trial's noise still around it. With the plain predictive (0), a
+  point far from every trial (its mean the average trial's, its spread wide) got as much
+  P as one beside the best trial, and the cheap one of them won: 1 of 3 pilot seeds
+  reached the target; with 1, 3 of 3 (docs/seek.md). It keeps P / joules from paying for
+  exploration the GP only imagines, at the price of a search that stays near what worked.
 - Joules: `cost="flops"`: the candidate's forward FLOPs (the `flops` callable: the built-in
   CNN's, from its architecture) and a log-log fit of the finished trials' full joules on
   their `flops_per_sample` (energy/predict.py's joules-per-FLOP ratio while the trials have
@@ -93,14 +99,15 @@ class SeekSampler(MeasuredCostModel, SkoptSampler):
     target: the value a trial must reach (at or above for a maximised study, at or below
     for a minimised one). cost: "flops" (needs `flops(params) -> forward FLOPs per sample`),
     "measured" or "none" (see the module doc). bound: the metric's best possible value (1
-    for an accuracy, 0 for an error), modelled on the log of the distance to it. options: the `[strategy.bayes]` keys
+    for an accuracy, 0 for an error), modelled on the log of the distance to it.
+    pessimism: the GP's standard deviations its mean is taken worse by. options: the `[strategy.bayes]` keys
     (n_initial_points, n_points and the GP's); the acquisition is this index, not acq_func.
     """
 
     def __init__(self, seed: int | None = None, *, target: float,
                  search_space: dict[str, BaseDistribution] | None = None,
                  cost: str = "measured", flops: Flops | None = None,
-                 bound: float | None = None, pessimism: float = 0.0,
+                 bound: float | None = None, pessimism: float = 1.0,
                  **options: Any) -> None:
         super().__init__(seed, search_space=search_space, **options)
         if not isinstance(target, int | float) or not math.isfinite(target):
