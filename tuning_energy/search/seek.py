@@ -21,8 +21,8 @@ target gets no priority however cheap: its P is ~0.
   accuracy) the GP models log(bound - value), the log of the error, for a maximised metric
   (log(value - bound) for a minimised one), and the target likewise. On the raw accuracy
   a few diverged trials (0.1-0.6) set the GP's noise, and with it a 0.96-everywhere MLP got
-  a P near a conv's at an eighth of its joules: the first pilot spent 25 of 30 trials on
-  MLPs (docs/seek.md). On the error's log 0.96 and 0.98 are as far apart as 0.6 and 0.9.
+  a P near a conv's at an eighth of its joules: the first pilot spent 18 of 30 trials on
+  MLPs (docs/seek.md). On the error's log 0.96 and 0.98 are as far apart as 0.6 and 0.8.
 - Pessimism (default 1): P is computed from the GP's mean taken one of its own standard
   deviations worse, the trial's noise still around it. With the plain predictive (0), a
   point far from every trial (its mean the average trial's, its spread wide) got as much
