@@ -94,14 +94,15 @@ class SeekSampler(MeasuredCostModel, SkoptSampler):
     """P(the trial reaches the target | x) / predicted joules(x), maximised.
 
     SeekSampler(seed=None, *, target, search_space=None, cost="measured", flops=None,
-                bound=None, **options)
+                bound=None, pessimism=1.0, **options)
 
     target: the value a trial must reach (at or above for a maximised study, at or below
     for a minimised one). cost: "flops" (needs `flops(params) -> forward FLOPs per sample`),
     "measured" or "none" (see the module doc). bound: the metric's best possible value (1
     for an accuracy, 0 for an error), modelled on the log of the distance to it.
-    pessimism: the GP's standard deviations its mean is taken worse by. options: the `[strategy.bayes]` keys
-    (n_initial_points, n_points and the GP's); the acquisition is this index, not acq_func.
+    pessimism: how many of the GP's standard deviations its mean is taken worse by.
+    options: the `[strategy.bayes]` keys (n_initial_points, n_points and the GP's); the
+    acquisition is this index, not acq_func.
     """
 
     def __init__(self, seed: int | None = None, *, target: float,
