@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.storage import DEFAULT_STORAGE
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 
 def _add_storage(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
-              f"{args.strategy} --seed {args.seed} --storage {args.storage}"
+              f"{args.strategy} --seed {args.seed} --storage {args.storage.text}"
               + (f" --environment {args.environment!r}" if args.environment else ""))
         return 130
     if failed_workers and not summary.interrupted:
@@ -74,11 +74,10 @@ def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
     from tuning_energy.run.pool import run_workers
     from tuning_energy.run.runner import run_study
-    from tuning_energy.run.workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
-    from tuning_energy.store.storage import storage_kind
+    from tuning_energy.run.workers import WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
-    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+    if args.workers == 1:  # run_study gets the store its trial source (workers.trial_source)
         partial = {} if args.partial_energy_s is None else \
             {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
@@ -94,7 +93,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     import optuna
     import pandas as pd
 
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.table import method_label, study_table
+    from tuning_energy.analysis.to_target import charged_what
     from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
     from tuning_energy.run.summary import FINISHED, best_trial, metric_of, value
     from tuning_energy.store.storage import open_storage
@@ -112,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
+        table = study_table(study, trials)  # counted trials: complete, pruned, failed
         tables.append(table)
         done = [t for t in trials if t.state in FINISHED]
         metric, direction = metric_of(study)
@@ -123,7 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         total = "-" if table["energy_j"].isna().all() else \
             f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
         a = s.user_attrs
-        lab = an.method_label(table)
+        lab = method_label(table)
         method = ", ".join(lab.methods) or a.get("energy_method", "?")
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
@@ -132,9 +132,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
     print(f"best: the best {', '.join(sorted(metrics))} of the study's complete trials; "
-          f"charged J: the {an.charged_what(every)} energy of every finished trial "
+          f"charged J: the {charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
-    lab = an.method_label(every)
+    lab = method_label(every)
     if lab.any_estimate:
         print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return 0
@@ -215,7 +215,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           studies=[s.study_name for s in summaries])
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
-    print(f"all figures and report: tuning-energy figures --storage {args.storage}")
+    print(f"all figures and report: tuning-energy figures --storage {args.storage.text}")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """The bill before the run: a short calibration, then the projected energy, CO2, time."""
+    import json
+
+    from tuning_energy.run.estimate import estimate
+    from tuning_energy.search.strategies import STRATEGIES, check_strategy
+
+    config = _study_config(args)
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()] if args.strategy \
+        else (list(STRATEGIES) if args.seeds else ["bayes"])
+    for s in strategies:
+        check_strategy(s)
+    result = estimate(config, strategies, args.seeds or 1, args.storage)
+    print(json.dumps(result.as_json(), indent=1) if args.json else "\n".join(result.lines()))
     return 0
 
 
@@ -242,16 +259,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_figures_dir(storage_url: str) -> str:
+def cmd_check(args: argparse.Namespace) -> int:
+    """A store's health (store/check.py), read without changing anything: 1 on a problem."""
+    from tuning_energy.store.check import check_store
+
+    health = check_store(args.storage)
+    print("\n".join(health.lines))
+    return 1 if health.problems else 0
+
+
+def default_figures_dir(storage_url: StoreURL | str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
     `make paper`'s)."""
-    from tuning_energy.store.storage import journal_path, sqlite_path, storage_kind
-
-    kind = storage_kind(storage_url)
-    path = sqlite_path(storage_url) if kind == "sqlite" else \
-        journal_path(storage_url) if kind == "journal" else None
-    return f"figures/{path.stem if path is not None else kind}"
+    return f"figures/{StoreURL.parse(storage_url).name}"
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -313,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("check", help="a store's health: opens, a torn journal line, RUNNING "
+                                     "trials without a live worker, studies and trial counts "
+                                     "(changes nothing; exit 1 on a problem)")
+    _add_storage(p)
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
     _add_storage(p)
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
@@ -339,6 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("estimate", help="what a study or comparison will cost (energy, CO2, "
+                                        "wall time) before it runs, from a short calibration")
+    p.add_argument("--config", default="studies/default.toml", help="study TOML file")
+    p.add_argument("--strategy", default=None,
+                   help="strategy, or several comma-separated (default bayes; with --seeds: "
+                        "every strategy compare runs)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="a comparison of seeds 0..N-1 x the strategies")
+    p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--json", action="store_true", help="the estimate as JSON")
+    p.set_defaults(environment=None)
+    p.add_argument("--storage", default=None,
+                   help="a store the study resumes: its finished trials are not counted again")
+    p.set_defaults(func=cmd_estimate)
+
     p = sub.add_parser("figures", help="figures and report.md from the store (no training)")
     p.add_argument("--out", default=None,
                    help="output folder (default figures/<store name>, e.g. figures/energy "
@@ -362,14 +404,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_storage(args: argparse.Namespace) -> None:
+    """--storage parsed once, here at the edge, into a StoreURL (store/url.py)."""
+    stores = getattr(args, "storage", None)
+    if isinstance(stores, list):
+        args.storage = [StoreURL.parse(s) for s in stores]
+    elif stores is not None:
+        args.storage = StoreURL.parse(stores)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning_energy.run.signals import EXIT_SIGINT, exit_code, sigterm_as_interrupt
+    from tuning_energy.store.faults import storage_fault
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy: error: {exc}", file=sys.stderr)
-        return 2
+    # SIGTERM (Slurm, docker stop, systemd) takes Ctrl-C's path: the trial in flight is
+    # recorded FAIL, the summary printed, exit 143 (run/signals.py).
+    with sigterm_as_interrupt() as term:
+        try:
+            _parse_storage(args)
+            code = args.func(args)
+        except KeyboardInterrupt as exc:  # outside a trial's work
+            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) outside a "
+                  f"trial's work (a trial it left RUNNING is marked FAIL by the next run); "
+                  f"rerun the same command to resume", file=sys.stderr)
+            return exit_code(exc)
+        except Exception as exc:
+            # A full, read-only or locked store, wherever it surfaced: one line
+            # (store/faults.py); any other error of ours: its message.
+            fault = storage_fault(exc, getattr(args, "storage", None))
+            if fault is None and not isinstance(exc, TuningEnergyError):
+                raise
+            print(f"tuning-energy: error: {fault or exc}", file=sys.stderr)
+            return 2
+    return term.exit_code if code == EXIT_SIGINT else code  # "interrupted": by which signal
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@ analysis as an`; `an.trials_table(...)`).
 
 Each part lives in the module named after its concern; this module re-exports them:
 
-- store_read.py: the trials table from an Optuna store (`trials_table`, `study_table`,
+- table.py: the trials table from an Optuna store (`trials_table`, `study_table`,
   `studies_info`, `tidy`), its columns, and `require` (a missing column names itself);
 - to_target.py: energy to target, the one definition every output uses, and the charged
   energy it adds up (`energy_to_target`, `best_so_far`, `with_charged_energy`, ...);
@@ -40,7 +40,7 @@ from tuning_energy.analysis.stats import (
     strategy_tests,
 )
 from tuning_energy.analysis.table import (
-    FINISHED_STATES,
+    COUNTED_STATES,
     PROVENANCE,
     TABLE_BASE,
     energy_methods,
@@ -67,7 +67,7 @@ from tuning_energy.analysis.to_target import (
 )
 
 __all__ = [
-    "BOOTSTRAP_SEED", "FINISHED_STATES", "LAYER_FACTORS", "PAPER_ETA_SQ", "PREDICTORS",
+    "BOOTSTRAP_SEED", "COUNTED_STATES", "LAYER_FACTORS", "PAPER_ETA_SQ", "PREDICTORS",
     "PROVENANCE", "RATIO_SEED", "TABLE_BASE", "a12", "a12_magnitude", "best_so_far",
     "bootstrap_median_ci", "censored_energy", "charged_parts", "charged_what",
     "energy_counted", "energy_methods", "energy_per_epoch_by_factor", "energy_to_target",

@@ -3,7 +3,7 @@
 One ratio for every output: `analysis.ratio_ci` (median energy to target of S over the
 reference's, over seeds; never-reached seeds infinite; percentile bootstrap resampling seeds
 within each strategy). compare.json's `"ratios"`, compare.md's tables and its verdict
-sentence, and power.py's simulated studies all read it from here.
+sentence, and seeds_needed.py's simulated studies all read it from here.
 
 The goal (issue 16): an energy-aware strategy reaches the target with at most one third of
 the energy of `bayes`, and the 95% CI of that ratio says so. VERDICTS names the four outcomes
@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from tuning_energy import analysis as an
+from tuning_energy.analysis.stats import ratio_ci
+from tuning_energy.analysis.to_target import censored_energy
 
 REFERENCES = ("bayes", "random", "grid")
 GOAL_REFERENCE = "bayes"
@@ -49,14 +50,14 @@ def ratio_table(ett: pd.DataFrame) -> pd.DataFrame:
     `analysis.energy_to_target`'s table: ratio = median(S) / median(R) over seeds (inf: S's
     median seed never reached the target, 0: R's did not, nan: neither), with its 95% CI
     (analysis.ratio_ci; a bound is inf where unbounded)."""
-    energy = an.censored_energy(ett)
+    energy = censored_energy(ett)
     present = set(ett["strategy"])
     rows = []
     for strategy in sorted(present):
         for ref in REFERENCES:
             if ref == strategy or ref not in present:
                 continue
-            point, lo, hi = an.ratio_ci(energy[ett["strategy"] == strategy],
+            point, lo, hi = ratio_ci(energy[ett["strategy"] == strategy],
                                         energy[ett["strategy"] == ref])
             rows.append({"strategy": strategy, "reference": ref, "ratio": point,
                          "ci_low": lo, "ci_high": hi})

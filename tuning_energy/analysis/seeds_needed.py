@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis.ratios import fmt_ratio, verdict
+from tuning_energy.analysis.stats import ratio_ci
 
 N_GRID = (5, 10, 20, 40, 80, 160)
 SHARE = 0.8  # a decision counts as reachable at n when this share of simulated studies reach it
@@ -85,7 +85,7 @@ def seeds_needed(a: Sequence[float], b: Sequence[float], strategy: str = "S",
     if x.size == 0 or y.size == 0:
         raise ValueError(f"power: no observed seeds ({strategy}: {x.size}, "
                          f"{reference}: {y.size}); both need at least one")
-    observed = an.ratio_ci(x, y)[0]
+    observed = ratio_ci(x, y)[0]
     aims = [None if math.isnan(observed) else
             "established" if observed <= t else "refuted" for t, _ in questions]
     rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ def seeds_needed(a: Sequence[float], b: Sequence[float], strategy: str = "S",
     for j, n in enumerate(n_grid):
         xs, ys = rng.choice(x, (n_sim, n)), rng.choice(y, (n_sim, n))
         for i in range(n_sim):
-            point, lo, hi = an.ratio_ci(xs[i], ys[i], n_boot=n_boot, seed=seed + i)
+            point, lo, hi = ratio_ci(xs[i], ys[i], n_boot=n_boot, seed=seed + i)
             for k, (t, _) in enumerate(questions):
                 hits[k, j] += aims[k] is not None and verdict(point, lo, hi, t) == aims[k]
     shares = hits / n_sim

@@ -10,7 +10,7 @@ analysis, but one study has one label. A resume that does not give one keeps the
 label (`resumed`); a resume that gives a different one is refused, since the label would
 then cover trials from two environments. A study resumed elsewhere without a label keeps
 its old one, and its runs say where each trial ran (`run:<run_id>`, `hardware_id` per
-trial: runs.py), which the summary and report.md show as MIXED.
+trial: store/runs.py), which the summary and report.md show as MIXED.
 """
 
 from __future__ import annotations
@@ -51,12 +51,13 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 #: Config keys that change only the analysis or where this machine finds things, not what a
 #: study's trials do: a resume with other values goes on (and the stored config takes them).
 #: How energy is *measured* (meter.kind, cpu_tdp_w, cpu_cores, gpus) still must match; a
-#: different machine or meter under `auto` is recorded per run (runs.py) and reported.
+#: different machine or meter under `auto` is recorded per run (store/runs.py) and reported.
 ANALYSIS_ONLY = frozenset({
     "target_accuracy",  # what the analysis calls reaching the target
     "objective.target",  # the same, in the metric's units
     "objective.folder",  # where this machine finds the objective function's module
     "meter.idle_s", "meter.region", "meter.carbon_intensity_g_per_kwh", "meter.pue",
+    "meter.carbon_intensity_csv",
     "meter.powercap_root",  # where this machine's RAPL counters are
     "data.root",  # where this machine keeps the dataset files
     "data.mirror",  # where they are downloaded from (checksums and formats are checked)

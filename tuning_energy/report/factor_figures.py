@@ -16,16 +16,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tuning_energy.analysis import (  # noqa: E402
+from tuning_energy.analysis.energy_factors import (  # noqa: E402
     LAYER_FACTORS,
     PAPER_ETA_SQ,
     PREDICTORS,
     full_runs,
     layer_attribution,
-    method_label,
     prediction_error,
-    require,
 )
+from tuning_energy.analysis.table import method_label, require  # noqa: E402
 from tuning_energy.report.figure_style import finish, strategy_color, strategy_order  # noqa: E402
 
 # ---------------------------------------------------------------- RQ2 and FLOPs

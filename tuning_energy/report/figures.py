@@ -22,15 +22,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tuning_energy.analysis import (  # noqa: E402
+from tuning_energy.analysis.energy_factors import pareto_front  # noqa: E402
+from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of  # noqa: E402
+from tuning_energy.analysis.table import method_label, require  # noqa: E402
+from tuning_energy.analysis.to_target import (  # noqa: E402
     best_so_far,
     censored_energy,
     charged_what,
-    method_label,
-    pareto_front,
-    require,
 )
-from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of  # noqa: E402
 from tuning_energy.energy.methods import MethodLabel, label  # noqa: E402
 from tuning_energy.report.factor_figures import (  # noqa: E402, F401 - the figures, under one name
     fig_flops,

@@ -18,18 +18,27 @@ from typing import Any
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis import ratios as rt
 from tuning_energy.analysis import seeds_needed as pw
 from tuning_energy.analysis.metric import best_of, direction_of
+from tuning_energy.analysis.table import method_label, tidy, trials_table
+from tuning_energy.analysis.to_target import (
+    censored_energy,
+    charged_what,
+    energy_counted,
+    unmeasured,
+    unmeasured_text,
+    with_charged_energy,
+)
 from tuning_energy.config import StudyConfig
 from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
 from tuning_energy.errors import ConfigError
 from tuning_energy.run.pool import run_workers
-from tuning_energy.run.runner import StudySummary, run_study
+from tuning_energy.run.runner import run_study
+from tuning_energy.run.summary import StudySummary
 from tuning_energy.run.workers import WorkerOptions, check_workers
 from tuning_energy.search.strategies import STRATEGIES, parse_variant
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 
 def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | None = None,
@@ -71,7 +80,7 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
 def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
     """The table `tuning-energy compare` prints after running `names`, read from the store
     (see study_lines)."""
-    return study_lines(an.trials_table(storage_url, list(names)), names)
+    return study_lines(trials_table(storage_url, list(names)), names)
 
 
 def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
@@ -92,16 +101,16 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
             f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
-        lab = an.method_label(t)
+        lab = method_label(t)
         method = ", ".join(lab.methods) or "-"
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
         lines.append(f"{name:36} {finished:>7} {failed:>6} {best:>9} {energy:>11}  {method}")
-    lines.append(f"charged J: the {an.charged_what(trials)} energy of every finished trial "
+    lines.append(f"charged J: the {charged_what(trials)} energy of every finished trial "
                  f"(complete, pruned and failed)")
-    if text := an.unmeasured_text(trials[trials["study"].isin(list(names))]):
+    if text := unmeasured_text(trials[trials["study"].isin(list(names))]):
         lines.append(text)
-    lab = an.method_label(trials)
+    lab = method_label(trials)
     if lab.any_estimate:
         lines.append(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return lines
@@ -119,11 +128,11 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
 
     The target is the comparison's (target.comparison_target): the studies' stored
     target_accuracy unless `target` or `target_fraction` overrides it."""
-    from tuning_energy.report.report import analyse
+    from tuning_energy.report.findings import analyse
 
-    df = an.with_charged_energy(trials)
-    c = analyse(an.tidy(df), config_name, target, target_fraction)
-    methods = an.method_label(df)
+    df = with_charged_energy(trials)
+    c = analyse(tidy(df), config_name, target, target_fraction)
+    methods = method_label(df)
     per_study = df.groupby("study")["trial"].count()
     result: dict[str, Any] = {
         "config": config_name,
@@ -135,9 +144,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "target_text": c.goal.text(),
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
-        "energy_counted": an.energy_counted(df),
-        "n_unmeasured": int(an.unmeasured(df).sum()),  # trials without training energy
-        "unmeasured": an.unmeasured_text(df) or None,
+        "energy_counted": energy_counted(df),
+        "n_unmeasured": int(unmeasured(df).sum()),  # trials without training energy
+        "unmeasured": unmeasured_text(df) or None,
         "strategies": {},
     }
     if c.prediction is not None:
@@ -167,12 +176,12 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
 
 
 def _power(ett: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any] | None:
-    """power.seeds_needed for the strategy that decides the one-third goal against bayes
+    """seeds_needed.seeds_needed for the strategy that decides the one-third goal against bayes
     (ratios.goal_candidate); None without bayes or another strategy."""
     best = rt.goal_candidate(table)
     if best is None:
         return None
-    energy = an.censored_energy(ett)
+    energy = censored_energy(ett)
     return pw.seeds_needed(energy[ett["strategy"] == best["strategy"]],
                            energy[ett["strategy"] == best["reference"]],
                            best["strategy"], best["reference"]).to_json()
@@ -184,7 +193,7 @@ def _bound(x: float, fmt: str = "{:.2f}") -> str:
 
 
 def render_compare_md(result: dict[str, Any], c) -> str:
-    from tuning_energy.report.report import md_table
+    from tuning_energy.report.markdown import md_table
 
     s = c.summary.copy()
     reached = s[s["reached_share"] > 0.5]
@@ -276,7 +285,7 @@ def _ratio_section(result: dict[str, Any], table: pd.DataFrame) -> list[str]:
 
 
 def _prediction_section(c) -> list[str]:
-    from tuning_energy.report.report import prediction_lines
+    from tuning_energy.report.findings import prediction_lines
 
     if c.prediction is None:
         return []
@@ -301,10 +310,10 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     from tuning_energy.report import figures as fg
 
     names = list(studies) if studies is not None else _study_names(storage_url, config)
-    trials = an.trials_table(storage_url, names)
+    trials = trials_table(storage_url, names)
     if trials.empty:
-        raise ConfigError(f"no finished trials of {config.name!r} in {redact(storage_url)}; "
-                          f"run `make compare CONFIG=...` first")
+        raise ConfigError(f"no finished trials of {config.name!r} in "
+                          f"{StoreURL.parse(storage_url)}; run `make compare CONFIG=...` first")
     result, c = compare_summary(trials, config.name, target, target_fraction)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,7 +323,7 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     paths[1].write_text(render_compare_md(result, c))
     fig = fg.fig_best_so_far(c.trials, c.target,
                              title=f"{config.name}: best {c.goal.metric} vs energy spent "
-                                   f"({an.charged_what(c.trials)}), all strategies")
+                                   f"({charged_what(c.trials)}), all strategies")
     if c.goal.metric == "accuracy" and c.goal.direction == "maximize":
         # Zoom on the race to the target: every strategy starts far below it after one trial.
         ax = fig.axes[0]

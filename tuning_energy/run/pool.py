@@ -47,22 +47,24 @@ from tuning_energy.energy.gpus import parse_visible_devices
 from tuning_energy.energy.shared import needs_attribution, shared_method
 from tuning_energy.errors import ConfigError, TuningEnergyError
 from tuning_energy.liveness import WORKER_ATTR, pid_on
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.ledger import LedgerManager, connect_ledger, init_ledger
 from tuning_energy.run.runner import open_study, run_study
+from tuning_energy.run.signals import Terminated, exit_code, forward_stop, sigterm_as_interrupt
 from tuning_energy.run.summary import FINISHED, study_summary
 from tuning_energy.run.target_stop import reached_target, stop_text
-from tuning_energy.run.worker_energy import check_gpu_sharing, energy_budget_stop, partial_package_j
+from tuning_energy.run.worker_energy import check_gpu_sharing, partial_package_j
 from tuning_energy.run.workers import (
-    MULTI_WORKER_KINDS,
     MeterFactory,
     WorkerContext,
     WorkerOptions,
     check_workers,
-    single_worker,
     threads_per_worker,
+    trial_source,
 )
 from tuning_energy.search.strategies import grid_size
-from tuning_energy.store.storage import redact, storage_kind
+from tuning_energy.store.faults import storage_fault
+from tuning_energy.store.url import StoreURL
 
 
 def gpu_assignment(n_workers: int, visible: list[str]) -> list[str | None]:
@@ -97,13 +99,18 @@ class _WorkerSpec:
 
 def _worker_main(spec: _WorkerSpec) -> None:
     try:
-        run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
-                  progress=False, cross_check=spec.cross_check, source=spec.context)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy worker {spec.context.index}: error: {exc}", file=sys.stderr)
+        with sigterm_as_interrupt(forwarded=True):  # SIGTERM: as Ctrl-C (run/signals.py)
+            run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
+                      progress=False, cross_check=spec.cross_check, source=spec.context)
+    except Exception as exc:  # ours, or a full / read-only store (store/faults.py)
+        fault = storage_fault(exc, spec.context.storage_url)
+        if fault is None and not isinstance(exc, TuningEnergyError):
+            raise
+        print(f"tuning-energy worker {spec.context.index}: error: {fault or exc}",
+              file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_code(exc))
 
 
 class WorkerPool:
@@ -113,13 +120,14 @@ class WorkerPool:
         pool.start(); summary = pool.wait()
     """
 
-    def __init__(self, config: StudyConfig, strategy: str, seed: int, storage_url: str,
-                 options: WorkerOptions, meter_factory: MeterFactory = build_meter, out=None,
+    def __init__(self, config: StudyConfig, strategy: str, seed: int,
+                 storage_url: StoreURL | str, options: WorkerOptions,
+                 meter_factory: MeterFactory = build_meter, out=None,
                  cross_check: str | None = None):
         check_workers(storage_url, options.n_workers)
         self.cross_check = cross_check
         self.config, self.strategy, self.seed = config, strategy, seed
-        self.storage_url = storage_url
+        self.storage_url = StoreURL.parse(storage_url)
         threads = options.torch_threads or threads_per_worker(options.n_workers)
         self.options = replace(options, torch_threads=threads)
         self.meter_factory = meter_factory
@@ -206,7 +214,7 @@ class WorkerPool:
             with _cuda_visible(gpu):  # the child inherits it at spawn
                 p.start()
             self.processes.append(p)
-        print(f"{self.options.n_workers} workers on {redact(self.storage_url)} "
+        print(f"{self.options.n_workers} workers on {self.storage_url} "
               f"(pids {', '.join(str(p.pid) for p in self.processes)}; "
               f"{self.options.torch_threads} torch thread(s) each"
               + (f"; GPUs {', '.join(g for g in gpus if g)}" if any(gpus) else "") + ")",
@@ -229,8 +237,10 @@ class WorkerPool:
             if late:
                 raise TuningEnergyError(
                     f"{len(late)} worker(s) still running after {timeout_s:g} s; stopped")
-        except KeyboardInterrupt:  # the workers got the SIGINT too: each fails its trial
+        except KeyboardInterrupt as exc:  # the workers got the SIGINT too: each fails its trial
             interrupted = True
+            if isinstance(exc, Terminated):  # `kill PID` reaches this process only
+                forward_stop(p.pid for p in self.processes if p.is_alive())
             for p in self.processes:
                 p.join()
         finally:
@@ -241,14 +251,14 @@ class WorkerPool:
                   for t in self.study.get_trials(deepcopy=False))
         reason = "interrupted" if interrupted else "budget reached" if all(
             c == 0 for c in codes) else f"worker exit codes {codes}"
-        max_j = self.config.budget.max_energy_j
+        budget = StudyBudget.of(self.config)
         trials = self.study.get_trials(deepcopy=False)
-        if reason == "budget reached" and max_j is not None and \
+        if reason == "budget reached" and budget and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
-            reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
+            reason = budget.stop(trials) or reason  # why the workers stopped
         if reason == "budget reached" and (hit := reached_target(self.study, self.config)):
             reason = stop_text(hit, self.config)
-        summary = study_summary(self.study, redact(self.storage_url), self._budget(), ran,
+        summary = study_summary(self.study, self.storage_url, self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted
         summary.extra["exit_codes"] = codes
@@ -311,20 +321,19 @@ class _MethodOnly:
         self.method = study.user_attrs.get("energy_method", "unknown")
 
 
-def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
+def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
                 options: WorkerOptions, meter_factory: MeterFactory = build_meter,
                 out=None, progress: bool = True, cross_check: str | None = None):
     """Run the study with `options.n_workers` workers; one worker runs in this process.
 
-    One worker: `runner.run_study` in this process, under the run lock on SQLite and as a
-    claiming worker (`single_worker`) on journal / PostgreSQL. This is how `tuning-energy
-    study` and `compare` run each study (`--workers N`)."""
+    One worker: `runner.run_study` in this process, with the trial source the store gets
+    (workers.trial_source). This is how `tuning-energy study` and `compare` run each study
+    (`--workers N`)."""
     check_workers(storage_url, options.n_workers)
     if options.n_workers == 1:
-        context = single_worker(config, storage_url, options, meter_factory, out) \
-            if storage_kind(storage_url) in MULTI_WORKER_KINDS else None
+        source = trial_source(config, storage_url, options, meter_factory, out=out)
         return run_study(config, strategy, seed, storage_url, progress=progress, out=out,
-                         cross_check=cross_check, source=context)
+                         cross_check=cross_check, source=source)
     pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out,
                       cross_check)
     pool.start()

@@ -17,14 +17,14 @@ false`. The next run marks the killed trial FAIL; it keeps that energy, and tota
 and the analysis count it.
 
 Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id` on its
-trials: runs.py), so a study resumed on another machine or with another meter says so.
+trials: store/runs.py), so a study resumed on another machine or with another meter says so.
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
 config then takes their new values.
 
-The trial loop has one source of trials (trial_source.py): `LocalTrials` for one process on
-SQLite, a `WorkerContext` (workers.py) for one of several processes on a journal or
-PostgreSQL store. Every trial runs the same metered `Objective` around the objective
-function: the built-in CNN (cnn.py) or the user's, named in `[objective]`.
+The trial loop has one source of trials (trial_source.py; which one a store gets:
+workers.trial_source): `LocalTrials` for one process on SQLite, a `WorkerContext`
+(workers.py) for one of several processes on a journal or PostgreSQL store. Every trial runs the same metered `Objective` around the objective
+function: the built-in CNN (cnn/function.py) or the user's, named in `[objective]`.
 """
 
 from __future__ import annotations
@@ -51,15 +51,12 @@ from tuning_energy.energy.crosscheck import wrap_cross_check
 from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
+from tuning_energy.run.budget import StudyBudget
+from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
 from tuning_energy.run.target_stop import reached_target, stop_text
-from tuning_energy.run.trial_source import (
-    PARTIAL_ENERGY_S,
-    LocalTrials,
-    TrialSource,
-    fail_stale_running,
-)
-from tuning_energy.run.workers import MULTI_WORKER_KINDS, single_worker
+from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource
+from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (
     check_strategy,
@@ -68,13 +65,14 @@ from tuning_energy.search.strategies import (
     make_sampler,
     objectives,
 )
+from tuning_energy.store.faults import record_in_flight, storage_fault
 from tuning_energy.store.runs import hardware_info, record_run
-from tuning_energy.store.storage import open_storage, redact, storage_kind
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 MAX_CONSECUTIVE_FAILURES = 5
 
-__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "StudySummary", "fail_stale_running",
-           "hardware_info", "open_study", "run_study", "study_name"]
+__all__ = ["open_study", "run_study", "study_name"]
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
@@ -122,7 +120,7 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
-def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
+def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
                meter_choice: MeterChoice, storage=None,
                notes: list[str] | None = None) -> optuna.Study:
     """Create the study, or load it and check that the config still describes it.
@@ -158,7 +156,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
                                     strategy):
         raise StorageError(
-            f"study {name!r} in {redact(storage_url)} was created with a different config "
+            f"study {name!r} in {StoreURL.parse(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
     elif stored != current:  # the budget or analysis-only keys: the stored follows
@@ -171,7 +169,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
-              storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
+              storage_url: StoreURL | str = DEFAULT_STORAGE, progress: bool = True,
               out=None, cross_check: str | None = None, source: TrialSource | None = None,
               partial_energy_s: float | None = PARTIAL_ENERGY_S) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
@@ -180,13 +178,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     partial_energy_s: how often a training trial's energy so far is written on it
     (`energy_partial`), so that a run killed hard loses at most that much of it; None or 0:
     never. Workers write it with each heartbeat instead (WorkerOptions).
-    source: where the trials come from (trial_source.py). By default, on SQLite this
-    process alone (`LocalTrials`: the study is locked while it runs), and on a journal /
-    PostgreSQL store one worker (workers.single_worker), which shares the study's
-    budget with any other process running it; a pool's worker passes its `WorkerContext`.
+    source: where the trials come from (trial_source.py). By default the one the store
+    gets (workers.trial_source); a pool's worker passes its `WorkerContext`.
     """
     check_strategy(strategy)
-    kind = storage_kind(storage_url)
+    storage_url = StoreURL.parse(storage_url)
     if partial_energy_s is not None and not partial_energy_s >= 0:
         raise ConfigError(f"partial_energy_s (--partial-energy-s) = {partial_energy_s}: "
                           f"seconds between writes of a trial's energy so far, >= 0 (0: never)")
@@ -195,15 +191,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
-    if source is None:  # another process may run a journal / PostgreSQL study too
-        source = single_worker(config, storage_url, out=out) if kind in MULTI_WORKER_KINDS \
-            else LocalTrials(storage_url, partial_energy_s, out=out)
+    if source is None:
+        source = trial_source(config, storage_url, partial_energy_s=partial_energy_s, out=out)
     with source.lock(study_name(config, strategy, seed)):
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
                     cross_check, source, multi_objective)
 
 
-def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
+def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, progress: bool,
          out, cross_check: str | None, source: TrialSource,
          multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()
@@ -216,6 +211,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     function = _user_function(config)  # a bad [objective] fails before anything is stored
 
     carbon = resolve_carbon(config.meter)
+    budget = StudyBudget.of(config, carbon)
     meter_choice = source.meter_choice(config.meter, use_gpus=device.type == "cuda",
                                        cuda_index=device.index)
     meter = meter_choice.meter
@@ -305,8 +301,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             claim = source.claim(study, n_budget, meter.begin, objective.propose,
-                                 max_energy_j=config.budget.max_energy_j, stop=stop)
-            if isinstance(claim, str):  # the energy budget is spent, or the target reached
+                                 budget=budget, stop=stop)
+            if isinstance(claim, str):  # a study-wide budget is spent, or the target reached
                 stop_reason = claim
                 break
             if claim is None:  # the rest of the budget is finished or running elsewhere
@@ -318,8 +314,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 params = claim.params()
                 with source.running(trial):  # a heartbeat, the trial's energy so far
                     values = objective.values(objective.run(trial, params))
-            except KeyboardInterrupt:
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (run/signals.py)
+                trial.set_user_attr("fail_reason", interrupt_reason(exc))
                 study.tell(trial, state=TrialState.FAIL)
                 interrupted = True
                 stop_reason = "interrupted"
@@ -327,6 +323,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
             except Exception as exc:  # a crashed trial is recorded, the study goes on
+                if (fault := storage_fault(exc, storage_url, os_errors=False)) is not None:
+                    raise record_in_flight(study, trial, fault) from exc  # full, read-only
                 last_error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", last_error[:2000])
                 study.tell(trial, state=TrialState.FAIL)
@@ -398,6 +396,8 @@ def _write_dashboard_notes(study: optuna.Study) -> None:
 
         write_study_note(study)
     except Exception as exc:  # the trials are stored already; the note is a convenience
+        if storage_fault(exc, None) is not None:
+            return  # a full, read-only or locked store: the error that stops the run says so
         warnings.warn(f"could not write the dashboard note of {study.study_name}: "
                       f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 

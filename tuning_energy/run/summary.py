@@ -16,10 +16,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tuning_energy.energy.accounting import charged_total_j, training_measured
+from tuning_energy.energy.accounting import charged_co2_g, charged_total_j, training_measured
 from tuning_energy.energy.methods import label
 from tuning_energy.store.runs import mixture_lines, provenance
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -27,7 +27,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 @dataclass
 class StudySummary:
     study_name: str
-    storage: str
+    storage: str  # the store URL without its password
     n_trials_budget: int
     n_finished: int
     n_failed: int
@@ -46,6 +46,8 @@ class StudySummary:
     store_s: float = 0.0  # storage round trips of proposing (store_s of the trials)
     store_energy_j: float | None = None
     total_energy_j: float | None = None  # charged: training + proposing + storage
+    co2_g: float | None = None  # of the charged energy (accounting.charged_co2_g)
+    carbon_source: str | None = None  # the intensity's, as the study stored it
     n_unmeasured: int = 0  # trials without a training-energy measurement
     machines: dict[str, int] = field(default_factory=dict)  # hardware_id -> trials
     energy_methods: dict[str, int] = field(default_factory=dict)  # method -> trials
@@ -88,7 +90,7 @@ class StudySummary:
         method += f" ({estimate})" if estimate else ""
         store = f", {self.store_energy_j:,.1f} J" if self.store_energy_j is not None else ""
         return [
-            f"study      {self.study_name}  in {redact(self.storage)}",
+            f"study      {self.study_name}  in {self.storage}",
             f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       {self.metric} {best}  ({params})"
@@ -101,6 +103,8 @@ class StudySummary:
             *([f"charged    {low}{self.total_energy_j:,.1f} J: training + proposing + storage "
                f"(what max_energy_j and energy to target count)"]
               if self.total_energy_j is not None else []),
+            *([f"co2        {low}{self.co2_g:.3g} g CO2e of the charged energy "
+               f"({self.carbon_source})"] if self.co2_g is not None else []),
             *mixture_lines(self.machines, self.energy_methods),
             *([f"idle power {self.idle_note}"] if self.idle_note else []),
             *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
@@ -157,7 +161,8 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
     measured = [e for a in attrs if (e := a.get("energy_j")) is not None]
     origin = provenance(attrs)
     return StudySummary(
-        study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
+        study_name=study.study_name, storage=StoreURL.parse(storage_url).redacted,
+        n_trials_budget=n_budget,
         n_finished=sum(t.state in FINISHED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
         best_value=value(best_t) if best_t else None,
@@ -177,7 +182,17 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
                          for t, a in zip(trials, attrs, strict=True)),
         machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
         idle_note=idle_note, metric=metric, direction=direction,
+        co2_g=_co2_total(study, attrs) if measured else None,
+        carbon_source=study.user_attrs.get("carbon_source"),
     )
+
+
+def _co2_total(study, attrs) -> float | None:
+    intensity = study.user_attrs.get("carbon_intensity_g_per_kwh")
+    if intensity is None:
+        return None
+    pue = study.user_attrs.get("pue") or 1.0
+    return _sum_or_none(charged_co2_g(a, intensity, pue) for a in attrs)
 
 
 def _sum_or_none(values) -> float | None:
