@@ -45,6 +45,7 @@ would. With several workers the GP gets `bayes`'s constant liar for running tria
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -152,7 +153,12 @@ class SeekSampler(MeasuredCostModel, SkoptSampler):
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         self._refuse_multi_objective(study)
-        opt = self.optimizer(study, trial.number, search_space) if search_space else None
+        with warnings.catch_warnings():
+            # "noise_level is close to the specified lower bound": NOISE_FLOOR at work
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            opt = self.optimizer(study, trial.number, search_space) if search_space else None
         if opt is None:
             return {}  # the initial random points: sample_independent draws them
         seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
