@@ -19,6 +19,7 @@ from optuna.trial import TrialState, create_trial
 
 from tuning_energy.errors import ConfigError
 from tuning_energy.search.samplers import SkoptSampler
+from tuning_energy.search.seek import SeekSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -26,10 +27,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 class TestOptunasSamplerSuite(BasicSamplerTestCase, RelativeSamplerTestCase,
                               SingleOnlySamplerTestCase):
     """The contract Optuna's own samplers pass (optuna.testing.pytest_samplers), as
-    Optuna's tests run it on GPSampler: a GP from the first finished trial on."""
+    Optuna's tests run it on GPSampler: a GP from the first finished trial on. `seek`'s
+    SeekSampler (seek.py) too, built on the same GP."""
 
-    @pytest.fixture
-    def sampler(self):
+    @pytest.fixture(params=["bayes", "seek"])
+    def sampler(self, request):
+        if request.param == "seek":
+            return lambda: SeekSampler(seed=0, target=0.0, n_initial_points=0)
         return lambda: SkoptSampler(seed=0, n_initial_points=0)
 
 

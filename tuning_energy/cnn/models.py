@@ -10,6 +10,7 @@ Channels grow x3 per block from `channels`. No I/O here: modules and counting on
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -93,3 +94,19 @@ def flops_per_sample(model: nn.Sequential, input_shape: tuple[int, int, int]) ->
         else:  # pragma: no cover - the family has no other layers
             raise TypeError(f"flops_per_sample: no rule for {type(layer).__name__}")
     return int(total)
+
+
+#: (input shape, classes) of each built-in dataset, to count a model's FLOPs before its data
+#: is loaded (tests/test_seek.py checks digits' against the loaded data).
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def spec_flops(spec: ModelSpec, dataset: str) -> int:
+    """flops_per_sample of the model `spec` builds for `dataset` (cached: one per shape)."""
+    shape, n_classes = DATASET_SHAPES[dataset]
+    return flops_per_sample(build_model(spec, shape, n_classes), shape)

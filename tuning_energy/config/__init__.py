@@ -6,10 +6,11 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     name = "default"              # study name prefix: {name}-{strategy}-s{seed}
     [data]     dataset, split_seed, val_fraction, validation, root, mirror
     [train]    epochs, batch_size, torch_threads, device, deterministic
-    [budget]   n_trials, max_energy_j, max_co2_g, timeout_s, max_trial_energy_j
+    [budget]   n_trials, max_energy_j, max_co2_g, timeout_s, max_trial_energy_j, stop_at_target
     [meter]    kind, cpu_tdp_w, cpu_cores, region, carbon_intensity_g_per_kwh, carbon_intensity_csv, pue
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
-    [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
+    [strategy.seek]   n_initial_points, n_points, cost, pessimism (seek.py)
+    [pruning]  pruner = "none"|"median"|"asha"|"hyperband"|"target", n_startup_trials, ...
     [objective] function, metric, direction, target, steps (config/objective.py; without
                it, the built-in CNN objective)
     [fixed]    values for objective parameters that are not searched
@@ -48,6 +49,12 @@ from tuning_energy.config.objective import (  # noqa: F401 - the names this modu
     parse_objective,
     parse_space,
 )
+from tuning_energy.config.seek import (
+    TARGET_PRUNING_KEYS,
+    SeekConfig,
+    check_target_pruning,
+    parse_seek,
+)
 from tuning_energy.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -64,7 +71,7 @@ VALIDATIONS = ("split", "test")
 METER_KINDS = ("auto", "estimate", "rapl", "nvml")
 ACQ_FUNCS = ("PI", "EI", "LCB", "gp_hedge")
 ACQ_OPTIMIZERS = ("sampling", "lbfgs", "auto")
-PRUNERS = ("none", "median", "asha", "hyperband")
+PRUNERS = ("none", "median", "asha", "hyperband", "target")
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -99,6 +106,7 @@ class BudgetConfig:
     timeout_s: float | None = None
     max_trial_energy_j: float | None = None  # per trial: prune when projected over this cap
     max_co2_g: float | None = None  # per study: as max_energy_j, in g CO2e (meter's carbon)
+    stop_at_target: bool = False  # end the study once a trial reaches the config's target
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,8 @@ class PruningConfig:
     n_warmup_epochs: int = 2  # median: epochs before a trial can be pruned
     min_epochs: int = 1  # asha / hyperband: minimum resource
     reduction_factor: int = 3  # asha / hyperband
+    grace_epochs: int = 8  # target: epochs before a trial can be pruned
+    threshold: float = 0.05  # target: prune when P(final value reaches the target) < this
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ class BayesConfig:
 @dataclass(frozen=True)
 class StrategyOptions:
     bayes: BayesConfig = field(default_factory=BayesConfig)
+    seek: SeekConfig = field(default_factory=SeekConfig)
     grid_levels: int = 5  # levels per float parameter
 
 
@@ -309,6 +320,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "timeout_s": (_OPT_NUM, None),
         "max_trial_energy_j": (_OPT_NUM, None),
         "max_co2_g": (_OPT_NUM, None),
+        "stop_at_target": ((bool,), None),
     })
     _positive("budget.max_trial_energy_j", budget.max_trial_energy_j)
     _positive("budget.n_trials", budget.n_trials)
@@ -345,12 +357,14 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
 
     strat_table = dict(_table(doc, "strategy"))
     bayes = parse_bayes(_table(strat_table, "bayes", "strategy"))
+    seek = parse_seek(_table(strat_table, "seek", "strategy"))
     strat_table.pop("bayes", None)
+    strat_table.pop("seek", None)
     _check_keys(strat_table, "strategy", {"grid_levels"})
     grid_levels = _get(strat_table, "strategy", "grid_levels", (int,), 5)
     if grid_levels < 2:
         raise ConfigError(f"strategy.grid_levels = {grid_levels!r}: must be >= 2")
-    strategy = StrategyOptions(bayes=bayes, grid_levels=grid_levels)
+    strategy = StrategyOptions(bayes=bayes, seek=seek, grid_levels=grid_levels)
 
     pruning = _dataclass_from(PruningConfig, _table(doc, "pruning"), "pruning", {
         "pruner": ((str,), PRUNERS),
@@ -358,14 +372,19 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "n_warmup_epochs": ((int,), None),
         "min_epochs": ((int,), None),
         "reduction_factor": ((int,), None),
+        **TARGET_PRUNING_KEYS,
     })
     _positive("pruning.n_startup_trials", pruning.n_startup_trials, allow_zero=True)
     _positive("pruning.n_warmup_epochs", pruning.n_warmup_epochs, allow_zero=True)
     _positive("pruning.min_epochs", pruning.min_epochs)
     if pruning.reduction_factor < 2:
         raise ConfigError(f"pruning.reduction_factor = {pruning.reduction_factor!r}: must be >= 2")
+    check_target_pruning(pruning.grace_epochs, pruning.threshold)
 
     fixed, space = parse_space(doc, objective)
+    if budget.stop_at_target and target is None and objective.target is None:
+        raise ConfigError("budget.stop_at_target = true: needs the config's target; set "
+                          + ("target_accuracy" if objective.builtin else "objective.target"))
 
     return StudyConfig(name=name, data=data, train=train, budget=budget, meter=meter,
                        strategy=strategy, fixed=fixed, search_space=space,

@@ -33,6 +33,9 @@ LEGACY_VALUES: dict[str, Any] = {
     "objective.metric": "accuracy",
     "objective.direction": "maximize",
     "objective.steps": None,
+    # the target pruner's keys (other pruners ignore them): their defaults
+    "pruning.grace_epochs": 8,
+    "pruning.threshold": 0.05,
 }
 
 
@@ -91,6 +94,8 @@ def _relevant(key: str, strategy: str, builtin: bool = True) -> bool:
         return False
     if key.startswith("strategy.bayes."):
         return strategy in SKOPT_STRATEGIES
+    if key.startswith("strategy.seek."):
+        return strategy == "seek"
     if key == "strategy.grid_levels":
         return strategy == "grid"
     return True

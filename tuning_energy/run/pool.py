@@ -52,6 +52,7 @@ from tuning_energy.run.ledger import LedgerManager, connect_ledger, init_ledger
 from tuning_energy.run.runner import open_study, run_study
 from tuning_energy.run.signals import Terminated, exit_code, forward_stop, sigterm_as_interrupt
 from tuning_energy.run.summary import FINISHED, study_summary
+from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.worker_energy import check_gpu_sharing, partial_package_j
 from tuning_energy.run.workers import (
     MeterFactory,
@@ -255,6 +256,8 @@ class WorkerPool:
         if reason == "budget reached" and budget and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
             reason = budget.stop(trials) or reason  # why the workers stopped
+        if reason == "budget reached" and (hit := reached_target(self.study, self.config)):
+            reason = stop_text(hit, self.config)
         summary = study_summary(self.study, self.storage_url, self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted

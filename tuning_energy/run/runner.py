@@ -54,6 +54,7 @@ from tuning_energy.objective.objective import ContractError, Objective, TrialDiv
 from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
+from tuning_energy.run.target_stop import reached_target, stop_text
 from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource
 from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
@@ -291,6 +292,11 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                file=out, dynamic_ncols=True)
     ran = fails_in_row = 0
     stop_reason = "budget reached"
+
+    def stop() -> str | None:  # budget.stop_at_target: asked before each claim
+        hit = reached_target(study, config)
+        return None if hit is None else stop_text(hit, config)
+
     last_error = ""
     interrupted = False
     try:
@@ -300,8 +306,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             claim = source.claim(study, n_budget, objective.begin_proposal, objective.propose,
-                                 budget=budget)
-            if isinstance(claim, str):  # the study-wide energy budget is spent
+                                 budget=budget, stop=stop)
+            if isinstance(claim, str):  # a study-wide budget is spent, or the target reached
                 stop_reason = claim
                 break
             if claim is None:  # the rest of the budget is finished or running elsewhere

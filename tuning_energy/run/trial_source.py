@@ -44,6 +44,7 @@ PARTIAL_ENERGY_S = 10.0
 
 Begin = Callable[[], Any]  # opens the proposal's meter window
 Propose = Callable[[optuna.Trial, Any], dict[str, Any]]  # Objective.propose
+Stop = Callable[[], str | None]  # why the study ends before this claim, or None
 
 
 @dataclass
@@ -83,7 +84,10 @@ class TrialSource:
         return {"idle_power_w": idle_power_w}
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Begin, propose: Propose,
-              budget: StudyBudget | None = None) -> Claim | str | None:
+              budget: StudyBudget | None = None, stop: Stop | None = None
+              ) -> Claim | str | None:
+        """stop(): why the study ends now (budget.stop_at_target), or None; asked before
+        a trial is claimed (under the workers' lock where there is one)."""
         raise NotImplementedError
 
     def running(self, trial: optuna.Trial) -> contextlib.AbstractContextManager:
@@ -143,7 +147,10 @@ class LocalTrials(TrialSource):
                 print(f"marked {stale} trial(s) left RUNNING by a killed run as FAIL", file=out)
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Begin, propose: Propose,
-              budget: StudyBudget | None = None) -> Claim | str | None:
+              budget: StudyBudget | None = None, stop: Stop | None = None
+              ) -> Claim | str | None:
+        if stop is not None and (reason := stop()):
+            return reason
         if budget:
             # Stop before a trial that would overrun the energy or CO2 budget: the one
             # rule (budget.py), on the study's trials in the store.

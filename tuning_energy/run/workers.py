@@ -251,11 +251,13 @@ class WorkerContext(TrialSource):
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Callable[[], Any],
               propose: Callable[[optuna.Trial, Any], Any],
-              budget: StudyBudget | None = None) -> Claim | str | None:
+              budget: StudyBudget | None = None,
+              stop: Callable[[], str | None] | None = None) -> Claim | str | None:
         """A trial for this worker with its parameters, proposed under the workers' lock;
         None when there is nothing to take now (the budget is finished or running
         elsewhere); why it stops when the study-wide energy budget is spent (also kept in
-        `stop_reason`).
+        `stop_reason`); or why it stops when `stop()` says so (budget.stop_at_target: asked
+        under the lock, so that no worker claims a trial after another reached the target).
 
         begin() opens the meter window of the proposal, propose(trial, window) suggests the
         parameters and ends it (Objective.propose), as in the single-process runner.
@@ -264,6 +266,9 @@ class WorkerContext(TrialSource):
 
         with self.claim_lock(study):
             self.reap(study)
+            if stop is not None and (reason := stop()):
+                self.stop_reason = reason
+                return reason
             trials = study.get_trials(deepcopy=False)
             states = [t.state for t in trials]
             finished = sum(s in FINISHED for s in states)

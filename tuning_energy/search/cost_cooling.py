@@ -76,7 +76,51 @@ def cooling_alpha(n_finished: int, n_trials: int, n_initial: int) -> float:
     return ALPHA_START * float(min(1.0, max(0.0, left)))
 
 
-class CostCooledSampler(SkoptSampler):
+class MeasuredCostModel:
+    """The joules a point costs, modelled from the measured cost of the finished trials (for
+    samplers built on SkoptSampler: it uses the GP template and `gp_fit_max_points`).
+    `bayes-cool` and `seek` (for an objective without FLOPs) share it."""
+
+    def _costed(self, study, space) -> tuple[list[list[Any]], list[float], int]:
+        """(points, full costs) of finished trials with a known cost; and how many finished."""
+        rows, costs, finished = [], [], 0
+        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                           TrialState.PRUNED), use_cache=True):
+            finished += 1
+            row = _encode(t.params, space)
+            cost = full_cost_j(t)
+            if row is not None and cost is not None:
+                rows.append(row)
+                costs.append(cost)
+        return rows, costs, finished
+
+    def _predict_log_cost(self, space, rows, costs, x, seed) -> np.ndarray:
+        """Predicted log joules at the candidates: a linear trend (ridge) plus skopt's GP on
+        what the trend leaves. A GP alone reverts to the mean away from the trials run, so
+        after an initial design without a cheap point it would never predict one (e.g. no
+        MLP among the random points: it took an MLP for as dear as the convs it saw)."""
+        y = np.log(np.asarray(costs, dtype=float))
+        if cap := self._options.gp_fit_max_points:  # the latest trials, as the kernel fit
+            rows, y = rows[-cap:], y[-cap:]
+        if len(rows) < 2 or np.ptp(y) == 0:
+            return np.full(len(x), float(y.mean()))
+        from sklearn.base import clone
+        from sklearn.linear_model import Ridge
+
+        seen = space.transform(rows)
+        trend = Ridge(alpha=TREND_RIDGE).fit(seen, y)
+        rest = y - trend.predict(seen)
+        out = trend.predict(x)
+        if np.ptp(rest) > 1e-9:
+            gp = clone(self._template[2]).set_params(random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gp.fit(seen, rest)
+                out = out + gp.predict(x)
+        return np.asarray(out, dtype=float)
+
+
+class CostCooledSampler(MeasuredCostModel, SkoptSampler):
     """Expected improvement per predicted joule^alpha, alpha cooling from 1 to 0.
 
     CostCooledSampler(seed=None, *, n_trials, search_space=None, **options)
@@ -95,19 +139,6 @@ class CostCooledSampler(SkoptSampler):
         if n_trials < 1:
             raise ValueError(f"CostCooledSampler: n_trials = {n_trials}; must be >= 1")
         self._n_trials = int(n_trials)
-
-    def _costed(self, study, space) -> tuple[list[list[Any]], list[float], int]:
-        """(points, full costs) of finished trials with a known cost; and how many finished."""
-        rows, costs, finished = [], [], 0
-        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,
-                                                           TrialState.PRUNED), use_cache=True):
-            finished += 1
-            row = _encode(t.params, space)
-            cost = full_cost_j(t)
-            if row is not None and cost is not None:
-                rows.append(row)
-                costs.append(cost)
-        return rows, costs, finished
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         self._refuse_multi_objective(study)
@@ -136,27 +167,3 @@ class CostCooledSampler(SkoptSampler):
         best = int(np.lexsort((log_cost, -score))[0])
         return _decode(candidates[best], search_space)
 
-    def _predict_log_cost(self, space, rows, costs, x, seed) -> np.ndarray:
-        """Predicted log joules at the candidates: a linear trend (ridge) plus skopt's GP on
-        what the trend leaves. A GP alone reverts to the mean away from the trials run, so
-        after an initial design without a cheap point it would never predict one (e.g. no
-        MLP among the random points: it took an MLP for as dear as the convs it saw)."""
-        y = np.log(np.asarray(costs, dtype=float))
-        if cap := self._options.gp_fit_max_points:  # the latest trials, as the kernel fit
-            rows, y = rows[-cap:], y[-cap:]
-        if len(rows) < 2 or np.ptp(y) == 0:
-            return np.full(len(x), float(y.mean()))
-        from sklearn.base import clone
-        from sklearn.linear_model import Ridge
-
-        seen = space.transform(rows)
-        trend = Ridge(alpha=TREND_RIDGE).fit(seen, y)
-        rest = y - trend.predict(seen)
-        out = trend.predict(x)
-        if np.ptp(rest) > 1e-9:
-            gp = clone(self._template[2]).set_params(random_state=seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                gp.fit(seen, rest)
-                out = out + gp.predict(x)
-        return np.asarray(out, dtype=float)

@@ -21,6 +21,9 @@
             improvement per joule (skopt's EIps with each trial's energy as its cost).
 - `bayes-cool`: energy-aware: expected improvement per predicted joule, cost-cooled
             (CArBO): the cost's weight falls from 1 to 0 over the budget (cost_cooling.py).
+- `seek`:   the candidate most likely to reach the config's target per predicted joule
+            (P(reach | x) from the GP, joules from FLOPs or a model of measured joules;
+            seek.py, `[strategy.seek]`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from tuning_energy.search.samplers import (
     ResumableTPESampler,
     SkoptSampler,
 )
+from tuning_energy.search.seek import SeekSampler
 
 
 def distributions(space: Sequence[ParamSpec]) -> dict[str, BaseDistribution]:
@@ -142,6 +146,36 @@ def _bayes_cool(config: StudyConfig, seed: int) -> BaseSampler:
                              **dataclasses.asdict(config.strategy.bayes))
 
 
+def _needs_target(config: StudyConfig, what: str) -> float:
+    if config.target is None:
+        key = "target_accuracy" if config.objective.builtin else "[objective] target"
+        raise ConfigError(f"{what} needs the config's target: set {key} (the value a trial "
+                          f"must reach)")
+    return config.target
+
+
+def _seek(config: StudyConfig, seed: int) -> BaseSampler:
+    o = config.strategy.seek
+    cost = o.cost if o.cost != "auto" else "flops" if config.objective.builtin else "measured"
+    flops = None
+    if cost == "flops":
+        if not config.objective.builtin:
+            raise ConfigError("strategy.seek.cost = 'flops': only the built-in CNN objective "
+                              "has FLOPs; use 'measured' (a model of the measured joules)")
+        from tuning_energy.cnn.models import ModelSpec, spec_flops
+
+        def flops(params: dict[str, Any]) -> float:
+            return spec_flops(ModelSpec.from_params(config.param_values(params)),
+                              config.data.dataset)
+    options = {**dataclasses.asdict(config.strategy.bayes),
+               "n_initial_points": o.n_initial_points, "n_points": o.n_points}
+    return SeekSampler(seed, target=_needs_target(config, "strategy 'seek'"),
+                       search_space=distributions(config.search_space), cost=cost,
+                       flops=flops, bound=1.0 if config.metric == "accuracy" else None,
+                       pessimism=o.pessimism,
+                       **options)
+
+
 def _tpe(config: StudyConfig, seed: int) -> BaseSampler:
     return ResumableTPESampler(seed=seed, multivariate=True, constant_liar=True,
                                n_startup_trials=config.strategy.bayes.n_initial_points)
@@ -166,10 +200,11 @@ STRATEGIES: dict[str, SamplerFactory] = {
     "mo": _mo,
     "bayes-eips": _bayes_eips,
     "bayes-cool": _bayes_cool,
+    "seek": _seek,
 }
 
 #: The strategies driven by scikit-optimize (SkoptSampler): [strategy.bayes] is theirs.
-SKOPT_STRATEGIES = ("bayes", "bayes-eips", "bayes-cool")
+SKOPT_STRATEGIES = ("bayes", "bayes-eips", "bayes-cool", "seek")
 #: Objectives per strategy: `mo` also minimises the trial's energy (after the metric).
 MULTI_OBJECTIVE = {"mo": (("accuracy", "maximize"), ("energy_j", "minimize"))}
 
@@ -228,4 +263,13 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=p.min_epochs,
                                               max_resource=config.n_steps or "auto",
                                               reduction_factor=p.reduction_factor)
+    if p.pruner == "target":
+        from tuning_energy.search.target_pruner import TargetPruner
+
+        if config.n_steps is None:
+            raise ConfigError("pruning.pruner = 'target': needs the number of reports a whole "
+                              "trial makes, to extrapolate to its last ([objective] steps)")
+        return TargetPruner(_needs_target(config, "pruning.pruner = 'target'"), config.n_steps,
+                            grace_steps=p.grace_epochs, threshold=p.threshold,
+                            upper=1.0 if config.metric == "accuracy" else None)
     return optuna.pruners.NopPruner()
