@@ -174,7 +174,7 @@ def test_a_new_target_with_nothing_to_run_rewrites_the_note(store, tmp_path):
     config takes it) runs no trial, yet the note follows the new target, as compare.md."""
     import re
 
-    from tuning_energy.run.compare import write_compare
+    from tuning_energy.report.compare_report import write_compare
 
     url = _copy_store(store, tmp_path)
     name = store[2]

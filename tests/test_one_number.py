@@ -24,7 +24,7 @@ from tuning_energy.config import parse_config
 from tuning_energy.report import dashboard
 from tuning_energy.report import figures as fg
 from tuning_energy.report.report import write_figures
-from tuning_energy.run.compare import write_compare
+from tuning_energy.report.compare_report import write_compare
 from tuning_energy.run.runner import run_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -122,7 +122,7 @@ def test_a_table_without_proposing_energy_says_it_counts_training_only():
     import pandas as pd
 
     from tuning_energy.report.report import analyse, render_report
-    from tuning_energy.run.compare import compare_summary, render_compare_md
+    from tuning_energy.report.compare_report import compare_summary, render_compare_md
 
     trials = pd.DataFrame({
         "comparison": "csv", "study": ["csv-x-s0"] * 3, "strategy": "x", "seed": 0,

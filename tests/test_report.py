@@ -218,7 +218,7 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     s1: trials (0.92, 5 J + 0 J) -> 5 J. Median of (32, 5) = 18.5 J."""
     import pandas as pd
 
-    from tuning_energy.run.compare import compare_summary
+    from tuning_energy.report.compare_report import compare_summary
 
     trials = pd.DataFrame({
         "comparison": "c", "study": ["c-x-s0", "c-x-s0", "c-x-s1"], "strategy": "x",

@@ -29,7 +29,7 @@ from tuning_energy.config import load_config
 from tuning_energy.report import dashboard
 from tuning_energy.report.report import analyse, render_report
 from tuning_energy.run import compare as compare_module
-from tuning_energy.run.compare import compare_summary, write_compare
+from tuning_energy.report.compare_report import compare_summary, write_compare
 
 TARGET = 0.5
 STRATEGIES = ("random", "bayes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tuning_energy.run.compare import compare_summary, render_compare_md
+from tuning_energy.report.compare_report import compare_summary, render_compare_md
 
 
 def _table(**seeds: list[tuple[float, float]]) -> pd.DataFrame:

@@ -205,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
               "to resume")
         return 130
-    from tuning_energy.run.compare import write_compare
+    from tuning_energy.report.compare_report import write_compare
 
     if len({s.study_name.rsplit("-s", 1)[0] for s in summaries}) < 2:
         print("one strategy: no comparison to write (figures and report: tuning-energy figures)")

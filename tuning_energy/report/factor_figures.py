@@ -8,15 +8,12 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are written to files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from tuning_energy.analysis import (  # noqa: E402
+from tuning_energy.analysis import (
     LAYER_FACTORS,
     PAPER_ETA_SQ,
     PREDICTORS,
@@ -26,7 +23,7 @@ from tuning_energy.analysis import (  # noqa: E402
     prediction_error,
     require,
 )
-from tuning_energy.report.figure_style import finish, strategy_color, strategy_order  # noqa: E402
+from tuning_energy.report.figure_style import finish, strategy_color, strategy_order
 
 # ---------------------------------------------------------------- RQ2 and FLOPs
 
