@@ -23,8 +23,8 @@ from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import parse_config
 from tuning_energy.report import dashboard
 from tuning_energy.report import figures as fg
-from tuning_energy.report.report import write_figures
 from tuning_energy.report.compare_report import write_compare
+from tuning_energy.report.report import write_figures
 from tuning_energy.run.runner import run_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -121,8 +121,8 @@ def test_a_table_without_proposing_energy_says_it_counts_training_only():
     and report.md and compare.md say so."""
     import pandas as pd
 
-    from tuning_energy.report.report import analyse, render_report
     from tuning_energy.report.compare_report import compare_summary, render_compare_md
+    from tuning_energy.report.report import analyse, render_report
 
     trials = pd.DataFrame({
         "comparison": "csv", "study": ["csv-x-s0"] * 3, "strategy": "x", "seed": 0,

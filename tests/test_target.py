@@ -27,9 +27,9 @@ from tuning_energy.cli import main
 from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import load_config
 from tuning_energy.report import dashboard
+from tuning_energy.report.compare_report import compare_summary, write_compare
 from tuning_energy.report.report import analyse, render_report
 from tuning_energy.run import compare as compare_module
-from tuning_energy.report.compare_report import compare_summary, write_compare
 
 TARGET = 0.5
 STRATEGIES = ("random", "bayes")

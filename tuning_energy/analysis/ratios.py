@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tuning_energy import analysis as an
-from tuning_energy.analysis.ert import LEVEL, ert_ratio_ci, seed_costs
+from tuning_energy.analysis.ert import LEVEL, N_BOOT, ert_ratio_ci, seed_costs
 
 REFERENCES = ("bayes", "random", "grid")
 RATIO_COLUMNS = ["strategy", "reference", "ratio", "ci_low", "ci_high", "fw_low", "fw_high",
@@ -36,12 +36,12 @@ def familywise_level(k: int, level: float = LEVEL) -> float:
     return 1 - (1 - level) / max(k, 1)
 
 
-def ert_ratio_table(ett: pd.DataFrame) -> pd.DataFrame:
+def ert_ratio_table(ett: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
     """ERT(S) / ERT(R) for every strategy S and every reference R of REFERENCES in `ett`
     (`energy_to_target`'s table), S != R: ratio (inf: S never reached the target, 0: R
     never did, nan: neither), its 95% CI (ci_low, ci_high) and its family-wise CI
     (fw_low, fw_high, at fw_level for the `candidates` = k strategies compared with R);
-    a bound is inf where unbounded."""
+    a bound is inf where unbounded. `n_boot`: bootstrap resamples per ratio."""
     costs = seed_costs(ett)
     present = sorted(set(costs["strategy"]))
     rows = []
@@ -55,7 +55,7 @@ def ert_ratio_table(ett: pd.DataFrame) -> pd.DataFrame:
                 continue
             point, ((lo, hi), (fw_lo, fw_hi)) = ert_ratio_ci(
                 costs[costs["strategy"] == strategy], costs[costs["strategy"] == ref],
-                (LEVEL, fw))
+                (LEVEL, fw), n_boot)
             rows.append({"strategy": strategy, "reference": ref, "ratio": point,
                          "ci_low": lo, "ci_high": hi, "fw_low": fw_lo, "fw_high": fw_hi,
                          "candidates": k, "fw_level": fw})

@@ -3,7 +3,7 @@
 From the observed seeds of a strategy S and a reference R (each seed's cost and success,
 ert.seed_costs), simulate studies of n seeds per strategy (n of N_GRID), each seed drawn with
 replacement from that strategy's observed seeds, and compute each simulated study's ERT ratio
-interval with `ert.ert_ratio_ci` at the level the verdict uses (the family-wise level for the
+interval with `ert.ert_ratio_intervals` (as compare.md's) at the level the verdict uses (the family-wise level for the
 k candidates, ratios.familywise_level). A question "S/R against t" aims at the decision the
 observed ERT ratio points to (verdict.VERDICTS): "established" (high end at or below t) when
 the observed ratio is at or below t, else "refuted" (low end above t). The seeds needed: the
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuning_energy.analysis.ert import ERT_SEED, bootstrap_erts, ert, ratio_intervals, ratio_of
+from tuning_energy.analysis.ert import ERT_SEED, ert, ert_ratio_intervals, ratio_of
 from tuning_energy.analysis.ratios import fmt_ratio
 from tuning_energy.analysis.verdict import verdict
 
@@ -102,9 +102,7 @@ def seeds_needed(a: pd.DataFrame, b: pd.DataFrame, strategy: str = "S",
         ia, ib = rng.integers(0, len(ca), (n_sim, n)), rng.integers(0, len(cb), (n_sim, n))
         for i in range(n_sim):
             x, y = (ca[ia[i]], sa[ia[i]]), (cb[ib[i]], sb[ib[i]])
-            point = float(ratio_of(ert(*x), ert(*y)))
-            r = ratio_of(bootstrap_erts(*x, n_boot, boot), bootstrap_erts(*y, n_boot, boot))
-            (lo, hi), = ratio_intervals(r, (level,))
+            point, ((lo, hi),) = ert_ratio_intervals(x, y, (level,), n_boot, boot)
             for k, (t, _) in enumerate(questions):
                 hits[k, j] += aims[k] is not None and verdict(point, lo, hi, t) == aims[k]
     shares = hits / n_sim

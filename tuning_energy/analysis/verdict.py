@@ -94,8 +94,10 @@ def goal_verdict(table: pd.DataFrame, runs: dict[str, int],
     return out
 
 
-def _bound(v: float | None, high: bool) -> float:
-    return (math.inf if high else 0.0) if v is None else v
+def _bound(v: float | None) -> float:
+    """A CI end from compare.json: null is infinite (a low end is 0, never null, where a
+    resample's ratio is undefined)."""
+    return math.inf if v is None else v
 
 
 def goal_sentence(v: dict[str, Any], label: str = GOAL_LABEL) -> str:
@@ -105,7 +107,7 @@ def goal_sentence(v: dict[str, Any], label: str = GOAL_LABEL) -> str:
         return (f"The one-third goal cannot be judged: no strategy was compared with "
                 f"`{ref}`.")
     ratio = math.nan if v["ratio"] is None else v["ratio"]
-    lo, hi = _bound(v["ci_familywise"][0], False), _bound(v["ci_familywise"][1], True)
+    lo, hi = (_bound(b) for b in v["ci_familywise"])
     if v["ratio"] is None:
         needs = f"has no finite ERT ratio to {ref} (it never reached the target, or neither did)"
     elif ratio == 0:

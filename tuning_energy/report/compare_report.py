@@ -35,7 +35,7 @@ NULLS = ("null stands for a number JSON cannot hold. In \"ert\": an ert_j of nul
          "infinite (no seed reached the target), a CI end of null is unbounded (resamples "
          "without a seed that reached it). In \"ert_ratios\" and \"verdict\": a ratio of null "
          "is infinite (S never reached the target) or undefined (neither S nor R did; see "
-         "both in \"ert\"), a CI high end of null is unbounded. In \"strategies\": an "
+         "both in \"ert\"), a CI end of null is infinite (unbounded). In \"strategies\": an "
          "eta_median_j of null means half of the seeds or more never reached the target; in "
          "\"median_ratios\" a median of null is infinite or undefined in the same way.")
 
