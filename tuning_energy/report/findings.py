@@ -15,6 +15,7 @@ from tuning_energy import analysis as an
 from tuning_energy.analysis.target import Target, comparison_target
 from tuning_energy.report import figures as fg
 from tuning_energy.report.ecdf_figure import N_TARGETS
+from tuning_energy.report.ert_text import lowest_ert_sentence
 from tuning_energy.report.markdown import at_least, fmt, kj, md_table
 
 SIGNIFICANCE = 0.05
@@ -106,9 +107,10 @@ def ecdf_title(name: str) -> str:
 
 def rq1_findings(c: Comparison) -> list[str]:
     s = c.summary
-    out: list[str] = []
     if s.empty:
         return ["No studies."]
+    out: list[str] = [lowest_ert_sentence(c.ert) + " (ERT: expected energy to target, the "
+                      "headline; the medians below are secondary.)"]
     best = s.sort_values(["median_energy_to_target_j", "reached_share"],
                          ascending=[True, False]).iloc[0]
     for _, r in s.iterrows():

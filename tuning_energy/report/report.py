@@ -16,6 +16,8 @@ import pandas as pd
 from tuning_energy import analysis as an
 from tuning_energy.analysis import environments, selection
 from tuning_energy.errors import TuningEnergyError
+from tuning_energy.report.ecdf_figure import N_TARGETS
+from tuning_energy.report.ert_text import ERT_DEFINITION, ert_table, lowest_ert_sentence
 from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare.py and tests import them here
     SIGNIFICANCE,
     Comparison,
@@ -129,7 +131,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              "minimised metric's target); a search's energy is its charged "
              "energy too (training-only figures say \"training\"). A seed that never reaches "
              "the target counts as infinitely expensive in the medians, bootstrap intervals "
-             "(10,000 resamples, fixed seed) and tests.", ""]
+             "(10,000 resamples, fixed seed) and tests; the expected energy to target (ERT, "
+             "the headline) charges it its whole search instead.", ""]
     lines += _setup(info, trials)
     if unmeasured := an.unmeasured_text(trials):
         lines += ["", unmeasured]
@@ -140,6 +143,11 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
                   f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
+                  ERT_DEFINITION, "",
+                  ert_table(c.ert, c.summary, c.goal.metric), "",
+                  lowest_ert_sentence(c.ert), "",
+                  "Secondary, the medians over seeds (a never-reached seed counts as "
+                  "infinitely expensive):", "",
                   md_table(c.summary, {**SUMMARY_COLUMNS,
                                        "best_accuracy": f"best {c.goal.metric}"}), ""]
         lines += selection.report_lines(c.trials, info, md_table)
@@ -177,12 +185,17 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
 
 def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
                   target: float | None = None, target_fraction: float | None = None,
-                  studies: str | None = None, out=None) -> list[Path]:
+                  studies: str | None = None, out=None,
+                  ecdf_targets: int = N_TARGETS) -> list[Path]:
     """Read the store(s), write `<comparison>-<figure>.png/.pdf` and report.md into out_dir.
     Several stores: one analysis, with an Environments section (environments.py).
 
     Each comparison's target: its config's target_accuracy, unless `target` or
-    `target_fraction` overrides it (target.py)."""
+    `target_fraction` overrides it (target.py). `ecdf_targets`: the runtime ECDF's number
+    of targets (ecdf_figure.py)."""
+    from tuning_energy.report.figure_style import use_file_backend
+
+    use_file_backend()
     import matplotlib.pyplot as plt
 
     urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
@@ -198,7 +211,7 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     comparisons = []
     for name, t in trials.groupby("comparison", sort=True):
         c = analyse(an.tidy(t), str(name), target, target_fraction)
-        for stem, fig in make_figures(c).items():
+        for stem, fig in make_figures(c, ecdf_targets).items():
             for ext in ("png", "pdf"):
                 path = out_dir / f"{name}-{stem}.{ext}"
                 fig.savefig(path, dpi=130 if ext == "png" else None,
