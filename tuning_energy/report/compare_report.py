@@ -37,7 +37,8 @@ NULLS = ("null stands for a number JSON cannot hold. In \"ert\": an ert_j of nul
          "is infinite (S never reached the target) or undefined (neither S nor R did; see "
          "both in \"ert\"), a CI end of null is infinite (unbounded). In \"strategies\": an "
          "eta_median_j of null means half of the seeds or more never reached the target; in "
-         "\"median_ratios\" a median of null is infinite or undefined in the same way.")
+         "\"median_ratios\" a median of null is infinite or undefined in the same way. "
+         "Elsewhere null means not measured (no trial had that value).")
 
 
 def ert_json(ert: pd.DataFrame) -> dict[str, Any]:
@@ -91,8 +92,8 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
             "eta_median_j": _finite(row.median_energy_to_target_j) if enough else None,
             "eta_ci95_j": [_finite(row.ci_low_j), _finite(row.ci_high_j)],
             "reached_share": float(row.reached_share),
-            "total_energy_median_j": float(row.median_total_energy_j),
-            "best_accuracy_median": float(row.median_best_accuracy),
+            "total_energy_median_j": _finite(row.median_total_energy_j),
+            "best_accuracy_median": _finite(row.median_best_accuracy),
             # trials without a training-energy measurement that the ETAs count; lower_bound:
             # eta_median_j and its CI are lower bounds (total_lower_bound: the search's)
             "n_unmeasured": int(row.n_unmeasured),

@@ -22,6 +22,7 @@ from tuning_energy.analysis import (
     best_so_far,
     censored_energy,
     charged_what,
+    expected_energy_to_target,
     method_label,
     pareto_front,
     require,
@@ -136,7 +137,9 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
                          methods: MethodLabel | None = None,
                          counted: str | None = None) -> Figure:
     """Energy to reach the target per strategy: box over seeds plus one dot per seed; seeds
-    that never reached the target are drawn as crosses above the boxes, labelled.
+    that never reached the target are drawn as crosses above the boxes, labelled; under each
+    box, the seeds that reached it, the ERT (analysis.expected_energy_to_target) and the
+    median.
 
     `methods`: the trials' method label (`analysis.method_label(trials)`, which names the
     estimated devices); without it, the label of ett's `energy_method` column.
@@ -145,8 +148,10 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     require(ett, ("strategy", "reached", "energy_to_target_j", "total_energy_j", "target"),
             "fig_energy_to_target")
     order = strategy_order(ett)
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(order)), 4.8))
     energy = censored_energy(ett)
+    # the headline per strategy (analysis/ert.py), under each box beside the median
+    erts = expected_energy_to_target(ett, n_boot=1).set_index("strategy")["ert_j"].to_dict()
     finite_max = float(np.nanmax(ett["total_energy_j"])) / 1e3 if len(ett) else 1.0
     top = finite_max * 1.08
     rng = np.random.default_rng(0)
@@ -168,9 +173,12 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
         med = float(np.median(energy[s.index])) if len(s) else math.nan
         # The box is over the seeds that reached it; the median counts every seed, a
         # never-reached one as infinite (as the tables do), so say so where they differ.
-        med_txt = "median: n/a (half or\nfewer reached)" if math.isinf(med) \
-            else f"median {med / 1e3:.3g} kJ" + ("\n(never reached = inf)" if missed else "")
-        ax.annotate(f"reached {len(reached)}/{len(s)}\n{med_txt}", (i, 0), xytext=(0, -30),
+        med_txt = "median: n/a\n(half or fewer\nreached)" if math.isinf(med) \
+            else f"median {med / 1e3:.3g} kJ"
+        e = erts.get(strategy, math.inf)
+        ert_txt = "ERT: not reached" if math.isinf(e) else f"ERT {e / 1e3:.3g} kJ"
+        ax.annotate(f"reached {len(reached)}/{len(s)}\n{ert_txt}\n{med_txt}", (i, 0),
+                    xytext=(0, -30),
                     textcoords="offset points", xycoords=("data", "axes fraction"),
                     ha="center", va="top", fontsize=8)
     ax.axhline(top, color="#b00000", lw=0.6, ls=":")
@@ -186,13 +194,14 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     ax.set_title((title or f"Energy until the first trial with {metric_of(ett)} {way} "
                   f"{target:.3f} "
                   f"(one dot per seed)") + "\nbox: the seeds that reached it; crosses: "
-                 "seeds that never did", fontsize=10)
+                 "seeds that never did; below: ERT and the median (never reached = "
+                 "infinite)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if methods is None:
         methods = label(m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
                         for m in str(v).split(", "))
     fig = finish(fig, methods)
-    fig.subplots_adjust(bottom=0.24)
+    fig.subplots_adjust(bottom=0.28)
     return fig
 
 
