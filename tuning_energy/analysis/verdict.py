@@ -122,5 +122,8 @@ def goal_sentence(v: dict[str, Any], label: str = GOAL_LABEL) -> str:
                 f"**{TOO_FEW}** to decide: the fewest seeds of a strategy here is "
                 f"{v['seeds']}, and a verdict needs at least {v['min_seeds']} per strategy. "
                 + pick)
+    why = VERDICTS[v["word"]].format(t=label)
+    if v["word"] == "refuted":  # the strongest word was refuted: so was every strategy
+        why = f"for each of the {v['candidates']} strategies, its {why}"
     return (f"The one-third goal (some strategy's ERT at most {label} of {ref}'s) is "
-            f"**{v['word']}** ({VERDICTS[v['word']].format(t=label)}). " + pick)
+            f"**{v['word']}** ({why}). " + pick)
