@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tuning_energy.analysis import ratios as rt
 from tuning_energy.analysis import verdict as vd
@@ -30,20 +31,22 @@ def test_one_seed_each_is_too_few_to_establish_anything():
     assert "too few seeds" in md
 
 
-def test_the_familywise_verdict_keeps_a_false_claim_at_the_nominal_rate():
+@pytest.mark.parametrize("success", [0.9, 0.6])
+def test_the_familywise_verdict_keeps_a_false_claim_at_the_nominal_rate(success):
     """Six strategies identical to bayes, 20 seeds each: "established" against threshold 1
     (some strategy needs less energy than bayes) is a false claim. Picked as the best of six
     by its plain 95% CI it comes out far more often than the nominal 2.5% (the issue measured
     8% for medians); by the family-wise CI, at or below it. Each seed reaches the target with
-    probability 0.6 after lognormal energy around 60 J, else its whole search costs about
-    130 J. The intervals are compare.json's (ert.ert_ratio_intervals, at
-    ratios.familywise_level), the decision verdict.verdict."""
+    probability `success` after lognormal energy around 60 J, else its whole search costs
+    about 130 J. The intervals are compare.json's (ert.ert_ratio_intervals, at
+    ratios.familywise_level), the decision verdict.verdict. (With plain percentiles, or BCa,
+    the family-wise rate was above 2.5% where nearly every seed succeeds.)"""
     rng = np.random.default_rng(20251205)
-    k, seeds, sims = 6, 20, 400
+    k, seeds, sims = 6, 20, 250
     fw = rt.familywise_level(k)
     familywise = plain = 0
     for _ in range(sims):
-        reached = rng.random((k + 1, seeds)) < 0.6
+        reached = rng.random((k + 1, seeds)) < success
         cost = np.where(reached, rng.lognormal(np.log(60.0), 0.6, reached.shape),
                         rng.lognormal(np.log(130.0), 0.2, reached.shape))
         words = set()

@@ -109,13 +109,15 @@ def goal_sentence(v: dict[str, Any], label: str = GOAL_LABEL) -> str:
     ratio = math.nan if v["ratio"] is None else v["ratio"]
     lo, hi = (_bound(b) for b in v["ci_familywise"])
     if v["ratio"] is None:
-        needs = f"has no finite ERT ratio to {ref} (it never reached the target, or neither did)"
+        needs = (f"has no finite ERT ratio to {ref} (it never reached the target, or neither "
+                 f"did)")
     elif ratio == 0:
         needs = f"reached the target where {ref} never did (ratio 0)"
     else:
         needs = f"needs {fmt_ratio(ratio)}x the expected energy to target of {ref}"
-    pick = (f"The best of the {v['candidates']} strategies compared with {ref}, "
-            f"**{v['strategy']}**, {needs} (family-wise {v['level']:.2%} CI "
+    pick = (f"Of the {v['candidates']} strategies compared with {ref}, "
+            f"**{v['strategy']}** decides it (the strongest of their verdicts, then the "
+            f"lowest ratio): it {needs} (family-wise {v['level']:.2%} CI "
             f"{ci_text(lo, hi)}).")
     if v["word"] == TOO_FEW:
         return (f"The one-third goal (some strategy's ERT at most {label} of {ref}'s) is "
