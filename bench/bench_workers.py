@@ -32,7 +32,8 @@ from optuna.trial import TrialState  # noqa: E402
 
 from tuning_energy.config import parse_config  # noqa: E402
 from tuning_energy.run.pool import WorkerPool, run_workers  # noqa: E402
-from tuning_energy.run.workers import WorkerOptions, redact  # noqa: E402
+from tuning_energy.run.workers import WorkerOptions  # noqa: E402
+from tuning_energy.store.url import redact  # noqa: E402
 
 
 def config(name: str, trials: int, epochs: int):

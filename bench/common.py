@@ -72,7 +72,7 @@ def meets(r: dict[str, Any]) -> bool | None:
 
 def machine() -> dict[str, Any]:
     """The study's own hardware record, plus what a benchmark reader needs (load, threads)."""
-    from tuning_energy.run.runner import hardware_info
+    from tuning_energy.store.runs import hardware_info
 
     try:
         load = os.getloadavg()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The storage tests under the oldest or the newest Optuna that pyproject.toml allows
-# (optuna>=4.3,<6; storage.py and storage_retry.py use Optuna internals, listed in
+# (optuna>=4.3,<6; store/storage.py and store/retry.py use Optuna internals, listed in
 # tests/test_optuna_internals.py). A venv in ${TMPDIR:-/tmp} holds only that Optuna; every
 # other package comes from the project's .venv (`make install` first).
 #   scripts/optuna_range.sh oldest|newest        (make test-optuna-range: both)

@@ -70,6 +70,32 @@ def tiny_doc(**overrides) -> dict:
     return doc
 
 
+def toml_text(doc: dict, prefix: str = "") -> str:
+    """`doc` as TOML: its plain keys, then a [table] per nested dict; None values left out."""
+    import json
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return f"[{', '.join(value(x) for x in v)}]"
+        return json.dumps(v) if isinstance(v, str) else repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in doc.items()
+             if v is not None and not isinstance(v, dict)]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{prefix}{k}]", toml_text(v, f"{prefix}{k}.").strip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def write_tiny(path: Path, doc: dict | None = None, **overrides) -> Path:
+    """The tiny study config, `tiny_doc(**overrides)` (or `doc`, one made from it), written
+    as a TOML file at `path`."""
+    path.write_text(toml_text(doc if doc is not None else tiny_doc(**overrides)))
+    return path
+
+
 @pytest.fixture
 def tiny_config() -> StudyConfig:
     return parse_config(tiny_doc())

@@ -14,30 +14,7 @@ from tuning_energy.cli import main
 from tuning_energy.run.workers import WORKER_ATTR
 from tuning_energy.store.storage import open_storage
 
-TINY = """
-name = "tiny"
-[data]
-dataset = "digits"
-[train]
-epochs = 30
-batch_size = 128
-torch_threads = 1
-device = "cpu"
-[budget]
-n_trials = 6
-[meter]
-kind = "estimate"
-idle_s = 0
-[search_space.n_conv]
-type = "int"
-low = 0
-high = 1
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
+from .conftest import write_tiny
 
 
 def _study(url: str, name: str) -> optuna.Study:
@@ -46,7 +23,8 @@ def _study(url: str, name: str) -> optuna.Study:
 
 def test_two_compares_on_one_journal_share_the_budget(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    # 30-epoch trials: both processes are still running when the other starts
+    write_tiny(config, target_accuracy=None, train={"epochs": 30}, budget={"n_trials": 6})
     url = f"journal:///{tmp_path / 'store.log'}"
     cmd = [sys.executable, "-m", "tuning_energy.cli", "compare", "--config", str(config),
            "--seeds", "1", "--strategies", "random", "--storage", url, "--no-progress",
@@ -66,7 +44,7 @@ def test_two_compares_on_one_journal_share_the_budget(tmp_path):
 
 def test_compare_workers_runs_each_study_with_n_workers(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY.replace("n_trials = 6", "n_trials = 4"))
+    write_tiny(config, target_accuracy=None, train={"epochs": 30}, budget={"n_trials": 4})
     sqlite = f"sqlite:///{tmp_path / 's.db'}"
     base = ["compare", "--config", str(config), "--seeds", "1", "--strategies", "random",
             "--no-progress", "--out", str(tmp_path / "out")]

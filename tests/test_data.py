@@ -19,6 +19,7 @@ from tuning_energy.cnn.data import default_root, load_dataset
 from tuning_energy.config import DataConfig
 from tuning_energy.search.strategies import STRATEGIES
 
+from .conftest import write_tiny
 from .fake_datasets import (
     FileServer,
     cifar_files,
@@ -111,41 +112,16 @@ def test_default_root_is_a_per_user_cache():
     assert default_root({}) == Path.home() / ".cache" / "tuning-energy" / "data"
 
 
-FM_CONFIG = """
-name = "fm"
-[data]
-dataset = "{dataset}"
-root = "{root}"
-{extra}
-[train]
-epochs = 1
-batch_size = 32
-[budget]
-n_trials = 2
-[meter]
-kind = "estimate"
-idle_s = 0
-[strategy]
-grid_levels = 2
-[strategy.bayes]
-n_initial_points = 1
-n_points = 50
-[search_space.n_conv]
-type = "int"
-low = 0
-high = 2
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
+def _fm_config(path, dataset: str, root, **data):
+    """The tiny config on `dataset` in `root`: 2 trials, a 2-level grid."""
+    return write_tiny(path, name="fm", data={"dataset": dataset, "root": str(root), **data},
+                      train={"batch_size": 32}, budget={"n_trials": 2},
+                      strategy={"grid_levels": 2, "bayes": {"n_initial_points": 1, "n_points": 50}},
+                      search_space={"n_conv": {"type": "int", "low": 0, "high": 2}})
 
 
 def test_every_strategy_runs_on_fashion_mnist_from_torchvisions_layout(roots, tmp_path):
-    config = tmp_path / "fm.toml"
-    config.write_text(FM_CONFIG.format(dataset="fashion-mnist", root=roots["fashion-mnist"],
-                                       extra=""))
+    config = _fm_config(tmp_path / "fm.toml", "fashion-mnist", roots["fashion-mnist"])
     url = f"sqlite:///{tmp_path / 'fm.db'}"
     assert main(["compare", "--config", str(config), "--seeds", "1", "--storage", url,
                  "--no-progress", "--strategies", ",".join(STRATEGIES),
@@ -158,8 +134,7 @@ def test_every_strategy_runs_on_fashion_mnist_from_torchvisions_layout(roots, tm
 
 
 def test_a_cifar10_study_runs_from_torchvisions_layout(roots, tmp_path, capsys):
-    config = tmp_path / "cf.toml"
-    config.write_text(FM_CONFIG.format(dataset="cifar10", root=roots["cifar10"], extra=""))
+    config = _fm_config(tmp_path / "cf.toml", "cifar10", roots["cifar10"])
     url = f"sqlite:///{tmp_path / 'cf.db'}"
     assert main(["study", "--config", str(config), "--strategy", "random", "--storage", url,
                  "--no-progress"]) == 0
@@ -175,9 +150,8 @@ def test_without_files_or_network_the_cli_fails_in_seconds_without_a_traceback(t
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     empty = tmp_path / "nothing-here"
-    config = tmp_path / "fm.toml"
-    config.write_text(FM_CONFIG.format(dataset="fashion-mnist", root=empty,
-                                       extra=f'mirror = "http://127.0.0.1:{port}/"'))
+    config = _fm_config(tmp_path / "fm.toml", "fashion-mnist", empty,
+                        mirror=f"http://127.0.0.1:{port}/")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "tuning_energy.cli", "study", "--config",
                            str(config), "--storage", f"sqlite:///{tmp_path / 's.db'}",

@@ -15,32 +15,7 @@ from tuning_energy.cli import main
 from tuning_energy.energy.hardware import environment_label, environment_of
 from tuning_energy.errors import TuningEnergyError
 
-TINY = """
-name = "tiny"
-[data]
-dataset = "digits"
-[train]
-epochs = 1
-batch_size = 256
-torch_threads = {threads}
-[budget]
-n_trials = 3
-[meter]
-kind = "estimate"
-idle_s = 0
-[strategy.bayes]
-n_initial_points = 2
-n_points = 100
-[search_space.n_conv]
-type = "int"
-low = 0
-high = 1
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
+from .conftest import write_tiny
 
 
 def test_the_default_label_is_device_model_and_threads():
@@ -56,7 +31,7 @@ def test_the_default_label_is_device_model_and_threads():
 
 def _compare(tmp_path, threads: int, environment: str | None = None) -> str:
     config = tmp_path / f"tiny{threads}.toml"
-    config.write_text(TINY.format(threads=threads))
+    write_tiny(config, target_accuracy=None, train={"torch_threads": threads})
     url = f"sqlite:///{tmp_path / f'threads{threads}.db'}"
     args = ["compare", "--config", str(config), "--seeds", "2", "--strategies", "random,bayes",
             "--storage", url, "--no-progress", "--out", str(tmp_path / f"cmp{threads}")]
@@ -71,9 +46,9 @@ def stores(tmp_path_factory):
 
 
 def _tiny_study(tmp_path) -> tuple[str, list[str]]:
-    """(store URL, `study` arguments) of a random study of TINY in tmp_path."""
+    """(store URL, `study` arguments) of a random study of the tiny config in tmp_path."""
     config = tmp_path / "t.toml"
-    config.write_text(TINY.format(threads=1))
+    write_tiny(config, target_accuracy=None)
     url = f"sqlite:///{tmp_path / 's.db'}"
     return url, ["study", "--config", str(config), "--strategy", "random", "--storage", url,
                  "--no-progress"]
@@ -175,7 +150,7 @@ def test_the_environments_section_uses_the_one_charge_and_the_one_label():
     import pandas as pd
 
     from tuning_energy.analysis.environments import environment_table, report_lines
-    from tuning_energy.report.report import md_table
+    from tuning_energy.report.markdown import md_table
 
     trials = _env_trials()
     info = pd.DataFrame([{"config_name": "tiny", "environment": env, "store": "s.db",

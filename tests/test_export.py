@@ -19,7 +19,7 @@ from tuning_energy.run.runner import run_study
 
 from .conftest import TINY
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def store(tmp_path_factory) -> str:
 def _finished(url: str) -> dict[str, int]:
     """Finished trials per study, counted with plain Optuna."""
     return {s.study_name: len(optuna.load_study(study_name=s.study_name, storage=url)
-                              .get_trials(deepcopy=False, states=FINISHED))
+                              .get_trials(deepcopy=False, states=COUNTED))
             for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
 
 

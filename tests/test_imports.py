@@ -66,3 +66,28 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_no_import_circles():
     assert _cycles(_graph()) == []
+
+
+def test_at_most_ten_modules_sit_at_the_top_of_the_package():
+    """The rest lives in subpackages by concern (config/, search/, run/, ...)."""
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 10, top
+
+
+def test_modules_import_a_name_from_the_module_that_defines_it():
+    """`tuning_energy.analysis` re-exports its modules' names for users
+    (`from tuning_energy import analysis as an`); inside the package a module imports a
+    name from where it is defined, so that its imports say what it depends on."""
+    fronts = {"tuning_energy.analysis"}
+    wrong = []
+    for p in PACKAGE.rglob("*.py"):
+        if p in (PACKAGE / "__init__.py", PACKAGE / "analysis" / "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in fronts:
+                wrong += [f"{p.relative_to(PACKAGE)}: {a.name}" for a in node.names
+                          if not (PACKAGE / "analysis" / f"{a.name}.py").exists()]
+            elif isinstance(node, ast.ImportFrom) and node.module == "tuning_energy":
+                wrong += [f"{p.relative_to(PACKAGE)}: tuning_energy.{a.name}"
+                          for a in node.names if f"tuning_energy.{a.name}" in fronts]
+    assert wrong == []

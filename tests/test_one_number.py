@@ -27,7 +27,7 @@ from tuning_energy.report.compare_report import write_compare
 from tuning_energy.report.report import write_figures
 from tuning_energy.run.runner import run_study
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _number(text: str) -> float:
@@ -77,7 +77,7 @@ def store(tmp_path_factory):
 def test_energy_to_target_is_one_number_in_every_output(store):
     root, url, config, name = store
     study = optuna.load_study(study_name=name, storage=url)
-    trials = sorted(study.get_trials(states=FINISHED),
+    trials = sorted(study.get_trials(states=COUNTED),
                     key=lambda t: (t.datetime_complete, t.number))
     assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.PRUNED]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -128,7 +128,8 @@ def test_a_table_without_proposing_energy_says_it_counts_training_only():
     import pandas as pd
 
     from tuning_energy.report.compare_report import compare_summary, render_compare_md
-    from tuning_energy.report.report import analyse, render_report
+    from tuning_energy.report.findings import analyse
+    from tuning_energy.report.report import render_report
 
     trials = pd.DataFrame({
         "comparison": "csv", "study": ["csv-x-s0"] * 3, "strategy": "x", "seed": 0,

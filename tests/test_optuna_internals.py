@@ -25,8 +25,8 @@ MODULES = [
     ("optuna.storages._rdb.models", "TrialUserAttributeModel.__table__",
      "storage._upsert_user_attrs: INSERT ... ON CONFLICT (trial_id, key)"),
     ("optuna.storages._rdb.models", "TrialSystemAttributeModel.key",
-     "storage_retry: the creation token lookup"),
-    ("optuna.storages._rdb.models", "TrialModel.study_id", "storage_retry, storage"),
+     "store.retry: the creation token lookup"),
+    ("optuna.storages._rdb.models", "TrialModel.study_id", "store.retry, store.storage"),
     ("optuna.storages._rdb.storage", "_create_scoped_session",
      "storage._upsert_user_attrs, one transaction"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
@@ -41,8 +41,8 @@ JOURNAL = [
 ]
 RDB = [
     ("_set_trial_attr_without_commit", "storage._upsert_user_attrs on other dialects"),
-    ("_get_prepared_new_trial", "storage_retry: the idempotent trial creation"),
-    ("_create_new_trial", "storage_retry; Optuna's _CachedStorage creates trials with it"),
+    ("_get_prepared_new_trial", "store.retry: the idempotent trial creation"),
+    ("_create_new_trial", "store.retry; Optuna's _CachedStorage creates trials with it"),
     ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
     ("scoped_session", "storage._upsert_user_attrs"),
     ("engine", "storage.py (SQLite pragmas), workers.py (the claim lock)"),
@@ -83,10 +83,10 @@ def test_journal_rdb_and_trial_internals_exist_on_real_stores(tmp_path):
                for obj, names in ((journal, JOURNAL), (rdb, RDB), (trial, TRIAL))
                for path, why in names if _missing(obj, path)]
     assert not missing, "\n".join(missing)
-    # storage_retry replaces it with one of this signature
+    # store.retry replaces it with one of this signature
     params = list(inspect.signature(rdb._get_prepared_new_trial).parameters)
     assert params == ["study_id", "template_trial", "session"], _fail(
-        "RDBStorage", f"_get_prepared_new_trial{tuple(params)}", "storage_retry")
+        "RDBStorage", f"_get_prepared_new_trial{tuple(params)}", "store.retry")
     # The upsert needs the unique (trial_id, key) the attr tables have.
     from optuna.storages._rdb import models
 

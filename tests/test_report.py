@@ -16,40 +16,14 @@ from tuning_energy import analysis as an
 from tuning_energy.cli import main
 from tuning_energy.report import figures as fg
 
-TINY = """
-name = "tiny"
-[data]
-dataset = "digits"
-[train]
-epochs = 1
-batch_size = 256
-[budget]
-n_trials = 3
-[meter]
-kind = "estimate"
-idle_s = 0
-[strategy.bayes]
-n_initial_points = 2
-n_points = 100
-[search_space.n_conv]
-type = "int"
-low = 0
-high = 1
-[search_space.relu]
-type = "bool"
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
+from .conftest import write_tiny
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     config = root / "tiny.toml"
-    config.write_text(TINY)
+    write_tiny(config, target_accuracy=None)
     url = f"sqlite:///{root / 'tiny.db'}"
     assert main(["compare", "--config", str(config), "--seeds", "2", "--strategies",
                  "random,bayes", "--storage", url, "--no-progress",
@@ -257,7 +231,7 @@ def test_study_and_compare_read_the_powercap_root_from_the_environment(command, 
     """TUNING_ENERGY_POWERCAP_ROOT is read at the CLI's edge by every command that runs
     studies, not by `study` alone."""
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    write_tiny(config, target_accuracy=None)
     url = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("TUNING_ENERGY_POWERCAP_ROOT", str(tmp_path / "powercap"))
     args = ["--strategy", "random"] if command == "study" else \

@@ -12,30 +12,13 @@ from optuna.trial import TrialState
 from tuning_energy.errors import StorageError
 from tuning_energy.store.storage import lock_path, run_lock
 
-from .test_runner import _cli, _wait_for_running, load
-
-# Trials of a second or more each, so that the first run is still going when the second
-# process (which imports torch first: seconds) reaches the store.
-SLOW = """
-name = "slow"
-[train]
-epochs = 10
-batch_size = 64
-[budget]
-n_trials = 6
-[meter]
-kind = "estimate"
-idle_s = 0
-[search_space.n_conv]
-type = "int"
-low = 2
-high = 3
-"""
+from .test_runner import _cli, _slow_config, _wait_for_running, load
 
 
 def test_a_second_process_on_the_same_study_is_refused_and_the_first_finishes(tmp_path):
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(SLOW)
+    # trials of a second or more each, so that the first run is still going when the
+    # second process (which imports torch first: seconds) reaches the store
+    cfg = _slow_config(tmp_path, n_trials=6, conv_low=2)
     url = f"sqlite:///{tmp_path / 'energy.db'}"
     args = ["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
             "--no-progress"]

@@ -21,7 +21,7 @@ from tuning_energy.errors import StorageError, StudyAborted
 from tuning_energy.run import runner as runner_mod
 from tuning_energy.run.runner import run_study, study_name
 
-from .conftest import tiny_doc
+from .conftest import tiny_doc, write_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAL_ATTRS = {"energy_j", "energy_method", "energy_by_device_j", "duration_s", "avg_power_w",
@@ -203,23 +203,9 @@ def _wait_for_running(storage_url, name, timeout_s=60.0, max_complete=None):
 
 def _slow_config(tmp_path, n_trials: int, conv_low: int):
     """slow.toml: 12-epoch trials of 2-3 conv blocks, long enough to signal mid-trial."""
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(f"""
-name = "slow"
-[train]
-epochs = 12
-batch_size = 64
-[budget]
-n_trials = {n_trials}
-[meter]
-kind = "estimate"
-idle_s = 0
-[search_space.n_conv]
-type = "int"
-low = {conv_low}
-high = 3
-""")
-    return cfg
+    return write_tiny(tmp_path / "slow.toml", name="slow", train={"epochs": 12, "batch_size": 64},
+                      budget={"n_trials": n_trials},
+                      search_space={"n_conv": {"type": "int", "low": conv_low, "high": 3}})
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])

@@ -16,7 +16,7 @@ from tuning_energy.energy import EstimateMeter
 from tuning_energy.objective.objective import Objective
 from tuning_energy.run.runner import run_study
 
-from .conftest import tiny_doc
+from .conftest import tiny_doc, write_tiny
 
 
 class RecordingMeter(EstimateMeter):
@@ -81,34 +81,12 @@ def test_selecting_on_the_test_set_says_so_and_test_accuracy_is_the_value(storag
         assert t.user_attrs["test_accuracy"] == t.value
 
 
-TINY = """
-name = "tiny"
-[data]
-dataset = "digits"
-validation = "{validation}"
-[train]
-epochs = 1
-batch_size = 256
-[budget]
-n_trials = 3
-[meter]
-kind = "estimate"
-idle_s = 0
-[strategy.bayes]
-n_initial_points = 2
-n_points = 100
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
 
 
 @pytest.mark.parametrize("validation", ["split", "test"])
 def test_the_report_gives_the_test_accuracy_of_each_strategys_pick(tmp_path, validation):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY.format(validation=validation))
+    write_tiny(config, target_accuracy=None, data={"validation": validation})
     url = f"sqlite:///{tmp_path / 'tiny.db'}"
     assert main(["compare", "--config", str(config), "--seeds", "1", "--strategies",
                  "random,grid", "--storage", url, "--no-progress",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
 from tuning_energy.errors import StorageError
-from tuning_energy.store.storage import open_storage, set_user_attrs, storage_kind
+from tuning_energy.store.storage import open_storage, set_user_attrs
+from tuning_energy.store.url import StoreURL
 
 
 @pytest.mark.parametrize("scheme", ["sqlite", "journal"])
@@ -27,10 +30,41 @@ def test_set_user_attrs_writes_overwrites_and_refuses_finished_trials(tmp_path, 
 
 
 def test_bad_storage_urls_name_the_allowed_forms():
-    with pytest.raises(StorageError, match="allowed forms are sqlite:///PATH"):
-        storage_kind("studies/energy.db")
+    with pytest.raises(StorageError, match="allowed forms are sqlite:///PATH") as err:
+        StoreURL.parse("studies/energy.db")
+    assert "--storage = 'studies/energy.db'" in str(err.value)
+    assert "sqlite, journal, postgresql, mysql" in str(err.value)
     with pytest.raises(StorageError, match="three slashes"):
         open_storage("journal://x")
+
+
+def test_a_storage_url_is_parsed_into_its_kind_and_file(tmp_path):
+    rel = StoreURL.parse("sqlite:///studies/energy.db")
+    assert (rel.kind, rel.path, rel.name, rel.shared) == (
+        "sqlite", Path("studies/energy.db"), "energy", False)
+    assert StoreURL.parse(f"sqlite:///{tmp_path}/a.db").path == tmp_path / "a.db"  # absolute
+    assert StoreURL.parse("sqlite:///:memory:").path is None
+    journal = StoreURL.parse("journal:///runs/j.log")
+    assert (journal.kind, journal.path, journal.shared) == ("journal", Path("runs/j.log"), True)
+    server = StoreURL.parse("postgresql+psycopg://tuner:s3cret-pw@db:5432/energy")
+    assert (server.kind, server.path, server.name, server.shared) == (
+        "postgresql", None, "postgresql", True)
+    assert "s3cret-pw" not in f"{server} {server.redacted}" and "s3cret-pw" in server.text
+    assert StoreURL.parse(server) is server  # a parsed URL passes through
+    # the URL's file decides where figures and dashboard artifacts go
+    from tuning_energy.cli import default_figures_dir
+    from tuning_energy.report.dashboard import default_artifact_dir
+
+    assert default_figures_dir("journal:///runs/j.log") == "figures/j"
+    assert default_artifact_dir(journal) == Path("runs/artifacts")
+    assert default_figures_dir(server) == "figures/postgresql"
+
+
+def test_the_cli_refuses_a_bad_storage_url_naming_the_forms(capsys):
+    from tuning_energy.cli import main
+
+    assert main(["show", "--storage", "studies/energy.db"]) == 2
+    assert "allowed forms are sqlite:///PATH" in capsys.readouterr().err
 
 
 def test_a_store_that_cannot_be_opened_never_shows_the_password():

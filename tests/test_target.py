@@ -28,41 +28,14 @@ from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import load_config
 from tuning_energy.report import dashboard
 from tuning_energy.report.compare_report import compare_summary, write_compare
-from tuning_energy.report.report import analyse, render_report
+from tuning_energy.report.findings import analyse
+from tuning_energy.report.report import render_report
 from tuning_energy.run import compare as compare_module
+
+from .conftest import write_tiny
 
 TARGET = 0.5
 STRATEGIES = ("random", "bayes")
-TOML = f"""
-name = "tiny"
-target_accuracy = {TARGET}
-[data]
-dataset = "digits"
-[train]
-epochs = 1
-batch_size = 128
-torch_threads = 1
-device = "cpu"
-[budget]
-n_trials = 3
-[meter]
-kind = "estimate"
-idle_s = 0
-cpu_tdp_w = 4000.0  # a trial costs tens of joules: every output prints enough digits
-cpu_cores = 1
-[strategy.bayes]
-n_initial_points = 2
-n_points = 200
-[search_space.n_conv]
-type = "int"
-low = 0
-high = 1
-[search_space.lr]
-type = "float"
-low = 1e-3
-high = 1e-1
-log = true
-"""
 FROM_CONFIG = f"target accuracy {TARGET:.4f} from the config's target_accuracy"
 CHARGED = ("energy_j", "propose_energy_j", "store_energy_j")
 
@@ -74,7 +47,8 @@ def store(tmp_path_factory):
     trial."""
     root = tmp_path_factory.mktemp("target")
     config = root / "tiny.toml"
-    config.write_text(TOML)
+    # a trial costs tens of joules: every output prints enough digits
+    write_tiny(config, target_accuracy=TARGET, meter={"cpu_tdp_w": 4000.0, "cpu_cores": 1})
     url = f"sqlite:///{root / 'energy.db'}"
     real_fit, real_run_study = cnn_module.fit, compare_module.run_study
     first = []

@@ -1,4 +1,4 @@
-"""A user's own objective function (`[objective]`, trial_context.py) under the runner, on real
+"""A user's own objective function (`[objective]`, objective/context.py) under the runner, on real
 temporary SQLite stores: the contract, every strategy, pruning, caps, resume, failures."""
 
 from __future__ import annotations

@@ -30,16 +30,18 @@ from tuning_energy.energy.shared import CpuTimeLedger, SharedCpuTimeMeter, share
 from tuning_energy.errors import ConfigError, StorageError
 from tuning_energy.run.pool import WorkerPool, gpu_assignment
 from tuning_energy.run.runner import run_study
+from tuning_energy.run.trial_source import LocalTrials
 from tuning_energy.run.workers import (
     WORKER_ATTR,
     WorkerContext,
     WorkerOptions,
     check_workers,
-    redact,
     threads_per_worker,
+    trial_source,
 )
 from tuning_energy.search.strategies import SkoptSampler, distributions
 from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import redact
 
 from .conftest import tiny_doc
 from .energy.fake_pynvml import FakeGpu, make_pynvml
@@ -328,6 +330,18 @@ def test_sqlite_refuses_several_workers_and_names_the_alternatives():
     assert "journal:///" in str(err.value) and "postgresql://" in str(err.value)
     check_workers("sqlite:///studies/energy.db", 1)
     check_workers("journal:///x.log", 3)
+
+
+def test_a_process_gets_the_trial_source_of_its_store(tmp_path):
+    """SQLite: this process alone, under the study's lock; journal / PostgreSQL: one worker
+    that claims its trials beside any other process on the study, with the config's threads."""
+    config = parse_config(tiny_doc(train={"torch_threads": 2}))
+    local = trial_source(config, f"sqlite:///{tmp_path / 's.db'}")
+    assert isinstance(local, LocalTrials) and local.storage_url.path == tmp_path / "s.db"
+    for url in (f"journal:///{tmp_path / 'j.log'}", "postgresql://u:pw@127.0.0.1:1/db"):
+        worker = trial_source(config, url)
+        assert isinstance(worker, WorkerContext), url
+        assert (worker.options.n_workers, worker.torch_threads) == (1, 2)
 
 
 def test_devices_round_robin_and_cores_split():

@@ -33,7 +33,7 @@ _LAZY: dict[str, str | None] = {
     "parse_config": ".config",
     "StudyConfig": ".config",
     "run_study": ".run.runner",
-    "StudySummary": ".run.runner",
+    "StudySummary": ".run.summary",
     "analysis": None,
     "metered": ".objective.plain_optuna",
     "TrialContext": ".objective.context",
@@ -56,7 +56,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from tuning_energy.objective.context import TrialContext
     from tuning_energy.objective.plain_optuna import metered
     from tuning_energy.report.export import export_trials
-    from tuning_energy.run.runner import StudySummary, run_study
+    from tuning_energy.run.runner import run_study
+    from tuning_energy.run.summary import StudySummary
 
 
 def __getattr__(name: str) -> Any:

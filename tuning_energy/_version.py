@@ -1,3 +1,3 @@
-"""The package version, in one place (the package root, runs.py and the runner read it)."""
+"""The package version, in one place (the package root, store/runs.py and the runner read it)."""
 
 __version__ = "0.1.0"

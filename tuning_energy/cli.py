@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.storage import DEFAULT_STORAGE
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 
 def _add_storage(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"\ninterrupted: the trial in flight is recorded as FAIL. Resume with the same "
               f"command:\n  tuning-energy study --config {args.config} --strategy "
-              f"{args.strategy} --seed {args.seed} --storage {args.storage}"
+              f"{args.strategy} --seed {args.seed} --storage {args.storage.text}"
               + (f" --environment {args.environment!r}" if args.environment else ""))
         return 130
     if failed_workers and not summary.interrupted:
@@ -74,11 +74,10 @@ def _run(config, args: argparse.Namespace):
     """One process (SQLite), or workers sharing a journal / PostgreSQL store (workers.py)."""
     from tuning_energy.run.pool import run_workers
     from tuning_energy.run.runner import run_study
-    from tuning_energy.run.workers import MULTI_WORKER_KINDS, WorkerOptions, check_workers
-    from tuning_energy.store.storage import storage_kind
+    from tuning_energy.run.workers import WorkerOptions, check_workers
 
     check_workers(args.storage, args.workers)
-    if args.workers == 1 and storage_kind(args.storage) not in MULTI_WORKER_KINDS:
+    if args.workers == 1:  # run_study gets the store its trial source (workers.trial_source)
         partial = {} if args.partial_energy_s is None else \
             {"partial_energy_s": args.partial_energy_s}
         return run_study(config, args.strategy, args.seed, args.storage,
@@ -94,7 +93,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     import optuna
     import pandas as pd
 
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.table import method_label, study_table
+    from tuning_energy.analysis.to_target import charged_what
     from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
     from tuning_energy.run.summary import FINISHED, best_trial, metric_of, value
     from tuning_energy.store.storage import open_storage
@@ -112,7 +112,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        table = an.study_table(study, trials)  # finished trials: complete, pruned, failed
+        table = study_table(study, trials)  # counted trials: complete, pruned, failed
         tables.append(table)
         done = [t for t in trials if t.state in FINISHED]
         metric, direction = metric_of(study)
@@ -123,7 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         total = "-" if table["energy_j"].isna().all() else \
             f"{charged_total_j(table[parts].to_dict('records')):,.1f}"
         a = s.user_attrs
-        lab = an.method_label(table)
+        lab = method_label(table)
         method = ", ".join(lab.methods) or a.get("energy_method", "?")
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
@@ -132,9 +132,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
     print(f"best: the best {', '.join(sorted(metrics))} of the study's complete trials; "
-          f"charged J: the {an.charged_what(every)} energy of every finished trial "
+          f"charged J: the {charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
-    lab = an.method_label(every)
+    lab = method_label(every)
     if lab.any_estimate:
         print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return 0
@@ -216,7 +216,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           ecdf_targets=args.ecdf_targets)
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
-    print(f"all figures and report: tuning-energy figures --storage {args.storage}")
+    print(f"all figures and report: tuning-energy figures --storage {args.storage.text}")
     return 0
 
 
@@ -270,16 +270,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if health.problems else 0
 
 
-def default_figures_dir(storage_url: str) -> str:
+def default_figures_dir(storage_url: StoreURL | str) -> str:
     """figures/<store name> (figures/energy for studies/energy.db): one folder per store, so
     that figures of one store never overwrite another's report.md (figures/report.md is
     `make paper`'s)."""
-    from tuning_energy.store.storage import journal_path, sqlite_path, storage_kind
-
-    kind = storage_kind(storage_url)
-    path = sqlite_path(storage_url) if kind == "sqlite" else \
-        journal_path(storage_url) if kind == "journal" else None
-    return f"figures/{path.stem if path is not None else kind}"
+    return f"figures/{StoreURL.parse(storage_url).name}"
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
@@ -414,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_storage(args: argparse.Namespace) -> None:
+    """--storage parsed once, here at the edge, into a StoreURL (store/url.py)."""
+    stores = getattr(args, "storage", None)
+    if isinstance(stores, list):
+        args.storage = [StoreURL.parse(s) for s in stores]
+    elif stores is not None:
+        args.storage = StoreURL.parse(stores)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from tuning_energy.run.signals import EXIT_SIGINT, exit_code, sigterm_as_interrupt
     from tuning_energy.store.faults import storage_fault
@@ -424,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # recorded FAIL, the summary printed, exit 143 (run/signals.py).
     with sigterm_as_interrupt() as term:
         try:
+            _parse_storage(args)
             code = args.func(args)
         except KeyboardInterrupt as exc:  # outside a trial's work
             print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) outside a "

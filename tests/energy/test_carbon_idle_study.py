@@ -14,6 +14,7 @@ import pytest
 from fake_powercap import FakePowercap
 from fake_pynvml import FakeGpu, make_pynvml
 
+from tests.conftest import tiny_doc, write_tiny
 from tuning_energy.cli import main
 from tuning_energy.config import MeterConfig, parse_config
 from tuning_energy.energy import CompositeMeter, EstimateMeter
@@ -179,12 +180,10 @@ def test_idle_off_gives_no_net_energy_but_co2(tmp_path):
 def test_cross_check_codecarbon_stores_its_energy_beside_ours(tmp_path, monkeypatch, capsys):
     # codecarbon comes with the `crosscheck` extra, which `make test` installs
     monkeypatch.chdir(tmp_path)  # CodeCarbon must write nothing: check the cwd stays empty
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text(
-        'name = "tiny"\n[train]\nepochs = 1\nbatch_size = 128\n[budget]\nn_trials = 1\n'
-        '[meter]\nkind = "estimate"\nidle_s = 0.1\nregion = "SE"\n'
-        '[fixed]\nn_conv = 1\nchannels = 4\nhidden = 16\n'
-        '[search_space.lr]\ntype = "float"\nlow = 0.001\nhigh = 0.01\n')
+    doc = tiny_doc(budget={"n_trials": 1}, meter={"idle_s": 0.1, "region": "SE"},
+                   fixed={"n_conv": 1, "channels": 4, "hidden": 16})
+    doc["search_space"] = {"lr": {"type": "float", "low": 0.001, "high": 0.01}}
+    cfg = write_tiny(tmp_path / "tiny.toml", doc)
     url = f"sqlite:///{tmp_path}/s.db"
     assert main(["study", "--config", str(cfg), "--strategy", "random", "--storage", url,
                  "--no-progress", "--cross-check", "codecarbon"]) == 0

@@ -3,7 +3,7 @@ analysis as an`; `an.trials_table(...)`).
 
 Each part lives in the module named after its concern; this module re-exports them:
 
-- store_read.py: the trials table from an Optuna store (`trials_table`, `study_table`,
+- table.py: the trials table from an Optuna store (`trials_table`, `study_table`,
   `studies_info`, `tidy`), its columns, and `require` (a missing column names itself);
 - to_target.py: energy to target, the one definition every output uses, and the charged
   energy it adds up (`energy_to_target`, `best_so_far`, `with_charged_energy`, ...);
@@ -43,7 +43,7 @@ from tuning_energy.analysis.stats import (
     strategy_tests,
 )
 from tuning_energy.analysis.table import (
-    FINISHED_STATES,
+    COUNTED_STATES,
     PROVENANCE,
     TABLE_BASE,
     energy_methods,
@@ -70,10 +70,11 @@ from tuning_energy.analysis.to_target import (
 )
 
 __all__ = [
-    "BOOTSTRAP_SEED", "FINISHED_STATES", "LAYER_FACTORS", "PAPER_ETA_SQ", "PREDICTORS",
+    "BOOTSTRAP_SEED", "COUNTED_STATES", "LAYER_FACTORS", "PAPER_ETA_SQ", "PREDICTORS",
     "PROVENANCE", "RATIO_SEED", "TABLE_BASE", "a12", "a12_magnitude", "best_so_far",
     "bootstrap_median_ci", "censored_energy", "charged_parts", "charged_what",
-    "energy_counted", "energy_methods", "expected_energy_to_target", "energy_per_epoch_by_factor", "energy_to_target",
+    "energy_counted", "energy_methods", "energy_per_epoch_by_factor", "energy_to_target",
+    "expected_energy_to_target",
     "full_runs", "layer_attribution", "mann_whitney", "method_label", "pareto_front",
     "prediction_error", "ratio_ci", "require", "strategy_label", "strategy_summary",
     "strategy_tests", "studies_info", "study_rows", "study_table", "target_from_best", "tidy",

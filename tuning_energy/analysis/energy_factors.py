@@ -1,4 +1,4 @@
-"""What costs energy, from the trials table (store_read.py): energy per trial by layer kind
+"""What costs energy, from the trials table (table.py): energy per trial by layer kind
 (RQ2, an ANOVA as Yarally et al. report it), how far the stored energy predictions were
 from the measurements, and the accuracy-energy Pareto front.
 """

@@ -32,34 +32,45 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from tuning_energy import analysis as an
-from tuning_energy.analysis import selection
+from tuning_energy.analysis import (
+    selection,
+    to_target,  # energy_to_target: a name defined here too
+)
 from tuning_energy.analysis.metric import best_of, direction_of
+from tuning_energy.analysis.stats import (
+    a12_magnitude,
+    bootstrap_median_ci,
+    mann_whitney,
+    ratio_ci,
+    strategy_summary,
+)
+from tuning_energy.analysis.table import energy_methods, method_label, studies_info, trials_table
 from tuning_energy.analysis.target import comparison_target
+from tuning_energy.analysis.to_target import censored_energy, unmeasured, with_charged_energy
 from tuning_energy.energy.hardware import slug
 from tuning_energy.errors import TuningEnergyError
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 
-def read_stores(storage_urls: str | Sequence[str],
+def read_stores(storage_urls: StoreURL | str | Sequence[StoreURL | str],
                 studies: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials table, studies info) of one or several stores, with `config_name` and, where
     a config ran in several environments, `@<environment>` on its comparison and studies."""
-    urls = [storage_urls] if isinstance(storage_urls, str) else list(storage_urls)
-    seen: dict[tuple[str, str], str] = {}
+    urls = StoreURL.parse_all(storage_urls)
+    seen: dict[tuple[str, str], StoreURL] = {}
     trials, infos = [], []
     for url in urls:
-        info = an.studies_info(url, studies)
+        info = studies_info(url, studies)
         for study, env in zip(info.get("study", []), info.get("environment", []), strict=True):
             if (study, env) in seen:
                 raise TuningEnergyError(
-                    f"study {study!r} of environment {env!r} is in both {redact(seen[study, env])}"
-                    f" and {redact(url)}: run them with different --environment labels, or "
+                    f"study {study!r} of environment {env!r} is in both {seen[study, env]}"
+                    f" and {url}: run them with different --environment labels, or "
                     f"read one store at a time")
             seen[study, env] = url
-        info["store"] = redact(url)
+        info["store"] = url.redacted
         infos.append(info)
-        trials.append(an.trials_table(url, studies))
+        trials.append(trials_table(url, studies))
     t = pd.concat([x for x in trials if not x.empty] or trials[:1], ignore_index=True)
     info = pd.concat([x for x in infos if not x.empty] or infos[:1], ignore_index=True)
     for df in (t, info):
@@ -101,14 +112,14 @@ def environment_table(trials: pd.DataFrame) -> pd.DataFrame:
     direction = direction_of(trials)
     best = trials.groupby("study")["accuracy"].agg(lambda s: best_of(s, direction))
     rows = []
-    charged = an.with_charged_energy(trials)
+    charged = with_charged_energy(trials)
     for env, g in charged.groupby("environment", sort=True):
         d = done[done["environment"] == env]
-        med, lo, hi = an.bootstrap_median_ci(d["energy_j"])
+        med, lo, hi = bootstrap_median_ci(d["energy_j"])
         studies = g["study"].unique()
         s = sel[sel["environment"] == env]
         rows.append({
-            "environment": env, "energy_method": ", ".join(an.energy_methods(g)) or "-",
+            "environment": env, "energy_method": ", ".join(energy_methods(g)) or "-",
             "studies": len(studies), "trials": len(g), "completed": len(d),
             "median_energy_j": med, "ci_low_j": lo, "ci_high_j": hi,
             "median_energy_per_epoch_j": float(d["energy_per_epoch_j"].median()),
@@ -119,15 +130,15 @@ def environment_table(trials: pd.DataFrame) -> pd.DataFrame:
             # the charged energy of the environment's searches (a lower bound when a
             # trial's training energy is unknown: report.md shows it "≥")
             "total_energy_j": float(g["charged_known_j"].sum(min_count=1)),
-            "total_lower_bound": bool(an.unmeasured(g).any()),
-            "estimate": an.method_label(g).text(),
+            "total_lower_bound": bool(unmeasured(g).any()),
+            "estimate": method_label(g).text(),
         })
     return pd.DataFrame(rows)
 
 
 def energy_to_target(trials: pd.DataFrame, target: float) -> pd.DataFrame:
     """analysis.energy_to_target per study, with its environment."""
-    ett = an.energy_to_target(trials, target)
+    ett = to_target.energy_to_target(trials, target)
     env = trials.groupby("study")["environment"].first()
     return ett.assign(environment=ett["study"].map(env))
 
@@ -136,7 +147,7 @@ def target_summary(ett: pd.DataFrame) -> pd.DataFrame:
     """analysis.strategy_summary per strategy, grouped by environment within it."""
     parts = []
     for strategy, s in ett.groupby("strategy", sort=True):
-        summ = an.strategy_summary(s.assign(strategy=s["environment"]))
+        summ = strategy_summary(s.assign(strategy=s["environment"]))
         parts.append(summ.rename(columns={"strategy": "environment"})
                      .assign(strategy=strategy))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -154,7 +165,7 @@ def ratios(trials: pd.DataFrame, ett: pd.DataFrame) -> pd.DataFrame:
         (what, done[col], done["environment"]) for what, col in (
             ("energy per trial (J)", "energy_j"), ("energy per epoch (J)", "energy_per_epoch_j"),
             ("average power (W)", "power_w"), ("trial duration (s)", "duration_s"))]
-    energy = an.censored_energy(ett)
+    energy = censored_energy(ett)
     for strategy, s in ett.groupby("strategy", sort=True):
         metrics.append((f"energy to target, {strategy}", energy[s.index], s["environment"]))
     rows = []
@@ -167,10 +178,10 @@ def ratios(trials: pd.DataFrame, ett: pd.DataFrame) -> pd.DataFrame:
                    "p_value": math.nan, "a12": math.nan}
             if len(a) and len(b):
                 with np.errstate(invalid="ignore"):  # inf - inf in the quantiles: censored
-                    row["ratio"], row["ci_low"], row["ci_high"] = an.ratio_ci(b, a)
-                test = an.mann_whitney(b, a)
+                    row["ratio"], row["ci_low"], row["ci_high"] = ratio_ci(b, a)
+                test = mann_whitney(b, a)
                 row["p_value"], row["a12"] = test["p_value"], test["a12"]
-            row["a12_magnitude"] = an.a12_magnitude(row["a12"])
+            row["a12_magnitude"] = a12_magnitude(row["a12"])
             rows.append(row)
     out = pd.DataFrame(rows)
     out["p_holm"] = math.nan
@@ -238,7 +249,7 @@ def _config_lines(name, g, info, md_table, target, fraction) -> list[str]:
     inf = info[info["config_name"] == name] if "config_name" in info.columns else info
     for env, s in inf.groupby("environment", sort=True):
         hw = s.iloc[0]["hardware"] if isinstance(s.iloc[0]["hardware"], dict) else {}
-        lab = an.method_label(g[g["environment"] == env])  # its trials' methods, labelled
+        lab = method_label(g[g["environment"] == env])  # its trials' methods, labelled
         method = ", ".join(lab.methods) or str(s.iloc[0]["energy_method"])
         lines.append(f"- `{env}`: store `{s.iloc[0].get('store', '-')}`, CPU "
                      f"{hw.get('cpu', '?')}, GPUs {hw.get('gpus', '?')}, torch threads "

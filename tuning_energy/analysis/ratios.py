@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis.ert import LEVEL, N_BOOT, ert_ratio_ci, seed_costs
+from tuning_energy.analysis.stats import ratio_ci
+from tuning_energy.analysis.to_target import censored_energy
 
 REFERENCES = ("bayes", "random", "grid")
 RATIO_COLUMNS = ["strategy", "reference", "ratio", "ci_low", "ci_high", "fw_low", "fw_high",
@@ -84,14 +85,14 @@ def median_ratio_table(ett: pd.DataFrame) -> pd.DataFrame:
     """The secondary table: median(S) / median(R) of the energy to target over seeds (inf:
     S's median seed never reached the target, 0: R's did not, nan: neither), with its 95% CI
     (analysis.ratio_ci; a bound is inf where unbounded)."""
-    energy = an.censored_energy(ett)
+    energy = censored_energy(ett)
     present = set(ett["strategy"])
     rows = []
     for strategy in sorted(present):
         for ref in REFERENCES:
             if ref == strategy or ref not in present:
                 continue
-            point, lo, hi = an.ratio_ci(energy[ett["strategy"] == strategy],
+            point, lo, hi = ratio_ci(energy[ett["strategy"] == strategy],
                                         energy[ett["strategy"] == ref])
             rows.append({"strategy": strategy, "reference": ref, "ratio": point,
                          "ci_low": lo, "ci_high": hi})

@@ -5,7 +5,7 @@ what a user of that search would deploy. Its `test_accuracy` (trial attr: the te
 evaluated once when the trial's training ended) is what that choice is worth on data the
 search never looked at, unless the study selected on the test set itself
 (`data.validation = "test"`, Yarally et al.'s protocol), which the report then says.
-Takes and returns DataFrames (the trials table, analysis.py).
+Takes and returns DataFrames (the trials table, table.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from tuning_energy.analysis import require
 from tuning_energy.analysis.metric import MINIMIZE, direction_of
+from tuning_energy.analysis.table import require
 
 COLUMNS = ["study", "strategy", "seed", "environment", "number", "accuracy", "test_accuracy"]
 

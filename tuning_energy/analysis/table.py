@@ -1,10 +1,11 @@
-"""Reading an Optuna store into the tidy trials table: one row per finished trial.
+"""Reading an Optuna store into the tidy trials table: one row per counted trial.
 
-`trials_table(storage_url)` reads an Optuna store into one row per finished trial
-(COMPLETE, PRUNED and FAIL: a failed trial spent its energy too), in the order the trials
-finished. Every other function here takes such a DataFrame and returns a DataFrame, so it
-can analyse results that came from elsewhere (another tool's CSV) as long as the columns it
-uses are there; a missing column raises `TuningEnergyError` naming it.
+`trials_table(storage_url)` reads an Optuna store into one row per counted trial
+(`COUNTED_STATES`: COMPLETE, PRUNED and FAIL, as a failed trial spent its energy too; the
+budget's "finished" trials, run/summary.FINISHED, are COMPLETE and PRUNED only), in the
+order the trials ended. Every other function here takes such a DataFrame and returns a
+DataFrame, so it can analyse results that came from elsewhere (another tool's CSV) as long
+as the columns it uses are there; a missing column raises `TuningEnergyError` naming it.
 
 Columns of the trials table:
 
@@ -55,8 +56,9 @@ from tuning_energy.energy.accounting import charged_energy_j, charged_known_j
 from tuning_energy.energy.hardware import environment_of
 from tuning_energy.energy.methods import MethodLabel, label
 from tuning_energy.errors import TuningEnergyError
+from tuning_energy.store.url import StoreURL
 
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+COUNTED_STATES = ("COMPLETE", "PRUNED", "FAIL")  # the trials the table has a row for
 
 
 def require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -98,7 +100,7 @@ def strategy_label(study_attrs: dict[str, Any]) -> str | None:
 
 def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[dict[str, Any]]:
     """The trials table's rows of one study (`attrs`: its user attrs; `trials`: its
-    FrozenTrials, any states: only finished ones become rows, in finishing order)."""
+    FrozenTrials, any states: those in COUNTED_STATES become rows, in the order they ended)."""
     from optuna.trial import TrialState
 
     config = attrs.get("config") or {}
@@ -108,8 +110,8 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
     direction = objective.get("direction") or "maximize"
     target = objective.get("target")
     target = config.get("target_accuracy") if target is None else target
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    done = sorted((t for t in trials if t.state in finished),
+    counted = tuple(TrialState[s] for s in COUNTED_STATES)
+    done = sorted((t for t in trials if t.state in counted),
                   key=lambda t: (t.datetime_complete or datetime.max, t.number))
     rows: list[dict[str, Any]] = []
     for i, t in enumerate(done):
@@ -177,8 +179,9 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def trials_table(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per finished trial of the store, in finishing order within each study.
+def trials_table(storage_url: StoreURL | str,
+                 studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per counted trial of the store, in the order they ended within each study.
 
     `studies`: None for all studies, a string for the studies whose name starts with it, or
     a list of exact study names.
@@ -213,7 +216,8 @@ def tidy(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def studies_info(storage_url: str, studies: str | Sequence[str] | None = None) -> pd.DataFrame:
+def studies_info(storage_url: StoreURL | str,
+                 studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
     that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
     import optuna

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tuning_energy.analysis import require, target_from_best
 from tuning_energy.analysis.metric import MAXIMIZE, MINIMIZE, best_of, direction_of, metric_of
+from tuning_energy.analysis.table import require
+from tuning_energy.analysis.to_target import target_from_best
 from tuning_energy.errors import ConfigError
 
 #: The trials-table column (from the study's stored config) that carries the config's target.

@@ -1,4 +1,4 @@
-"""Energy to target, and the charged energy it adds up, from the trials table (store_read.py).
+"""Energy to target, and the charged energy it adds up, from the trials table (table.py).
 
 Energy-to-target (`energy_to_target`, the one definition every output uses): the cumulative
 charged energy (training + proposing + storage) of every finished trial of a study, in

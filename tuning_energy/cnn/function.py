@@ -1,6 +1,6 @@
 """The built-in objective: the paper's CNN family, trained with Adam on the config's dataset.
 
-A function under the same contract as a user's (`function(params, ctx)`, trial_context.py),
+A function under the same contract as a user's (`function(params, ctx)`, objective/context.py),
 in two steps so that building the model stays outside the trial's meter window:
 `prepare(params, ctx)` builds the model from the parameters (models.py) and stores
 `n_params`, `flops_per_sample` and `predicted_energy_j` on `ctx.user_attrs`; the callable it

@@ -10,7 +10,7 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     [meter]    kind, cpu_tdp_w, cpu_cores, region, carbon_intensity_g_per_kwh, carbon_intensity_csv, pue
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
     [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
-    [objective] function, metric, direction, target, steps (objective_config.py; without
+    [objective] function, metric, direction, target, steps (config/objective.py; without
                it, the built-in CNN objective)
     [fixed]    values for objective parameters that are not searched
     [search_space.NAME]  type = "float"|"int"|"bool"|"categorical", low, high, log, choices
@@ -37,7 +37,7 @@ from tuning_energy.config.checks import dataclass_from as _dataclass_from
 from tuning_energy.config.checks import positive as _positive
 from tuning_energy.config.checks import table_of as _table
 from tuning_energy.config.checks import value_of as _get
-from tuning_energy.config.objective import (  # noqa: F401 - the names config.py had before
+from tuning_energy.config.objective import (  # noqa: F401 - the names this module had before
     BOOL_PARAMS,
     CNN_PARAMS,
     INT_PARAMS,

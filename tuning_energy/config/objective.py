@@ -1,5 +1,5 @@
 """What the objective is and which parameters it takes: `[objective]`, `[search_space.*]`
-and `[fixed]` of a study TOML (config.py reads the rest).
+and `[fixed]` of a study TOML (config/__init__.py reads the rest).
 
     [objective]                     # optional: without it, the built-in CNN objective
     function = "my_module:objective"  # module:callable; the config file's folder is put

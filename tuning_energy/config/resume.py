@@ -10,7 +10,7 @@ analysis, but one study has one label. A resume that does not give one keeps the
 label (`resumed`); a resume that gives a different one is refused, since the label would
 then cover trials from two environments. A study resumed elsewhere without a label keeps
 its old one, and its runs say where each trial ran (`run:<run_id>`, `hardware_id` per
-trial: runs.py), which the summary and report.md show as MIXED.
+trial: store/runs.py), which the summary and report.md show as MIXED.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 #: Config keys that change only the analysis or where this machine finds things, not what a
 #: study's trials do: a resume with other values goes on (and the stored config takes them).
 #: How energy is *measured* (meter.kind, cpu_tdp_w, cpu_cores, gpus) still must match; a
-#: different machine or meter under `auto` is recorded per run (runs.py) and reported.
+#: different machine or meter under `auto` is recorded per run (store/runs.py) and reported.
 ANALYSIS_ONLY = frozenset({
     "target_accuracy",  # what the analysis calls reaching the target
     "objective.target",  # the same, in the metric's units

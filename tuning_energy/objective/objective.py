@@ -1,7 +1,7 @@
 """The one energy-metered objective that every strategy calls.
 
 It takes the trial's parameters, opens the meter window around the objective function
-(`function(params, ctx)`, trial_context.py: the built-in CNN objective, cnn.py, or the
+(`function(params, ctx)`, context.py: the built-in CNN objective, cnn/function.py, or the
 user's function named in `[objective]`), and stores on the trial:
 
 value: the function's metric (`[objective] metric`, in its direction; the built-in CNN's is
@@ -12,7 +12,7 @@ user attrs, every one a trial can get:
       energy_method, energy_by_device_j, energy_error (which device's energy is unknown
       and why), duration_s, avg_power_w, and what the meter adds (Measurement.extra):
       energy_partial (a worker's trial: true while energy_j is the energy so far written
-      by the heartbeat, false once the final figures replace it; worker_energy.py),
+      by the heartbeat, false once the final figures replace it; run/worker_energy.py),
       crosscheck_energy_j, crosscheck_method, crosscheck_by_device_j (`--cross-check
       codecarbon`: CodeCarbon's figure for the same window)
   the runner's on_measurement hook (energy/baseline.py): idle_power_w (the idle baseline in
@@ -143,7 +143,7 @@ def _plain(key: Any, value: Any) -> Any:
 class Objective:
     """Callable on an Optuna trial; the same for every strategy.
 
-    function: `function(params, ctx)` (trial_context.py). One with a `prepare(params, ctx)`
+    function: `function(params, ctx)` (context.py). One with a `prepare(params, ctx)`
     method (the built-in CNN objective) is called in two steps: `prepare` outside the meter
     window (building the model), then the callable it returns inside it; its `observe(attrs)`
     (when it has one) sees each trial's stored attrs.

@@ -12,7 +12,7 @@
 Each call runs `f` inside one meter window and stores the same energy attrs on the trial as
 the runner's objective does (objective.energy_attrs: `energy_j`, `energy_method`,
 `energy_by_device_j`, `energy_error`, `duration_s`, `avg_power_w`; energy/baseline.py:
-`idle_power_w` (None: not measured here), `energy_net_j`, `co2_g`; runs.py: `run_id`,
+`idle_power_w` (None: not measured here), `energy_net_j`, `co2_g`; store/runs.py: `run_id`,
 `hardware_id`), also when `f` raises or prunes (the attrs are written before the exception
 goes on to Optuna). The sampler is wrapped in a `MeteredSampler` on the first call, so the
 strategy's own computation that ran before the call (relative sampling at `ask`) is stored

@@ -16,17 +16,24 @@ from typing import Any
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis import ratios as rt
 from tuning_energy.analysis import seeds_needed as pw
 from tuning_energy.analysis import verdict as vd
 from tuning_energy.analysis.ert import seed_costs
+from tuning_energy.analysis.table import method_label, tidy, trials_table
+from tuning_energy.analysis.to_target import (
+    charged_what,
+    energy_counted,
+    unmeasured,
+    unmeasured_text,
+    with_charged_energy,
+)
 from tuning_energy.config import StudyConfig
 from tuning_energy.errors import ConfigError
 from tuning_energy.report.compare_md import render_compare_md  # noqa: F401 - one name
 from tuning_energy.report.ecdf_figure import N_TARGETS
 from tuning_energy.report.findings import analyse, ecdf_title
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 _finite = rt.json_number
 
@@ -59,9 +66,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
 
     The target is the comparison's (target.comparison_target): the studies' stored
     target_accuracy unless `target` or `target_fraction` overrides it."""
-    df = an.with_charged_energy(trials)
-    c = analyse(an.tidy(df), config_name, target, target_fraction)
-    methods = an.method_label(df)
+    df = with_charged_energy(trials)
+    c = analyse(tidy(df), config_name, target, target_fraction)
+    methods = method_label(df)
     per_study = df.groupby("study")["trial"].count()
     result: dict[str, Any] = {
         "config": config_name,
@@ -73,9 +80,9 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "target_text": c.goal.text(),
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
-        "energy_counted": an.energy_counted(df),
-        "n_unmeasured": int(an.unmeasured(df).sum()),  # trials without training energy
-        "unmeasured": an.unmeasured_text(df) or None,
+        "energy_counted": energy_counted(df),
+        "n_unmeasured": int(unmeasured(df).sum()),  # trials without training energy
+        "unmeasured": unmeasured_text(df) or None,
         "nulls": NULLS,
         "ert": ert_json(c.ert),
         "strategies": {},
@@ -142,10 +149,10 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     import matplotlib.pyplot as plt
 
     names = list(studies) if studies is not None else _study_names(storage_url, config)
-    trials = an.trials_table(storage_url, names)
+    trials = trials_table(storage_url, names)
     if trials.empty:
-        raise ConfigError(f"no finished trials of {config.name!r} in {redact(storage_url)}; "
-                          f"run `make compare CONFIG=...` first")
+        raise ConfigError(f"no finished trials of {config.name!r} in "
+                          f"{StoreURL.parse(storage_url)}; run `make compare CONFIG=...` first")
     result, c = compare_summary(trials, config.name, target, target_fraction)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +162,7 @@ def write_compare(storage_url: str, config: StudyConfig, out_dir: str | Path = "
     paths[1].write_text(render_compare_md(result, c, stem))
     fig = fg.fig_best_so_far(c.trials, c.target,
                              title=f"{config.name}: best {c.goal.metric} vs energy spent "
-                                   f"({an.charged_what(c.trials)}), all strategies")
+                                   f"({charged_what(c.trials)}), all strategies")
     if c.goal.metric == "accuracy" and c.goal.direction == "maximize":
         # Zoom on the race to the target: every strategy starts far below it after one trial.
         ax = fig.axes[0]

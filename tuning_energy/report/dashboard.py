@@ -43,13 +43,8 @@ from tuning_energy.errors import ConfigError, StorageError, TuningEnergyError
 from tuning_energy.report.note_ert import ert_row
 from tuning_energy.run.summary import metric_of
 from tuning_energy.run.summary import value as _value
-from tuning_energy.store.storage import (
-    journal_path,
-    open_storage,
-    redact,
-    sqlite_path,
-    storage_kind,
-)
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import StoreURL
 
 DEFAULT_PORT = 8080
 LOOPBACK = "127.0.0.1"
@@ -81,12 +76,10 @@ def _joules(x: float) -> str:
     return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
-def default_artifact_dir(storage_url: str) -> Path:
+def default_artifact_dir(storage_url: StoreURL | str) -> Path:
     """`artifacts/` beside a local store file (studies/artifacts for the default store);
     studies/artifacts for a server store."""
-    kind = storage_kind(storage_url)
-    path = sqlite_path(storage_url) if kind == "sqlite" else \
-        journal_path(storage_url) if kind == "journal" else None
+    path = StoreURL.parse(storage_url).path
     return path.parent / ARTIFACT_DIR_NAME if path is not None else DEFAULT_ARTIFACT_DIR
 
 
@@ -103,7 +96,7 @@ def _check_loopback(host: str) -> str:
     return host
 
 
-def open_server(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
+def open_server(storage_url: StoreURL | str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
                 artifact_dir: str | Path | None = None) -> WSGIServer:
     """The optuna-dashboard WSGI server, bound (not yet serving). Port 0 picks a free port.
 
@@ -152,13 +145,13 @@ def server_url(server: WSGIServer) -> str:
     return f"http://{host}:{port}/dashboard"
 
 
-def serve(storage_url: str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
+def serve(storage_url: StoreURL | str, port: int = DEFAULT_PORT, host: str = LOOPBACK,
           artifact_dir: str | Path | None = None, out=None) -> None:
     """Run optuna-dashboard on `host:port` (loopback only) until Ctrl-C."""
     out = out or sys.stdout
     server = open_server(storage_url, port, host, artifact_dir)
     try:
-        print(f"optuna-dashboard for {redact(storage_url)}", file=out)
+        print(f"optuna-dashboard for {StoreURL.parse(storage_url)}", file=out)
         print(f"  open {server_url(server)}   (Ctrl-C stops it)", file=out, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
@@ -193,11 +186,11 @@ def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | Non
     trial to reach `target`, finished trials up to it, how many of them have no
     training-energy measurement: then the joules are a lower bound); None when not
     reached."""
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.to_target import energy_to_target
 
     if table.empty:
         return None
-    row = an.energy_to_target(table, target).iloc[0]
+    row = energy_to_target(table, target).iloc[0]
     if not row["reached"]:
         return None
     k = int(row["trials_to_target"])
@@ -208,11 +201,12 @@ def _energy_to_target(table, target: float) -> tuple[float, int, int, int] | Non
 def study_note(study: optuna.Study, target: float | None = None,
                trials: Sequence[FrozenTrial] | None = None) -> str:
     """The study note's markdown (see write_study_note)."""
-    from tuning_energy import analysis as an
+    from tuning_energy.analysis.table import method_label, study_table
     from tuning_energy.analysis.target import FALLBACK_FRACTION, comparison_target
+    from tuning_energy.analysis.to_target import charged_parts, charged_what
 
     trials = list(trials if trials is not None else study.get_trials(deepcopy=False))
-    table = an.study_table(study, trials)
+    table = study_table(study, trials)
     attrs = study.user_attrs
     names = study.metric_names or ["accuracy"]
     metric, direction = metric_of(study)
@@ -220,7 +214,7 @@ def study_note(study: optuna.Study, target: float | None = None,
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
     energies = table["energy_j"].dropna().tolist()  # finished trials, as every total
-    label = an.method_label(table) if table["energy_method"].notna().any() \
+    label = method_label(table) if table["energy_method"].notna().any() \
         else label_methods([attrs.get("energy_method")])
     method = ", ".join(label.methods) or "unknown"
     estimate = f", {label.text()}" if label.any_estimate else ""
@@ -239,7 +233,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                      f"{_num(_energy(best), ',.1f')} J of training) |")
     else:
         lines.append(f"| best {metric} | no complete trial yet |")
-    what = an.charged_what(table) if not table.empty else "training"
+    what = charged_what(table) if not table.empty else "training"
     if energies:
         total = float(table["charged_known_j"].sum())
         missing = len(table) - len(energies)
@@ -273,7 +267,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                          f"{goal.text()} |")
         else:
             e, n, k, n_unmeasured = reached
-            only = "" if PROPOSING in an.charged_parts(table) else \
+            only = "" if PROPOSING in charged_parts(table) else \
                 " only: the trials carry no proposing energy"
             low = "≥ " if n_unmeasured else ""
             bound = (f"; {n_unmeasured} of them without a training-energy measurement, so a "

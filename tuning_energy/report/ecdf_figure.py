@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tuning_energy.analysis import charged_what, energy_to_target, method_label, require
 from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of
+from tuning_energy.analysis.table import method_label, require
+from tuning_energy.analysis.to_target import charged_what, energy_to_target
 from tuning_energy.report.figure_style import (
     finish,
     strategy_color,

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from tuning_energy.errors import TuningEnergyError
+from tuning_energy.store.url import StoreURL
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -66,11 +67,11 @@ def write_table(trials: pd.DataFrame, path: str | Path, fmt: str | None = None) 
     return path
 
 
-def export_trials(storage_url: str, path: str | Path, fmt: str | None = None,
+def export_trials(storage_url: StoreURL | str, path: str | Path, fmt: str | None = None,
                   studies: str | None = None) -> pd.DataFrame:
     """Write the store's trials table (studies whose name starts with `studies`) to `path`;
     the table written. A prefix no study has is an error naming the studies there are."""
-    from tuning_energy.analysis import studies_info, trials_table
+    from tuning_energy.analysis.table import studies_info, trials_table
 
     fmt = check_format(fmt, path)
     trials = trials_table(storage_url, studies)

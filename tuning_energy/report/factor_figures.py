@@ -13,16 +13,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tuning_energy.analysis import (
+from tuning_energy.analysis.energy_factors import (
     LAYER_FACTORS,
     PAPER_ETA_SQ,
     PREDICTORS,
     full_runs,
     layer_attribution,
-    method_label,
     prediction_error,
-    require,
 )
+from tuning_energy.analysis.table import method_label, require
 from tuning_energy.report.figure_style import finish, strategy_color, strategy_order
 
 # ---------------------------------------------------------------- RQ2 and FLOPs

@@ -18,16 +18,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tuning_energy.analysis import (
+from tuning_energy.analysis.energy_factors import pareto_front
+from tuning_energy.analysis.ert import expected_energy_to_target
+from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of
+from tuning_energy.analysis.table import method_label, require
+from tuning_energy.analysis.to_target import (
     best_so_far,
     censored_energy,
     charged_what,
-    expected_energy_to_target,
-    method_label,
-    pareto_front,
-    require,
 )
-from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of
 from tuning_energy.energy.methods import MethodLabel, label
 from tuning_energy.report.ecdf_figure import fig_runtime_ecdf  # noqa: F401 - one name
 from tuning_energy.report.factor_figures import (  # noqa: F401 - the figures, under one name

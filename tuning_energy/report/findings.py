@@ -11,8 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from tuning_energy import analysis as an
+from tuning_energy.analysis.energy_factors import (
+    LAYER_FACTORS,
+    energy_per_epoch_by_factor,
+    layer_attribution,
+    prediction_error,
+)
+from tuning_energy.analysis.ert import expected_energy_to_target
+from tuning_energy.analysis.stats import strategy_summary, strategy_tests
+from tuning_energy.analysis.table import method_label
 from tuning_energy.analysis.target import Target, comparison_target
+from tuning_energy.analysis.to_target import charged_what, energy_to_target
 from tuning_energy.report import figures as fg
 from tuning_energy.report.ecdf_figure import N_TARGETS
 from tuning_energy.report.ert_text import lowest_ert_sentence
@@ -54,14 +63,14 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
     `target_fraction` overrides it), its summary, tests and expected energy to target
     (ERT), RQ2 where layers were varied, and the predictions (of the training energy)."""
     goal = comparison_target(trials, target, target_fraction)
-    ett = an.energy_to_target(trials, goal.accuracy)
-    c = Comparison(name, trials, goal, ett, an.strategy_summary(ett), an.strategy_tests(ett),
-                   an.expected_energy_to_target(ett))
+    ett = energy_to_target(trials, goal.accuracy)
+    c = Comparison(name, trials, goal, ett, strategy_summary(ett), strategy_tests(ett),
+                   expected_energy_to_target(ett))
     if fg.has_layer_sweep(trials):
-        c.anova = an.layer_attribution(trials)
-        c.by_level = an.energy_per_epoch_by_factor(trials)
+        c.anova = layer_attribution(trials)
+        c.by_level = energy_per_epoch_by_factor(trials)
     if fg.has_predictions(trials):
-        c.prediction = an.prediction_error(trials)
+        c.prediction = prediction_error(trials)
     return c
 
 
@@ -78,7 +87,7 @@ def make_figures(c: Comparison, ecdf_targets: int = N_TARGETS) -> dict[str, Any]
             c.ett, title=f"{c.name}: energy to reach {c.goal.metric} {c.target:.3f}"
                          f"{' (at or below)' if c.goal.direction == 'minimize' else ''} "
                          f"(one dot per seed)",
-            methods=an.method_label(c.trials), counted=an.charged_what(c.trials)),
+            methods=method_label(c.trials), counted=charged_what(c.trials)),
         "pareto": fg.fig_pareto(c.trials, title=f"{c.name}: {c.goal.metric} vs energy per "
                                                 f"trial"),
     }
@@ -133,7 +142,7 @@ def rq1_findings(c: Comparison) -> list[str]:
             f"{kj(r['median_total_energy_j'])} per seed (median) and reached at best "
             f"{r['best_accuracy']:.4f}.")
     t = c.trials
-    searched_model = any(f"param_{f}" in t.columns for f in an.LAYER_FACTORS)
+    searched_model = any(f"param_{f}" in t.columns for f in LAYER_FACTORS)
     done = t[(t.get("state", "COMPLETE") == "COMPLETE") & t["energy_j"].notna()]
     if not searched_model and len(done) > 2 and done["energy_j"].mean() > 0:
         e = done["energy_j"]
@@ -184,7 +193,7 @@ def rq2_findings(c: Comparison) -> list[str]:
         return []
     out = []
     eta = {r["factor"]: r["eta_sq"] for _, r in a.iterrows()}
-    ranked = sorted((f for f in an.LAYER_FACTORS if not math.isnan(eta[f])),
+    ranked = sorted((f for f in LAYER_FACTORS if not math.isnan(eta[f])),
                     key=lambda f: -eta[f])
     if ranked:
         parts = ", ".join(f"{f} {eta[f]:.3f}" for f in ranked)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from tuning_energy import analysis as an
+from tuning_energy.analysis.ert import expected_energy_to_target
+from tuning_energy.analysis.table import study_table
+from tuning_energy.analysis.to_target import energy_to_target
 from tuning_energy.report.ert_text import ert_ci, joules
 
 
@@ -21,7 +23,7 @@ def sibling_table(study: optuna.Study) -> pd.DataFrame:
             continue
         other = study if s.study_name == study.study_name else \
             optuna.load_study(study_name=s.study_name, storage=storage)
-        tables.append(an.study_table(other, other.get_trials(deepcopy=False)))
+        tables.append(study_table(other, other.get_trials(deepcopy=False)))
     tables = [t for t in tables if not t.empty]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
@@ -31,7 +33,7 @@ def ert_row(study: optuna.Study, target: float) -> str | None:
     table = sibling_table(study)
     if table.empty:
         return None
-    r = an.expected_energy_to_target(an.energy_to_target(table, target)).iloc[0]
+    r = expected_energy_to_target(energy_to_target(table, target)).iloc[0]
     b = bool(r["lower_bound"])
     value = "infinite: no seed reached it" if r["ert_j"] == float("inf") else \
         f"**{joules(r['ert_j'], b)} J** (95% CI {ert_ci(r['ert_ci_low_j'], r['ert_ci_high_j'], b)} J)"

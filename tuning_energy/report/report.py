@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis import environments, selection
+from tuning_energy.analysis.table import method_label, tidy
+from tuning_energy.analysis.to_target import energy_counted, unmeasured_text
 from tuning_energy.errors import TuningEnergyError
 from tuning_energy.report.ecdf_figure import N_TARGETS
 from tuning_energy.report.ert_text import ERT_DEFINITION, ert_table, lowest_ert_sentence
-from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare.py and tests import them here
-    SIGNIFICANCE,
+from tuning_energy.report.findings import (
     Comparison,
     analyse,
     make_figures,
@@ -28,7 +28,7 @@ from tuning_energy.report.findings import (  # noqa: F401 - re-exported: compare
     rq2_findings,
 )
 from tuning_energy.report.markdown import md_table
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL, redact
 
 # ---------------------------------------------------------------- the report
 
@@ -36,7 +36,7 @@ from tuning_energy.store.storage import redact
 def method_line(trials: pd.DataFrame) -> str:
     """'- Energy method(s): ...', saying ESTIMATE and naming the estimated devices when any
     part of a method is an estimate (energy.methods)."""
-    lab = an.method_label(trials)
+    lab = method_label(trials)
     line = f"- Energy method(s): {', '.join(lab.methods) or 'not recorded'}"
     if lab.any_estimate:
         line += (f" — {lab.text()}: compare strategies with it, do not quote its joules as "
@@ -117,12 +117,13 @@ LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
 
 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
-                  storage_url: str | Sequence[str], image_ext: str = "png",
+                  storage_url: StoreURL | str | Sequence[StoreURL | str], image_ext: str = "png",
                   extra: Sequence[str] = ()) -> str:
     """`extra`: lines of further sections (Environments), before the methods note."""
-    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    # where the table came from: store URLs, or any label (a table read from elsewhere)
+    urls = [storage_url] if isinstance(storage_url, (str, StoreURL)) else list(storage_url)
     lines = ["# tuning-energy report", "",
-             f"Generated from {', '.join(f'`{redact(u)}`' for u in urls)} by `tuning-energy "
+             f"Generated from {', '.join(f'`{redact(str(u))}`' for u in urls)} by `tuning-energy "
              "figures`; every number below is computed from "
              f"{'that store' if len(urls) == 1 else 'those stores'}. Energy to target is the cumulative charged "
              "energy of a search (each trial's training energy + the strategy's energy "
@@ -134,14 +135,14 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              "(10,000 resamples, fixed seed) and tests; the expected energy to target (ERT, "
              "the headline) charges it its whole search instead.", ""]
     lines += _setup(info, trials)
-    if unmeasured := an.unmeasured_text(trials):
+    if unmeasured := unmeasured_text(trials):
         lines += ["", unmeasured]
     for c in comparisons:
         n_fail = int((c.trials.get("state") == "FAIL").sum()) if "state" in c.trials else 0
         lines += ["", f"## Comparison `{c.name}`", "",
                   f"{c.goal.sentence()} {len(c.trials)} finished "
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
-                  f"energy is counted). Energy counted: {an.energy_counted(c.trials)}.", "",
+                  f"energy is counted). Energy counted: {energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
                   ERT_DEFINITION, "",
                   ert_table(c.ert, c.summary, c.goal.metric), "",
@@ -198,11 +199,11 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     use_file_backend()
     import matplotlib.pyplot as plt
 
-    urls = [storage_url] if isinstance(storage_url, str) else list(storage_url)
+    urls = StoreURL.parse_all(storage_url)
     trials, info = environments.read_stores(urls, studies)
     if trials.empty:
         raise TuningEnergyError(
-            f"--storage = {', '.join(repr(redact(u)) for u in urls)}"
+            f"--storage = {', '.join(repr(u.redacted) for u in urls)}"
             + (f", --studies = {studies!r}" if studies else "")
             + ": no finished trials to analyse; run `tuning-energy compare` first")
     out_dir = Path(out_dir)
@@ -210,7 +211,7 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     written: list[Path] = []
     comparisons = []
     for name, t in trials.groupby("comparison", sort=True):
-        c = analyse(an.tidy(t), str(name), target, target_fraction)
+        c = analyse(tidy(t), str(name), target, target_fraction)
         for stem, fig in make_figures(c, ecdf_targets).items():
             for ext in ("png", "pdf"):
                 path = out_dir / f"{name}-{stem}.{ext}"

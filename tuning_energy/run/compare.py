@@ -15,13 +15,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from tuning_energy import analysis as an
 from tuning_energy.analysis.metric import best_of, direction_of
+from tuning_energy.analysis.table import method_label, trials_table
+from tuning_energy.analysis.to_target import (
+    charged_what,
+    unmeasured_text,
+)
 from tuning_energy.config import StudyConfig
 from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
 from tuning_energy.errors import ConfigError
 from tuning_energy.run.pool import run_workers
-from tuning_energy.run.runner import StudySummary, run_study
+from tuning_energy.run.runner import run_study
+from tuning_energy.run.summary import StudySummary
 from tuning_energy.run.workers import WorkerOptions, check_workers
 from tuning_energy.search.strategies import STRATEGIES, parse_variant
 
@@ -65,7 +70,7 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
 def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
     """The table `tuning-energy compare` prints after running `names`, read from the store
     (see study_lines)."""
-    return study_lines(an.trials_table(storage_url, list(names)), names)
+    return study_lines(trials_table(storage_url, list(names)), names)
 
 
 def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
@@ -86,16 +91,16 @@ def study_lines(trials: pd.DataFrame, names: Sequence[str]) -> list[str]:
         low = "≥ " if t["energy_j"].isna().any() else ""  # a trial without training energy
         energy = "-" if t["energy_j"].isna().all() else \
             f"{low}{charged_total_j(t[parts].to_dict('records')):,.1f}"
-        lab = an.method_label(t)
+        lab = method_label(t)
         method = ", ".join(lab.methods) or "-"
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
         lines.append(f"{name:36} {finished:>7} {failed:>6} {best:>9} {energy:>11}  {method}")
-    lines.append(f"charged J: the {an.charged_what(trials)} energy of every finished trial "
+    lines.append(f"charged J: the {charged_what(trials)} energy of every finished trial "
                  f"(complete, pruned and failed)")
-    if text := an.unmeasured_text(trials[trials["study"].isin(list(names))]):
+    if text := unmeasured_text(trials[trials["study"].isin(list(names))]):
         lines.append(text)
-    lab = an.method_label(trials)
+    lab = method_label(trials)
     if lab.any_estimate:
         lines.append(f"energy method {', '.join(lab.methods)}: {lab.text()}")
     return lines

@@ -27,6 +27,8 @@ from tuning_energy.config import StudyConfig
 from tuning_energy.energy.accounting import PROPOSING, STORING, charged_energy_j
 from tuning_energy.energy.carbon import Carbon, resolve_carbon
 from tuning_energy.errors import ConfigError
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import StoreURL
 
 CALIBRATION_TRIALS = 5
 POOL = 256  # random configurations whose FLOPs stand for the space
@@ -205,7 +207,7 @@ def calibrate(config: StudyConfig, seed: int = SEED
 
 
 def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
-             storage_url: str | None = None) -> Estimate:
+             storage_url: StoreURL | str | None = None) -> Estimate:
     """The projected bill of `strategies` x `seeds` studies of `config`; trials already
     finished in `storage_url` (a resumed study) are not counted again."""
     from tuning_energy.run.runner import study_name
@@ -213,6 +215,8 @@ def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
     from tuning_energy.search.strategies import grid_size
 
     steps = steps_per_trial(config)
+    storage = open_storage(storage_url) if storage_url is not None and \
+        StoreURL.parse(storage_url).exists() else None
     budgets = []
     for s in strategies:
         n = config.budget.n_trials
@@ -220,10 +224,10 @@ def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
             n = min(n, grid_size(config.search_space, config.strategy.grid_levels))
         for seed in range(seeds):
             done = 0
-            if storage_url is not None:
+            if storage is not None:
                 try:
                     st = optuna.load_study(study_name=study_name(config, s, seed),
-                                           storage=storage_url)
+                                           storage=storage)
                     done = sum(t.state in FINISHED for t in st.get_trials(deepcopy=False))
                 except KeyError:
                     pass

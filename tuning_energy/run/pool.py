@@ -54,17 +54,16 @@ from tuning_energy.run.signals import Terminated, exit_code, forward_stop, sigte
 from tuning_energy.run.summary import FINISHED, study_summary
 from tuning_energy.run.worker_energy import check_gpu_sharing, partial_package_j
 from tuning_energy.run.workers import (
-    MULTI_WORKER_KINDS,
     MeterFactory,
     WorkerContext,
     WorkerOptions,
     check_workers,
-    single_worker,
     threads_per_worker,
+    trial_source,
 )
 from tuning_energy.search.strategies import grid_size
 from tuning_energy.store.faults import storage_fault
-from tuning_energy.store.storage import redact, storage_kind
+from tuning_energy.store.url import StoreURL
 
 
 def gpu_assignment(n_workers: int, visible: list[str]) -> list[str | None]:
@@ -120,13 +119,14 @@ class WorkerPool:
         pool.start(); summary = pool.wait()
     """
 
-    def __init__(self, config: StudyConfig, strategy: str, seed: int, storage_url: str,
-                 options: WorkerOptions, meter_factory: MeterFactory = build_meter, out=None,
+    def __init__(self, config: StudyConfig, strategy: str, seed: int,
+                 storage_url: StoreURL | str, options: WorkerOptions,
+                 meter_factory: MeterFactory = build_meter, out=None,
                  cross_check: str | None = None):
         check_workers(storage_url, options.n_workers)
         self.cross_check = cross_check
         self.config, self.strategy, self.seed = config, strategy, seed
-        self.storage_url = storage_url
+        self.storage_url = StoreURL.parse(storage_url)
         threads = options.torch_threads or threads_per_worker(options.n_workers)
         self.options = replace(options, torch_threads=threads)
         self.meter_factory = meter_factory
@@ -213,7 +213,7 @@ class WorkerPool:
             with _cuda_visible(gpu):  # the child inherits it at spawn
                 p.start()
             self.processes.append(p)
-        print(f"{self.options.n_workers} workers on {redact(self.storage_url)} "
+        print(f"{self.options.n_workers} workers on {self.storage_url} "
               f"(pids {', '.join(str(p.pid) for p in self.processes)}; "
               f"{self.options.torch_threads} torch thread(s) each"
               + (f"; GPUs {', '.join(g for g in gpus if g)}" if any(gpus) else "") + ")",
@@ -255,7 +255,7 @@ class WorkerPool:
         if reason == "budget reached" and budget and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
             reason = budget.stop(trials) or reason  # why the workers stopped
-        summary = study_summary(self.study, redact(self.storage_url), self._budget(), ran,
+        summary = study_summary(self.study, self.storage_url, self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted
         summary.extra["exit_codes"] = codes
@@ -318,20 +318,19 @@ class _MethodOnly:
         self.method = study.user_attrs.get("energy_method", "unknown")
 
 
-def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: str,
+def run_workers(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
                 options: WorkerOptions, meter_factory: MeterFactory = build_meter,
                 out=None, progress: bool = True, cross_check: str | None = None):
     """Run the study with `options.n_workers` workers; one worker runs in this process.
 
-    One worker: `runner.run_study` in this process, under the run lock on SQLite and as a
-    claiming worker (`single_worker`) on journal / PostgreSQL. This is how `tuning-energy
-    study` and `compare` run each study (`--workers N`)."""
+    One worker: `runner.run_study` in this process, with the trial source the store gets
+    (workers.trial_source). This is how `tuning-energy study` and `compare` run each study
+    (`--workers N`)."""
     check_workers(storage_url, options.n_workers)
     if options.n_workers == 1:
-        context = single_worker(config, storage_url, options, meter_factory, out) \
-            if storage_kind(storage_url) in MULTI_WORKER_KINDS else None
+        source = trial_source(config, storage_url, options, meter_factory, out=out)
         return run_study(config, strategy, seed, storage_url, progress=progress, out=out,
-                         cross_check=cross_check, source=context)
+                         cross_check=cross_check, source=source)
     pool = WorkerPool(config, strategy, seed, storage_url, options, meter_factory, out,
                       cross_check)
     pool.start()

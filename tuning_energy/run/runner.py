@@ -17,14 +17,14 @@ false`. The next run marks the killed trial FAIL; it keeps that energy, and tota
 and the analysis count it.
 
 Each run records itself (`run:<run_id>` on the study, `run_id` and `hardware_id` on its
-trials: runs.py), so a study resumed on another machine or with another meter says so.
+trials: store/runs.py), so a study resumed on another machine or with another meter says so.
 Keys that change only the analysis (resume.ANALYSIS_ONLY) do not block a resume; the stored
 config then takes their new values.
 
-The trial loop has one source of trials (trial_source.py): `LocalTrials` for one process on
-SQLite, a `WorkerContext` (workers.py) for one of several processes on a journal or
-PostgreSQL store. Every trial runs the same metered `Objective` around the objective
-function: the built-in CNN (cnn.py) or the user's, named in `[objective]`.
+The trial loop has one source of trials (trial_source.py; which one a store gets:
+workers.trial_source): `LocalTrials` for one process on SQLite, a `WorkerContext`
+(workers.py) for one of several processes on a journal or PostgreSQL store. Every trial runs the same metered `Objective` around the objective
+function: the built-in CNN (cnn/function.py) or the user's, named in `[objective]`.
 """
 
 from __future__ import annotations
@@ -54,13 +54,8 @@ from tuning_energy.objective.objective import Objective
 from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
-from tuning_energy.run.trial_source import (
-    PARTIAL_ENERGY_S,
-    LocalTrials,
-    TrialSource,
-    fail_stale_running,
-)
-from tuning_energy.run.workers import MULTI_WORKER_KINDS, single_worker
+from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource
+from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import (
     check_strategy,
@@ -71,12 +66,12 @@ from tuning_energy.search.strategies import (
 )
 from tuning_energy.store.faults import record_in_flight, storage_fault
 from tuning_energy.store.runs import hardware_info, record_run
-from tuning_energy.store.storage import open_storage, redact, storage_kind
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import DEFAULT_STORAGE, StoreURL
 
 MAX_CONSECUTIVE_FAILURES = 5
 
-__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "StudySummary", "fail_stale_running",
-           "hardware_info", "open_study", "run_study", "study_name"]
+__all__ = ["open_study", "run_study", "study_name"]
 
 
 def study_name(config: StudyConfig, strategy: str, seed: int) -> str:
@@ -124,7 +119,7 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # BLAS and OpenMP pools alike
 
 
-def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
+def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
                meter_choice: MeterChoice, storage=None,
                notes: list[str] | None = None) -> optuna.Study:
     """Create the study, or load it and check that the config still describes it.
@@ -160,7 +155,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
     elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
                                     strategy):
         raise StorageError(
-            f"study {name!r} in {redact(storage_url)} was created with a different config "
+            f"study {name!r} in {StoreURL.parse(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
             f"a new study, rename the config's `name` or use another --storage")
     elif stored != current:  # the budget or analysis-only keys: the stored follows
@@ -173,7 +168,7 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: str,
 
 
 def run_study(config: StudyConfig, strategy: str, seed: int = 0,
-              storage_url: str = "sqlite:///studies/energy.db", progress: bool = True,
+              storage_url: StoreURL | str = DEFAULT_STORAGE, progress: bool = True,
               out=None, cross_check: str | None = None, source: TrialSource | None = None,
               partial_energy_s: float | None = PARTIAL_ENERGY_S) -> StudySummary:
     """Create or resume the study and run trials until its budget is spent.
@@ -182,13 +177,11 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
     partial_energy_s: how often a training trial's energy so far is written on it
     (`energy_partial`), so that a run killed hard loses at most that much of it; None or 0:
     never. Workers write it with each heartbeat instead (WorkerOptions).
-    source: where the trials come from (trial_source.py). By default, on SQLite this
-    process alone (`LocalTrials`: the study is locked while it runs), and on a journal /
-    PostgreSQL store one worker (workers.single_worker), which shares the study's
-    budget with any other process running it; a pool's worker passes its `WorkerContext`.
+    source: where the trials come from (trial_source.py). By default the one the store
+    gets (workers.trial_source); a pool's worker passes its `WorkerContext`.
     """
     check_strategy(strategy)
-    kind = storage_kind(storage_url)
+    storage_url = StoreURL.parse(storage_url)
     if partial_energy_s is not None and not partial_energy_s >= 0:
         raise ConfigError(f"partial_energy_s (--partial-energy-s) = {partial_energy_s}: "
                           f"seconds between writes of a trial's energy so far, >= 0 (0: never)")
@@ -197,15 +190,14 @@ def run_study(config: StudyConfig, strategy: str, seed: int = 0,
         raise ConfigError(f"pruning.pruner = {config.pruning.pruner!r}: Optuna's pruners are "
                           f"single-objective; strategy {strategy!r} needs pruner = 'none' "
                           f"(budget.max_trial_energy_j still caps each trial)")
-    if source is None:  # another process may run a journal / PostgreSQL study too
-        source = single_worker(config, storage_url, out=out) if kind in MULTI_WORKER_KINDS \
-            else LocalTrials(storage_url, partial_energy_s, out=out)
+    if source is None:
+        source = trial_source(config, storage_url, partial_energy_s=partial_energy_s, out=out)
     with source.lock(study_name(config, strategy, seed)):
         return _run(config, strategy, seed, storage_url, progress, out or sys.stdout,
                     cross_check, source, multi_objective)
 
 
-def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progress: bool,
+def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, progress: bool,
          out, cross_check: str | None, source: TrialSource,
          multi_objective: bool) -> StudySummary:
     t_start = time.perf_counter()

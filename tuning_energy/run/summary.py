@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from tuning_energy.energy.accounting import charged_co2_g, charged_total_j, training_measured
 from tuning_energy.energy.methods import label
 from tuning_energy.store.runs import mixture_lines, provenance
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import StoreURL
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -27,7 +27,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 @dataclass
 class StudySummary:
     study_name: str
-    storage: str
+    storage: str  # the store URL without its password
     n_trials_budget: int
     n_finished: int
     n_failed: int
@@ -90,7 +90,7 @@ class StudySummary:
         method += f" ({estimate})" if estimate else ""
         store = f", {self.store_energy_j:,.1f} J" if self.store_energy_j is not None else ""
         return [
-            f"study      {self.study_name}  in {redact(self.storage)}",
+            f"study      {self.study_name}  in {self.storage}",
             f"trials     {self.n_finished}/{self.n_trials_budget} finished, {self.n_failed} failed,"
             f" {self.ran_now} run now ({self.stop_reason})",
             f"best       {self.metric} {best}  ({params})"
@@ -161,7 +161,8 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
     measured = [e for a in attrs if (e := a.get("energy_j")) is not None]
     origin = provenance(attrs)
     return StudySummary(
-        study_name=study.study_name, storage=storage_url, n_trials_budget=n_budget,
+        study_name=study.study_name, storage=StoreURL.parse(storage_url).redacted,
+        n_trials_budget=n_budget,
         n_finished=sum(t.state in FINISHED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials), ran_now=ran,
         best_value=value(best_t) if best_t else None,

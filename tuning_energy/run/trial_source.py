@@ -12,6 +12,9 @@ differs is behind a `TrialSource`:
   the store, dead workers' trials re-queued), beats a heartbeat while a trial runs, and uses
   its share of the cores, the GPUs and the meter.
 
+Which source a process gets is decided in one place: `workers.trial_source` (a SQLite
+store: `LocalTrials`; a journal / PostgreSQL store: a `WorkerContext`).
+
 A source answers `claim()` with a `Claim` (a trial to run, and how to get its parameters),
 a string (why the study stops now), or None (nothing to take now: ask again).
 """
@@ -32,9 +35,9 @@ from optuna.trial import TrialState
 from tuning_energy.config import MeterConfig
 from tuning_energy.energy import MeterChoice, build_meter
 from tuning_energy.run.budget import StudyBudget
-from tuning_energy.run.summary import FINISHED
 from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
-from tuning_energy.store.storage import run_lock, storage_kind
+from tuning_energy.store.storage import run_lock
+from tuning_energy.store.url import StoreURL
 
 #: Seconds between writes of a training trial's energy so far (single-process runs).
 PARTIAL_ENERGY_S = 10.0
@@ -113,9 +116,9 @@ class LocalTrials(TrialSource):
     (`energy_partial`); None or 0: never.
     """
 
-    def __init__(self, storage_url: str, partial_energy_s: float | None = PARTIAL_ENERGY_S,
-                 out=None):
-        self.storage_url = storage_url
+    def __init__(self, storage_url: StoreURL | str,
+                 partial_energy_s: float | None = PARTIAL_ENERGY_S, out=None):
+        self.storage_url = StoreURL.parse(storage_url)
         self.partial_energy_s = partial_energy_s
         self.out = out
         self._writer: Callable[[optuna.Trial], Any] | None = None
@@ -135,7 +138,7 @@ class LocalTrials(TrialSource):
 
     def prepare(self, study: optuna.Study, out) -> None:
         # Under run_lock: no other live run of this study exists.
-        if storage_kind(self.storage_url) == "sqlite":
+        if self.storage_url.kind == "sqlite":
             if stale := fail_stale_running(study):
                 print(f"marked {stale} trial(s) left RUNNING by a killed run as FAIL", file=out)
 
@@ -155,5 +158,4 @@ class LocalTrials(TrialSource):
         return self._writer(trial) if self._writer else contextlib.nullcontext()
 
 
-__all__ = ["FINISHED", "PARTIAL_ENERGY_S", "Claim", "LocalTrials", "TrialSource",
-           "fail_stale_running"]
+__all__ = ["PARTIAL_ENERGY_S", "Claim", "LocalTrials", "TrialSource", "fail_stale_running"]

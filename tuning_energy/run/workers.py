@@ -17,7 +17,7 @@ store through its `WorkerContext` (a trial_source.TrialSource):
   no heartbeat): the worker's host and pid stored on the trial; a dead pid on this host
   means the trial is stale (liveness.py). The budget counts finished trials only.
 - Lost database connections: every storage call retries with back-off, then the worker
-  exits with a StorageError that says so (storage_retry.py).
+  exits with a StorageError that says so (store/retry.py).
 - Devices and energy: a worker pinned to one GPU sees it as cuda:0 (`train_device`); its
   meter is the ledger's share of a package-wide meter (ledger.py) and knows the trial's
   window, so the heartbeat writes the trial's energy so far (`energy_partial`,
@@ -26,7 +26,7 @@ store through its `WorkerContext` (a trial_source.TrialSource):
 - Energy and CO2 budgets (`budget.max_energy_j`, `max_co2_g`: budget.py) are checked at every claim, under the lock, against
   the whole study's charged energy (accounting.py), so N workers do not overrun it N-fold.
 - One process: on a journal / PostgreSQL store any single process is a worker too
-  (`single_worker`: runner.run_study makes one), so two commands running one study share
+  (`trial_source` decides, for runner.run_study), so two commands running one study share
   its budget; it trains with the config's `train.torch_threads`, not usable cores // 1.
 """
 
@@ -56,15 +56,12 @@ from tuning_energy.liveness import WORKER_ATTR, worker_alive, worker_identity
 from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.ledger import connect_ledger
 from tuning_energy.run.summary import FINISHED
-from tuning_energy.run.trial_source import Claim, TrialSource
+from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, Claim, LocalTrials, TrialSource
 from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
 from tuning_energy.store.faults import recorded_on_fault
 from tuning_energy.store.retry import retry_callback, retrying, wrap_storage
-from tuning_energy.store.storage import journal_path, open_storage, redact, storage_kind
-
-MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=, cuda_index=) like build_meter
-
-MULTI_WORKER_KINDS = ("journal", "postgresql")
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.url import StoreURL
 
 MeterFactory = Callable[..., MeterChoice]  # (MeterConfig, use_gpus=, cuda_index=) like build_meter
 
@@ -83,13 +80,13 @@ class WorkerOptions:
     torch_threads: int | None = None  # default: usable cores // n_workers, at least 1
 
 
-def check_workers(storage_url: str, n_workers: int) -> None:
+def check_workers(storage_url: StoreURL | str, n_workers: int) -> None:
     if n_workers < 1:
         raise TuningEnergyError(f"--workers = {n_workers}: must be >= 1")
-    kind = storage_kind(storage_url)
-    if n_workers > 1 and kind not in MULTI_WORKER_KINDS:
+    store = StoreURL.parse(storage_url)
+    if n_workers > 1 and not store.shared:
         raise StorageError(
-            f"--workers = {n_workers} with --storage = {redact(storage_url)!r}: {kind} allows "
+            f"--workers = {n_workers} with --storage = {store.redacted!r}: {store.kind} allows "
             f"one process at a time (concurrent writers hit 'database is locked'); use "
             f"journal:///PATH (several processes on one machine) or "
             f"postgresql://USER@HOST:PORT/DB (several machines; `make postgres` starts one)"
@@ -107,7 +104,7 @@ def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
 class WorkerContext(TrialSource):
     """The trial source of one of several workers (trial_source.py; runner.run_study(source=))."""
 
-    storage_url: str
+    storage_url: StoreURL  # or its text, parsed on construction
     options: WorkerOptions = field(default_factory=WorkerOptions)
     index: int = 0
     gpu: str | None = None
@@ -117,7 +114,8 @@ class WorkerContext(TrialSource):
     out: Any = None
 
     def __post_init__(self) -> None:
-        self.kind = storage_kind(self.storage_url)
+        self.storage_url = StoreURL.parse(self.storage_url)
+        self.kind = self.storage_url.kind
         self.torch_threads = self.options.torch_threads or \
             threads_per_worker(self.options.n_workers)
         self._retry = retry_callback(self.options.max_retry)
@@ -138,7 +136,7 @@ class WorkerContext(TrialSource):
     def storage(self) -> BaseStorage:
         if self._storage is None:
             o = self.options
-            what = redact(self.storage_url)
+            what = self.storage_url.redacted
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.simplefilter("ignore", FutureWarning)
@@ -187,7 +185,7 @@ class WorkerContext(TrialSource):
     def claim_lock(self, study: optuna.Study) -> Iterator[None]:
         """One worker at a time checks the budget, reaps stale trials and asks."""
         if self.kind == "journal":
-            path = f"{journal_path(self.storage_url)}.claim.lock"
+            path = f"{self.storage_url.path}.claim.lock"
             with open(path, "a") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 try:
@@ -199,7 +197,7 @@ class WorkerContext(TrialSource):
 
             key = zlib.crc32(f"tuning-energy/{study.study_name}".encode())
             engine = self.storage().engine  # type: ignore[attr-defined]
-            conn = retrying(engine.connect, redact(self.storage_url),
+            conn = retrying(engine.connect, self.storage_url.redacted,
                             self.options.reconnect_limit_s, self.out)()
             try:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -332,15 +330,24 @@ def _retry_template(failed: FrozenTrial) -> FrozenTrial:
     return t
 
 
-def single_worker(config: StudyConfig, storage_url: str, options: WorkerOptions | None = None,
-                  meter_factory: MeterFactory = build_meter, out=None) -> WorkerContext:
-    """The worker that one process on a journal / PostgreSQL store is: it claims its trials
-    under the workers' lock, so that two commands running one study (two `compare`s, a
-    `study` beside a `compare`) share its budget instead of each running all of it. It
-    trains with the config's `train.torch_threads`, as one process on SQLite does, unless
-    `options.torch_threads` says otherwise."""
+def trial_source(config: StudyConfig, storage_url: StoreURL | str,
+                 options: WorkerOptions | None = None, meter_factory: MeterFactory = build_meter,
+                 partial_energy_s: float | None = PARTIAL_ENERGY_S, out=None) -> TrialSource:
+    """The trial source of one process running a study: the one place that decides it.
+
+    A SQLite store (one process per study): `LocalTrials`, which locks the study while it
+    runs and writes a training trial's energy so far every `partial_energy_s`. A journal /
+    PostgreSQL store: one worker, which claims its trials under the workers' lock, so that
+    two commands running one study (two `compare`s, a `study` beside a `compare`) share its
+    budget instead of each running all of it; it trains with the config's
+    `train.torch_threads`, as one process on SQLite does, unless `options.torch_threads`
+    says otherwise, and writes the energy so far with its heartbeat. A pool's workers are
+    built by the pool (pool.py)."""
+    store = StoreURL.parse(storage_url)
+    if not store.shared:
+        return LocalTrials(store, partial_energy_s, out=out)
     options = options or WorkerOptions()
-    return WorkerContext(storage_url, replace(
+    return WorkerContext(store, replace(
         options, n_workers=1, torch_threads=options.torch_threads or config.train.torch_threads),
         meter_factory=meter_factory, out=out)
 

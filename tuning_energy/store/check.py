@@ -31,14 +31,8 @@ from optuna.trial import TrialState
 
 from tuning_energy.liveness import WORKER_ATTR, worker_alive
 from tuning_energy.store.journal_repair import first_invalid_line, read_tail
-from tuning_energy.store.storage import (
-    journal_path,
-    lock_path,
-    open_storage,
-    redact,
-    storage_kind,
-    store_exists,
-)
+from tuning_energy.store.storage import lock_path, open_storage
+from tuning_energy.store.url import StoreURL
 
 
 @dataclass
@@ -51,16 +45,17 @@ class Health:
         self.lines.append(f"  PROBLEM: {text}")
 
 
-def check_store(url: str) -> Health:
+def check_store(url: StoreURL | str) -> Health:
     """The store's health (see the module doc); nothing in it is changed."""
     health = Health()
-    kind = storage_kind(url)
-    health.lines.append(f"store     {redact(url)} ({kind})")
-    if not store_exists(url):
+    store = StoreURL.parse(url)
+    url, kind = store.text, store.kind
+    health.lines.append(f"store     {store.redacted} ({kind})")
+    if not store.exists():
         health.problem("no store there")
         return health
     if kind == "journal":
-        _journal_file(journal_path(url), health)
+        _journal_file(store.path, health)
     try:
         storage = _open_as_is(url, kind)
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -81,7 +76,7 @@ def _open_as_is(url: str, kind: str):
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(str(journal_path(url))))
+        return JournalStorage(JournalFileBackend(str(StoreURL.parse(url).path)))
     if kind == "sqlite":
         return optuna.storages.RDBStorage(url, skip_table_creation=True)
     return open_storage(url, create=False)

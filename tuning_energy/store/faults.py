@@ -44,19 +44,18 @@ class StoreFault(StorageError):
 
 def _store(url: object) -> tuple[str, Path | None]:
     """The store's URL (password redacted) and the file behind it, for messages."""
-    from tuning_energy.store.storage import journal_path, redact, sqlite_path, storage_kind
+    from tuning_energy.store.url import StoreURL
 
     if isinstance(url, (list, tuple)):
         url = url[0] if len(url) == 1 else None
-    if not isinstance(url, str):
+    if isinstance(url, str):
+        try:
+            url = StoreURL.parse(url)
+        except StorageError:
+            return "the store", None
+    if not isinstance(url, StoreURL):
         return "the store", None
-    try:
-        kind = storage_kind(url)
-        path = sqlite_path(url) if kind == "sqlite" else \
-            journal_path(url) if kind == "journal" else None
-    except StorageError:
-        path = None
-    return redact(url), path
+    return url.redacted, Path(url.path) if url.path else None
 
 
 def fault_message(cause: str, url: object, detail: str) -> str:

@@ -6,6 +6,8 @@
   one machine, no server.
 - `postgresql://user@host:port/db`: several machines share a study; opened with psycopg 3
   or psycopg2, whichever is installed (`postgres_driver_url`).
+
+`open_storage` and `run_lock` take the URL parsed (url.StoreURL) or as text.
 """
 
 from __future__ import annotations
@@ -21,55 +23,10 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuning_energy.errors import StorageError
+from tuning_energy.store.url import StoreURL, password, redact
 
-DEFAULT_STORAGE = "sqlite:///studies/energy.db"
 #: How long a SQLite write waits for another process's lock before "database is locked".
 SQLITE_TIMEOUT_S = 60.0
-ALLOWED = "sqlite:///PATH, journal:///PATH, postgresql://USER@HOST:PORT/DB"
-
-
-def storage_kind(url: str) -> str:
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    base = scheme.split("+", 1)[0]
-    if base not in ("sqlite", "journal", "postgresql", "mysql"):
-        raise StorageError(f"--storage = {redact(url)!r}: not a storage URL; allowed forms are "
-                           f"{ALLOWED}")
-    return base
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
-
-
-def _password(url: str) -> str | None:
-    m = re.search(r"://[^:/@]+:([^@/]*)@", url)
-    return m.group(1) if m and m.group(1) else None
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a sqlite:/// URL (None for in-memory)."""
-    rest = url.split(":///", 1)[1] if ":///" in url else ""
-    return Path(rest) if rest and rest != ":memory:" else None
-
-
-def journal_path(url: str) -> Path:
-    """As for SQLite: journal:///rel/path.log is relative, journal:////abs/path.log absolute."""
-    rest = url.split("://", 1)[1]
-    if not rest.startswith("/") or len(rest) < 2:
-        raise StorageError(f"--storage = {url!r}: a journal URL is journal:///PATH (three slashes)")
-    return Path(rest[1:])
-
-
-def store_exists(url: str) -> bool:
-    kind = storage_kind(url)
-    if kind == "sqlite":
-        path = sqlite_path(url)
-        return path is not None and path.is_file()
-    if kind == "journal":
-        return journal_path(url).is_file()
-    return True  # a server: ask it
-
 
 #: PostgreSQL drivers the project can use, in order of preference: (module, SQLAlchemy name).
 POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
@@ -121,30 +78,30 @@ def _journal(path: Path, where: str) -> BaseStorage:
     return storage
 
 
-def open_storage(url: str, create: bool = True, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None,
+def open_storage(url: StoreURL | str, create: bool = True,
+                 heartbeat_interval: int | None = None, grace_period: int | None = None,
                  stale_trial_callback=None) -> BaseStorage:
     """An Optuna storage for `url`. With create=False a missing local store is an error.
 
     heartbeat_interval / grace_period / stale_trial_callback: RDB storages only (see
     workers.py); the callback runs for each trial failed for a stale heartbeat.
     """
-    kind = storage_kind(url)
-    if not create and not store_exists(url):
+    store = StoreURL.parse(url)
+    kind, text = store.kind, store.text
+    if not create and not store.exists():
         raise StorageError(
-            f"--storage = {url!r}: no store there yet; run `make study` (or "
-            f"`tuning-energy study --storage {url}`) first"
+            f"--storage = {text!r}: no store there yet; run `make study` (or "
+            f"`tuning-energy study --storage {text}`) first"
         )
     try:
         if kind == "journal":
-            return _journal(journal_path(url), redact(url))
+            return _journal(store.path, store.redacted)
         engine_kwargs = {}
         if kind == "postgresql":
-            url = postgres_driver_url(url)
+            text = postgres_driver_url(text)
         if kind == "sqlite":
-            path = sqlite_path(url)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if store.path is not None:
+                store.path.parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
@@ -158,7 +115,7 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
         else:
             callback_kwargs = {}
         storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            text, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, **callback_kwargs,
         )
         if kind == "sqlite":
@@ -169,10 +126,11 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
     except Exception as exc:
         # Never the password: the URL here may carry one (postgresql://user:pw@host/db),
         # and a driver may repeat it in its own message.
-        why, password = str(exc), _password(url)
-        if password:
-            why = why.replace(password, "***")
-        raise StorageError(f"--storage = {redact(url)!r}: cannot open the store: {why}") from exc
+        why, secret = str(exc), password(text)
+        if secret:
+            why = why.replace(secret, "***")
+        raise StorageError(f"--storage = {store.redacted!r}: cannot open the store: {why}") \
+            from exc
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -296,9 +254,10 @@ def _upsert_user_attrs(backend: Any, trial_id: int, attrs: dict[str, Any]) -> No
 # ---------------------------------------------------------------- one run per study (SQLite)
 
 
-def lock_path(url: str, study_name: str) -> Path | None:
+def lock_path(url: StoreURL | str, study_name: str) -> Path | None:
     """The lock file of `study_name` in a SQLite store (None: not a SQLite file)."""
-    if storage_kind(url) != "sqlite" or (db := sqlite_path(url)) is None:
+    store = StoreURL.parse(url)
+    if store.kind != "sqlite" or (db := store.path) is None:
         return None
     safe = re.sub(r"[^A-Za-z0-9._+-]", "_", study_name)
     return db.parent / f"{db.name}.locks" / f"{safe}.lock"
@@ -323,7 +282,7 @@ def _program(argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_lock(url: str, study_name: str) -> Iterator[dict[str, Any] | None]:
+def run_lock(url: StoreURL | str, study_name: str) -> Iterator[dict[str, Any] | None]:
     """Hold the one-run lock of `study_name` in a SQLite store while a run of it is going.
 
     SQLite gives one process a study: a second run of the same study would run the budget
@@ -364,7 +323,7 @@ def run_lock(url: str, study_name: str) -> Iterator[dict[str, Any] | None]:
             who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started " \
                   f"{holder.get('started_utc', '?')}: {holder.get('command', '?')}"
             raise StorageError(
-                f"study {study_name!r} in {redact(url)} is being run by another process "
+                f"study {study_name!r} in {StoreURL.parse(url)} is being run by another process "
                 f"({who}). A SQLite store runs one process per study: wait for it to end, "
                 f"then run this command again to resume. To run several processes on one "
                 f"study, give the study a store made for it and start the workers with "
