@@ -59,6 +59,7 @@ def _benchmarks() -> dict[str, Callable[[Context], list[dict]]]:
 
     return {
         "default_study_wall": study.bench_default_study_wall,
+        "search_share_default_bayes": study.bench_search_share,
         "storage_overhead": search.bench_storage,
         "meter_window_overhead": meters.bench_meters,
         "meter_vs_codecarbon": meter_compare.bench_meter_compare,
@@ -74,10 +75,12 @@ def order(quick: bool) -> list[str]:
     """Full: the whole default study first (its trials give the reference trial time).
     QUICK: a 3-trial run gives it; the study estimate comes after the proposal timing."""
     if quick:
-        return ["storage_overhead", "meter_window_overhead", "meter_vs_codecarbon",
+        return ["storage_overhead", "search_share_default_bayes", "meter_window_overhead",
+                "meter_vs_codecarbon",
                 "propose_overhead_bayes_64", "propose_scaling", "gp_cap_quality",
                 "default_study_wall", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
-    return ["default_study_wall", "storage_overhead", "meter_window_overhead",
+    return ["default_study_wall", "search_share_default_bayes", "storage_overhead",
+            "meter_window_overhead",
             "meter_vs_codecarbon", "propose_overhead_bayes_64", "propose_scaling",
             "gp_cap_quality", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
 

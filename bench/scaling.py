@@ -360,6 +360,38 @@ def bench_scaling(ctx: Context) -> list[dict]:
                 f"{lines['tpe'][n_max]['cpu_s'] / trial_s:.3g}), of which "
                 f"{lines['random'][n_max]['wall_s'] * 1000:.0f} ms are what random pays too "
                 "(study.ask and a commit per parameter)")
+    out += _versus_rows(lines, n_max, common)
+    return out
+
+
+#: bayes against another strategy at the largest size, same interleaved run: (row suffix,
+#: strategy, goal on bayes / it by wall time).
+VERSUS = (("gpsampler", "gp", 0.5), ("tpe", "tpe", 1.0))
+
+
+def _versus_rows(lines: dict, n: int, common: dict[str, Any]) -> list[dict]:
+    """`propose_bayes_{n}_vs_gpsampler`, `propose_bayes_{n}_vs_tpe`: a bayes proposal (over
+    a refit cycle) / one of Optuna's GPSampler / TPE at n finished trials, timed
+    interleaved in this run: what the user pays as the study grows, whatever a trial
+    costs."""
+    out = []
+    for suffix, other, goal in VERSUS:
+        if "bayes" not in lines or other not in lines:
+            continue
+        b, o = lines["bayes"][n], lines[other][n]
+        detail = {"compares": f"bayes / {other} proposing trial {n + 1} on {n} synthetic "
+                              f"COMPLETE trials in SQLite (study.ask + parameters), medians "
+                              f"of the same interleaved run; bayes averaged over a refit cycle",
+                  "bayes_wall_ms": round(b["wall_s"] * 1000, 2),
+                  f"{other}_wall_ms": round(o["wall_s"] * 1000, 2),
+                  "ratio_by_cpu_time": round(b["cpu_s"] / o["cpu_s"], 4),
+                  **{k: v for k, v in common.items() if k != "median_trial_s"}}
+        ratio = b["wall_s"] / o["wall_s"]
+        if ratio > goal:
+            detail["why_missed"] = (f"bayes {b['wall_s'] * 1000:.0f} ms vs {other} "
+                                    f"{o['wall_s'] * 1000:.0f} ms per proposal at {n} trials")
+        out.append(row(f"propose_bayes_{n}_vs_{suffix}", ratio, f"ratio to {other}'s time",
+                       goal, "lower", detail))
     return out
 
 

@@ -24,7 +24,9 @@ GOAL_WALL_S = 180.0
 
 
 def run_cli_study(ctx: Context, n_trials: int | None, tag: str) -> tuple[float, list]:
-    """Run the default bayes study in a fresh store; (wall seconds, its finished trials)."""
+    """Run the default bayes study in a fresh store; (wall seconds, its finished trials).
+    Every finished trial (complete, pruned, failed) is kept in ctx.extra["study_trials"]
+    for `search_share_default_bayes`."""
     url = f"sqlite:///{ctx.workdir / f'study-{tag}.db'}"
     cmd = [python(), "-m", "tuning_energy.cli", "study", "--config", str(DEFAULT_CONFIG),
            "--strategy", "bayes", "--seed", "0", "--storage", url, "--no-progress"]
@@ -39,6 +41,8 @@ def run_cli_study(ctx: Context, n_trials: int | None, tag: str) -> tuple[float, 
         say(f"    | {line}")
     study = optuna.load_study(study_name=study_name(ctx.config, "bayes", 0),
                               storage=open_storage(url, create=False))
+    ctx.extra["study_trials"] = (n_trials, study.get_trials(deepcopy=False, states=(
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
     return wall_s, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
@@ -101,3 +105,59 @@ def bench_default_study_wall(ctx: Context) -> list[dict]:
     say(f"  estimated wall {estimate:.1f} s")
     return [row("default_study_wall", estimate / GOAL_WALL_S, "ratio to 180 s", 1.0, "lower",
                 detail)]
+
+
+# ---------------------------------------------------------------- what the search costs
+
+GOAL_SEARCH_SHARE = 0.02
+QUICK_SHARE_TRIALS = 10  # QUICK: enough for 5 GP proposals after the 5 random points
+
+
+def search_share(trials: list) -> dict[str, float]:
+    """Joules of the trials' accounts (accounting.py): proposing, storage, training, and
+    what they were charged in all; share = (proposing + storage) / charged."""
+    from tuning_energy.energy.accounting import charged_total_j
+
+    attrs = [t.user_attrs for t in trials]
+    propose = sum(a.get("propose_energy_j") or 0.0 for a in attrs)
+    store = sum(a.get("store_energy_j") or 0.0 for a in attrs)
+    train = sum(a.get("energy_j") or 0.0 for a in attrs)
+    charged = charged_total_j(attrs)
+    return {"proposing_j": propose, "storage_j": store, "training_j": train,
+            "charged_j": charged, "share": (propose + store) / charged,
+            "propose_s": sum(a.get("propose_s") or 0.0 for a in attrs),
+            "store_s": sum(a.get("store_s") or 0.0 for a in attrs)}
+
+
+def bench_search_share(ctx: Context) -> list[dict]:
+    """`search_share_default_bayes`: what the user pays for the search itself on the
+    default study: (proposing + storage) / the charged energy of its trials, as its summary
+    and every report count them. From default_study_wall's run when it ran (the whole
+    study); else a run of its own (QUICK: the first QUICK_SHARE_TRIALS trials)."""
+    n_budget = ctx.config.budget.n_trials
+    n = QUICK_SHARE_TRIALS if ctx.quick else None  # None: the whole budget
+    if (ctx.extra.get("study_trials") or (0,))[0] != n:
+        say(f"search_share_default_bayes: the default bayes study via the CLI "
+            f"({n or n_budget} trials)")
+        run_cli_study(ctx, n, f"share{n or n_budget}")
+    ran, trials = ctx.extra["study_trials"]
+    got = search_share(trials)
+    say(f"  proposing {got['proposing_j']:.3f} J + storage {got['storage_j']:.3f} J of "
+        f"{got['charged_j']:.2f} J charged = {got['share']:.4f} ({len(trials)} trials)")
+    methods = sorted({str(t.user_attrs.get("energy_method")) for t in trials})
+    detail = {
+        "compares": "(proposing + storage) / charged energy (training + proposing + storage) "
+                    "of every finished trial of the default bayes study, as its summary counts",
+        "n_trials": len(trials), "quick": ctx.quick,
+        **{k: round(v, 4) for k, v in got.items()},
+        "energy_method": ", ".join(methods),
+        "how": f"one run of `tuning-energy study --strategy bayes` ({ran or n_budget} trials) "
+               f"in a fresh SQLite store",
+    }
+    if got["share"] > GOAL_SEARCH_SHARE:
+        detail["why_missed"] = (
+            f"proposing {got['proposing_j']:.2f} J ({got['propose_s']:.2f} s) + storage "
+            f"{got['storage_j']:.2f} J ({got['store_s']:.2f} s) of {got['charged_j']:.1f} J: "
+            f"met when the search's own cost is within {GOAL_SEARCH_SHARE:.0%} of the trials'")
+    return [row("search_share_default_bayes", got["share"], "share of charged energy",
+                GOAL_SEARCH_SHARE, "lower", detail)]

@@ -69,7 +69,12 @@ def test_quick_scaling_rows_table_and_figure(tmp_path):
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     # the rows are named after the largest size (propose_overhead_bayes_256 in make bench)
-    assert [r["name"] for r in results] == ["propose_overhead_bayes_24", "propose_overhead_tpe_24"]
+    assert [r["name"] for r in results] == ["propose_overhead_bayes_24", "propose_overhead_tpe_24",
+                                            "propose_bayes_24_vs_tpe"]
+    versus = results.pop()  # what the user pays as the study grows: bayes against tpe
+    assert versus["goal"] == 1.0 and versus["better"] == "lower"
+    assert versus["value"] == pytest.approx(versus["detail"]["bayes_wall_ms"]
+                                            / versus["detail"]["tpe_wall_ms"], rel=1e-3)
     for r in results:
         assert r["goal"] == 0.05 and r["better"] == "lower"
         assert isinstance(r["value"], float) and r["value"] > 0
@@ -191,3 +196,20 @@ def test_the_before_side_is_skopts_gp_uncapped_and_is_restored():
     ctx = make_context(quick=True)
     assert ctx.config.strategy.bayes.gp_fit_max_points == 64
     assert before_config(ctx.config).strategy.bayes.gp_fit_max_points == 0
+
+
+def test_quick_search_share_of_the_default_study(tmp_path):
+    """What the user pays for the search itself: (proposing + storage) / charged energy of
+    the default bayes study's trials, as its summary counts them."""
+    proc, _ = _run_bench(tmp_path, "--quick", "--only", "search_share_default_bayes",
+                         "--trial-s", "2.0", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (r,) = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert r["name"] == "search_share_default_bayes"
+    assert r["goal"] == 0.02 and r["better"] == "lower"
+    d = r["detail"]
+    assert d["n_trials"] == 10 and d["proposing_j"] > 0 and d["storage_j"] > 0
+    assert d["charged_j"] == pytest.approx(d["training_j"] + d["proposing_j"] + d["storage_j"],
+                                           rel=1e-3)
+    assert r["value"] == pytest.approx((d["proposing_j"] + d["storage_j"]) / d["charged_j"],
+                                       rel=1e-2)

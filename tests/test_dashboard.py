@@ -327,3 +327,16 @@ def test_cli_prints_url_serves_and_stops_cleanly_on_ctrl_c(store):
             proc.wait()
     assert proc.returncode == 0, err
     assert "dashboard stopped" in out and "Traceback" not in err
+
+
+def test_the_best_trial_is_weighed_against_complete_trials_not_pruned_ones():
+    """Five pruned trials that trained an epoch each must not make a full training look
+    12x the median: the best trial's energy is set beside the complete trials'."""
+    complete = [create_trial(value=v, user_attrs={"energy_j": e, "energy_method": "rapl"})
+                for v, e in ((0.80, 10.0), (0.85, 10.0), (0.90, 12.0))]
+    pruned = [create_trial(state=TrialState.PRUNED, intermediate_values={0: 0.5},
+                           user_attrs={"energy_j": 1.0, "energy_method": "rapl"})
+              for _ in range(5)]
+    note = dashboard.best_trial_note(complete[2], complete + pruned)
+    assert "1.20x the median complete trial's 10.0 J" in note
+    assert "rank 3 of 3 complete trials" in note

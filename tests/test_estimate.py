@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, tiny_doc
+from tuning_energy.analysis.projection import project
 from tuning_energy.cli import main
 from tuning_energy.config import parse_config
-from tuning_energy.run.estimate import estimate
+from tuning_energy.run.estimate import calibrate
 from tuning_energy.run.runner import run_study
 
 KEYS = {"energy_j", "energy_kwh", "co2_g", "wall_s", "calibration_energy_j",
@@ -18,8 +23,8 @@ KEYS = {"energy_j", "energy_kwh", "co2_g", "wall_s", "calibration_energy_j",
         "carbon_source", "pue", "studies", "strategies", "seeds", "trials_per_study",
         "trials_to_run", "steps_per_trial"}
 
-# Long enough that the calibration (5 one-epoch trials) is a small part of the study.
-STUDY = tiny_doc(train={"epochs": 10}, budget={"n_trials": 30},
+# As long as the default study (30 trials of 20 epochs), on the tiny config's models.
+STUDY = tiny_doc(train={"epochs": 20}, budget={"n_trials": 30},
                  meter={"kind": "estimate", "idle_s": 0, "region": "FR"})
 TOML = """
 name = "est"
@@ -50,15 +55,18 @@ log = true
 def test_the_study_lands_near_its_estimate(tmp_path: Path):
     """The estimate brackets the study it predicts (80% interval here; a miss is allowed
     20% of the time by design, so the test allows a factor of 2 beyond it, and bench/ counts
-    the real coverage), and the calibration is a small part of it."""
+    the real coverage), and the calibration is a small part of a study of the default's
+    length."""
     config = parse_config(STUDY)
-    est = estimate(config, ["random"])
-    e = est.projection.energy_j
-    assert 0 < e.p10 < e.median < e.p90
-    assert est.calibration_energy_j <= 0.05 * e.median
-    assert est.co2_g.median > 0 and "France" in est.carbon.source
-    summary = run_study(config, "random", 0, f"sqlite:///{tmp_path / 's.db'}", progress=False,
-                        out=open("/dev/null", "w"))
+    points, flops, calibration_j, _, method = calibrate(config)
+    whole = project(points, n_trials=30, steps=20, pool_flops=flops).energy_j
+    assert 0 < whole.p10 < whole.median < whole.p90
+    assert calibration_j <= 0.05 * whole.median
+    assert method == "estimate-cpu-tdp"
+    short = config.with_overrides(budget=dataclasses.replace(config.budget, n_trials=6))
+    e = project(points, n_trials=6, steps=20, pool_flops=flops).energy_j
+    summary = run_study(short, "random", 0, f"sqlite:///{tmp_path / 's.db'}", progress=False,
+                        out=io.StringIO())
     assert e.p10 / 2 <= summary.total_energy_j <= e.p90 * 2, (summary.total_energy_j, e)
 
 
@@ -72,6 +80,8 @@ def test_json_has_the_documented_keys_and_a_comparison_counts_every_study(tmp_pa
         == set(out["wall_s"])
     assert out["studies"] == 4 and out["trials_to_run"] == 16 and out["steps_per_trial"] == 6
     assert out["energy_j"]["p10"] <= out["energy_j"]["median"] <= out["energy_j"]["p90"]
+    assert "France" in out["carbon_source"]  # the CO2 is the energy's at the config's grid
+    assert out["co2_g"]["median"] == pytest.approx(out["energy_j"]["median"] / 3.6e6 * 56)
 
 
 def test_an_own_objective_without_steps_says_what_it_cannot_predict(tmp_path: Path):

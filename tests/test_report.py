@@ -126,7 +126,7 @@ def test_net_vs_gross_figure_when_net_energy_is_there():
                        "energy_net_j": [60.0, 40.0, 10.0], "energy_method": "rapl"})
     fig = fg.fig_net_vs_gross(df)
     assert "50%" in _texts(fig) and "20%" in _texts(fig)  # net share of gross per strategy
-    assert "(kJ)" in fig.axes[0].get_ylabel()
+    assert fig.axes[0].get_ylabel().endswith("(J)")  # 200 J: not "0.2 kJ"
     plt.close(fig)
     fig = fg.fig_net_vs_gross(df.drop(columns=["energy_net_j"]))
     assert "No idle-corrected energy" in _texts(fig)

@@ -365,10 +365,10 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
         compared = [line for line in studies_lines(storage_url, [name])
                     if line.startswith(name)][0]
         charged = compared.split()[4]
-        assert rows[name].split()[5] == charged  # the figure compare prints
+        assert rows[name].split()[6] == charged  # the figure compare prints
     trained_j = sum(t.user_attrs["energy_j"] for t in load(storage_url, cpu).trials)
-    assert float(rows[cpu].split()[5].replace(",", "")) > trained_j  # not training alone
-    assert rows["gpu-random-s0"].split()[5] != f"{20.0:,.1f}"
+    assert float(rows[cpu].split()[6].replace(",", "")) > trained_j  # not training alone
+    assert rows["gpu-random-s0"].split()[6] != f"{20.0:,.1f}"
     assert rows[cpu].endswith("estimate-cpu-tdp (ESTIMATE)")
     assert rows["gpu-random-s0"].endswith(f"{method} (partly ESTIMATE)")
     assert "charged J: the training + proposing + storage energy of every finished trial" in out

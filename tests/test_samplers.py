@@ -182,11 +182,13 @@ def test_bayes_eips_tells_a_pruned_trial_at_its_projected_full_cost():
     assert opt.yi[-1] == pytest.approx([-0.4, math.log(10.0)])  # skopt keeps log(cost)
 
 
-def test_the_cached_kernel_is_fitted_on_finished_trials_never_on_liar_rows():
+@pytest.mark.parametrize("refit", [{}, {"gp_refit_every": 1}])
+def test_the_cached_kernel_is_fitted_on_finished_trials_never_on_liar_rows(refit):
     """Five trials finished and five running in other workers (told to the GP with the worst
     value). The kernel refitted every 5 trials must come from the five finished trials:
-    a kernel fitted on invented values would be cached and kept."""
-    sampler = SkoptSampler(seed=0, search_space=SPACE, n_initial_points=2)
+    a kernel fitted on invented values would be cached and kept. Refitted at every proposal
+    (gp_refit_every = 1) too: its length scales are those of the finished trials alone."""
+    sampler = SkoptSampler(seed=0, search_space=SPACE, n_initial_points=2, **refit)
     study = noisy_study(5, sampler, SPACE)
     for _ in range(5):
         running = study.ask()

@@ -280,3 +280,21 @@ def test_bayes_cool_prefers_the_cheaper_of_equally_good_points():
 
     assert sum(spent("bayes-cool", s) for s in range(4)) < \
         0.7 * sum(spent("bayes", s) for s in range(4))
+
+
+def test_bayes_cool_runs_no_acquisition_pass_but_its_own(monkeypatch):
+    """bayes-cool scores its candidates by EI per predicted joule; skopt's acquisition pass
+    after fitting the GP (for an ask that never comes) would be energy thrown away."""
+    import skopt.optimizer.optimizer as skopt_optimizer
+
+    passes = []
+    original = skopt_optimizer._gaussian_acquisition
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skopt_optimizer, "_gaussian_acquisition", counted)
+    study = run("bayes-cool", 0, 8)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 8
+    assert passes == []

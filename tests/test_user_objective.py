@@ -222,6 +222,26 @@ def test_the_config_is_stored_with_the_objective_and_json_serialisable(tmp_path,
     json.dumps(study.user_attrs["config"])
 
 
+def test_a_user_functions_study_stores_no_cnn_config_and_resumes_one_that_did(
+        tmp_path, storage_url):
+    """[data], train.epochs and train.batch_size are the CNN's: a user's function's study
+    does not store them (they would describe a training that never ran), and a study stored
+    with them (before) resumes, whatever they say."""
+    toml = _study(tmp_path, function="number", metric="x", direction="maximize", n_trials=1)
+    summary = _run(toml, "random", storage_url)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage_url)
+    stored = study.user_attrs["config"]
+    assert "data" not in stored and "data" not in {k.split(".")[1] for k in study.user_attrs
+                                                   if k.startswith("config.")}
+    assert set(stored["train"]) == {"torch_threads", "device", "deterministic"}
+    study.set_user_attr("config", {**stored, "data": {"dataset": "digits"},
+                                   "train": {**stored["train"], "epochs": 7}})
+    config = load_config(toml)
+    more = config.with_overrides(budget=type(config.budget)(n_trials=2))
+    assert run_study(more, "random", 0, storage_url, progress=False,
+                     out=io.StringIO()).ran_now == 1
+
+
 # ---------------------------------------------------------------- the config
 
 

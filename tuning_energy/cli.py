@@ -104,8 +104,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"no studies in {args.storage}")
         return 0
-    header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'best':>9} " \
-             f"{'charged J':>11}  method"
+    header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'failed':>6} " \
+             f"{'best':>9} {'charged J':>11}  method"
     print(header)
     tables = []
     metrics: set[str] = set()
@@ -127,16 +127,38 @@ def cmd_show(args: argparse.Namespace) -> int:
         method = ", ".join(lab.methods) or a.get("energy_method", "?")
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
+        failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
         print(f"{s.study_name:32} {a.get('strategy', '?'):9} {a.get('seed', '?'):>4} "
-              f"{len(done):>7} {best:>9} {total:>11}  {method}")
+              f"{len(done):>7} {failed:>6} {best:>9} {total:>11}  {method}")
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
-    print(f"best: the best {', '.join(sorted(metrics))} of the study's complete trials; "
+    print(f"trials: complete and pruned; failed: trials that raised (their energy is "
+          f"charged too); best: the best {', '.join(sorted(metrics))} of the study's complete "
+          f"trials; "
           f"charged J: the {charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
     lab = method_label(every)
     if lab.any_estimate:
         print(f"energy method {', '.join(lab.methods)}: {lab.text()}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete one study and its trials: asks on a terminal; --yes without asking."""
+    from tuning_energy.errors import StorageError
+    from tuning_energy.store.delete import delete_study, describe
+
+    what = describe(args.study, args.storage)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise StorageError(f"{what}: not deleted; stdin is not a terminal to ask on: add "
+                               f"--yes to delete it without asking")
+        answer = input(f"{what}\ndelete it and all its trials? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted")
+            return 1
+    delete_study(args.study, args.storage)
+    print(f"deleted {what}")
     return 0
 
 
@@ -344,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(changes nothing; exit 1 on a problem)")
     _add_storage(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("delete", help="delete one study and all its trials from the store "
+                                      "(asks first)")
+    p.add_argument("--study", required=True, help="the study's name (see `tuning-energy show`)")
+    p.add_argument("--yes", action="store_true",
+                   help="delete without asking (needed when stdin is not a terminal)")
+    _add_storage(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
     _add_storage(p)

@@ -7,6 +7,7 @@ the Mann-Whitney U gives (A12 = U / (n_a n_b)). Inputs: `energy_to_target`'s tab
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,7 +126,9 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
         out["note"] = "an empty group"
         return out
     try:
-        u, p = stats.mannwhitneyu(x, y, alternative="two-sided")
+        with warnings.catch_warnings():  # tied infs: scipy warns on the way to its answer
+            warnings.simplefilter("ignore", RuntimeWarning)
+            u, p = stats.mannwhitneyu(x, y, alternative="two-sided")
     except ValueError as exc:
         out["note"] = str(exc)
         return out
@@ -172,8 +175,12 @@ def strategy_tests(ett: pd.DataFrame, value: str = "energy_to_target_j") -> pd.D
         kw["note"] = "needs at least two strategies"
     else:
         try:
-            h, p = stats.kruskal(*groups.values())
+            with warnings.catch_warnings():  # every value tied (all inf): scipy warns, gives nan
+                warnings.simplefilter("ignore", RuntimeWarning)
+                h, p = stats.kruskal(*groups.values())
             kw.update(statistic=float(h), p_value=float(p))
+            if math.isnan(h):
+                kw["note"] = "all values are tied (e.g. no seed reached the target)"
         except ValueError as exc:  # all values identical
             kw["note"] = str(exc)
     rows.append(kw)

@@ -87,6 +87,11 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms + cuDNN flags
 
 
+#: What only the built-in CNN objective reads: not stored on, nor compared by the resume of,
+#: a study of a user's objective (a key or a section's prefix).
+CNN_ONLY = ("data", "train.epochs", "train.batch_size")
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     n_trials: int = 30
@@ -173,8 +178,15 @@ class StudyConfig:
     environment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-serialisable form (stored on the study)."""
-        return _plain(dataclasses.asdict(self))
+        """Plain, JSON-serialisable form (stored on the study). A user's objective
+        (`[objective] function`) is stored without what only the built-in CNN reads
+        (`CNN_ONLY`: [data], train.epochs, train.batch_size)."""
+        d = _plain(dataclasses.asdict(self))
+        if not self.objective.builtin:
+            del d["data"]  # CNN_ONLY
+            d["train"] = {k: v for k, v in d["train"].items()
+                          if f"train.{k}" not in CNN_ONLY}
+        return d
 
     def with_overrides(self, **changes: Any) -> StudyConfig:
         """Copy with top-level sections replaced (e.g. budget from a CLI flag)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuning_energy.config import CNN_ONLY
 from tuning_energy.search.strategies import SKOPT_STRATEGIES
 
 #: Config keys added after 0.1.0, with the value that reproduces what a study stored before
@@ -79,11 +80,14 @@ HINTS = {"environment": "--environment: leave it out to keep the stored label; a
                         "config name)"}
 
 
-def _relevant(key: str, strategy: str) -> bool:
+def _relevant(key: str, strategy: str, builtin: bool = True) -> bool:
     """Keys that change what a study of `strategy` does: not the budget (a resumed study
-    may be given more trials), not the keys that change only the analysis, and only its
-    own strategy's options."""
+    may be given more trials), not the keys that change only the analysis, only its
+    own strategy's options, and for a user's objective (not `builtin`) not what only the
+    CNN reads (CNN_ONLY: a study stored with them resumes without)."""
     if key.startswith("budget.") or key in ANALYSIS_ONLY:
+        return False
+    if not builtin and any(key == k or key.startswith(f"{k}.") for k in CNN_ONLY):
         return False
     if key.startswith("strategy.bayes."):
         return strategy in SKOPT_STRATEGIES
@@ -99,10 +103,11 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any],
     for key, value in LEGACY_VALUES.items():
         if key not in old and key in new:
             old[key] = value
+    builtin = not new.get("objective.function")
     return [f"{k}: stored {old.get(k, '(absent)')!r}, now {new.get(k, '(absent)')!r}"
             + (f" ({HINTS[k]})" if k in HINTS else "")
             for k in sorted(set(old) | set(new))
-            if _relevant(k, strategy) and old.get(k) != new.get(k)]
+            if _relevant(k, strategy, builtin) and old.get(k) != new.get(k)]
 
 
 def analysis_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

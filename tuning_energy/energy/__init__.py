@@ -29,6 +29,7 @@ from tuning_energy.config import METER_KINDS
 from tuning_energy.energy.base import Measurement, Meter, Window
 from tuning_energy.energy.composite import CompositeMeter
 from tuning_energy.energy.estimate import EstimateMeter
+from tuning_energy.energy.package_claim import PackageInUse
 from tuning_energy.energy.rapl import DEFAULT_POWERCAP_ROOT
 from tuning_energy.errors import MeterUnavailable
 
@@ -142,6 +143,10 @@ def build_meter(config: MeterConfig, *, use_gpus: bool | None = None,
             reasons["nvml"] = str(exc)
     try:
         parts.append(make_rapl(config))
+    except PackageInUse:  # another command reads the package: refused, not estimated around
+        for part in parts:
+            part.close()
+        raise
     except MeterUnavailable as exc:
         reasons["rapl"] = str(exc)
         parts.append(make_estimate(config))

@@ -24,6 +24,10 @@ any length stay right.
 A decrease is always read as one wrap: RAPL cannot tell a counter that was reset (the
 driver reloaded) from one that wrapped, and at the safe period a wrap is what it is.
 
+One command per machine opens the counters (package_claim.py): a second tuning-energy
+command that opens them while the first runs is refused, since each would charge its
+trials the other's joules.
+
 `energy_uj` is readable by root only since Linux 5.10 (CVE-2020-8694, the PLATYPUS power
 side channel); an unreadable counter raises `MeterUnavailable` naming the file and the fix.
 A counter that becomes unreadable later (the zone vanished, its permissions changed) is a
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning_energy.energy.base import Meter
+from tuning_energy.energy.package_claim import claim_package
 from tuning_energy.errors import MeterUnavailable
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
@@ -175,6 +180,7 @@ class RaplMeter(Meter):
             except ValueError as exc:
                 raise MeterUnavailable(f"RAPL counter {z.energy_file}: not an integer "
                                        f"({exc})") from exc
+        claim_package(self.root)  # readable: one command per machine reads the package
         self._total_uj = {z.device: 0 for z in self.zones}
         self._faults = {z.device: 0 for z in self.zones}
         self._problem: dict[str, str] = {}

@@ -19,16 +19,23 @@ strategy's own computation that ran before the call (relative sampling at `ask`)
 as `propose_s` / `propose_energy_j`; sampling inside `f` (a `suggest_*` call that samples
 independently) is part of the call's window, and so of `energy_j`.
 
-The study gets the attrs the analysis reads (once, on the first call): `strategy` (from the
-sampler's class: `tpe`, `random`, `gp`, `grid`, `bayes`, ...), `seed` (the `seed` argument,
-0 when not given), `energy_method`, `meter`, `hardware`, and a small `config` (the study's
-name, its metric and direction, the `target` for energy to target, and its pruner once it
-has pruned a trial: the strategy is then labelled `tpe+median`). So `figures`,
-`show`, `export` and the dashboard work on the store like on one the runner wrote.
+The study gets the attrs the analysis reads (once, on the first call): `strategy`, `seed`,
+`energy_method`, `meter`, `hardware`, and a small `config` (its `name` is the comparison;
+its metric and direction, the `target` for energy to target, and its pruner once it has
+pruned a trial: the strategy is then labelled `tpe+median`). So `figures`, `show`, `export`
+and the dashboard work on the store like on one the runner wrote.
+
+Comparison, strategy and seed (`study_identity`): the keyword arguments `comparison`,
+`strategy`, `seed` when given; else from a study named as `tuning-energy study` names them,
+`<comparison>-<strategy>-s<seed>` with `<strategy>` the sampler's name (`quad-tpe-s0`,
+`quad-random-s0` and `quad-tpe-s1` are comparison `quad`, seeds 0 and 1 of tpe and
+random); else the comparison is the study's name, the strategy the sampler's name (from its
+class: `tpe`, `random`, `gp`, `grid`, `bayes`, ...) and the seed 0.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -62,6 +69,21 @@ def strategy_of(sampler: Any) -> str:
     return type(sampler).__name__.lower()
 
 
+def study_identity(study_name: str, sampler_strategy: str, comparison: str | None = None,
+                   strategy: str | None = None, seed: int | None = None) -> tuple[str, str, int]:
+    """(comparison, strategy, seed) of a metered study: the arguments given, the rest parsed
+    from a name `<comparison>-<strategy>-s<seed>` (the strategy being `strategy` or, not
+    given, the sampler's `sampler_strategy`), else the study's name, the sampler's strategy,
+    seed 0."""
+    strategy = strategy or sampler_strategy
+    parsed = re.fullmatch(rf"(.+)-{re.escape(strategy)}-s(\d+)", study_name)
+    if comparison is None:
+        comparison = parsed.group(1) if parsed else study_name
+    if seed is None:
+        seed = int(parsed.group(2)) if parsed else 0
+    return comparison, strategy, seed
+
+
 def _pruner_of(pruner: Any) -> str:
     for cls in type(pruner).__mro__:
         for name, label in _PRUNER_NAMES:
@@ -75,7 +97,8 @@ class MeteredObjective:
 
     def __init__(self, objective: Callable[[optuna.Trial], Any], meter: str = "auto",
                  target: float | None = None, seed: int | None = None,
-                 meter_config: MeterConfig | None = None, out=None):
+                 meter_config: MeterConfig | None = None, out=None,
+                 comparison: str | None = None, strategy: str | None = None):
         if not callable(objective):
             raise ConfigError(f"metered(objective={objective!r}): must be a function of an "
                               f"Optuna trial")
@@ -84,8 +107,15 @@ class MeteredObjective:
                               f"{', '.join(map(repr, METER_KINDS))}")
         self.objective = objective
         self.meter_config = meter_config or MeterConfig(kind=meter, idle_s=0.0)
+        for name, v in (("comparison", comparison), ("strategy", strategy)):
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"metered({name}={v!r}): must be a non-empty string")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"metered(seed={seed!r}): must be an int")
         self.target = target
         self.seed = seed
+        self.comparison = comparison
+        self.strategy = strategy
         self.out = out
         self._choice = None
         self._on_measurement = None
@@ -118,15 +148,17 @@ class MeteredObjective:
             names = study.metric_names or ["value"] * len(study.directions)
             metric = names[0]
             direction = study.directions[0].name.lower()
-            config = {"name": study.study_name,
+            comparison, strategy, seed = study_identity(
+                study.study_name, strategy_of(study.sampler), self.comparison, self.strategy,
+                self.seed)
+            config = {"name": comparison,
                       "objective": {"function": None, "metric": metric,
                                     "direction": direction, "target": self.target},
                       # set to the study's pruner once it prunes a trial (Optuna's
                       # default MedianPruner is on every study, used or not)
                       "pruning": {"pruner": "none"},
                       "target_accuracy": self.target if metric == "accuracy" else None}
-            for k, v in {"strategy": strategy_of(study.sampler),
-                         "seed": 0 if self.seed is None else self.seed, "config": config,
+            for k, v in {"strategy": strategy, "seed": seed, "config": config,
                          "hardware": hardware_info(), "energy_method": meter.method,
                          "meter": self._choice.describe(), "metered": True,
                          "tuning_energy_version": __version__}.items():
@@ -176,11 +208,18 @@ class MeteredObjective:
 
 
 def metered(objective: Callable[[optuna.Trial], Any], meter: str = "auto", *,
-            target: float | None = None, seed: int | None = None) -> MeteredObjective:
+            target: float | None = None, comparison: str | None = None,
+            strategy: str | None = None, seed: int | None = None) -> MeteredObjective:
     """Wrap a plain Optuna objective `f(trial)` so that each call is energy-metered.
 
     meter: `auto` (the best meter this machine has), `estimate`, `rapl` or `nvml`.
     target: energy to target's target, in the objective's units (reached at or past it in
-    the study's direction). seed: recorded as the study's seed (the analysis groups by it).
+    the study's direction).
+    comparison, strategy, seed: the comparison the study belongs to (studies of one
+    comparison are analysed together), its strategy's name and its seed, e.g.
+    `metered(f, comparison="quad", strategy="tpe", seed=0)`. Not given: parsed from a study
+    named `<comparison>-<strategy>-s<seed>` (`quad-tpe-s0`, the strategy being the
+    sampler's name), else the study's name, the sampler's name and seed 0 (module doc).
     """
-    return MeteredObjective(objective, meter, target=target, seed=seed)
+    return MeteredObjective(objective, meter, target=target, seed=seed,
+                            comparison=comparison, strategy=strategy)

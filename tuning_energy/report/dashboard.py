@@ -12,6 +12,8 @@
   trials whose training cost the most energy; plus a note on the best trial saying why it
   is best. The runner calls it at the end of every run, one with nothing left to run
   included (a new target_accuracy then reaches the note).
+- `write_metered_notes(storage)`: the same notes for the studies a plain Optuna script
+  filled through `metered()`, written when the dashboard opens the store.
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
 
 The metric is `trial.values[0]` (summary.value), named and directed as the study's first
@@ -110,6 +112,7 @@ def open_server(storage_url: StoreURL | str, port: int = DEFAULT_PORT, host: str
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port = {port}: must be in 1..65535 (0 picks a free port)")
     storage = open_storage(storage_url, create=False)  # says `make study` creates the store
+    write_metered_notes(storage)
     art_dir = Path(artifact_dir) if artifact_dir is not None else default_artifact_dir(storage_url)
     art_dir.mkdir(parents=True, exist_ok=True)
     app = wsgi(storage, artifact_store=FileSystemArtifactStore(str(art_dir)))
@@ -300,9 +303,11 @@ def study_note(study: optuna.Study, target: float | None = None,
 
 def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial], metric: str = "accuracy",
                     direction: str = "maximize") -> str:
-    """Why `best` is the best trial: its metric and energy against the medians."""
+    """Why `best` is the best trial: its metric and energy against the medians of the
+    complete trials (a pruned trial's energy is that of a part of a training: beside a
+    full one it would make any full trial look expensive)."""
     accs = [a for a in (_value(t) for t in trials) if a is not None]
-    energies = [e for e in (_energy(t) for t in trials) if e is not None]
+    energies = [e for t in trials if _value(t) is not None and (e := _energy(t)) is not None]
     acc, e = _value(best), _energy(best)
     med_acc = statistics.median(accs)
     sign = 1.0 if direction == "maximize" else -1.0
@@ -313,11 +318,11 @@ def best_trial_note(best: FrozenTrial, trials: Sequence[FrozenTrial], metric: st
              f"median trial ({med_acc:.4f})."]
     if e is not None and energies:
         med_e = statistics.median(energies)
-        ratio = f"{e / med_e:.2f}x the median trial's {_joules(med_e)} J" if med_e > 0 \
-            else f"median trial {_joules(med_e)} J"
+        ratio = f"{e / med_e:.2f}x the median complete trial's {_joules(med_e)} J" \
+            if med_e > 0 else f"median complete trial {_joules(med_e)} J"
         rank = sorted(energies).index(e) + 1
         lines.append(f"Its training used **{_joules(e)} J** ({ratio}; rank {rank} of "
-                     f"{len(energies)} from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
+                     f"{len(energies)} complete trials from cheapest), method `{best.user_attrs.get('energy_method', '?')}`.")
         close = [t for t in trials if _value(t) is not None and _energy(t) is not None
                  and sign * (_value(t) - acc) >= -0.01 and t.number != best.number]
         cheaper = min(close, key=_energy) if close else None
@@ -366,6 +371,18 @@ def write_study_note(study: optuna.Study, target: float | None = None) -> str:
                                               f"{best.number} is now the best (see the study note).\n")
         study._storage.set_study_system_attr(study._study_id, BEST_NOTE_ATTR, best._trial_id)
     return body
+
+
+def write_metered_notes(storage) -> int:
+    """The notes of the studies that `metered()` filled (study attr `metered`): no run of
+    ours ends such a study, so the dashboard writes them when it opens the store, as the
+    runner does at the end of a run. Returns how many it wrote."""
+    n = 0
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if s.user_attrs.get("metered"):
+            write_study_note(optuna.load_study(study_name=s.study_name, storage=storage))
+            n += 1
+    return n
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -22,7 +22,12 @@ from tuning_energy.analysis.energy_factors import (
     prediction_error,
 )
 from tuning_energy.analysis.table import method_label, require
-from tuning_energy.report.figure_style import finish, strategy_color, strategy_order
+from tuning_energy.report.figure_style import (
+    energy_unit,
+    finish,
+    strategy_color,
+    strategy_order,
+)
 
 # ---------------------------------------------------------------- RQ2 and FLOPs
 
@@ -183,8 +188,10 @@ def fig_net_vs_gross(trials: pd.DataFrame, title: str = "") -> Figure:
         return finish(fig, method_label(trials))
     order = strategy_order(trials)
     df = trials[trials["energy_j"].notna() & trials["energy_net_j"].notna()]
-    gross = [df.loc[df["strategy"] == s, "energy_j"].sum() / 1e3 for s in order]
-    net = [df.loc[df["strategy"] == s, "energy_net_j"].sum() / 1e3 for s in order]
+    gross_j = [df.loc[df["strategy"] == s, "energy_j"].sum() for s in order]
+    scale, unit = energy_unit(gross_j)
+    gross = [g / scale for g in gross_j]
+    net = [df.loc[df["strategy"] == s, "energy_net_j"].sum() / scale for s in order]
     x = np.arange(len(order))
     ax.bar(x - 0.2, gross, 0.4, label="gross (energy_j)", color="#999999")
     ax.bar(x + 0.2, net, 0.4, label="idle-corrected (energy_net_j)", color="#1f78b4")
@@ -192,7 +199,7 @@ def fig_net_vs_gross(trials: pd.DataFrame, title: str = "") -> Figure:
         if g > 0:
             ax.text(i + 0.2, n, f"{n / g:.0%}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, order)
-    ax.set_ylabel("training energy, all trials of all seeds (kJ)")
+    ax.set_ylabel(f"training energy, all trials of all seeds ({unit})")
     ax.legend(fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or "Gross vs idle-corrected energy (label: net share of gross)",

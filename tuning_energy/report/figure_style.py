@@ -1,7 +1,8 @@
-"""What every figure shares: a colour and line style per strategy, and the footnote that
-names the energy method (and says ESTIMATE when it is one); and `use_file_backend`, which
-the writers of figure files (report.write_figures, compare_report.write_compare) call
-before they draw: importing a figure module never switches matplotlib's backend."""
+"""What every figure shares: a colour and line style per strategy, the energy unit of its
+axes (J, kJ or MJ, picked from the data: `energy_unit`), and the footnote that names the
+energy method (and says ESTIMATE when it is one); and `use_file_backend`, which the writers
+of figure files (report.write_figures, compare_report.write_compare) call before they draw:
+importing a figure module never switches matplotlib's backend."""
 
 from __future__ import annotations
 
@@ -46,6 +47,23 @@ PRUNER_LINESTYLES = {"median": ":", "asha": "--", "hyperband": "-."}
 
 def strategy_linestyle(name: str) -> str:
     return PRUNER_LINESTYLES.get(str(name).partition("+")[2], "-")
+
+
+#: Energy units of figure axes, by size: (joules per unit, name).
+ENERGY_UNITS = ((1e6, "MJ"), (1e3, "kJ"), (1.0, "J"))
+
+
+def energy_unit(joules) -> tuple[float, str]:
+    """(joules per unit, unit name) for energies of this size: the largest unit of
+    ENERGY_UNITS in which the largest finite value is at least 1 (J below 1 kJ), so that
+    an axis reads '0.33 J', not '0.000327 kJ'. `joules`: a number or numbers."""
+    import numpy as np
+
+    x = np.asarray(joules, dtype=float).ravel()
+    x = np.abs(x[np.isfinite(x)])
+    top = float(x.max()) if x.size else 0.0
+    return next(((scale, name) for scale, name in ENERGY_UNITS if top >= scale),
+                ENERGY_UNITS[-1])
 
 
 def method_note(methods: MethodLabel) -> str:

@@ -41,6 +41,7 @@ from tuning_energy.report.factor_figures import (  # noqa: F401 - the figures, u
 from tuning_energy.report.figure_style import (  # noqa: F401
     COLORS,
     PRUNER_LINESTYLES,
+    energy_unit,
     finish,
     method_note,
     strategy_color,
@@ -84,7 +85,8 @@ def best_so_far_curves(trials: pd.DataFrame, points: int = 400) -> pd.DataFrame:
 
 def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
                     title: str = "") -> Figure:
-    """Best accuracy so far vs cumulative energy (kJ): one line per strategy, median over
+    """Best accuracy so far vs cumulative energy (J, kJ or MJ: energy_unit): one line per
+    strategy, median over
     seeds with the inter-quartile band, each seed as a thin step line, the target dashed."""
     require(trials, ("study", "strategy", "trial", "accuracy", "energy_j"), "fig_best_so_far")
     df = best_so_far(trials)
@@ -92,13 +94,14 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
     order = strategy_order(df)
     many = len(order) > 6  # the legend goes beside the axes instead of over the data
     fig, ax = plt.subplots(figsize=(10.0 if many else 7.5, 4.8))
+    scale, unit = energy_unit(df["cum_energy_j"])
     for strategy in order:
         c = strategy_color(strategy, order)
         ls = strategy_linestyle(strategy)
         for _, st in df[df["strategy"] == strategy].groupby("study"):
             if many:  # eleven strategies' single seeds would hide every median
                 break
-            ax.step(st["cum_energy_j"] / 1e3, st["best_accuracy_so_far"], where="post",
+            ax.step(st["cum_energy_j"] / scale, st["best_accuracy_so_far"], where="post",
                     color=c, alpha=0.45, lw=0.9, ls=ls)
         cv = curves[curves["strategy"] == strategy] if len(curves) else curves
         n = int(df.loc[df["strategy"] == strategy, "study"].nunique())
@@ -106,13 +109,13 @@ def fig_best_so_far(trials: pd.DataFrame, target: float | None = None,
         if not len(cv):  # no energy range that every seed covers: seeds only
             ax.plot([], [], color=c, lw=2.2, label=label, ls=ls)
             continue
-        ax.plot(cv["cum_energy_j"] / 1e3, cv["median"], color=c, lw=2.2, label=label, ls=ls)
-        ax.fill_between(cv["cum_energy_j"] / 1e3, cv["q25"], cv["q75"], color=c,
+        ax.plot(cv["cum_energy_j"] / scale, cv["median"], color=c, lw=2.2, label=label, ls=ls)
+        ax.fill_between(cv["cum_energy_j"] / scale, cv["q25"], cv["q75"], color=c,
                         alpha=0.08 if many else 0.2, lw=0)
     metric = metric_of(df)
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label=f"target {metric} {target:.3f}")
-    ax.set_xlabel(f"cumulative energy of the search: {charged_what(trials)} (kJ)")
+    ax.set_xlabel(f"cumulative energy of the search: {charged_what(trials)} ({unit})")
     minimized = direction_of(df) == MINIMIZE
     ax.set_ylabel(("best validation accuracy" if metric == "accuracy" else f"best {metric}")
                   + " so far" + (" (minimized)" if minimized else ""))
@@ -151,14 +154,15 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     energy = censored_energy(ett)
     # the headline per strategy (analysis/ert.py), under each box beside the median
     erts = expected_energy_to_target(ett, n_boot=1).set_index("strategy")["ert_j"].to_dict()
-    finite_max = float(np.nanmax(ett["total_energy_j"])) / 1e3 if len(ett) else 1.0
+    scale, unit = energy_unit(ett["total_energy_j"])
+    finite_max = float(np.nanmax(ett["total_energy_j"])) / scale if len(ett) else 1.0
     top = finite_max * 1.08
     rng = np.random.default_rng(0)
     for i, strategy in enumerate(order):
         s = ett[ett["strategy"] == strategy]
         c = strategy_color(strategy, order)
         reached = s[s["reached"].astype(bool)]
-        vals = reached["energy_to_target_j"].to_numpy() / 1e3
+        vals = reached["energy_to_target_j"].to_numpy() / scale
         if len(vals):
             ax.boxplot(vals, positions=[i], widths=0.5, showfliers=False,
                        medianprops={"color": "k"}, boxprops={"color": c},
@@ -173,9 +177,9 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
         # The box is over the seeds that reached it; the median counts every seed, a
         # never-reached one as infinite (as the tables do), so say so where they differ.
         med_txt = "median: n/a\n(half or fewer\nreached)" if math.isinf(med) \
-            else f"median {med / 1e3:.3g} kJ"
+            else f"median {med / scale:.3g} {unit}"
         e = erts.get(strategy, math.inf)
-        ert_txt = "ERT: not reached" if math.isinf(e) else f"ERT {e / 1e3:.3g} kJ"
+        ert_txt = "ERT: not reached" if math.isinf(e) else f"ERT {e / scale:.3g} {unit}"
         ax.annotate(f"reached {len(reached)}/{len(s)}\n{ert_txt}\n{med_txt}", (i, 0),
                     xytext=(0, -30),
                     textcoords="offset points", xycoords=("data", "axes fraction"),
@@ -187,7 +191,7 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     ticks = [t for t in ax.get_yticks() if 0 <= t < top * 0.88]
     ax.set_yticks([*ticks, top], [*(f"{t:g}" for t in ticks), "never\nreached"])
     ax.get_yticklabels()[-1].set_color("#b00000")
-    ax.set_ylabel("energy to reach the target (kJ)" + (f"\n{counted}" if counted else ""))
+    ax.set_ylabel(f"energy to reach the target ({unit})" + (f"\n{counted}" if counted else ""))
     target = float(ett["target"].iloc[0]) if len(ett) else math.nan
     way = "<=" if direction_of(ett) == MINIMIZE else ">="
     ax.set_title((title or f"Energy until the first trial with {metric_of(ett)} {way} "
@@ -228,8 +232,21 @@ def fig_pareto(trials: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("validation accuracy" if metric == "accuracy" else metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper right" if direction_of(df) == MINIMIZE else "lower right")
-    dropped = len(trials) - len(df)
     ax.set_title(title or f"{metric[:1].upper()}{metric[1:]} vs energy per trial, all "
                  f"strategies and seeds", fontsize=10)
-    return finish(fig, method_label(trials),
-                   f"{dropped} trial(s) without accuracy or energy not shown" if dropped else "")
+    return finish(fig, method_label(trials), pareto_dropped(trials, df, metric))
+
+
+def pareto_dropped(trials: pd.DataFrame, shown: pd.DataFrame, metric: str) -> str:
+    """Why trials are missing from the Pareto figure, by reason: pruned (stopped early: no
+    final metric), failed, or without an energy measurement."""
+    rest = trials.drop(index=shown.index)
+    state = rest["state"] if "state" in rest.columns else pd.Series("COMPLETE", rest.index)
+    reasons = {"pruned (stopped early: no final " + metric + ")": state == "PRUNED",
+               "failed": state == "FAIL"}
+    reasons["without an energy measurement"] = ~(state.isin(["PRUNED", "FAIL"])) & \
+        rest["energy_j"].isna()
+    reasons["without a " + metric] = ~(state.isin(["PRUNED", "FAIL"])) & \
+        rest["energy_j"].notna()
+    parts = [f"{int(m.sum())} {why}" for why, m in reasons.items() if m.any()]
+    return f"not shown: {', '.join(parts)}" if parts else ""

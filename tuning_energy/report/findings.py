@@ -142,9 +142,8 @@ def rq1_findings(c: Comparison) -> list[str]:
             f"{kj(r['median_total_energy_j'])} per seed (median) and reached at best "
             f"{r['best_accuracy']:.4f}.")
     t = c.trials
-    searched_model = any(f"param_{f}" in t.columns for f in LAYER_FACTORS)
     done = t[(t.get("state", "COMPLETE") == "COMPLETE") & t["energy_j"].notna()]
-    if not searched_model and len(done) > 2 and done["energy_j"].mean() > 0:
+    if same_model(done) and len(done) > 2 and done["energy_j"].mean() > 0:
         e = done["energy_j"]
         out.append(f"The model is the same in every trial, yet its training energy per trial "
                    f"ranges from {e.min():.3g} to {e.max():.3g} J (coefficient of variation "
@@ -165,12 +164,19 @@ def rq1_findings(c: Comparison) -> list[str]:
             f"({'a' if significant else 'no'} significant difference at {SIGNIFICANCE}"
             f"{'' if significant else ' with these seeds'}).")
     pairs = c.tests[c.tests["test"].str.startswith("Mann")]
+    reached = c.ett.groupby("strategy")["reached"].any() if len(c.ett) else pd.Series()
     for _, p in pairs.iterrows():
-        if not math.isnan(p["a12"]):
-            lower = p["group_a"] if p["a12"] < 0.5 else p["group_b"]
-            out.append(f"{p['group_a']} vs {p['group_b']}: A12 = {p['a12']:.2f} "
-                       f"({p['a12_magnitude']}; {lower} tends to need less energy), "
-                       f"Holm-corrected p = {fmt(p['p_holm'])}.")
+        if math.isnan(p["a12"]):
+            continue
+        if not (reached.get(p["group_a"], False) or reached.get(p["group_b"], False)):
+            out.append(f"{p['group_a']} vs {p['group_b']}: neither reached the target in any "
+                       f"seed, so their energies to target cannot be told apart.")
+            continue
+        tendency = "no tendency either way" if p["a12"] == 0.5 else \
+            f"{p['group_a'] if p['a12'] < 0.5 else p['group_b']} tends to need less energy"
+        out.append(f"{p['group_a']} vs {p['group_b']}: A12 = {p['a12']:.2f} "
+                   f"({p['a12_magnitude']}; {tendency}), "
+                   f"Holm-corrected p = {fmt(p['p_holm'])}.")
     strategies = set(s["strategy"])
     if "bayes" in strategies and math.isinf(best["median_energy_to_target_j"]):
         out.append("These seeds cannot confirm or refute Yarally et al.'s finding that "
@@ -185,6 +191,15 @@ def rq1_findings(c: Comparison) -> list[str]:
         out.append(f"This {verdict} Yarally et al.'s finding that Bayesian optimisation "
                    f"dominates grid and random search.")
     return out
+
+
+def same_model(trials: pd.DataFrame) -> bool:
+    """Every trial trained the same model: they record its size (`n_params`,
+    `flops_per_sample`, as the built-in CNN does) and it never varies. A user's objective
+    that records neither may search its model: nothing is claimed."""
+    cols = [c for c in ("n_params", "flops_per_sample") if c in trials.columns]
+    return bool(cols) and all(trials[c].notna().all() and trials[c].nunique() == 1
+                              for c in cols)
 
 
 def rq2_findings(c: Comparison) -> list[str]:

@@ -73,12 +73,18 @@ def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
     lines.append(method_line(trials))
     if meter:
         lines.append(f"- Meter: `{json.dumps(meter, sort_keys=True, default=str)}`")
-    lines.append(f"- Software: tuning-energy {first['tuning_energy_version']}, torch "
-                 f"{first['torch_version']} with {first['torch_threads']} thread(s)")
+    torch = f", torch {first['torch_version']} with {first['torch_threads']} thread(s)" \
+        if first["torch_version"] else ""  # a metered() study records no torch
+    lines.append(f"- Software: tuning-energy {first['tuning_energy_version']}{torch}")
     for comp, g in info.groupby("comparison", sort=True):
         cfg = g.iloc[0]["config"] or {}
         data, train = cfg.get("data", {}), cfg.get("train", {})
-        space = ", ".join(p["name"] for p in cfg.get("search_space", []))
+        ran = trials[trials["comparison"] == comp]
+        space = ", ".join(p["name"] for p in cfg.get("search_space", [])) or ", ".join(
+            c.removeprefix("param_") for c in ran.columns
+            if c.startswith("param_") and ran[c].notna().any())  # metered(): as suggested
+        n_trials = cfg.get("budget", {}).get("n_trials") or \
+            _trials_run(ran.groupby("study").size())
         fixed = ", ".join(f"{k}={v}" for k, v in (cfg.get("fixed") or {}).items())
         objective = cfg.get("objective") or {}
         # the built-in CNN objective trains on [data] with [train]; a user's function does
@@ -88,11 +94,20 @@ def _setup(info: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
             f"objective `{objective.get('function') or 'an Optuna objective (metered)'}`, " \
             f"{objective.get('metric', 'value')} ({objective.get('direction', 'maximize')}d)"
         lines.append(
-            f"- Comparison `{comp}`: {what}, {cfg.get('budget', {}).get('n_trials', '?')}"
+            f"- Comparison `{comp}`: {what}, {n_trials}"
             f" trials per study; searched: {space or '-'}; fixed: {fixed or '-'}; strategies "
             f"{', '.join(sorted(g['strategy'].astype(str).unique()))}; seeds "
             f"{', '.join(str(s) for s in sorted(g['seed'].dropna().unique()))}")
     return lines
+
+
+def _trials_run(per_study: pd.Series) -> str:
+    """'8' or '6 to 8 (as run)': finished trials per study, for a study without a budget
+    (metered())."""
+    if not len(per_study):
+        return "no"
+    lo, hi = int(per_study.min()), int(per_study.max())
+    return f"{lo} (as run)" if lo == hi else f"{lo} to {hi} (as run)"
 
 
 SUMMARY_COLUMNS = {
@@ -206,6 +221,13 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
             f"--storage = {', '.join(repr(u.redacted) for u in urls)}"
             + (f", --studies = {studies!r}" if studies else "")
             + ": no finished trials to analyse; run `tuning-energy compare` first")
+    names = sorted(trials["comparison"].astype(str).unique())
+    if target is not None and len(names) > 1:  # one absolute target, in one metric's units
+        raise TuningEnergyError(
+            f"--target = {target!r}: the store holds {len(names)} comparisons "
+            f"({', '.join(names)}), each with its own metric and target; pick one with "
+            f"--studies (e.g. --studies {names[0]}), or use --target-fraction, which is "
+            f"relative to each comparison's best")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -64,6 +64,7 @@ from tuning_energy.search.strategies import (
     make_sampler,
     objectives,
 )
+from tuning_energy.store.delete import delete_command
 from tuning_energy.store.faults import record_in_flight, storage_fault
 from tuning_energy.store.runs import hardware_info, record_run
 from tuning_energy.store.storage import open_storage
@@ -154,10 +155,13 @@ def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: Store
             study.set_user_attr(k, v)
     elif diff := config_differences(stored, current := resumed(stored, config.to_dict()),
                                     strategy):
+        finished = study.get_trials(deepcopy=False, states=FINISHED + (TrialState.FAIL,))
         raise StorageError(
             f"study {name!r} in {StoreURL.parse(storage_url)} was created with a different config "
             f"({'; '.join(diff)}); to resume it, set those keys back in the TOML; to start "
-            f"a new study, rename the config's `name` or use another --storage")
+            f"a new study, rename the config's `name` or use another --storage"
+            + ("" if finished else f"; it has no finished trial, so nothing is lost by "
+               f"deleting it and starting again: {delete_command(name, storage_url)}"))
     elif stored != current:  # the budget or analysis-only keys: the stored follows
         if notes is not None:
             notes.extend(analysis_changes(stored, current))

@@ -116,9 +116,12 @@ class CostCooledSampler(SkoptSampler):
         rows, costs, finished = self._costed(study, search_space)
         if not rows or finished < self._options.n_initial_points:
             return {}  # the initial points are random (sample_independent), as bayes's
-        opt = self.optimizer(study, trial.number, search_space)
+        # told, not fitted: skopt's fit in tell would also run its own acquisition pass,
+        # thrown away here (about 8% of a proposal); the GP is fitted alone
+        opt = self.optimizer(study, trial.number, search_space, fit=False)
         if opt is None:  # the initial random points (or no objective values yet)
             return {}
+        model = self.fitted_model(opt)
         seed = None if self._seed is None else derive_seed(self._seed, trial.number) % 2**31
         space = opt.space
         candidates = space.rvs(self._options.n_points, random_state=np.random.RandomState(seed))
@@ -126,7 +129,7 @@ class CostCooledSampler(SkoptSampler):
         log_cost = self._predict_log_cost(space, rows, costs, x, seed)
         from skopt.acquisition import gaussian_ei
 
-        gain = gaussian_ei(x, opt.models[-1], y_opt=float(np.min(opt.yi)), xi=self._options.xi)
+        gain = gaussian_ei(x, model, y_opt=float(np.min(opt.yi)), xi=self._options.xi)
         alpha = cooling_alpha(finished, self._n_trials, self._options.n_initial_points)
         score = np.log(np.maximum(gain, 0.0) + 1e-300) - alpha * log_cost
         # ties (no improvement expected anywhere): the cheapest candidate

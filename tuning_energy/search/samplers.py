@@ -211,7 +211,8 @@ class SkoptSampler(BaseSampler):
 
     Constant liar: trials RUNNING in other workers (their parameters already in the store)
     are told with the worst finished value, which pushes the acquisition away from them; a
-    single process never has such trials. The kernel fit below never sees these rows.
+    single process never has such trials. The kernel fit below never sees these rows
+    (`_kernel`; `bayes-eips`, whose skopt fits value and cost jointly, excepted).
     """
 
     def __init__(self, seed: int | None = None, *,
@@ -295,10 +296,13 @@ class SkoptSampler(BaseSampler):
         return float(cost) if cost is not None and cost > 0 else None
 
     def optimizer(self, study: optuna.Study, trial_number: int = 0,
-                  search_space: dict[str, BaseDistribution] | None = None) -> Any:
+                  search_space: dict[str, BaseDistribution] | None = None,
+                  fit: bool = True) -> Any:
         """A fitted skopt Optimizer over the study's finished trials (None while too few).
 
-        search_space: as sample_relative gets it (default: what this sampler infers)."""
+        search_space: as sample_relative gets it (default: what this sampler infers).
+        fit: False: told, not fitted (skopt's fit in tell also runs an acquisition pass for
+        the next ask; a caller with its own acquisition fits the GP by `fitted_model`)."""
         if search_space is None:
             search_space = self.infer_relative_search_space(study, None)
         if not search_space:
@@ -306,7 +310,7 @@ class SkoptSampler(BaseSampler):
         xs, ys, running = self._observations(study, search_space, exclude=trial_number)
         if not xs or len(xs) < self._options.n_initial_points:
             return None
-        kernel = self._kernel(search_space, xs, ys)  # finished trials only
+        kernel = self._kernel(search_space, xs, ys, lies=bool(running))  # finished only
         if running:  # constant liar: the worst value so far (skopt minimises)
             if self._cost_attr is None:
                 lie: Any = max(ys)
@@ -318,8 +322,20 @@ class SkoptSampler(BaseSampler):
         with warnings.catch_warnings():
             # "The objective has been evaluated at point ... before": harmless for a GP.
             warnings.simplefilter("ignore", UserWarning)
-            opt.tell(xs, ys)
+            opt.tell(xs, ys, fit=fit)
         return opt
+
+    @staticmethod
+    def fitted_model(opt: Any) -> Any:
+        """The GP that `opt.tell(..., fit=True)` would fit (its `models[-1]`), fitted on an
+        Optimizer told with fit=False, without skopt's acquisition pass after the fit."""
+        from sklearn.base import clone
+
+        est = clone(opt.base_estimator_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(opt.space.transform(opt.Xi), opt.yi)
+        return est
 
     def _skopt_optimizer(self, space: dict[str, BaseDistribution], seed: int | None,
                          kernel: tuple[Any, float | None] | None = None):
@@ -369,7 +385,8 @@ class SkoptSampler(BaseSampler):
             opt.gains_ = empty.gains_.copy()
         return opt
 
-    def _kernel(self, space, xs: list, ys: list) -> tuple[Any, float | None] | None:
+    def _kernel(self, space, xs: list, ys: list,
+                lies: bool = False) -> tuple[Any, float | None] | None:
         """GP kernel and noise level fitted on the first m = k * floor(n / k) finished trials
         (at most the last `gp_fit_max_points` of them).
 
@@ -380,9 +397,12 @@ class SkoptSampler(BaseSampler):
         those points (trial order) and the seed, so a resumed study refits them and proposes
         exactly what an uninterrupted one would. xs, ys: finished trials only, never
         constant-liar rows (a cached kernel would keep the lies after the trials finished).
+        `lies`: constant-liar rows will be told: the kernel is fitted here on the finished
+        trials even when skopt would refit every proposal (gp_refit_every = 1), so that
+        skopt's refit in tell never fits the lies.
         """
         k, cap = self._options.gp_refit_every, self._options.gp_fit_max_points
-        if self._cost_attr or (k <= 1 and (cap == 0 or len(xs) <= cap)):
+        if self._cost_attr or (k <= 1 and (cap == 0 or len(xs) <= cap) and not lies):
             return None  # skopt refits in tell (EIps fits a second GP on the cost too)
         m = len(xs) // k * k
         if m == 0 or m < self._options.n_initial_points:
