@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: docs install study test test-optuna-range lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
+.PHONY: docs install study test test-optuna-range test-optuna-storages lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ test: install
 test-optuna-range: install
 	bash scripts/optuna_range.sh oldest
 	bash scripts/optuna_range.sh newest
+
+# Optuna's own storage test suite, from the sdist of the installed Optuna (cached in .cache/),
+# against the workers' retrying storage (store/retry.py); on PostgreSQL too when
+# TUNING_ENERGY_TEST_POSTGRES_URL is set (.ci/run sets it).
+test-optuna-storages: install
+	$(BIN)/python scripts/optuna_storage_suite.py
 
 # Benchmarks (bench/RESULTS.md): at most ~10 minutes here; QUICK=1 is a smoke run (<= 2 min).
 QUICK ?=

@@ -220,7 +220,7 @@ def readings(ctx: Context, zeus, zeus_method: str, windows: int, epochs: int) ->
         "busy_window": f"train.fit of the default model (default parameters, digits, "
                        f"{epochs} epochs, batch {ctx.config.train.batch_size}, "
                        f"{ctx.threads} thread(s))",
-        "ours_method": f"{EstimateMeter.method} (ESTIMATE: CPU s of this process x "
+        "ours_method": f"{EstimateMeter.method} (ESTIMATE: CPU s of this process tree x "
                        f"{EstimateMeter().watts_per_core_w:g} W per core)",
         "codecarbon_method": m.extra.get("crosscheck_method"),
         "zeus_method": zeus_method,

@@ -283,7 +283,7 @@ def plot(lines: dict, trial_s: float, path: Path, note: str) -> None:
     ax_e.set_ylabel("energy of one proposal (J, ESTIMATED)")
     ax_t.set_title("time: study.ask() + the parameters", fontsize=10)
     ax_e.set_title("energy: meter 'estimate' (method estimate-cpu-tdp),\n"
-                   "CPU s of this process x W per core: an estimate", fontsize=10)
+                   "CPU s of this process tree x W per core: an estimate", fontsize=10)
     handles, labels = ax_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"Cost of one proposal as the study grows (medians of {note})", fontsize=10)
@@ -324,7 +324,7 @@ def bench_scaling(ctx: Context) -> list[dict]:
     common = {
         "repeats": repeats, "warmup": 1, "sizes": list(sizes),
         "median_trial_s": round(trial_s, 4), "trial_s_from": ctx.trial_s_note,
-        "energy_method": f"{EstimateMeter.method} (ESTIMATE: CPU seconds of this process x "
+        "energy_method": f"{EstimateMeter.method} (ESTIMATE: CPU seconds of this process tree x "
                          f"{EstimateMeter().watts_per_core_w:g} W per core)",
         "figure": FIGURE, "fill_s": got["fill_s"],
     }

@@ -111,12 +111,12 @@ def test_energy_to_target_charges_proposing_and_storage_energy():
 
 
 def test_method_label_names_the_estimated_devices_of_the_table():
-    df = pd.DataFrame({"energy_method": ["nvml-counter+estimate-cpu-tdp", "rapl"],
+    df = pd.DataFrame({"energy_method": ["nvml-counter+estimate-cpu-tdp-tree", "rapl"],
                        "energy_dev_gpu0_j": [5.0, NAN], "energy_dev_cpu0_j": [2.0, 3.0],
                        "energy_dev_dram0_j": [NAN, 1.0]})
     lab = an.method_label(df)
-    assert lab.methods == ("nvml-counter+estimate-cpu-tdp", "rapl")
-    assert lab.estimated == {"estimate-cpu-tdp": ("cpu0",)}  # not dram0: rapl measured it
+    assert lab.methods == ("nvml-counter+estimate-cpu-tdp-tree", "rapl")
+    assert lab.estimated == {"estimate-cpu-tdp-tree": ("cpu0",)}  # not dram0: rapl measured it
     assert not an.method_label(df.drop(columns=["energy_method"])).any_estimate
 
 

@@ -79,7 +79,7 @@ def test_quick_scaling_rows_table_and_figure(tmp_path):
         assert r["goal"] == 0.05 and r["better"] == "lower"
         assert isinstance(r["value"], float) and r["value"] > 0
         assert r["detail"]["median_trial_s"] == 0.1
-        assert "estimate-cpu-tdp" in r["detail"]["energy_method"]
+        assert "estimate-cpu-tdp-tree" in r["detail"]["energy_method"]
         assert "ESTIMATE" in r["detail"]["energy_method"]
     table = results[0]["detail"]["table"]
     assert {"bayes", "tpe", "storage round trip", "bayes (refitting proposal)"} <= set(table)
@@ -115,7 +115,7 @@ def test_meters_side_by_side_rows_and_readings(tmp_path):
     assert {"ours (estimate)", "codecarbon start_task + stop_task",
             "codecarbon start + stop"} <= set(cc["detail"]["window_us"])
     busy = cc["detail"]["readings_same_window"]
-    assert busy["ours_method"].startswith("estimate-cpu-tdp")
+    assert busy["ours_method"].startswith("estimate-cpu-tdp-tree")
     assert busy["codecarbon_method"].startswith("codecarbon-")
     (w,) = busy["windows"]
     assert w["ours_j"] > 0 and w["codecarbon_j"] > 0

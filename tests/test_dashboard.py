@@ -113,7 +113,7 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
         attrs = {a["key"]: a["value"] for a in listed[name]["user_attrs"]}
         for key in ("strategy", "seed", "config", "hardware", "energy_method", "meter"):
             assert key in attrs, key
-        assert attrs["strategy"] == "random" and attrs["energy_method"] == "estimate-cpu-tdp"
+        assert attrs["strategy"] == "random" and attrs["energy_method"] == "estimate-cpu-tdp-tree"
         assert json.loads(attrs["config.target_accuracy"]) == 0.2
         assert json.loads(attrs["config.search_space"])[0]["name"] == "n_conv"  # whole, not cut
 
@@ -126,7 +126,7 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
             ua = {a["key"]: a["value"] for a in t["user_attrs"]}
             for key in ENERGY_ATTRS:
                 assert float(ua[key]) > 0, (t["number"], key)
-            assert ua["energy_method"] == "estimate-cpu-tdp"
+            assert ua["energy_method"] == "estimate-cpu-tdp-tree"
             # the search's total: training + proposing (+ storage) energy of every trial
             total_j += sum(float(ua[k]) for k in ("energy_j", "propose_energy_j",
                                                   "store_energy_j") if ua.get(k) is not None)
@@ -138,7 +138,7 @@ def test_dashboard_api_shows_metrics_energy_attrs_note_and_figure(store, tmp_pat
         shown = re.search(r"\| total energy of the search \| \*\*([\d,.]+) J\*\*", note)
         assert shown, note
         assert float(shown.group(1).replace(",", "")) == pytest.approx(total_j, rel=5e-3)
-        assert "`estimate-cpu-tdp`" in note
+        assert "`estimate-cpu-tdp-tree`" in note
         assert "energy to target 0.2000" in note
         assert "Trials that cost the most energy" in note
         best = detail["best_trials"][0]

@@ -97,7 +97,7 @@ def test_figures_over_two_stores_puts_the_environments_side_by_side(stores):
     section = report.split("## Environments")[1].split("_Methods")[0]
     env1, env2 = sorted(set(read_stores([one, two])[0]["environment"]))
     for env in (env1, env2):
-        assert f"| {env} | estimate-cpu-tdp | 4 |" in section  # 2 strategies x 2 seeds
+        assert f"| {env} | estimate-cpu-tdp-tree | 4 |" in section  # 2 strategies x 2 seeds
     for metric in ("energy per trial (J)", "energy per epoch (J)", "average power (W)",
                    "energy to target, bayes", "energy to target, random"):
         assert f"| {metric} | {env2} | {env1} |" in section
@@ -129,7 +129,7 @@ def _env_trials():
     import pandas as pd
 
     rows = []
-    for env, studies in (("gpu", {"tiny-random-s0": "nvml-counter+estimate-cpu-tdp",
+    for env, studies in (("gpu", {"tiny-random-s0": "nvml-counter+estimate-cpu-tdp-tree",
                                   "tiny-random-s1": "rapl"}),
                          ("laptop", {"tiny-random-s0": "rapl", "tiny-random-s1": "rapl"})):
         for study, method in studies.items():
@@ -155,7 +155,7 @@ def test_the_environments_section_uses_the_one_charge_and_the_one_label():
     trials = _env_trials()
     info = pd.DataFrame([{"config_name": "tiny", "environment": env, "store": "s.db",
                           "hardware": {"cpu": "x"}, "torch_threads": 1, "energy_method": m}
-                         for env, m in (("gpu", "nvml-counter+estimate-cpu-tdp"),
+                         for env, m in (("gpu", "nvml-counter+estimate-cpu-tdp-tree"),
                                         ("laptop", "rapl"))])
     section = "\n".join(report_lines(trials, info, md_table))
     table = environment_table(trials).set_index("environment")
@@ -163,10 +163,10 @@ def test_the_environments_section_uses_the_one_charge_and_the_one_label():
     assert table.loc["gpu", "total_energy_j"] == 4 * 13.0
     assert "search energy, charged (J)" in section
     # two distinct methods are a list, not a made-up composite method
-    assert table.loc["gpu", "energy_method"] == "nvml-counter+estimate-cpu-tdp, rapl"
-    assert "| gpu | nvml-counter+estimate-cpu-tdp, rapl |" in section
+    assert table.loc["gpu", "energy_method"] == "nvml-counter+estimate-cpu-tdp-tree, rapl"
+    assert "| gpu | nvml-counter+estimate-cpu-tdp-tree, rapl |" in section
     # partly estimated says so, naming the estimated device, as every other output does
-    partly = "partly an ESTIMATE: cpu0 from estimate-cpu-tdp"
+    partly = "partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree"
     finding = next(ln for ln in section.splitlines() if ln.startswith("- Energy in `gpu`"))
     assert partly in finding
     assert not any(ln.startswith("- Energy in `laptop`") for ln in section.splitlines())

@@ -71,7 +71,7 @@ def test_export_round_trips_one_row_per_finished_trial(store, tmp_path, capsys, 
         numeric = [c for c in expected.columns if expected[c].dtype.kind in "iuf"]
         assert numeric and (back[numeric].dtypes == expected[numeric].dtypes).all()
     mine = back[back["study"] == "tiny-random-s0"]
-    assert (mine["energy_j"] > 0).all() and (mine["energy_method"] == "estimate-cpu-tdp").all()
+    assert (mine["energy_j"] > 0).all() and (mine["energy_method"] == "estimate-cpu-tdp-tree").all()
 
 
 def test_studies_prefix_selects_and_a_prefix_no_study_has_names_the_studies(store, tmp_path,

@@ -51,17 +51,34 @@ def test_every_trial_keeps_its_energy_also_when_it_raises_or_prunes(storage_url)
     for t in study.trials:
         assert ENERGY_ATTRS <= set(t.user_attrs), ENERGY_ATTRS - set(t.user_attrs)
         assert t.user_attrs["energy_j"] > 0
-        assert t.user_attrs["energy_method"] == "estimate-cpu-tdp"
+        assert t.user_attrs["energy_method"] == "estimate-cpu-tdp-tree"
 
 
 def test_the_study_gets_what_the_analysis_reads(storage_url):
     attrs = _study(storage_url).user_attrs
     assert attrs["strategy"] == "tpe" and attrs["seed"] == 0
-    assert attrs["energy_method"] == "estimate-cpu-tdp" and attrs["hardware"]["host"]
+    assert attrs["energy_method"] == "estimate-cpu-tdp-tree" and attrs["hardware"]["host"]
     assert attrs["config"]["objective"] == {"function": None, "metric": "loss",
                                            "direction": "minimize", "target": 0.5}
     # a trial was pruned: the study's (default) MedianPruner is part of its strategy's label
     assert strategy_label(attrs) == "tpe+median"
+
+
+def test_a_nan_or_inf_value_fails_the_trial_as_diverged_and_the_study_goes_on(storage_url):
+    def f(trial):
+        x = trial.suggest_float("x", -2.0, 2.0)
+        _work()
+        return {1: float("nan"), 2: float("inf")}.get(trial.number, x ** 2)
+
+    study = optuna.create_study(storage=storage_url, study_name="plain-s0")
+    study.optimize(tuning_energy.metered(f, meter="estimate"), n_trials=4)
+    trials = optuna.load_study(study_name="plain-s0", storage=storage_url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.FAIL, TrialState.COMPLETE]
+    for t, what in ((trials[1], "nan"), (trials[2], "inf")):
+        assert t.user_attrs["diverged"] is True and t.user_attrs["energy_j"] > 0
+        assert t.user_attrs["fail_reason"] == f"diverged: the objective returned {what} (not " \
+            "a finite number)"
 
 
 @pytest.mark.parametrize("sampler, name", [

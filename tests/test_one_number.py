@@ -185,13 +185,13 @@ def gpu_store(tmp_path_factory):
 def test_partly_estimated_energy_is_labelled_everywhere(gpu_store):
     root, url, config = gpu_store
     table = an.trials_table(url)
-    assert set(table["energy_method"]) == {"nvml-counter+estimate-cpu-tdp"}
-    partly = "partly an ESTIMATE: cpu0 from estimate-cpu-tdp"
+    assert set(table["energy_method"]) == {"nvml-counter+estimate-cpu-tdp-tree"}
+    partly = "partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree"
 
     write_figures(url, root / "figures", target=0.85)
     report = (root / "figures" / "report.md").read_text()
     setup = next(ln for ln in report.splitlines() if ln.startswith("- Energy method(s):"))
-    assert "nvml-counter+estimate-cpu-tdp" in setup and partly in setup
+    assert "nvml-counter+estimate-cpu-tdp-tree" in setup and partly in setup
 
     write_compare(url, config, root / "compare", target=0.85)
     md = (root / "compare" / "compare-tiny.md").read_text()

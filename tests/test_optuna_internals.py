@@ -24,11 +24,13 @@ MODULES = [
      "storage._append_user_attrs: Optuna's own journal record for a user attr"),
     ("optuna.storages._rdb.models", "TrialUserAttributeModel.__table__",
      "storage._upsert_user_attrs: INSERT ... ON CONFLICT (trial_id, key)"),
-    ("optuna.storages._rdb.models", "TrialSystemAttributeModel.key",
-     "store.retry: the creation token lookup"),
+    ("optuna.storages._rdb.models", "TrialModel.__table__.c.trial_id",
+     "store.retry: the creation tokens' table refers to it"),
+    ("optuna.storages._rdb.models", "StudyModel.find_or_raise_by_id",
+     "store.retry: a trial's creation locks its study row, as Optuna's"),
     ("optuna.storages._rdb.models", "TrialModel.study_id", "store.retry, store.storage"),
     ("optuna.storages._rdb.storage", "_create_scoped_session",
-     "storage._upsert_user_attrs, one transaction"),
+     "storage._upsert_user_attrs, store.retry's trial creation: one transaction"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
     ("optuna.storages._heartbeat", "get_heartbeat_thread", "workers.py: heartbeats"),
     ("optuna.samplers._lazy_random_state", "LazyRandomState", "samplers.py: seeding"),
@@ -41,7 +43,7 @@ JOURNAL = [
 ]
 RDB = [
     ("_set_trial_attr_without_commit", "storage._upsert_user_attrs on other dialects"),
-    ("_get_prepared_new_trial", "store.retry: the idempotent trial creation"),
+    ("_get_prepared_new_trial", "store.retry: the idempotent trial creation adds the trial"),
     ("_create_new_trial", "store.retry; Optuna's _CachedStorage creates trials with it"),
     ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
     ("scoped_session", "storage._upsert_user_attrs"),
@@ -83,7 +85,7 @@ def test_journal_rdb_and_trial_internals_exist_on_real_stores(tmp_path):
                for obj, names in ((journal, JOURNAL), (rdb, RDB), (trial, TRIAL))
                for path, why in names if _missing(obj, path)]
     assert not missing, "\n".join(missing)
-    # store.retry replaces it with one of this signature
+    # store.retry calls it with these arguments, in its own transaction
     params = list(inspect.signature(rdb._get_prepared_new_trial).parameters)
     assert params == ["study_id", "template_trial", "session"], _fail(
         "RDBStorage", f"_get_prepared_new_trial{tuple(params)}", "store.retry")

@@ -32,7 +32,7 @@ def store(tmp_path_factory):
     study = optuna.load_study(study_name="tiny-random-s1", storage=url)
     t = study.ask()
     t.set_user_attr("energy_j", 2.5)
-    t.set_user_attr("energy_method", "estimate-cpu-tdp")
+    t.set_user_attr("energy_method", "estimate-cpu-tdp-tree")
     t.set_user_attr("error", "RuntimeError: boom")
     study.tell(t, state=TrialState.FAIL)
     return root, url
@@ -50,7 +50,7 @@ def test_trials_table_from_a_real_store(store):
     assert "error" not in df.columns  # strings other than the method are not columns
     assert set(df["study"]) == {f"tiny-{s}-s{i}" for s in ("random", "bayes") for i in (0, 1)}
     assert set(df["comparison"]) == {"tiny"}
-    assert (df["energy_method"] == "estimate-cpu-tdp").all()
+    assert (df["energy_method"] == "estimate-cpu-tdp-tree").all()
     for _, s in df.groupby("study"):
         assert s["trial"].tolist() == list(range(len(s)))
     fail = df[df["state"] == "FAIL"]
@@ -81,7 +81,7 @@ def test_figures_cli_writes_figures_and_report(store):
     assert "| Kruskal-Wallis H | all |" in report
     assert "| Mann-Whitney U (two-sided) | bayes | random |" in report
     assert "| n_conv | 2 |" in report and "eta² paper FMNIST" in report
-    assert "ESTIMATE" in report and "estimate-cpu-tdp" in report
+    assert "ESTIMATE" in report and "estimate-cpu-tdp-tree" in report
     assert "![tiny pareto](tiny-pareto.png)" in report
     assert "### Energy predicted before training" in report
     assert "| FLOPs x joules per FLOP measured so far (before training) |" in report
@@ -110,7 +110,7 @@ def test_every_figure_names_the_energy_method(store):
             fg.fig_flops(df), fg.fig_layers(df), fg.fig_net_vs_gross(df)]
     for fig in figs:
         text = _texts(fig)
-        assert "ESTIMATE (estimate-cpu-tdp)" in text
+        assert "ESTIMATE (estimate-cpu-tdp-tree)" in text
         ax = fig.axes[0]
         if ax.axison:  # units on the value axis
             assert "(" in ax.get_ylabel() or "accuracy" in ax.get_ylabel(), ax.get_ylabel()
@@ -157,7 +157,7 @@ def test_compare_writes_json_markdown_and_figure(store):
     assert set(data) >= {"config", "seeds", "trials_per_study", "target", "target_rule",
                          "energy_method", "strategies"}
     assert data["config"] == "tiny" and data["seeds"] == [0, 1]
-    assert data["energy_method"] == "estimate-cpu-tdp"
+    assert data["energy_method"] == "estimate-cpu-tdp-tree"
     assert set(data["strategies"]) == {"random", "bayes"}
     for s in data["strategies"].values():
         assert set(s) == {"eta_median_j", "eta_ci95_j", "reached_share",

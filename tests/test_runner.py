@@ -42,13 +42,13 @@ def test_every_trial_carries_real_energy_and_its_method(tiny_config, storage_url
     assert study.metric_names == ["accuracy"]
     assert STUDY_ATTRS <= set(study.user_attrs)
     assert study.user_attrs["config"] == tiny_config.to_dict()
-    assert study.user_attrs["energy_method"] == "estimate-cpu-tdp"
+    assert study.user_attrs["energy_method"] == "estimate-cpu-tdp-tree"
     for t in study.trials:
         assert t.state == TrialState.COMPLETE
         assert TRIAL_ATTRS <= set(t.user_attrs), TRIAL_ATTRS - set(t.user_attrs)
         a = t.user_attrs
         assert 0.0 <= t.value <= 1.0
-        assert a["energy_j"] > 0 and a["energy_method"] == "estimate-cpu-tdp"
+        assert a["energy_j"] > 0 and a["energy_method"] == "estimate-cpu-tdp-tree"
         assert math.isclose(sum(a["energy_by_device_j"].values()), a["energy_j"])
         assert math.isclose(a["avg_power_w"], a["energy_j"] / a["duration_s"])
         assert a["epochs_run"] == 1 and a["diverged"] is False
@@ -262,7 +262,7 @@ def test_show_lists_each_study(tiny_config, storage_url, capsys):
     run_study(tiny_config, "grid", 1, storage_url, progress=False)
     assert main(["show", "--storage", storage_url]) == 0
     out = capsys.readouterr().out
-    assert study_name(tiny_config, "grid", 1) in out and "estimate-cpu-tdp" in out
+    assert study_name(tiny_config, "grid", 1) in out and "estimate-cpu-tdp-tree" in out
 
 
 def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
@@ -298,7 +298,7 @@ def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
     assert left.state == TrialState.RUNNING  # what kill -9 leaves behind ...
     assert left.user_attrs["energy_partial"] is True  # ... with the energy spent so far
     spent_j = left.user_attrs["energy_j"]
-    assert spent_j > 0 and left.user_attrs["energy_method"] == "estimate-cpu-tdp"
+    assert spent_j > 0 and left.user_attrs["energy_method"] == "estimate-cpu-tdp-tree"
 
     again = _cli(*args[:-2], "--partial-energy-s", "0")  # the rest runs without writes
     try:
@@ -349,7 +349,7 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     cpu = study_name(tiny_config, "random", 0)
     # A study stored as a GPU machine without readable RAPL stores it: NVML + CPU estimate.
     gpu = optuna.create_study(storage=open_storage(storage_url), study_name="gpu-random-s0")
-    method = "nvml-counter+estimate-cpu-tdp"
+    method = "nvml-counter+estimate-cpu-tdp-tree"
     for k, v in {"strategy": "random", "seed": 0, "energy_method": method}.items():
         gpu.set_user_attr(k, v)
     for acc in (0.5, 0.7):
@@ -369,9 +369,9 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     trained_j = sum(t.user_attrs["energy_j"] for t in load(storage_url, cpu).trials)
     assert float(rows[cpu].split()[6].replace(",", "")) > trained_j  # not training alone
     assert rows["gpu-random-s0"].split()[6] != f"{20.0:,.1f}"
-    assert rows[cpu].endswith("estimate-cpu-tdp (ESTIMATE)")
+    assert rows[cpu].endswith("estimate-cpu-tdp-tree (ESTIMATE)")
     assert rows["gpu-random-s0"].endswith(f"{method} (partly ESTIMATE)")
     assert "charged J: the training + proposing + storage energy of every finished trial" in out
-    assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by " \
+    assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree (the rest measured by " \
            "nvml-counter)" in out
 

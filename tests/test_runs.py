@@ -77,13 +77,13 @@ def test_a_resume_on_another_machine_and_meter_is_recorded_and_reported(
     study = optuna.load_study(study_name="tiny-random-s0", storage=storage_url)
     recorded = runs(study.user_attrs)
     assert [r["hardware_id"] for r in recorded] == ["alpha: Xeon A", "beta: EPYC B"]
-    assert [r["energy_method"] for r in recorded] == ["rapl", "estimate-cpu-tdp"]
+    assert [r["energy_method"] for r in recorded] == ["rapl", "estimate-cpu-tdp-tree"]
     assert all(f"{RUN_PREFIX}{r['run_id']}" in study.user_attrs for r in recorded)
     assert study.user_attrs["hardware"]["host"] == "alpha"  # what the first run recorded
     by_trial = [(t.user_attrs["run_id"], t.user_attrs["hardware_id"],
                  t.user_attrs["energy_method"]) for t in study.trials]
     assert by_trial == [(recorded[0]["run_id"], "alpha: Xeon A", "rapl")] * 2 + \
-        [(recorded[1]["run_id"], "beta: EPYC B", "estimate-cpu-tdp")]
+        [(recorded[1]["run_id"], "beta: EPYC B", "estimate-cpu-tdp-tree")]
 
     assert second.mixed
     assert second.machines == {"alpha: Xeon A": 2, "beta: EPYC B": 1}
@@ -91,8 +91,8 @@ def test_a_resume_on_another_machine_and_meter_is_recorded_and_reported(
     assert "MIXED      this study's trials ran on 2 machines: alpha: Xeon A (2 trials); " \
            "beta: EPYC B (1 trial)" in lines
     assert "MIXED      this study's energy comes from 2 methods: rapl (2 trials); " \
-           "estimate-cpu-tdp (1 trial)" in lines
-    assert "method rapl + estimate-cpu-tdp" in lines
+           "estimate-cpu-tdp-tree (1 trial)" in lines
+    assert "method rapl + estimate-cpu-tdp-tree" in lines
 
     # The report and the trials table say the same: the study pools two machines and methods.
     from tuning_energy import analysis as an
@@ -103,7 +103,7 @@ def test_a_resume_on_another_machine_and_meter_is_recorded_and_reported(
     report = "\n".join(mixed_lines(table))
     assert "**MIXED**: `tiny-random-s0`'s trials ran on 2 machines (alpha: Xeon A; beta: EPYC B)" \
         in report
-    assert "were metered by 2 methods (estimate-cpu-tdp; rapl)" in report
+    assert "were metered by 2 methods (estimate-cpu-tdp-tree; rapl)" in report
     # ... and the summary labels the estimated part of the pooled methods
     assert "partly an ESTIMATE" in lines
 
@@ -112,5 +112,5 @@ def test_the_summary_labels_an_estimate(storage_url):
     summary = run_study(parse_config(tiny_doc(budget={"n_trials": 1})), "random", 0,
                         storage_url, progress=False)
     energy = next(line for line in summary.lines() if line.startswith("energy"))
-    assert "method estimate-cpu-tdp (an ESTIMATE (estimate-cpu-tdp), modelled, not measured)" \
+    assert "method estimate-cpu-tdp-tree (an ESTIMATE (estimate-cpu-tdp-tree), modelled, not measured)" \
         in energy

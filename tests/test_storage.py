@@ -18,13 +18,13 @@ def test_set_user_attrs_writes_overwrites_and_refuses_finished_trials(tmp_path, 
     study = optuna.create_study(storage=open_storage(url), study_name="s")
     trial = study.ask()
     set_user_attrs(trial, {"energy_j": 1.5, "energy_by_device_j": {"cpu0": 1.5},
-                           "train_loss": None, "energy_method": "estimate-cpu-tdp"})
+                           "train_loss": None, "energy_method": "estimate-cpu-tdp-tree"})
     set_user_attrs(trial, {"energy_j": 2.5})  # a second write replaces, not duplicates
     assert trial.user_attrs["energy_j"] == 2.5
     study.tell(trial, 0.9)
     stored = optuna.load_study(study_name="s", storage=open_storage(url)).trials[0].user_attrs
     assert stored == {"energy_j": 2.5, "energy_by_device_j": {"cpu0": 1.5},
-                      "train_loss": None, "energy_method": "estimate-cpu-tdp"}
+                      "train_loss": None, "energy_method": "estimate-cpu-tdp-tree"}
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         set_user_attrs(trial, {"late": 1})
 

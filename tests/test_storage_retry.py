@@ -7,13 +7,15 @@ connection commits and then raises what a dropped connection raises.
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
+import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuning_energy.store.retry import CREATE_TOKEN, wrap_storage
+from tuning_energy.store.retry import CREATIONS, RetryingStorage, wrap_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -87,7 +89,19 @@ def test_a_write_committed_before_the_connection_dropped_is_not_done_again(tmp_p
     assert [t.number for t in trials] == [0, 1, 2, 3]  # no trial created twice
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4  # none left RUNNING
     assert trials[3].params == {"x": 0.25}  # the queued trial ran, once
-    assert len({t.system_attrs[CREATE_TOKEN] for t in trials}) == 4
+    # Each trial was added by one creation call, its token kept beside the trials ...
+    assert _created_by(tmp_path) == {t._trial_id: 1 for t in trials}
+    # ... and nothing of it is on the trials, as any Optuna reader sees them.
+    plain = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'store.db'}")
+    assert [t.system_attrs for t in plain.get_trials()] == [{}] * 3 + [  # Optuna's own only
+        {"fixed_params": {"x": 0.25}}]
+
+
+def _created_by(tmp_path) -> dict[int, int]:
+    """How many creation tokens each trial has in the store."""
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        return dict(conn.execute(
+            f"SELECT trial_id, COUNT(*) FROM {CREATIONS} GROUP BY trial_id").fetchall())
 
 
 def test_a_write_lost_with_the_connection_is_done_on_retry(tmp_path):
@@ -111,3 +125,37 @@ def test_a_trial_finished_elsewhere_is_not_finished_again(tmp_path):
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [2.0])
     assert storage.get_trial(trial._trial_id).values == [1.0]
+
+
+def test_a_study_on_the_wrapped_storage_pickles_and_goes_on(tmp_path):
+    """A study sent to another process (pickled) keeps the retrying storage and its trials."""
+    storage = wrap_storage(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'p.db'}"),
+                           "the test store", limit_s=30)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+
+    restored = pickle.loads(pickle.dumps(study))
+    restored.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert isinstance(restored._storage._backend, RetryingStorage)
+    assert [t.number for t in study.get_trials()] == [0, 1, 2]
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_heartbeats_and_stale_trials_go_through_the_wrapper(tmp_path):
+    """Optuna's heartbeat sees the wrapped storage's settings, set on the wrapper too."""
+    failed = []
+    storage = wrap_storage(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}"),
+                           "the test store", limit_s=30)
+    storage.heartbeat_interval, storage.grace_period = 1, 1
+    # (named failed_trial_callback before Optuna 4.9)
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = \
+        lambda study, trial: failed.append(trial.number)
+    study = optuna.create_study(storage=storage, study_name="s")
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
+    assert failed == [0]

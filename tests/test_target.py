@@ -235,9 +235,9 @@ def test_the_printed_comparison_shows_charged_energy_and_its_estimate_label(stor
         cells = row.split()
         trials = _finished(url, name)
         assert _number(cells[4]) == pytest.approx(sum(_charged(t) for t in trials), abs=0.051)
-        assert "estimate-cpu-tdp (ESTIMATE)" in row
+        assert "estimate-cpu-tdp-tree (ESTIMATE)" in row
     bayes = _finished(url, "tiny-bayes-s0")
     assert sum(t.user_attrs["propose_energy_j"] for t in bayes) > 0.1  # the GP's share shows
     footer = "\n".join(lines[head:])
     assert "charged J: the training + proposing" in footer
-    assert "energy method estimate-cpu-tdp: an ESTIMATE (estimate-cpu-tdp)" in footer
+    assert "energy method estimate-cpu-tdp-tree: an ESTIMATE (estimate-cpu-tdp-tree)" in footer

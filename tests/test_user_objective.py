@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -47,6 +49,21 @@ def not_json(params, ctx):
 def no_metric(params, ctx):
     return {"acc": 1.0}
 
+def diverges(params, ctx):
+    """Odd trials diverge: NaN, then inf (trial 3); the others are fine."""
+    sum(i * i for i in range(20000))
+    n = ctx.trial_number
+    return (math.inf if n % 4 == 3 else math.nan) if n % 2 else params["x"] ** 2
+
+def returns_none(params, ctx):
+    params["x"] ** 2
+
+def returns_text(params, ctx):
+    return "0.5"
+
+def plain_optuna(trial):
+    return trial.suggest_float("x", -1, 1) ** 2
+
 def burn(params, ctx):
     """Reports forever: only the energy cap stops it."""
     step = 0
@@ -59,12 +76,12 @@ def burn(params, ctx):
 
 def _study(tmp_path: Path, function: str = "quadratic", metric: str = "loss",
            direction: str = "minimize", extra: str = "", space: str | None = None,
-           n_trials: int = 4) -> Path:
-    """A user's module and TOML in their own folder (not on sys.path)."""
+           n_trials: int = 4, source: str = MODULE) -> Path:
+    """A user's module (`source`) and TOML in their own folder (not on sys.path)."""
     folder = tmp_path / "mine"
     folder.mkdir(exist_ok=True)
     module = f"user_objective_{abs(hash(str(tmp_path))) % 10**8}"  # one module per test
-    (folder / f"{module}.py").write_text(MODULE)
+    (folder / f"{module}.py").write_text(source)
     space = space if space is not None else '''
         [search_space.x]
         type = "float"
@@ -191,15 +208,54 @@ def test_an_exception_is_a_fail_trial_that_keeps_its_energy(tmp_path, storage_ur
         assert t.user_attrs["energy_j"] > 0
 
 
-@pytest.mark.parametrize("function, message", [
-    ("not_json", "'model' = <object"),
-    ("no_metric", "without 'loss'"),
+def test_a_nan_or_inf_metric_fails_the_trial_as_diverged_and_the_study_goes_on(tmp_path,
+                                                                              storage_url):
+    summary = _run(_study(tmp_path, function="diverges", n_trials=3), "random", storage_url)
+    trials = _trials(storage_url, summary)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] * 2 + \
+        [TrialState.COMPLETE]
+    assert summary.n_finished == 3
+    for t in trials[1:4:2]:
+        assert t.user_attrs["diverged"] is True and t.user_attrs["energy_j"] > 0
+        assert "error" not in t.user_attrs
+    assert trials[1].user_attrs["fail_reason"] == "diverged: the metric 'loss' is nan (not a " \
+        "finite number)"
+    assert "is inf" in trials[3].user_attrs["fail_reason"]
+    assert all("diverged" not in t.user_attrs for t in trials[0::2])
+
+
+@pytest.mark.parametrize("function, returned", [
+    ("returns_none", "returned None (NoneType)"),
+    ("returns_text", "returned '0.5' (str)"),
+    ("no_metric", "returned a dict without 'loss' (objective.metric); its keys: acc"),
+    ("not_json", "returned 'model' = <object"),
+    ("plain_optuna", "plain_optuna(trial) cannot be called as function(params, ctx)"),
 ])
-def test_a_bad_return_value_fails_the_trial_with_a_clear_error(tmp_path, storage_url, function,
-                                                               message):
-    t = _failing(tmp_path, storage_url, function)[0]
-    assert t.state == TrialState.FAIL and message in t.user_attrs["error"]
-    assert t.user_attrs["energy_j"] is not None
+def test_a_contract_error_stops_the_study_at_the_first_trial(tmp_path, storage_url, capsys,
+                                                              function, returned):
+    from tuning_energy.cli import main
+
+    toml = _study(tmp_path, function=function, n_trials=4)
+    assert main(["study", "--config", str(toml), "--strategy", "random", "--storage",
+                 storage_url, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert returned in err and "function(params" in err and "Traceback" not in err
+    assert "trial 0" in err and "stops at the first such error" in err
+    [t] = optuna.load_study(study_name="mine-random-s0", storage=storage_url).trials
+    assert t.state == TrialState.FAIL and returned in t.user_attrs["error"]
+    if function != "plain_optuna":  # it ran: it keeps its energy
+        assert t.user_attrs["energy_j"] > 0
+
+
+def test_a_plain_optuna_objective_named_in_the_config_stops_with_no_traceback(tmp_path,
+                                                                              storage_url):
+    toml = _study(tmp_path, function="plain_optuna", n_trials=4)
+    run = subprocess.run([sys.executable, "-m", "tuning_energy.cli", "study", "--config",
+                          str(toml), "--strategy", "random", "--storage", storage_url,
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "tuning_energy.metered(f)" in run.stderr
+    assert len(optuna.load_study(study_name="mine-random-s0", storage=storage_url).trials) == 1
 
 
 def test_a_number_is_the_metric_and_a_resume_runs_what_is_left(tmp_path, storage_url):

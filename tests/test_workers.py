@@ -546,7 +546,7 @@ def test_workers_on_gpus_record_the_gpu_meter_and_never_share_a_metered_gpu(
     assert pool.gpus() == ["0", "2"]
     study, _ = pool._open_study(pool.gpus())
     attrs = study.user_attrs
-    assert attrs["energy_method"] == "nvml-counter+estimate-cpu-tdp"
+    assert attrs["energy_method"] == "nvml-counter+estimate-cpu-tdp-tree"
     assert "nvml" not in attrs["meter"]["not_used"]
     gpus = attrs["meter"]["parts"][0]["gpus"]
     assert sorted(g["name"] for g in gpus.values()) == ["GPU A", "GPU C"]
@@ -581,7 +581,7 @@ def test_a_workers_meter_is_the_training_gpus_and_keeps_why(three_gpus, tmp_path
     choice = ctx.meter_choice(config.meter, use_gpus=True, cuda_index=1)
     assert "cuda:1" in choice.gpu_choice  # why these GPUs, as the study records it
     assert _metered_gpu_names(choice) == ["GPU C"]  # cuda:1 of "0,2": physical GPU 2
-    assert choice.meter.method == "nvml-counter+estimate-cpu-tdp"
+    assert choice.meter.method == "nvml-counter+estimate-cpu-tdp-tree"
     # A CPU-time estimate cannot see idle power, wrapped for the heartbeat or not.
     estimate = ctx.meter_choice(parse_config(tiny_doc()).meter, use_gpus=False)
     assert not estimate.meter.sees_idle_power

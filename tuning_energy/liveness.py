@@ -2,8 +2,8 @@
 
 A worker stores who it is on each trial it runs (`WORKER_ATTR`: host, pid, and the pid's
 start time in clock ticks, which tells a reused pid from the original process). A trial
-whose worker is dead on this host is stale (workers.py reaps it); the CPU-time ledger
-(energy/shared.py) reads the CPU seconds of the same file.
+whose worker is dead on this host is stale (workers.py reaps it). (The CPU-time ledger
+counts a worker's process tree through psutil: energy/cputree.py.)
 """
 
 from __future__ import annotations
@@ -35,14 +35,6 @@ def proc_start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (field 22); None when dead."""
     fields = proc_stat(pid)
     return None if fields is None else int(fields[19])
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) of process `pid`; None when it is gone."""
-    fields = proc_stat(pid)
-    if fields is None:  # zombie / dead: its CPU time will not grow
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime (fields 14, 15)
 
 
 def worker_identity(index: int, n_workers: int, threads: int, gpu: str | None) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_a_composite_sees_idle_power_when_a_part_does():
         assert meter.sees_idle_power
         power_w, note = idle_baseline(meter, 0.3)
         assert power_w == pytest.approx(30.0, rel=0.25)
-        assert "without the estimate-cpu-tdp part" in note
+        assert "without the estimate-cpu-tdp-tree part" in note
     finally:
         meter.close()
     assert not CompositeMeter([EstimateMeter()]).sees_idle_power

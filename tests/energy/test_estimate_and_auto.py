@@ -36,7 +36,7 @@ def test_estimate_more_work_more_energy():
     w = meter.begin()
     spin(0.4)
     big = meter.end(w)
-    assert small.method == big.method == "estimate-cpu-tdp"
+    assert small.method == big.method == "estimate-cpu-tdp-tree"
     assert 0 < small.energy_j < big.energy_j
     assert big.energy_j / small.energy_j > 2
     # one busy thread: at most 10 W (less when the machine is shared)
@@ -103,7 +103,7 @@ def test_auto_with_gpus_and_rapl_is_composite(tmp_path, two_gpus):
 def test_auto_gpu_without_rapl_pairs_nvml_with_cpu_estimate(tmp_path, two_gpus):
     choice = build_meter(MeterConfig(kind="auto", powercap_root=str(tmp_path)), use_gpus=True)
     try:
-        assert choice.meter.method == "nvml-counter+estimate-cpu-tdp"
+        assert choice.meter.method == "nvml-counter+estimate-cpu-tdp-tree"
         assert "no RAPL package zones" in choice.reasons["rapl"]
     finally:
         choice.meter.close()
@@ -111,7 +111,7 @@ def test_auto_gpu_without_rapl_pairs_nvml_with_cpu_estimate(tmp_path, two_gpus):
 
 def test_auto_cpu_training_does_not_meter_gpus(tmp_path, two_gpus):
     choice = build_meter(MeterConfig(kind="auto", powercap_root=str(tmp_path)), use_gpus=False)
-    assert choice.meter.method == "estimate-cpu-tdp"
+    assert choice.meter.method == "estimate-cpu-tdp-tree"
     assert "CPU" in choice.reasons["nvml"]
     assert two_gpus.state["init"] == 0
 

@@ -17,8 +17,8 @@ def test_meters_explains_missing_rapl_and_nvml_and_uses_estimate(tmp_path, monke
     out = capsys.readouterr().out
     assert "rapl      NOT available  no powercap tree at " + str(tmp_path / "absent") in out
     assert "nvml      NOT available  NVML cannot start (NVMLError_LibraryNotFound" in out
-    assert "estimate  available      method estimate-cpu-tdp; devices cpu0" in out
-    assert "auto uses estimate-cpu-tdp" in out
+    assert "estimate  available      method estimate-cpu-tdp-tree; devices cpu0" in out
+    assert "auto uses estimate-cpu-tdp-tree" in out
     assert "no hardware energy counter here" in out
     row = next(line for line in out.splitlines() if line.startswith("  estimate  estimate-cpu"))
     busy_j, busy_w, idle_j, idle_w = (float(x) for x in row.split()[2:6])
@@ -47,6 +47,6 @@ def test_meters_says_auto_is_partly_an_estimate_on_a_gpu_machine_without_rapl(
     monkeypatch.setenv("TUNING_ENERGY_POWERCAP_ROOT", str(tmp_path / "absent"))
     assert main(["meters", "--busy-s", "0.1", "--idle-s", "0.1"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("auto uses"))
-    assert line.startswith("auto uses nvml-counter+estimate-cpu-tdp")
-    assert line.endswith("partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by "
+    assert line.startswith("auto uses nvml-counter+estimate-cpu-tdp-tree")
+    assert line.endswith("partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree (the rest measured by "
                          "nvml-counter)")

@@ -13,26 +13,26 @@ def test_auto_on_a_gpu_machine_without_rapl_is_partly_an_estimate():
         method = "nvml-counter"
 
     method = CompositeMeter([Gpu(), EstimateMeter()]).method
-    assert method == "nvml-counter+estimate-cpu-tdp"
+    assert method == "nvml-counter+estimate-cpu-tdp-tree"
     assert is_estimate(method)
     lab = label([method], {method: ["gpu0", "gpu1", "cpu0"]})
     assert lab.any_estimate and not lab.fully_estimated
     assert lab.estimated_devices() == ["cpu0"]
-    assert lab.text() == ("partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured "
+    assert lab.text() == ("partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree (the rest measured "
                           "by nvml-counter)")
 
 
 def test_without_devices_the_estimated_part_is_still_named():
-    lab = label(["nvml-counter+estimate-cpu-tdp"])
-    assert lab.text().startswith("partly an ESTIMATE: estimate-cpu-tdp")
+    lab = label(["nvml-counter+estimate-cpu-tdp-tree"])
+    assert lab.text().startswith("partly an ESTIMATE: estimate-cpu-tdp-tree")
 
 
 def test_estimate_alone_and_shared_between_workers():
-    for method in ("estimate-cpu-tdp", shared_method("estimate-cpu-tdp"),
-                   shared_method("nvml-counter+estimate-cpu-tdp")):
+    for method in ("estimate-cpu-tdp-tree", shared_method("estimate-cpu-tdp-tree"),
+                   shared_method("nvml-counter+estimate-cpu-tdp-tree")):
         assert is_estimate(method), method
-    lab = label(["estimate-cpu-tdp"], {"estimate-cpu-tdp": ["cpu0"]})
-    assert lab.fully_estimated and "ESTIMATE (estimate-cpu-tdp)" in lab.text()
+    lab = label(["estimate-cpu-tdp-tree"], {"estimate-cpu-tdp-tree": ["cpu0"]})
+    assert lab.fully_estimated and "ESTIMATE (estimate-cpu-tdp-tree)" in lab.text()
 
 
 def test_measured_methods_are_not_estimates():
@@ -44,7 +44,7 @@ def test_measured_methods_are_not_estimates():
 
 
 def test_a_store_with_a_measured_and_an_estimated_study_is_partly_estimated():
-    lab = label(["rapl", "estimate-cpu-tdp"], {"rapl": ["cpu0", "dram0"],
-                                               "estimate-cpu-tdp": ["cpu0"]})
+    lab = label(["rapl", "estimate-cpu-tdp-tree"], {"rapl": ["cpu0", "dram0"],
+                                               "estimate-cpu-tdp-tree": ["cpu0"]})
     assert not lab.fully_estimated
-    assert lab.text().startswith("partly an ESTIMATE: cpu0 from estimate-cpu-tdp")
+    assert lab.text().startswith("partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree")

@@ -28,7 +28,7 @@ Columns of the trials table:
                                  NaN when its training energy is unknown
     charged_known_j              the measured parts of that charge (accounting.charged_known_j):
                                  what totals and energy to target add up
-    energy_method                how energy_j was obtained (`estimate-cpu-tdp`, `rapl`, ...)
+    energy_method                how energy_j was obtained (`estimate-cpu-tdp-tree`, `rapl`, ...)
     environment                  where the study ran (study attr `environment`, see hardware.py)
     target_accuracy              the config's target as stored on the study, in the
                                  metric's units (`target_accuracy`, or `[objective] target`;

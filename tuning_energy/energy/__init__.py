@@ -3,7 +3,7 @@
 `build_meter(config)` turns a `MeterConfig` into a meter and a record of what was chosen
 and why; the objective only sees the `Meter` interface.
 
-    estimate   CPU seconds x TDP per core (estimate-cpu-tdp), always available
+    estimate   CPU seconds x TDP per core (estimate-cpu-tdp-tree), always available
     rapl       CPU package + DRAM counters from /sys/class/powercap (rapl)
     nvml       NVIDIA GPU counters or sampled power (nvml-counter / nvml-power-sampling)
     auto       NVML for the training GPU + RAPL for the CPU where readable; the estimate

@@ -7,7 +7,7 @@ subtracts. Windows therefore nest and overlap freely, and a meter that samples p
 of counter.
 
 Rules every meter follows:
-- `method` says how the energy was obtained (`estimate-cpu-tdp`, `rapl`, `nvml-counter`, ...).
+- `method` says how the energy was obtained (`estimate-cpu-tdp-tree`, `rapl`, `nvml-counter`, ...).
 - A device that was not measured is absent from `by_device_j`; a window that measured
   nothing has `energy_j = None`. No meter reports 0 for something it did not measure.
 - A device the meter meters but whose energy over the window is unknown is `None` in
@@ -22,9 +22,11 @@ Rules every meter follows:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +44,7 @@ class Measurement:
     by_device_j: joules per device (`cpu0`, `dram0`, `gpu0`, ...); None for a metered
         device whose energy over the window is unknown (the reason is in `errors`).
     duration_s: wall-clock seconds of the window (monotonic clock).
-    method: how the energy was obtained, e.g. `estimate-cpu-tdp`, `rapl`, `nvml-counter`;
+    method: how the energy was obtained, e.g. `estimate-cpu-tdp-tree`, `rapl`, `nvml-counter`;
         several methods are joined with `+` (`nvml-counter+rapl`).
     errors: device -> why its energy is unknown (empty when every device was measured).
     """
@@ -66,6 +68,28 @@ class Measurement:
         if self.energy_j is None or self.duration_s <= 0:
             return None
         return self.energy_j / self.duration_s
+
+
+def carve(m: Measurement, nested: Sequence[Measurement]) -> Measurement:
+    """`m` less the windows that were nested in it (`nested`, same meter), device by device,
+    seconds too: e.g. a trial's training window less its storage writes per report.
+
+    A device unknown in a nested window is unknown in the result (its reason kept)."""
+    if not nested:
+        return m
+    by_device: dict[str, float | None] = {}
+    errors = dict(m.errors)
+    for dev, j in m.by_device_j.items():
+        parts = [n.by_device_j.get(dev) for n in nested]
+        unknown = next((n for n in nested if n.by_device_j.get(dev, 0.0) is None), None)
+        if j is not None and unknown is not None:
+            errors[dev] = unknown.errors.get(dev, "unknown in a nested window")
+        by_device[dev] = None if j is None or unknown is not None \
+            else j - sum(p for p in parts if p is not None)
+    known = [j for j in by_device.values() if j is not None]
+    return dataclasses.replace(
+        m, energy_j=sum(known) if known and not errors else None, by_device_j=by_device,
+        duration_s=m.duration_s - sum(n.duration_s for n in nested), errors=errors)
 
 
 @dataclass

@@ -1,8 +1,14 @@
-"""The `estimate` meter: CPU seconds of this process times assumed watts per busy core.
+"""The `estimate` meter: CPU seconds of this process's tree times assumed watts per busy core.
 
-This is an *estimate*, not a measurement, and its method says so: `estimate-cpu-tdp`.
+This is an *estimate*, not a measurement, and its method says so: `estimate-cpu-tdp-tree`.
 
-    energy_j = cpu_seconds(this process, all its threads) * (cpu_tdp_w / cpu_cores)
+    energy_j = cpu_seconds(this process, all its threads, and every process it started:
+               cputree.py) * (cpu_tdp_w / cpu_cores)
+
+The child processes count (a `multiprocessing` pool, joblib/loky's `n_jobs`, DataLoader
+workers, also those that live across trials: each window gets what they did inside it).
+Stores written before this counted the process alone: their method is `estimate-cpu-tdp`,
+and a study holding both says so (its energy comes from two methods).
 
 `cpu_tdp_w` is the package's thermal design power (TDP) in watts and `cpu_cores` the
 number of logical cores it is shared over. Both come from the study config; the defaults
@@ -14,23 +20,26 @@ al. found TDP-based estimates unreliable: use RAPL or NVML where the machine has
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tuning_energy.energy.base import Meter
+from tuning_energy.energy.cputree import ProcessTreeCpu
 from tuning_energy.energy.hardware import usable_cores
 
 DEFAULT_WATTS_PER_CORE_W = 6.0
+#: The method: `-tree`, the process and its descendants (`estimate-cpu-tdp`: the process
+#: alone, as stores written before the tree was counted say).
+METHOD = "estimate-cpu-tdp-tree"
 
 
 logical_cores = usable_cores  # the name the meters use
 
 
 class EstimateMeter(Meter):
-    """CPU-time x TDP-per-core estimate of this process's CPU energy."""
+    """CPU-time x TDP-per-core estimate of the CPU energy of this process's tree."""
 
-    method = "estimate-cpu-tdp"
-    sees_idle_power = False  # CPU time of this process: idle is 0 W by construction
+    method = METHOD
+    sees_idle_power = False  # CPU time of this process tree: idle is 0 W by construction
 
     def __init__(self, cpu_tdp_w: float | None = None, cpu_cores: int | None = None) -> None:
         self.cpu_cores = cpu_cores or logical_cores()
@@ -40,11 +49,11 @@ class EstimateMeter(Meter):
         if self.cpu_tdp_w <= 0 or self.cpu_cores <= 0:
             raise ValueError("cpu_tdp_w and cpu_cores must be > 0")
         self.watts_per_core_w = self.cpu_tdp_w / self.cpu_cores
-        self._t0 = time.process_time()
+        self._cpu = ProcessTreeCpu()
 
     def read_j(self) -> dict[str, float]:
-        # process_time(): CPU seconds of all threads of this process (user + system).
-        return {"cpu0": (time.process_time() - self._t0) * self.watts_per_core_w}
+        # CPU seconds (user + system) of all threads of this process and its descendants.
+        return {"cpu0": (self._cpu.read_s() or 0.0) * self.watts_per_core_w}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -53,6 +62,8 @@ class EstimateMeter(Meter):
             "cpu_tdp_w": self.cpu_tdp_w,
             "cpu_cores": self.cpu_cores,
             "watts_per_busy_core_w": self.watts_per_core_w,
-            "note": "estimate: CPU seconds of this process x (cpu_tdp_w / cpu_cores); "
+            "counts": "CPU seconds of this process and every process it started (children, "
+            "recursively, those that exit and those that live across trials)",
+            "note": "estimate: CPU seconds of this process tree x (cpu_tdp_w / cpu_cores); "
             "not a measurement",
         }

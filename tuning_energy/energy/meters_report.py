@@ -124,7 +124,7 @@ def run_report(config: MeterConfig, busy_s: float = 3.0, idle_s: float = 2.0,
                         print(f"  {'':9} unknown (-): {m.energy_error}", file=out)
         if not any(s.available for s in statuses if s.kind in ("rapl", "nvml")):
             print("\nno hardware energy counter here (no readable RAPL, no NVML GPU): "
-                  "tuning-energy uses the labelled estimate (estimate-cpu-tdp = CPU seconds "
+                  "tuning-energy uses the labelled estimate (estimate-cpu-tdp-tree = CPU seconds "
                   "of this process x TDP per core); its idle figure is ~0 because an idle "
                   "process uses no CPU time. Set meter.cpu_tdp_w / cpu_cores to your CPU's.",
                   file=out)

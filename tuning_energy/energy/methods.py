@@ -1,14 +1,14 @@
 """What an energy method says about how its joules were obtained: measured, estimated, or
 partly estimated, and which devices the estimate covers.
 
-A method is one meter's (`rapl`, `nvml-counter`, `estimate-cpu-tdp`) or several joined with
-`+` by `CompositeMeter` (`nvml-counter+estimate-cpu-tdp`: the GPUs counted by NVML, the CPU
+A method is one meter's (`rapl`, `nvml-counter`, `estimate-cpu-tdp-tree`) or several joined with
+`+` by `CompositeMeter` (`nvml-counter+estimate-cpu-tdp-tree`: the GPUs counted by NVML, the CPU
 estimated, what `auto` gives on a GPU machine whose RAPL is not readable). Workers sharing a
-package-wide meter add `-shared-cputime` to a part (`estimate-cpu-tdp-shared-cputime`).
+package-wide meter add `-shared-cputime` to a part (`estimate-cpu-tdp-tree-shared-cputime`).
 
 A part is an estimate when its name starts with `estimate`. Which devices a part covered:
 a part naming a GPU (`nvml-*`, `estimate-gpu-*`) covers the `gpuN` devices, any other part
-(`rapl`, `estimate-cpu-tdp`) the rest (`cpu0`, `dram0`, ...), as the meters name them.
+(`rapl`, `estimate-cpu-tdp-tree`) the rest (`cpu0`, `dram0`, ...), as the meters name them.
 
 `label(methods, devices)` is the one place that decides; every report, figure and note
 that names a method shows `MethodLabel.text()` beside it.
@@ -33,7 +33,7 @@ def is_estimated_part(part: str) -> bool:
 
 
 def is_estimate(method: str) -> bool:
-    """True when any part of `method` is an estimate (`nvml-counter+estimate-cpu-tdp`)."""
+    """True when any part of `method` is an estimate (`nvml-counter+estimate-cpu-tdp-tree`)."""
     return any(is_estimated_part(p) for p in parts(method))
 
 
@@ -68,8 +68,8 @@ class MethodLabel:
         return sorted({d for devs in self.estimated.values() for d in devs})
 
     def text(self) -> str:
-        """'' when everything was measured; 'an ESTIMATE (estimate-cpu-tdp), modelled, not
-        measured'; or 'partly an ESTIMATE: cpu0 from estimate-cpu-tdp (the rest measured by
+        """'' when everything was measured; 'an ESTIMATE (estimate-cpu-tdp-tree), modelled, not
+        measured'; or 'partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree (the rest measured by
         nvml-counter)'."""
         if not self.any_estimate:
             return ""

@@ -5,11 +5,14 @@ worker's window would see every worker's joules, and the trials would add up to 
 times what the package used. Here one `CpuTimeLedger` (in one process per machine) reads
 the package counters for everybody. Each time a worker opens or closes a window (or reads),
 the ledger closes a *segment*: the package energy since the previous event is split over the
-workers whose windows are open, in proportion to the CPU seconds each used in the segment
-(/proc/PID/stat utime + stime, all threads; an even split when the segment is too short to
-show CPU time). A worker that died (no /proc entry, or a zombie) takes no share from then
-on. Energy spent while no window is open, in idle-baseline windows, and the share of a
-window that never closed (its worker was killed), is on no trial: *unattributed*. So, exactly:
+workers whose windows are open, in proportion to the CPU seconds each worker's process
+tree used in the segment (the worker, all its threads, and the processes it started:
+cputree.py; an even split when the segment is too short to show CPU time). The workers are
+siblings, so a child process is in one worker's tree only and is never counted twice. A
+worker that died (no /proc entry, or a zombie) takes no share from then on. Energy spent while no window is open, in idle-baseline windows, and the share of a
+window that never closed (its worker was killed), and of a window closed off any trial
+(`end_off_trial`: the recording of a run's last trial, objective/overhead.py) is on no
+trial: *unattributed*. So, exactly:
 
     sum of the trials' package energy + unattributed_j == total_j (what the meter saw)
 
@@ -34,8 +37,8 @@ The worker side is `SharedCpuTimeMeter`, a `Meter` whose method is the inner met
 `nvml-counter+rapl-shared-cputime`). GPU devices (`gpu*`) are not shared: a worker pinned to
 its own GPU reads them from its own inner meter, unchanged.
 
-The `estimate` meter needs none of this: it charges CPU seconds of its own process only, so
-workers never count each other's joules (its method stays `estimate-cpu-tdp`).
+The `estimate` meter needs none of this: it charges CPU seconds of its own process tree
+only, so workers never count each other's joules (its method stays `estimate-cpu-tdp-tree`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuning_energy.energy.base import Meter, Window
-from tuning_energy.liveness import process_cpu_s
+from tuning_energy.energy.cputree import TreeCpuSeconds
 
 SUFFIX = "-shared-cputime"
 #: A worker's cumulative joules per package device, and the ledger's faults (device ->
@@ -73,12 +76,13 @@ class CpuTimeLedger:
     """Splits a package-wide meter's joules over the workers' open windows by CPU time.
 
     One instance per machine, used by every worker (through a multiprocessing manager).
-    `cpu_s` is a parameter so that tests can drive the CPU shares.
+    `cpu_s`: pid -> cumulative CPU seconds of its process tree, None once it is gone
+    (default: cputree.TreeCpuSeconds); a parameter so that tests can drive the CPU shares.
     """
 
-    def __init__(self, meter: Meter, cpu_s: Callable[[int], float | None] = process_cpu_s):
+    def __init__(self, meter: Meter, cpu_s: Callable[[int], float | None] | None = None):
         self.meter = meter
-        self.cpu_s = cpu_s
+        self.cpu_s = cpu_s if cpu_s is not None else TreeCpuSeconds()
         self._lock = threading.Lock()
         self._last_j = self._read()
         self.devices = sorted(self._last_j)
@@ -193,9 +197,10 @@ class CpuTimeLedger:
                     self._idle.add(pid)
             return self._cumulative(pid), dict(self._faults)
 
-    def close_window(self, pid: int) -> LedgerReading:
+    def close_window(self, pid: int, on_trial: bool = True) -> LedgerReading:
         """Close one of `pid`'s windows; returns its cumulative joules (the window's end)
-        and the ledger's fault counts."""
+        and the ledger's fault counts. on_trial=False: a window whose energy no trial
+        carries (the recording of a run's last trial): unattributed."""
         with self._lock:
             self._advance()
             end = self._cumulative(pid)
@@ -205,10 +210,11 @@ class CpuTimeLedger:
                 self._open.pop(pid, None)
                 start = self._at_open.pop(pid, end)
                 at_open = self._faults_at_open.pop(pid, {})
-                book = self.idle_j if pid in self._idle else self.in_windows_j
+                book = self.idle_j if pid in self._idle else \
+                    self.in_windows_j if on_trial else None
                 self._idle.discard(pid)
                 now = self._fault_counts()
-                for d in self.devices:
+                for d in self.devices if book is not None else ():
                     if now.get(d, 0) == at_open.get(d, 0):  # else the window's d is unknown
                         book[d] += end[d] - start[d]
                 self.n_windows += 1
@@ -280,6 +286,8 @@ class SharedCpuTimeMeter(Meter):
             shared, faults = self.ledger.open_window(self.pid, idle=True)
         elif mode == "close":
             shared, faults = self.ledger.close_window(self.pid)
+        elif mode == "close-off-trial":
+            shared, faults = self.ledger.close_window(self.pid, on_trial=False)
         else:  # peek() into an open window
             shared, faults = self.ledger.read(self.pid)
         self._mode.faults = faults  # for the faults() call that follows (base.py)
@@ -313,6 +321,10 @@ class SharedCpuTimeMeter(Meter):
     def end(self, window: Window):
         return self._in_mode("close", super().end, window)
 
+    def end_off_trial(self, window: Window):
+        """End a window whose energy no trial carries: the ledger leaves it unattributed."""
+        return self._in_mode("close-off-trial", super().end, window)
+
     def sync(self) -> None:
         self.inner.sync()
 
@@ -320,8 +332,9 @@ class SharedCpuTimeMeter(Meter):
         return {
             **self.inner.describe(),
             "method": self.method,
-            "attribution": "package energy split over the workers' open windows by CPU "
-            "seconds (/proc/PID/stat); energy outside windows is stored on the study as "
+            "attribution": "package energy split over the workers' open windows by the CPU "
+            "seconds of each worker's process tree (the worker and the processes it "
+            "started); energy outside windows is stored on the study as "
             "energy_unattributed_j",
         }
 

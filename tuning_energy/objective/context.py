@@ -24,7 +24,21 @@
 
 The function runs inside the trial's meter window; what it returns is the metric (a
 number, or a dict holding it under the metric's name plus JSON-able extras stored as
-trial attrs). An exception makes the trial FAIL, with its energy kept.
+trial attrs). An exception makes the trial FAIL, with its energy kept, and the study goes
+on (five failing trials in a row stop it: runner.py).
+
+Breaking the contract stops the study at the first trial (`ContractError`: no five wasted
+trainings): a function that cannot be called as `function(params, ctx)` (a plain Optuna
+`f(trial)`: wrap that in `tuning_energy.metered()` instead), or that returns anything but
+a number or such a dict (None, a string, a dict without the metric, extras that are not
+JSON-able or that use a name the tool stores itself). The trial is recorded FAIL with the
+message, which names the contract and what was returned.
+
+A metric that is not a finite number (NaN, inf) means the trial diverged: it is recorded
+FAIL with `fail_reason` and `diverged = true`, keeps its energy, and the study goes on
+(`TrialDiverged`; it does not count towards the five failures in a row). A finite metric
+is a COMPLETE trial, also when training diverged (the built-in CNN, whose loss went NaN,
+returns the accuracy it reached with `diverged = true`).
 
 `load_function("module:callable", folder)` imports a user's function (folder first on
 sys.path).
@@ -39,7 +53,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuning_energy.errors import ConfigError
+from tuning_energy.errors import ConfigError, TuningEnergyError
+
+CONTRACT = "function(params: dict, ctx) -> a number, or a dict holding the metric"
+
+
+class ContractError(TuningEnergyError, TypeError):
+    """The objective function broke the contract (see the module doc): the study stops."""
+
+
+class TrialDiverged(Exception):
+    """The metric is not a finite number: the trial is recorded FAIL with `fail_reason`
+    and `diverged = true` (its attrs are written already), and the study goes on."""
 
 
 @dataclass

@@ -14,7 +14,10 @@ the runner's objective does (objective.energy_attrs: `energy_j`, `energy_method`
 `energy_by_device_j`, `energy_error`, `duration_s`, `avg_power_w`; energy/baseline.py:
 `idle_power_w` (None: not measured here), `energy_net_j`, `co2_g`; store/runs.py: `run_id`,
 `hardware_id`), also when `f` raises or prunes (the attrs are written before the exception
-goes on to Optuna). The sampler is wrapped in a `MeteredSampler` on the first call, so the
+goes on to Optuna). A value that is not a finite number (NaN, inf: the trial diverged)
+is the one rule of the runner's objective (objective/context.py): the trial gets
+`diverged = true` and `fail_reason`, keeps its energy, and is returned to Optuna as NaN,
+which records it FAIL and goes on with the study. The sampler is wrapped in a `MeteredSampler` on the first call, so the
 strategy's own computation that ran before the call (relative sampling at `ask`) is stored
 as `propose_s` / `propose_energy_j`; sampling inside `f` (a `suggest_*` call that samples
 independently) is part of the call's window, and so of `energy_j`.
@@ -35,10 +38,11 @@ class: `tpe`, `random`, `gp`, `grid`, `bayes`, ...) and the seed 0.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -183,8 +187,13 @@ class MeteredObjective:
             own = sampler.take_cost(trial._trial_id)
             proposed = {"propose_s": own.duration_s, "propose_energy_j": own.energy_j}
         window = meter.begin()
+        diverged: dict[str, Any] = {}
         try:
-            return self.objective(trial)
+            result = self.objective(trial)
+            if (why := _not_finite(result)) is not None:
+                diverged = {"diverged": True, "fail_reason": why}
+                return [math.nan] * len(result) if _many(result) else math.nan
+            return result
         except optuna.TrialPruned:
             self._pruned(trial.study)
             raise
@@ -193,7 +202,7 @@ class MeteredObjective:
             if isinstance(sampler, MeteredSampler):
                 sampler.take_cost(trial._trial_id)  # inside the window: part of energy_j
             set_user_attrs(trial, {**proposed, **run_attrs, **energy_attrs(m),
-                                   **self._on_measurement(m)})
+                                   **self._on_measurement(m), **diverged})
 
     def _pruned(self, study: optuna.Study) -> None:
         """The study's pruner is in use: the analysis labels the strategy with it."""
@@ -205,6 +214,23 @@ class MeteredObjective:
     def close(self) -> None:
         if self._choice is not None:
             self._choice.meter.close()
+
+
+def _many(result: Any) -> bool:
+    return isinstance(result, Sequence) and not isinstance(result, str)
+
+
+def _not_finite(result: Any) -> str | None:
+    """Why `result` (a value, or a sequence of them) means the trial diverged: a number that
+    is NaN or inf; None otherwise (what is not a number, Optuna refuses as it does)."""
+    for v in result if _many(result) else [result]:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(f):
+            return f"diverged: the objective returned {f} (not a finite number)"
+    return None
 
 
 def metered(objective: Callable[[optuna.Trial], Any], meter: str = "auto", *,

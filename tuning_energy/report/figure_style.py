@@ -67,8 +67,8 @@ def energy_unit(joules) -> tuple[float, str]:
 
 
 def method_note(methods: MethodLabel) -> str:
-    """'energy method: rapl', 'energy: an ESTIMATE (estimate-cpu-tdp), modelled, not
-    measured' or 'energy: nvml-counter+estimate-cpu-tdp, partly an ESTIMATE: cpu0 from ...'."""
+    """'energy method: rapl', 'energy: an ESTIMATE (estimate-cpu-tdp-tree), modelled, not
+    measured' or 'energy: nvml-counter+estimate-cpu-tdp-tree, partly an ESTIMATE: cpu0 from ...'."""
     if not methods.methods:
         return "energy method: not recorded"
     text = ", ".join(methods.methods)

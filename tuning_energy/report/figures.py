@@ -2,7 +2,7 @@
 and returns a matplotlib Figure. Nothing here writes files; the CLI does.
 
 Every figure carries a footnote naming the energy method, and says "ESTIMATE" when the
-method or any part of it is a model (`estimate-*`, also inside `nvml-counter+estimate-cpu-tdp`)
+method or any part of it is a model (`estimate-*`, also inside `nvml-counter+estimate-cpu-tdp-tree`)
 rather than a measurement, naming the estimated devices (`energy.methods.label`).
 
 The figures of RQ1 (how the strategies spend energy) are here; those of what costs energy

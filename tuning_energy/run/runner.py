@@ -50,7 +50,7 @@ from tuning_energy.energy.carbon import resolve_carbon
 from tuning_energy.energy.crosscheck import wrap_cross_check
 from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
-from tuning_energy.objective.objective import Objective
+from tuning_energy.objective.objective import ContractError, Objective, TrialDiverged
 from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
@@ -275,7 +275,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                            idle_note=idle_note, config_changes=notes)
     objective = Objective(config, function, trial_meter, seed=seed, device=str(device),
                           on_measurement=TrialEnergyAttrs(idle_power_w, carbon),
-                          multi_objective=multi_objective, run_attrs=run_attrs)
+                          multi_objective=multi_objective, run_attrs=run_attrs,
+                          overhead_meter=meter)
     # The built-in's one-off warm-up (kernels, allocators), outside any window.
     if (warm_up := getattr(function, "warm_up", None)) is not None:
         warm_up()
@@ -298,7 +299,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                     time.perf_counter() - t_start >= config.budget.timeout_s:
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
-            claim = source.claim(study, n_budget, meter.begin, objective.propose,
+            claim = source.claim(study, n_budget, objective.begin_proposal, objective.propose,
                                  budget=budget)
             if isinstance(claim, str):  # the study-wide energy budget is spent
                 stop_reason = claim
@@ -320,6 +321,17 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                 break
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
+            except TrialDiverged as exc:  # its attrs say so (fail_reason); the study goes on
+                study.tell(trial, state=TrialState.FAIL)
+                fails_in_row = 0
+                bar.write(f"trial {trial.number} {exc}: recorded FAIL")
+                continue
+            except ContractError as exc:  # the function is wrong: the next trial would be too
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                raise StudyAborted(f"{name}: trial {trial.number}: {exc}. The study stops at "
+                                   f"the first such error; the trial is recorded FAIL in the "
+                                   f"store.") from None
             except Exception as exc:  # a crashed trial is recorded, the study goes on
                 if (fault := storage_fault(exc, storage_url, os_errors=False)) is not None:
                     raise record_in_flight(study, trial, fault) from exc  # full, read-only
@@ -349,6 +361,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
             bar.set_postfix_str(f"best {config.metric} {best:.4g}, {energy_so_far:,.0f} J"
                                 if best is not None else f"{energy_so_far:,.0f} J")
     finally:
+        tail = objective.end_tail()  # recording the last trial: on no trial (overhead.py)
         bar.close()
         meter.close()
         _write_dashboard_notes(study)
@@ -359,7 +372,9 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                         "propose_energy_j": summary.propose_energy_j,
                         "store_energy_j": summary.store_energy_j,
                         "training_energy_j": summary.training_energy_j,  # meter windows
-                        "total_energy_j": summary.total_energy_j}.items():  # charged
+                        "total_energy_j": summary.total_energy_j,  # charged
+                        "tail_store_energy_j": None if tail is None else tail.energy_j,
+                        "tail_store_s": None if tail is None else tail.duration_s}.items():
         study.set_user_attr(key, value_)
     return summary
 

@@ -43,7 +43,7 @@ class StudySummary:
     n_pruned: int = 0
     energy_saved_j: float = 0.0  # estimated energy the pruned trials did not spend
     propose_energy_j: float | None = None  # the strategy's own energy (outside trials)
-    store_s: float = 0.0  # storage round trips of proposing (store_s of the trials)
+    store_s: float = 0.0  # storage round trips (store_s of the trials: overhead.py)
     store_energy_j: float | None = None
     total_energy_j: float | None = None  # charged: training + proposing + storage
     co2_g: float | None = None  # of the charged energy (accounting.charged_co2_g)
@@ -97,6 +97,7 @@ class StudySummary:
             + ("" if self.direction == "maximize" else f" ({self.direction}d)"),
             f"energy     {energy}, all trials incl. failed{unmeasured}; method {method}",
             f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
+            " and any model build"
             + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
                f"the charged total" if self.propose_share_of_energy is not None else "")
             + f"); {self.store_s:.2f} s storage round trips{store}",

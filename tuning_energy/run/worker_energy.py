@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -36,9 +36,10 @@ PARTIAL = "energy_partial"  # trial user attr: True while energy_j is the energy
 class TrialWindowMeter(Meter):
     """A worker's meter: `inner`, plus the trial window in flight for the heartbeat.
 
-    The trial window is the first window begun after `arm()` (the objective's training
-    window: the proposal's window closed before, and windows begun after it, e.g. around
-    storage writes, are not the trial's training). Windows are the inner meter's; begin,
+    The trial window is the first window begun after `arm()` while no other window begun
+    here is open (the objective's training window: the windows around it, the proposal's
+    and the preparation nested in it, are closed by then; windows begun after it, e.g.
+    around storage writes, are not the trial's training). Windows are the inner meter's; begin,
     end and the heartbeat's peek-and-write take one lock, so no partial write can land
     after the window ended (and so after the final write).
     """
@@ -50,6 +51,10 @@ class TrialWindowMeter(Meter):
         self._armed = False
         self._open: Window | None = None  # the trial window, while it is open
         self._partial: set[int] = set()  # windows whose energy so far was written on a trial
+        self._begun: list[Window] = []  # windows begun here, until seen closed
+        #: More attrs the partial write carries (the objective's: the trial's proposal
+        #: window, closed by then: overhead.py), so that a killed trial keeps them too.
+        self.partial_attrs: Callable[[], dict[str, Any]] | None = None
 
     @property
     def sees_idle_power(self) -> bool:  # type: ignore[override]
@@ -82,9 +87,11 @@ class TrialWindowMeter(Meter):
 
     def begin(self) -> Window:
         with self._lock:
+            self._begun = [w for w in self._begun if not w.closed]
             window = self.inner.begin()
-            if self._armed:
+            if self._armed and not self._begun:
                 self._armed, self._open = False, window
+            self._begun.append(window)
             return window
 
     def begin_idle(self) -> Window:
@@ -111,7 +118,8 @@ class TrialWindowMeter(Meter):
             m = self.inner.peek(window)
             # The mark first: a store that writes attr by attr (journal) never shows
             # energy so far without it.
-            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m)})
+            more = self.partial_attrs() if self.partial_attrs is not None else {}
+            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m), **more})
             self._partial.add(window.id)
             return True
 

@@ -11,8 +11,9 @@ Proposing a trial's parameters is two kinds of work:
 `MeteredSampler` wraps the study's sampler and runs each of those four calls in a nested
 meter window (windows nest: see energy/base.py), adding them up per trial. The objective
 charges the sum as `propose_s` / `propose_energy_j` and the rest of the proposal window as
-`store_s` / `store_energy_j` (objective.py). `after_trial` runs inside Optuna's `tell`,
-after the trial's last attrs are written, and is not metered.
+`store_s` / `store_energy_j` (objective.py, overhead.py). `after_trial` runs inside
+Optuna's `tell`, after the finished trial takes no more attrs: it is metered too and its
+cost goes to the next trial's proposal (whose window is open then: overhead.py).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class MeteredSampler(BaseSampler):
         self.meter = meter
         self._costs: dict[int, SamplerCost] = {}
         self._depth = 0  # a sampler calling back into the study is metered once
+        self._after: SamplerCost | None = None  # after_trial's, for the next trial
 
-    def _metered(self, trial: Any, call: Callable[..., Any], *args: Any) -> Any:
+    def _metered(self, trial: Any, call: Callable[..., Any], *args: Any,
+                 cost: SamplerCost | None = None) -> Any:
         if self._depth:
             return call(*args)
         self._depth += 1
@@ -54,15 +57,24 @@ class MeteredSampler(BaseSampler):
         finally:
             m = self.meter.end(window)
             self._depth -= 1
-            cost = self._costs.setdefault(trial._trial_id, SamplerCost())
+            if cost is None:
+                cost = self._costs.setdefault(trial._trial_id, SamplerCost())
             cost.duration_s += m.duration_s
             cost.energy_j = None if cost.energy_j is None or m.energy_j is None \
                 else cost.energy_j + m.energy_j
             cost.n_calls += 1
 
     def take_cost(self, trial_id: int) -> SamplerCost:
-        """The cost of the calls made for trial `trial_id` so far, and forget it."""
-        return self._costs.pop(trial_id, SamplerCost())
+        """The cost of the calls made for trial `trial_id` so far (with the `after_trial`
+        of the trial finished before), and forget it."""
+        cost = self._costs.pop(trial_id, SamplerCost())
+        after, self._after = self._after, None
+        if after is not None:
+            cost.duration_s += after.duration_s
+            cost.energy_j = None if cost.energy_j is None or after.energy_j is None \
+                else cost.energy_j + after.energy_j
+            cost.n_calls += after.n_calls
+        return cost
 
     # -- the strategy's own computation, metered
     def before_trial(self, study, trial) -> None:
@@ -78,9 +90,12 @@ class MeteredSampler(BaseSampler):
         return self._metered(trial, self.sampler.sample_independent, study, trial, param_name,
                              param_distribution)
 
-    # -- passed through
     def after_trial(self, study, trial, state, values) -> None:
-        self.sampler.after_trial(study, trial, state, values)
+        self._after = self._after or SamplerCost()
+        self._metered(trial, self.sampler.after_trial, study, trial, state, values,
+                      cost=self._after)
+
+    # -- passed through
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()

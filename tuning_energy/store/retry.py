@@ -1,8 +1,14 @@
 """Storage calls that survive a lost database connection, retried only where that is safe.
 
-A worker on PostgreSQL wraps its storage (`wrap_storage`) so that a dropped connection
-(a restarted server, a network blip) is retried with back-off for up to
+A worker on PostgreSQL wraps its storage (`wrap_storage`: a `RetryingStorage`) so that a
+dropped connection (a restarted server, a network blip) is retried with back-off for up to
 `reconnect_limit_s` seconds, then the worker exits with a StorageError that says so.
+
+`RetryingStorage` is an RDBStorage in its own right that delegates every call to the one it
+wraps (as Optuna's _CachedStorage does), so it pickles, and Optuna treats it as the RDB
+storage it is: a study opened on it puts Optuna's _CachedStorage in front of it, as in front
+of any RDBStorage, and heartbeats work through it (RDBStorage is a BaseHeartbeat). It passes
+Optuna's own storage test suite (`make test-optuna-storages`).
 
 A connection can drop after the server committed a write and before the client heard of
 it, so a write is repeated only when repeating it cannot do it twice:
@@ -13,13 +19,15 @@ it, so a write is repeated only when repeating it cannot do it twice:
   state (and values) asked for, the write happened and is not repeated. A claim of a
   WAITING trial (state RUNNING) found RUNNING is taken as this worker's: workers claim
   under one lock (workers.py), so no other worker took it meanwhile;
-- trial creation (`_create_new_trial`; `create_new_trial` goes through it): each new
-  trial carries a token (the system attr `CREATE_TOKEN`), and the creation looks for a
-  trial with its token inside Optuna's own transaction, with the study row locked, before
-  adding one. A repeat of a creation that committed, ours or Optuna's (RDBStorage retries a
-  failed creation itself, up to 5 times), returns the trial already there;
+- trial creation (`_create_new_trial`; `create_new_trial` and Optuna's _CachedStorage go
+  through it): each creation call draws a token and, in the transaction that adds the trial
+  (the study row locked, as Optuna locks it), stores it beside the trial in a table of its
+  own (`CREATIONS`), which Optuna's readers never look at: nothing is added to the trial.
+  The transaction looks for its token first, so a repeat of a creation that committed
+  returns the trial already there;
 - `create_new_study` with a name: a study of that name found after the drop is taken;
-- anything else (`delete_study`, a method a later Optuna adds) is not retried.
+- anything else (`delete_study`, a method a later Optuna adds) is not retried: RDBStorage's
+  own code runs on the wrapped storage's engine and sessions.
 
 Also Optuna's callback that re-runs a trial whose worker died (`retry_callback`).
 """
@@ -27,25 +35,21 @@ Also Optuna's callback that re-runs a trial whose worker died (`retry_callback`)
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import functools
-import json
 import os
 import sys
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuning_energy.errors import StorageError
-
-CREATE_TOKEN = "te_create_token"  # trial system attr: which creation call made the trial
 
 #: Retried as they are. Names: BaseStorage's, and what Optuna's _CachedStorage and
 #: heartbeat call on an RDBStorage besides.
@@ -65,6 +69,8 @@ IDEMPOTENT = (
 #: Retried after checking that the first attempt did not already write (see above).
 CHECKED = ("set_trial_state_values", "_create_new_trial", "create_new_trial",
            "create_new_study")
+#: The table of creation tokens: which creation call added which trial.
+CREATIONS = "tuning_energy_trial_creations"
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -142,94 +148,162 @@ def retrying(fn: Callable, what: str, limit_s: float, out=None,
     return call
 
 
-def wrap_storage(storage: BaseStorage, what: str, limit_s: float) -> BaseStorage:
-    """Retry `storage`'s calls on a lost connection, each only where that is safe."""
-    for name in READS + IDEMPOTENT:
-        fn = getattr(storage, name, None)
-        if callable(fn):
-            setattr(storage, name, retrying(fn, what, limit_s))
-    storage.set_trial_state_values = retrying(  # type: ignore[method-assign]
-        storage.set_trial_state_values, what, limit_s, check=_state_written(storage))
-    if callable(getattr(storage, "_create_new_trial", None)):
-        _idempotent_creation(storage, what, limit_s)
-    create_study = storage.create_new_study
-    retried_create_study = retrying(create_study, what, limit_s, check=_study_named(storage))
-
-    def create_new_study(directions, study_name=None):
-        if study_name is None:  # a name made up by the store: nothing to look for
-            return create_study(directions, study_name)
-        return retried_create_study(directions, study_name)
-
-    storage.create_new_study = create_new_study  # type: ignore[method-assign]
-    return storage
+def wrap_storage(storage: RDBStorage, what: str, limit_s: float) -> RetryingStorage:
+    """`storage` with its calls retried on a lost connection, each only where that is safe.
+    what: the store as messages name it (its URL, password redacted)."""
+    if not isinstance(storage, RDBStorage):
+        raise TypeError(f"wrap_storage takes an RDBStorage (PostgreSQL, MySQL, SQLite), "
+                        f"not {type(storage).__name__}")
+    return RetryingStorage(storage, what, limit_s)
 
 
-def _state_written(storage: BaseStorage) -> Check:
-    def check(trial_id: int, state: TrialState, values=None) -> tuple[bool, Any]:
-        trial = storage.get_trial(trial_id)
+class RetryingStorage(RDBStorage):
+    """An RDBStorage whose calls go to `backend`, retried as the module docstring says.
+
+    State (engine, url, heartbeat settings, ...) is the backend's; methods not named in
+    READS, IDEMPOTENT or CHECKED are RDBStorage's own, run on that state, not retried.
+    """
+
+    def __init__(self, backend: RDBStorage, what: str, limit_s: float) -> None:
+        # RDBStorage.__init__ is not called: the backend has the engine, this has none.
+        self._backend = backend
+        self._what = what
+        self._limit_s = limit_s
+        self._retried(_create_creations_table)(backend.engine)
+
+    def __getstate__(self) -> dict[str, Any]:  # RDBStorage's would drop the engine
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        """RDBStorage's state (engine, scoped_session, url, heartbeat_interval, ...): the
+        backend's. Only called for what the instance and its class do not have."""
+        if name.startswith("__") or name == "_backend":
+            raise AttributeError(name)
+        return getattr(self._backend, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """The backend's state is set there (`storage.heartbeat_interval = 10`, as Optuna's
+        own tests do); only this wrapper's own three attributes are its."""
+        if name in ("_backend", "_what", "_limit_s"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._backend, name, value)
+
+    def _retried(self, fn: Callable, check: Check | None = None) -> Callable:
+        return retrying(fn, self._what, self._limit_s, check=check)
+
+    # -- CHECKED
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        return self._retried(self._backend.set_trial_state_values, self._state_written)(
+            trial_id, state, values)
+
+    def _state_written(self, trial_id: int, state: TrialState, values=None) -> tuple[bool, Any]:
+        trial = self._backend.get_trial(trial_id)
         if trial.state == state and (values is None or trial.values == list(values)):
             return True, True
         return False, None  # not written: repeat it (a finished trial then raises as before)
 
-    return check
+    def create_new_study(self, directions, study_name: str | None = None) -> int:
+        if study_name is None:  # a name made up by the store: nothing to look for
+            return self._backend.create_new_study(directions, study_name)
+        return self._retried(self._backend.create_new_study, self._study_named)(
+            directions, study_name)
 
-
-def _study_named(storage: BaseStorage) -> Check:
-    def check(directions, study_name) -> tuple[bool, Any]:
+    def _study_named(self, directions, study_name: str) -> tuple[bool, Any]:
         try:
-            return True, storage.get_study_id_from_name(study_name)
+            return True, self._backend.get_study_id_from_name(study_name)
         except KeyError:
             return False, None
 
-    return check
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._create_new_trial(study_id, template_trial)._trial_id
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """RDBStorage._create_new_trial, with a token that makes a repeat find its trial
+        (Optuna's own 5 tries on a deadlock are these retries: a deadlock is an
+        OperationalError)."""
+        return self._retried(_create_trial_once)(
+            self._backend, study_id, template_trial, uuid.uuid4().hex)
 
 
-def _idempotent_creation(storage: Any, what: str, limit_s: float) -> None:
-    """Trial creation that a repeat cannot do twice: a token on each new trial, looked for
-    in the creating transaction (RDBStorage._get_prepared_new_trial) before adding one."""
+def _delegate(name: str) -> Callable:
+    def method(self: RetryingStorage, *args, **kwargs):
+        return self._retried(getattr(self._backend, name))(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"RDBStorage.{name} of the wrapped storage, retried as it is."
+    return method
+
+
+for _name in READS + IDEMPOTENT:
+    setattr(RetryingStorage, _name, _delegate(_name))
+del _name
+
+
+def _creations_table():
+    """The token table, beside Optuna's tables (its rows go with their trial's)."""
+    import sqlalchemy as sa
     from optuna.storages._rdb import models
-    from sqlalchemy import select
 
-    prepare = storage._get_prepared_new_trial
-    create = retrying(storage._create_new_trial, what, limit_s)
-
-    def _get_prepared_new_trial(study_id, template_trial, session):
-        token = None if template_trial is None else template_trial.system_attrs.get(CREATE_TOKEN)
-        if token is not None:
-            attr = models.TrialSystemAttributeModel
-            found = session.execute(
-                select(models.TrialModel)
-                .join(attr, attr.trial_id == models.TrialModel.trial_id)
-                .where(models.TrialModel.study_id == study_id, attr.key == CREATE_TOKEN,
-                       attr.value_json == json.dumps(token))).scalars().first()
-            if found is not None:  # this creation committed before: the trial is there
-                return found
-        return prepare(study_id, template_trial, session)
-
-    def _create_new_trial(study_id: int, template_trial: FrozenTrial | None = None):
-        return create(study_id, with_token(template_trial, uuid.uuid4().hex))
-
-    def create_new_trial(study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        return storage._create_new_trial(study_id, template_trial)._trial_id
-
-    storage._get_prepared_new_trial = _get_prepared_new_trial
-    storage._create_new_trial = _create_new_trial
-    storage.create_new_trial = create_new_trial
+    return sa.Table(CREATIONS, sa.MetaData(),
+                    sa.Column("token", sa.String(32), primary_key=True),
+                    sa.Column("trial_id", sa.Integer, sa.ForeignKey(
+                        models.TrialModel.__table__.c.trial_id, ondelete="CASCADE"),
+                        nullable=False, index=True))
 
 
-def with_token(template: FrozenTrial | None, token: str) -> FrozenTrial:
-    """The trial to create, as Optuna makes one without a template (RUNNING, started now),
-    or a copy of `template`, with the creation's token among its system attrs."""
-    if template is None:
-        template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, values=None,
-            datetime_start=dt.datetime.now(), datetime_complete=None, params={},
-            distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
-            trial_id=-1)
-    else:
-        template = copy.deepcopy(template)
-    template.system_attrs[CREATE_TOKEN] = token
-    return template
+def _create_creations_table(engine) -> None:
+    import sqlalchemy as sa
+
+    table = _creations_table()
+    try:
+        table.create(engine, checkfirst=True)
+    except (sa.exc.ProgrammingError, sa.exc.IntegrityError):
+        # Another worker created it meanwhile (PostgreSQL: DuplicateTable or pg_type's key).
+        if not sa.inspect(engine).has_table(CREATIONS):
+            raise
+
+
+def _create_trial_once(backend: RDBStorage, study_id: int, template: FrozenTrial | None,
+                       token: str) -> FrozenTrial:
+    """One try of RDBStorage._create_new_trial that adds no trial if its token has one."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    table = _creations_table()
+    with _create_scoped_session(backend.scoped_session) as session:
+        # Optuna's lock: trial numbers are counted in this transaction.
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        trial = session.execute(
+            sa.select(models.TrialModel)
+            .join(table, table.c.trial_id == models.TrialModel.trial_id)
+            .where(table.c.token == token)).scalars().first()
+        if trial is None:  # the first try, or an earlier one rolled back
+            trial = backend._get_prepared_new_trial(study_id, template, session)
+            session.flush()
+            session.execute(table.insert().values(token=token, trial_id=trial.trial_id))
+        return _frozen(trial, template)  # before the commit, as Optuna's
+
+
+def _frozen(trial: Any, template: FrozenTrial | None) -> FrozenTrial:
+    """The created trial as RDBStorage._create_new_trial returns it."""
+    if template is not None:
+        frozen = copy.deepcopy(template)
+        frozen.number = trial.number
+        frozen.datetime_start = trial.datetime_start
+        frozen._trial_id = trial.trial_id
+        return frozen
+    return FrozenTrial(
+        number=trial.number, state=trial.state, value=None, values=None,
+        datetime_start=trial.datetime_start, datetime_complete=None, params={},
+        distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+        trial_id=trial.trial_id)
 
 
 def retry_callback(max_retry: int):
