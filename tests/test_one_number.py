@@ -23,8 +23,8 @@ from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import parse_config
 from tuning_energy.report import dashboard
 from tuning_energy.report import figures as fg
+from tuning_energy.report.compare_report import write_compare
 from tuning_energy.report.report import write_figures
-from tuning_energy.run.compare import write_compare
 from tuning_energy.run.runner import run_study
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -98,18 +98,24 @@ def test_energy_to_target_is_one_number_in_every_output(store):
 
     write_figures(url, root / "figures", target=target)
     report = (root / "figures" / "report.md").read_text()
-    assert _number(_row(report, "bayes")[3]) == pytest.approx(by_hand, rel=5e-3)
+    # one seed, which reached the target: its ERT is its energy to target
+    assert _number(_row(report, "bayes")[1]) == pytest.approx(by_hand, rel=5e-3)  # ERT
+    assert _number(_row(report, "bayes")[5]) == pytest.approx(by_hand, rel=5e-3)  # median
 
     write_compare(url, config, root / "compare", target=target)
     data = json.loads((root / "compare" / "compare-tiny.json").read_text())
     assert data["strategies"]["bayes"]["eta_median_j"] == pytest.approx(by_hand, rel=1e-9)
     md = (root / "compare" / "compare-tiny.md").read_text()
-    assert _number(_row(md, "bayes")[2]) == pytest.approx(by_hand, rel=5e-3)
+    assert data["ert"]["bayes"]["ert_j"] == pytest.approx(by_hand, rel=1e-9)
+    assert _number(_row(md, "bayes")[1].strip("*")) == pytest.approx(by_hand, rel=5e-3)
 
     dashboard.write_study_note(study, target)
     from optuna_dashboard import get_note
 
     assert _note_eta(get_note(study), target) == pytest.approx(by_hand, abs=0.051)
+    ert = re.search(r"\| expected energy to target \(ERT\) over 1 seed\(s\) of bayes \| "
+                    r"\*\*([\d,.]+) J\*\*", get_note(study))
+    assert ert and _number(ert.group(1)) == pytest.approx(by_hand, rel=5e-3), get_note(study)
 
     # Every one of them says what it counted.
     for text in (report, md, get_note(study)):
@@ -121,9 +127,9 @@ def test_a_table_without_proposing_energy_says_it_counts_training_only():
     and report.md and compare.md say so."""
     import pandas as pd
 
+    from tuning_energy.report.compare_report import compare_summary, render_compare_md
     from tuning_energy.report.findings import analyse
     from tuning_energy.report.report import render_report
-    from tuning_energy.run.compare import compare_summary, render_compare_md
 
     trials = pd.DataFrame({
         "comparison": "csv", "study": ["csv-x-s0"] * 3, "strategy": "x", "seed": 0,
@@ -277,9 +283,10 @@ def test_an_unmeasured_trial_makes_energy_to_target_a_lower_bound_everywhere(gap
     one_line = "1 of 6 trial(s) have no training-energy measurement"
     write_figures(url, root / "figures", target=0.85)
     report = (root / "figures" / "report.md").read_text()
-    eta = _row(report, "bayes")[3]
-    assert eta.startswith("≥ ") and _number(eta[2:]) == pytest.approx(measured, rel=5e-3)
-    assert not _row(report, "random")[3].startswith("≥")
+    for col in (1, 5):  # the ERT (one seed: its energy to target) and the median
+        eta = _row(report, "bayes")[col]
+        assert eta.startswith("≥ ") and _number(eta[2:]) == pytest.approx(measured, rel=5e-3)
+        assert not _row(report, "random")[col].startswith("≥")
     assert one_line in report
 
     write_compare(url, config, root / "compare", target=0.85)
@@ -290,7 +297,9 @@ def test_an_unmeasured_trial_makes_energy_to_target_a_lower_bound_everywhere(gap
     assert data["strategies"]["random"]["lower_bound"] is False
     assert data["n_unmeasured"] == 1
     md = (root / "compare" / "compare-tiny.md").read_text()
-    eta = _row(md, "bayes")[2]
+    assert data["ert"]["bayes"]["lower_bound"] is True
+    assert data["ert"]["bayes"]["ert_j"] == pytest.approx(measured)
+    eta = _row(md, "bayes")[1]
     assert eta.startswith("≥ ") and _number(eta[2:]) == pytest.approx(measured, rel=5e-3)
     assert one_line in md
 

@@ -168,8 +168,14 @@ def test_compare_writes_json_markdown_and_figure(store):
         if s["reached_share"] <= 0.5:
             assert s["eta_median_j"] is None  # fewer than half reached: no median
     md = (out / "compare-tiny.md").read_text()
-    assert "reaches the target for the least energy" in md or "No strategy reached" in md
+    assert "reaches the target for the fewest expected joules" in md or \
+        "No strategy reached" in md
+    assert set(data["ert"]) == {"random", "bayes"}
+    for name, e in data["ert"].items():  # the ERT counts the same seeds as the medians
+        assert e["runs"] == 2
+        assert e["successes"] == round(data["strategies"][name]["reached_share"] * 2)
     assert (out / "compare-tiny.png").stat().st_size > 10_000
+    assert (out / "compare-tiny-ecdf.png").stat().st_size > 10_000
     # The energy predictions against what was measured (the first trial of a study has no
     # FLOPs-based prediction: nothing measured yet).
     pred = data["prediction"]
@@ -192,7 +198,7 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     s1: trials (0.92, 5 J + 0 J) -> 5 J. Median of (32, 5) = 18.5 J."""
     import pandas as pd
 
-    from tuning_energy.run.compare import compare_summary
+    from tuning_energy.report.compare_report import compare_summary
 
     trials = pd.DataFrame({
         "comparison": "c", "study": ["c-x-s0", "c-x-s0", "c-x-s1"], "strategy": "x",
@@ -205,6 +211,7 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     assert x["eta_median_j"] == pytest.approx(18.5)
     assert x["reached_share"] == 1.0
     assert x["total_energy_median_j"] == pytest.approx((32 + 5) / 2)
+    assert result["ert"]["x"]["ert_j"] == pytest.approx((32 + 5) / 2)  # both reached: mean
     assert result["energy_method"] == "rapl"
 
 

@@ -27,10 +27,10 @@ from tuning_energy.cli import main
 from tuning_energy.cnn import function as cnn_module
 from tuning_energy.config import load_config
 from tuning_energy.report import dashboard
+from tuning_energy.report.compare_report import compare_summary, write_compare
 from tuning_energy.report.findings import analyse
 from tuning_energy.report.report import render_report
 from tuning_energy.run import compare as compare_module
-from tuning_energy.run.compare import compare_summary, write_compare
 
 from .conftest import write_tiny
 
@@ -151,16 +151,21 @@ def test_every_output_uses_the_configs_target_and_gives_one_energy_to_target(sto
         hand = _by_hand(url, name, TARGET)
         if hand is None:
             assert "not reached" in _note_row(note)
-            assert _row(report, strategy)[3] == "not reached"
+            assert _row(report, strategy)[1] == "not reached"  # ERT
+            assert _row(report, strategy)[5] == "n/a (half or more not reached)"  # median
             assert data["strategies"][strategy]["eta_median_j"] is None
+            assert data["ert"][strategy]["ert_j"] is None
             continue
         reached += 1
         by_hand, k = hand  # k >= 2: the failed first trial's energy counts
         assert _note_eta(note) == pytest.approx(by_hand, abs=0.051)
         assert f"({k} finished trials" in _note_row(note)
-        assert _number(_row(report, strategy)[3]) == pytest.approx(by_hand, rel=5e-3)
-        assert _number(_row(md, strategy)[2]) == pytest.approx(by_hand, rel=5e-3)
+        # one seed: its ERT and the median are its energy to target
+        for col in (1, 5):
+            assert _number(_row(report, strategy)[col]) == pytest.approx(by_hand, rel=5e-3)
+            assert _number(_row(md, strategy)[col]) == pytest.approx(by_hand, rel=5e-3)
         assert data["strategies"][strategy]["eta_median_j"] == pytest.approx(by_hand, rel=1e-9)
+        assert data["ert"][strategy]["ert_j"] == pytest.approx(by_hand, rel=1e-9)
     assert reached, "no study reached the target: the comparison shows nothing"
 
 

@@ -227,14 +227,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("interrupted: the trial in flight is recorded as FAIL; rerun the same command "
               "to resume")
         return 130
-    from tuning_energy.run.compare import write_compare
+    from tuning_energy.report.compare_report import write_compare
 
     if len({s.study_name.rsplit("-s", 1)[0] for s in summaries}) < 2:
         print("one strategy: no comparison to write (figures and report: tuning-energy figures)")
         return 0
     paths = write_compare(args.storage, config, args.out, target=args.target,
                           target_fraction=args.target_fraction,
-                          studies=[s.study_name for s in summaries])
+                          studies=[s.study_name for s in summaries],
+                          ecdf_targets=args.ecdf_targets)
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(f"all figures and report: tuning-energy figures --storage {args.storage.text}")
@@ -267,7 +268,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
     out = args.out or (dirs[0] if len(dirs) == 1 else
                        "figures/" + "+".join(d.removeprefix("figures/") for d in dirs))
     written = write_figures(stores if len(stores) > 1 else stores[0], out, target=args.target,
-                            target_fraction=args.target_fraction, studies=args.studies)
+                            target_fraction=args.target_fraction, studies=args.studies,
+                            ecdf_targets=args.ecdf_targets)
     print(f"wrote {len(written)} files to {out}/ (report: {out}/report.md)")
     return 0
 
@@ -307,6 +309,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-fraction", type=float, default=None,
                    help="target = this fraction of the best accuracy of any trial in the "
                         "comparison, instead of the config's target_accuracy")
+    p.add_argument("--ecdf-targets", type=int, default=5,
+                   help="targets of the runtime ECDF figure, from an easy one up to the "
+                        "target (default 5)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ Each part lives in the module named after its concern; this module re-exports th
   `studies_info`, `tidy`), its columns, and `require` (a missing column names itself);
 - to_target.py: energy to target, the one definition every output uses, and the charged
   energy it adds up (`energy_to_target`, `best_so_far`, `with_charged_energy`, ...);
+- ert.py: the expected energy to target (ERT, the headline across seeds:
+  `expected_energy_to_target`), its bootstrap and Wilson intervals and ERT ratios;
 - stats.py: strategies across seeds (`strategy_summary`, bootstrap and ratio intervals,
   `strategy_tests`: Kruskal-Wallis, Mann-Whitney U with Holm, A12 = U / (n_a n_b));
 - energy_factors.py: what costs energy (`layer_attribution`, `prediction_error`,
@@ -28,6 +30,7 @@ from tuning_energy.analysis.energy_factors import (
     pareto_front,
     prediction_error,
 )
+from tuning_energy.analysis.ert import expected_energy_to_target
 from tuning_energy.analysis.stats import (
     BOOTSTRAP_SEED,
     RATIO_SEED,
@@ -71,6 +74,7 @@ __all__ = [
     "PROVENANCE", "RATIO_SEED", "TABLE_BASE", "a12", "a12_magnitude", "best_so_far",
     "bootstrap_median_ci", "censored_energy", "charged_parts", "charged_what",
     "energy_counted", "energy_methods", "energy_per_epoch_by_factor", "energy_to_target",
+    "expected_energy_to_target",
     "full_runs", "layer_attribution", "mann_whitney", "method_label", "pareto_front",
     "prediction_error", "ratio_ci", "require", "strategy_label", "strategy_summary",
     "strategy_tests", "studies_info", "study_rows", "study_table", "target_from_best", "tidy",

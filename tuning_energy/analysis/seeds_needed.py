@@ -1,13 +1,14 @@
-"""How many seeds a ratio's CI needs to decide a question, by simulation.
+"""How many seeds the goal's ERT-ratio interval needs to decide a question, by simulation.
 
-From the observed per-seed energies to target of a strategy S and a reference R (never
-reached = inf), simulate studies of n seeds per strategy (n of N_GRID), each seed drawn with
-replacement from that strategy's observed seeds, and compute each simulated study's ratio CI
-with `analysis.ratio_ci`, the CI compare.md reports. A question "S/R against t" aims at the
-decision the observed median points to (ratios.VERDICTS): "established" (CI high end at or
-below t) when the observed median is at or below t, else "refuted" (CI low end above t).
-The seeds needed: the smallest n at which at least SHARE of the simulated studies reach that
-decision, or None (more than the grid's largest n).
+From the observed seeds of a strategy S and a reference R (each seed's cost and success,
+ert.seed_costs), simulate studies of n seeds per strategy (n of N_GRID), each seed drawn with
+replacement from that strategy's observed seeds, and compute each simulated study's ERT ratio
+interval with `ert.ert_ratio_intervals` (as compare.md's) at the level the verdict uses (the family-wise level for the
+k candidates, ratios.familywise_level). A question "S/R against t" aims at the decision the
+observed ERT ratio points to (verdict.VERDICTS): "established" (high end at or below t) when
+the observed ratio is at or below t, else "refuted" (low end above t). The seeds needed: the
+smallest n at which at least SHARE of the simulated studies reach that decision, or None
+(more than the grid's largest n).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from tuning_energy.analysis.ratios import fmt_ratio, verdict
-from tuning_energy.analysis.stats import ratio_ci
+from tuning_energy.analysis.ert import ERT_SEED, ert, ert_ratio_intervals, ratio_of
+from tuning_energy.analysis.ratios import fmt_ratio
+from tuning_energy.analysis.verdict import verdict
 
 N_GRID = (5, 10, 20, 40, 80, 160)
 SHARE = 0.8  # a decision counts as reachable at n when this share of simulated studies reach it
@@ -39,7 +42,7 @@ class Question:
     label: str
     threshold: float
     observed_ratio: float
-    decision: str | None  # "established" or "refuted" (ratios.VERDICTS)
+    decision: str | None  # "established" or "refuted" (verdict.VERDICTS)
     shares: tuple[float, ...]
     seeds_needed: int | None
 
@@ -58,6 +61,7 @@ class Power:
     n_boot: int
     share: float
     questions: tuple[Question, ...]
+    level: float = 0.95
 
     def to_json(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
@@ -68,32 +72,37 @@ class Power:
             "observed_seeds": {self.strategy: self.n_observed[0],
                                self.reference: self.n_observed[1]},
             "n_grid": list(self.n_grid), "simulations": self.n_sim,
-            "bootstrap": self.n_boot, "share_needed": self.share,
+            "bootstrap": self.n_boot, "share_needed": self.share, "level": self.level,
+            "statistic": "ert",
             "questions": {q.label: {
                 "threshold": q.threshold, "observed_ratio": num(q.observed_ratio),
                 "decision": q.decision, "aim": q.aim(), "share": list(q.shares),
                 "seeds_needed": q.seeds_needed} for q in self.questions}}
 
 
-def seeds_needed(a: Sequence[float], b: Sequence[float], strategy: str = "S",
+def seeds_needed(a: pd.DataFrame, b: pd.DataFrame, strategy: str = "S",
                  reference: str = "R", questions: Sequence[tuple[float, str]] = QUESTIONS,
                  n_grid: Sequence[int] = N_GRID, n_sim: int = N_SIM, n_boot: int = N_BOOT,
-                 share: float = SHARE, seed: int = POWER_SEED) -> Power:
-    """The power analysis of the ratio median(a) / median(b) (module docstring): `a`, `b` the
-    observed per-seed energies to target (inf: never reached) of `strategy` and `reference`."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    if x.size == 0 or y.size == 0:
-        raise ValueError(f"power: no observed seeds ({strategy}: {x.size}, "
-                         f"{reference}: {y.size}); both need at least one")
-    observed = ratio_ci(x, y)[0]
+                 share: float = SHARE, seed: int = POWER_SEED, level: float = 0.95) -> Power:
+    """The power analysis of the ratio ERT(a) / ERT(b) (module docstring): `a`, `b` the
+    observed seeds of `strategy` and `reference` (ert.seed_costs: `cost_j`, `success`);
+    `level`: the interval's confidence level."""
+    if a.empty or b.empty:
+        raise ValueError(f"power: no observed seeds ({strategy}: {len(a)}, "
+                         f"{reference}: {len(b)}); both need at least one")
+    ca, sa = a["cost_j"].to_numpy(float), a["success"].to_numpy(bool)
+    cb, sb = b["cost_j"].to_numpy(float), b["success"].to_numpy(bool)
+    observed = float(ratio_of(ert(ca, sa), ert(cb, sb)))
     aims = [None if math.isnan(observed) else
             "established" if observed <= t else "refuted" for t, _ in questions]
     rng = np.random.default_rng(seed)
+    boot = np.random.default_rng(ERT_SEED)
     hits = np.zeros((len(questions), len(n_grid)))
     for j, n in enumerate(n_grid):
-        xs, ys = rng.choice(x, (n_sim, n)), rng.choice(y, (n_sim, n))
+        ia, ib = rng.integers(0, len(ca), (n_sim, n)), rng.integers(0, len(cb), (n_sim, n))
         for i in range(n_sim):
-            point, lo, hi = ratio_ci(xs[i], ys[i], n_boot=n_boot, seed=seed + i)
+            x, y = (ca[ia[i]], sa[ia[i]]), (cb[ib[i]], sb[ib[i]])
+            point, ((lo, hi),) = ert_ratio_intervals(x, y, (level,), n_boot, boot)
             for k, (t, _) in enumerate(questions):
                 hits[k, j] += aims[k] is not None and verdict(point, lo, hi, t) == aims[k]
     shares = hits / n_sim
@@ -102,8 +111,8 @@ def seeds_needed(a: Sequence[float], b: Sequence[float], strategy: str = "S",
         enough = [n for n, s in zip(n_grid, shares[k], strict=True) if s >= share]
         out.append(Question(label, t, observed, aims[k], tuple(float(s) for s in shares[k]),
                             enough[0] if enough and aims[k] is not None else None))
-    return Power(strategy, reference, (x.size, y.size), tuple(n_grid), n_sim, n_boot, share,
-                 tuple(out))
+    return Power(strategy, reference, (len(ca), len(cb)), tuple(n_grid), n_sim, n_boot, share,
+                 tuple(out), level)
 
 
 def power_lines(p: dict[str, Any]) -> list[str]:
@@ -112,11 +121,14 @@ def power_lines(p: dict[str, Any]) -> list[str]:
     s, r, obs = p["strategy"], p["reference"], p["observed_seeds"]
     lines = [
         f"Each of {p['simulations']} simulated studies per seed count n draws n seeds per "
-        f"strategy, with replacement, from the observed energies to target ({obs[s]} seeds "
-        f"of {s}, {obs[r]} of {r}; never reached = infinite) and computes the {s}/{r} ratio's "
-        f"95% CI as above ({p['bootstrap']} resamples); the seeds needed are the smallest n "
+        f"strategy, with replacement, from the observed seeds ({obs[s]} seeds of {s}, "
+        f"{obs[r]} of {r}: each seed's energy to target, or its whole search's energy where "
+        f"it never reached the target) and computes the {s}/{r} ERT ratio's "
+        f"{p.get('level', 0.95):.2%} CI, the interval the verdict uses ({p['bootstrap']} "
+        f"resamples); the seeds needed are the smallest n "
         f"at which at least {p['share_needed']:.0%} of the simulated studies reach the "
-        f"decision the observed median points to (the share per n below). This assumes that "
+        f"decision the observed ERT ratio points to (the share per n below). This assumes "
+        f"that "
         f"more seeds spread as the observed ones did, so with few observed seeds it is a "
         f"rough guide.",
         "",
@@ -131,12 +143,12 @@ def power_lines(p: dict[str, Any]) -> list[str]:
     lines.append("")
     for label, q in questions.items():
         if q["decision"] is None:
-            lines.append(f"- Against {label}: the observed ratio is undefined (neither median "
-                         f"seed reached the target): nothing to decide.")
+            lines.append(f"- Against {label}: the observed ERT ratio is undefined (neither "
+                         f"strategy reached the target): nothing to decide.")
             continue
         need = q["seeds_needed"] if q["seeds_needed"] is not None else f"> {p['n_grid'][-1]}"
         observed = q["observed_ratio"]
-        lines.append(f"- Against {label} (observed median "
+        lines.append(f"- Against {label} (observed ERT ratio "
                      f"{'infinite' if observed is None else fmt_ratio(observed)}): the CI's "
                      f"{q['aim']} needs **{need}** seeds per strategy.")
     lines.append("")

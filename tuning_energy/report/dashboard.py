@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuning_energy.energy.accounting import PROPOSING
 from tuning_energy.energy.methods import label as label_methods
 from tuning_energy.errors import ConfigError, StorageError, TuningEnergyError
+from tuning_energy.report.note_ert import ert_row
 from tuning_energy.run.summary import metric_of
 from tuning_energy.run.summary import value as _value
 from tuning_energy.store.storage import open_storage
@@ -277,6 +278,8 @@ def study_note(study: optuna.Study, target: float | None = None,
             lines.append(f"| energy to target {goal.accuracy:.4f} | **{low}{_joules(e)} J**: all "
                          f"trials up to trial {n}, the first to reach it ({k} finished trials"
                          f"{bound}; {what} energy{only}); {goal.text()} |")
+    if goal is not None and (row := ert_row(study, goal.accuracy)) is not None:
+        lines.append(row)
     if len(study.directions) > 1:
         front = [t.number for t in study.best_trials]
         lines.append(f"| Pareto front | {len(front)} trial(s): {', '.join(map(str, front))} |")

@@ -8,15 +8,12 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are written to files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from tuning_energy.analysis.energy_factors import (  # noqa: E402
+from tuning_energy.analysis.energy_factors import (
     LAYER_FACTORS,
     PAPER_ETA_SQ,
     PREDICTORS,
@@ -24,8 +21,8 @@ from tuning_energy.analysis.energy_factors import (  # noqa: E402
     layer_attribution,
     prediction_error,
 )
-from tuning_energy.analysis.table import method_label, require  # noqa: E402
-from tuning_energy.report.figure_style import (  # noqa: E402
+from tuning_energy.analysis.table import method_label, require
+from tuning_energy.report.figure_style import (
     energy_unit,
     finish,
     strategy_color,

@@ -1,18 +1,23 @@
 """What every figure shares: a colour and line style per strategy, the energy unit of its
 axes (J, kJ or MJ, picked from the data: `energy_unit`), and the footnote that names the
-energy method (and says ESTIMATE when it is one)."""
+energy method (and says ESTIMATE when it is one); and `use_file_backend`, which the writers
+of figure files (report.write_figures, compare_report.write_compare) call before they draw:
+importing a figure module never switches matplotlib's backend."""
 
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are written to files
+from tuning_energy.energy.methods import MethodLabel
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from tuning_energy.energy.methods import MethodLabel  # noqa: E402
+def use_file_backend() -> None:
+    """Draw into files, not windows: matplotlib's Agg backend (no display needed)."""
+    matplotlib.use("Agg")
+
 
 COLORS = {"grid": "#1b9e77", "random": "#d95f02", "bayes": "#7570b3"}
 _EXTRA = plt.get_cmap("tab10").colors

@@ -13,25 +13,23 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are written to files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from tuning_energy.analysis.energy_factors import pareto_front  # noqa: E402
-from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of  # noqa: E402
-from tuning_energy.analysis.table import method_label, require  # noqa: E402
-from tuning_energy.analysis.to_target import (  # noqa: E402
+from tuning_energy.analysis.energy_factors import pareto_front
+from tuning_energy.analysis.ert import expected_energy_to_target
+from tuning_energy.analysis.metric import MINIMIZE, direction_of, metric_of
+from tuning_energy.analysis.table import method_label, require
+from tuning_energy.analysis.to_target import (
     best_so_far,
     censored_energy,
     charged_what,
 )
-from tuning_energy.energy.methods import MethodLabel, label  # noqa: E402
-from tuning_energy.report.factor_figures import (  # noqa: E402, F401 - the figures, under one name
+from tuning_energy.energy.methods import MethodLabel, label
+from tuning_energy.report.ecdf_figure import fig_runtime_ecdf  # noqa: F401 - one name
+from tuning_energy.report.factor_figures import (  # noqa: F401 - the figures, under one name
     fig_flops,
     fig_layers,
     fig_net_vs_gross,
@@ -40,7 +38,7 @@ from tuning_energy.report.factor_figures import (  # noqa: E402, F401 - the figu
     has_net_energy,
     has_predictions,
 )
-from tuning_energy.report.figure_style import (  # noqa: E402, F401
+from tuning_energy.report.figure_style import (  # noqa: F401
     COLORS,
     PRUNER_LINESTYLES,
     energy_unit,
@@ -49,6 +47,7 @@ from tuning_energy.report.figure_style import (  # noqa: E402, F401
     strategy_color,
     strategy_linestyle,
     strategy_order,
+    use_file_backend,
 )
 
 # ---------------------------------------------------------------- RQ1
@@ -140,7 +139,9 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
                          methods: MethodLabel | None = None,
                          counted: str | None = None) -> Figure:
     """Energy to reach the target per strategy: box over seeds plus one dot per seed; seeds
-    that never reached the target are drawn as crosses above the boxes, labelled.
+    that never reached the target are drawn as crosses above the boxes, labelled; under each
+    box, the seeds that reached it, the ERT (analysis.expected_energy_to_target) and the
+    median.
 
     `methods`: the trials' method label (`analysis.method_label(trials)`, which names the
     estimated devices); without it, the label of ett's `energy_method` column.
@@ -149,8 +150,10 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     require(ett, ("strategy", "reached", "energy_to_target_j", "total_energy_j", "target"),
             "fig_energy_to_target")
     order = strategy_order(ett)
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(order)), 4.8))
     energy = censored_energy(ett)
+    # the headline per strategy (analysis/ert.py), under each box beside the median
+    erts = expected_energy_to_target(ett, n_boot=1).set_index("strategy")["ert_j"].to_dict()
     scale, unit = energy_unit(ett["total_energy_j"])
     finite_max = float(np.nanmax(ett["total_energy_j"])) / scale if len(ett) else 1.0
     top = finite_max * 1.08
@@ -173,9 +176,12 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
         med = float(np.median(energy[s.index])) if len(s) else math.nan
         # The box is over the seeds that reached it; the median counts every seed, a
         # never-reached one as infinite (as the tables do), so say so where they differ.
-        med_txt = "median: n/a (half or\nfewer reached)" if math.isinf(med) \
-            else f"median {med / scale:.3g} {unit}" + ("\n(never reached = inf)" if missed else "")
-        ax.annotate(f"reached {len(reached)}/{len(s)}\n{med_txt}", (i, 0), xytext=(0, -30),
+        med_txt = "median: n/a\n(half or fewer\nreached)" if math.isinf(med) \
+            else f"median {med / scale:.3g} {unit}"
+        e = erts.get(strategy, math.inf)
+        ert_txt = "ERT: not reached" if math.isinf(e) else f"ERT {e / scale:.3g} {unit}"
+        ax.annotate(f"reached {len(reached)}/{len(s)}\n{ert_txt}\n{med_txt}", (i, 0),
+                    xytext=(0, -30),
                     textcoords="offset points", xycoords=("data", "axes fraction"),
                     ha="center", va="top", fontsize=8)
     ax.axhline(top, color="#b00000", lw=0.6, ls=":")
@@ -191,13 +197,14 @@ def fig_energy_to_target(ett: pd.DataFrame, title: str = "",
     ax.set_title((title or f"Energy until the first trial with {metric_of(ett)} {way} "
                   f"{target:.3f} "
                   f"(one dot per seed)") + "\nbox: the seeds that reached it; crosses: "
-                 "seeds that never did", fontsize=10)
+                 "seeds that never did; below: ERT and the median (never reached = "
+                 "infinite)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if methods is None:
         methods = label(m for v in ett.get("energy_method", pd.Series(dtype=object)).dropna()
                         for m in str(v).split(", "))
     fig = finish(fig, methods)
-    fig.subplots_adjust(bottom=0.24)
+    fig.subplots_adjust(bottom=0.28)
     return fig
 
 

@@ -17,11 +17,14 @@ from tuning_energy.analysis.energy_factors import (
     layer_attribution,
     prediction_error,
 )
+from tuning_energy.analysis.ert import expected_energy_to_target
 from tuning_energy.analysis.stats import strategy_summary, strategy_tests
 from tuning_energy.analysis.table import method_label
 from tuning_energy.analysis.target import Target, comparison_target
 from tuning_energy.analysis.to_target import charged_what, energy_to_target
 from tuning_energy.report import figures as fg
+from tuning_energy.report.ecdf_figure import N_TARGETS
+from tuning_energy.report.ert_text import lowest_ert_sentence
 from tuning_energy.report.markdown import at_least, fmt, kj, md_table
 
 SIGNIFICANCE = 0.05
@@ -38,9 +41,14 @@ class Comparison:
     ett: pd.DataFrame
     summary: pd.DataFrame
     tests: pd.DataFrame
+    ert: pd.DataFrame  # analysis.expected_energy_to_target(ett): the headline per strategy
     anova: pd.DataFrame | None = None
     by_level: pd.DataFrame | None = None
     prediction: pd.DataFrame | None = None
+    # compare.json's tables (compare_report.compare_summary): ratios.ert_ratio_table and
+    # ratios.median_ratio_table of ett
+    ert_ratios: pd.DataFrame | None = None
+    median_ratios: pd.DataFrame | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # file stem -> Figure
 
     @property
@@ -52,11 +60,12 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
             target_fraction: float | None = None) -> Comparison:
     """Energy to target (analysis.energy_to_target: charged energy) at the comparison's
     target (target.comparison_target: the config's target_accuracy unless `target` or
-    `target_fraction` overrides it), its summary and tests, RQ2 where layers were varied,
-    and the predictions (of the training energy)."""
+    `target_fraction` overrides it), its summary, tests and expected energy to target
+    (ERT), RQ2 where layers were varied, and the predictions (of the training energy)."""
     goal = comparison_target(trials, target, target_fraction)
     ett = energy_to_target(trials, goal.accuracy)
-    c = Comparison(name, trials, goal, ett, strategy_summary(ett), strategy_tests(ett))
+    c = Comparison(name, trials, goal, ett, strategy_summary(ett), strategy_tests(ett),
+                   expected_energy_to_target(ett))
     if fg.has_layer_sweep(trials):
         c.anova = layer_attribution(trials)
         c.by_level = energy_per_epoch_by_factor(trials)
@@ -65,11 +74,15 @@ def analyse(trials: pd.DataFrame, name: str, target: float | None = None,
     return c
 
 
-def make_figures(c: Comparison) -> dict[str, Any]:
+def make_figures(c: Comparison, ecdf_targets: int = N_TARGETS) -> dict[str, Any]:
+    """The comparison's figures, by file stem; `ecdf_targets`: the runtime ECDF's number of
+    targets (ecdf_figure.py)."""
     figs = {
         "best-so-far": fg.fig_best_so_far(c.trials, c.target,
                                           title=f"{c.name}: best {c.goal.metric} so far vs "
                                                 f"energy"),
+        "ecdf": fg.fig_runtime_ecdf(c.trials, c.target, ecdf_targets,
+                                    title=ecdf_title(c.name)),
         "energy-to-target": fg.fig_energy_to_target(
             c.ett, title=f"{c.name}: energy to reach {c.goal.metric} {c.target:.3f}"
                          f"{' (at or below)' if c.goal.direction == 'minimize' else ''} "
@@ -93,14 +106,20 @@ def make_figures(c: Comparison) -> dict[str, Any]:
     return figs
 
 
+def ecdf_title(name: str) -> str:
+    return (f"{name}: runtime ECDF, the share of (seed, target) pairs reached vs energy "
+            f"spent")
+
+
 # ---------------------------------------------------------------- sentences
 
 
 def rq1_findings(c: Comparison) -> list[str]:
     s = c.summary
-    out: list[str] = []
     if s.empty:
         return ["No studies."]
+    out: list[str] = [lowest_ert_sentence(c.ert) + " (ERT: expected energy to target, the "
+                      "headline; the medians below are secondary.)"]
     best = s.sort_values(["median_energy_to_target_j", "reached_share"],
                          ascending=[True, False]).iloc[0]
     for _, r in s.iterrows():

@@ -17,6 +17,8 @@ from tuning_energy.analysis import environments, selection
 from tuning_energy.analysis.table import method_label, tidy
 from tuning_energy.analysis.to_target import energy_counted, unmeasured_text
 from tuning_energy.errors import TuningEnergyError
+from tuning_energy.report.ecdf_figure import N_TARGETS
+from tuning_energy.report.ert_text import ERT_DEFINITION, ert_table, lowest_ert_sentence
 from tuning_energy.report.findings import (
     Comparison,
     analyse,
@@ -145,7 +147,8 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
              "minimised metric's target); a search's energy is its charged "
              "energy too (training-only figures say \"training\"). A seed that never reaches "
              "the target counts as infinitely expensive in the medians, bootstrap intervals "
-             "(10,000 resamples, fixed seed) and tests.", ""]
+             "(10,000 resamples, fixed seed) and tests; the expected energy to target (ERT, "
+             "the headline) charges it its whole search instead.", ""]
     lines += _setup(info, trials)
     if unmeasured := unmeasured_text(trials):
         lines += ["", unmeasured]
@@ -156,6 +159,11 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   f"trials in {c.trials['study'].nunique()} studies ({n_fail} failed; their "
                   f"energy is counted). Energy counted: {energy_counted(c.trials)}.", "",
                   "### Per strategy, across seeds", "",
+                  ERT_DEFINITION, "",
+                  ert_table(c.ert, c.summary, c.goal.metric), "",
+                  lowest_ert_sentence(c.ert), "",
+                  "Secondary, the medians over seeds (a never-reached seed counts as "
+                  "infinitely expensive):", "",
                   md_table(c.summary, {**SUMMARY_COLUMNS,
                                        "best_accuracy": f"best {c.goal.metric}"}), ""]
         lines += selection.report_lines(c.trials, info, md_table)
@@ -193,12 +201,17 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
 
 def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
                   target: float | None = None, target_fraction: float | None = None,
-                  studies: str | None = None, out=None) -> list[Path]:
+                  studies: str | None = None, out=None,
+                  ecdf_targets: int = N_TARGETS) -> list[Path]:
     """Read the store(s), write `<comparison>-<figure>.png/.pdf` and report.md into out_dir.
     Several stores: one analysis, with an Environments section (environments.py).
 
     Each comparison's target: its config's target_accuracy, unless `target` or
-    `target_fraction` overrides it (target.py)."""
+    `target_fraction` overrides it (target.py). `ecdf_targets`: the runtime ECDF's number
+    of targets (ecdf_figure.py)."""
+    from tuning_energy.report.figure_style import use_file_backend
+
+    use_file_backend()
     import matplotlib.pyplot as plt
 
     urls = StoreURL.parse_all(storage_url)
@@ -221,7 +234,7 @@ def write_figures(storage_url: str | Sequence[str], out_dir: str | Path,
     comparisons = []
     for name, t in trials.groupby("comparison", sort=True):
         c = analyse(tidy(t), str(name), target, target_fraction)
-        for stem, fig in make_figures(c).items():
+        for stem, fig in make_figures(c, ecdf_targets).items():
             for ext in ("png", "pdf"):
                 path = out_dir / f"{name}-{stem}.{ext}"
                 fig.savefig(path, dpi=130 if ext == "png" else None,
