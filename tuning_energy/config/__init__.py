@@ -55,7 +55,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-DATASETS = ("digits", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist1d", "fashion-mnist", "cifar10")
 DEVICES = ("cpu", "cuda", "auto")  # and "cuda:N", N a CUDA device index (DEVICE_PATTERN)
 DEVICE_PATTERN = re.compile(r"cuda:\d+")
 #: Where the validation set (the one strategies select on) comes from: a stratified part of
