@@ -353,16 +353,20 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
                        target_accuracy=target, pruning=pruning, objective=objective)
 
 
+def read_toml(path: Path, what: str = "config file", see: str = "studies/*.toml") -> dict:
+    """A TOML file's document; ConfigError naming the file when missing or not TOML."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist (see {see})")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
 def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist (see studies/*.toml)")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    config = parse_config(doc, default_name=path.stem)
+    config = parse_config(read_toml(path), default_name=path.stem)
     if config.objective.builtin:
         return config
     # The function's module is looked for in the config file's folder first.

@@ -12,18 +12,12 @@ any trial runs), every strategy checked, and each problem's name must be its con
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning_energy.config import StudyConfig, load_config
+from tuning_energy.config import StudyConfig, load_config, read_toml
 from tuning_energy.config.checks import check_keys, value_of
 from tuning_energy.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 PROBLEM_KEYS = {"config", "seeds", "strategies"}
 
@@ -98,12 +92,7 @@ def _problem(name: str, table: object, folder: Path, suite_path: str) -> Problem
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite TOML file (module doc)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"suite file {str(path)!r} does not exist (see studies/suite.toml)")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    doc = read_toml(path, "suite file", "studies/suite.toml")
     check_keys(doc, "", {"problems"})
     problems = doc.get("problems")
     if not isinstance(problems, dict) or not problems:

@@ -64,6 +64,8 @@ def run_suite(suite: Suite, storage_url: str, progress: bool = True, out=None,
         summary = run_variant(problems[name].config, parse_variant(strategy), seed,
                               storage_url, progress=progress, out=out, workers=workers)
         summaries.append(summary)
+        print(f"  {summary.study_name}: {summary.lines()[1].removeprefix('trials').strip()}",
+              file=out, flush=True)
         if summary.interrupted:
             break
     return summaries
