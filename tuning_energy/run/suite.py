@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tuning_energy.config.suite import Problem, Suite
-from tuning_energy.errors import ConfigError
 from tuning_energy.run.compare import run_variant, variant_config
 from tuning_energy.run.runner import study_name
 from tuning_energy.run.summary import StudySummary
@@ -57,8 +56,6 @@ def run_suite(suite: Suite, storage_url: str, progress: bool = True, out=None,
     problems = {p.name: p for p in suite.problems}
     summaries = []
     plan = suite_studies(suite)
-    if not plan:
-        raise ConfigError(f"{suite.path}: no study to run")
     for i, (name, strategy, seed) in enumerate(plan, 1):
         print(f"[suite {i}/{len(plan)}] {name} {strategy} seed {seed}", file=out, flush=True)
         summary = run_variant(problems[name].config, parse_variant(strategy), seed,
