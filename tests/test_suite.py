@@ -70,6 +70,7 @@ def _finished(url: str) -> dict[str, int]:
                       for n in optuna.get_all_study_summaries(storage, False))}
 
 
+@pytest.mark.slow
 def test_a_suite_runs_every_problem_strategy_and_seed_and_writes_one_table(
         suite_file, tmp_path, capsys):
     url = f"journal:///{tmp_path / 'runs' / 'suite.log'}"
@@ -116,7 +117,7 @@ def test_no_run_writes_the_table_from_what_the_store_holds(suite_file, tmp_path)
     result = json.loads((out / "suite.json").read_text())
     assert list(result["problems"]) == ["tinyown"]
     assert "missing" in result["problems"]["tinyown"]
-    assert "| tinyown | - | not run yet |" in (out / "suite.md").read_text()
+    assert "| tinyown | - | no finished trial yet |" in (out / "suite.md").read_text()
 
 
 def test_the_suite_runs_seeds_outermost_so_a_stopped_suite_covers_every_problem(suite_file):
@@ -150,3 +151,29 @@ def test_the_repository_suite_is_valid():
     assert {"default", "mnist1d", "hgb"} <= {p.name for p in suite.problems}
     for p in suite.problems:
         assert "bayes" in p.strategies
+
+
+def test_the_table_reads_ert_ratios_and_the_verdict_when_compare_json_has_them():
+    from tuning_energy.report.suite_report import render_suite_md
+
+    # compare.json as issue 21 specifies its ERT part (nulls: not finite / unbounded)
+    problem = {
+        "config": "p", "config_file": "studies/p.toml", "compare_md": "compare-p.md",
+        "seeds": [0, 1, 2, 3, 4], "trials_per_study": 30, "target_text": "target 0.9",
+        "energy_method": "rapl", "strategies": {},
+        "ert": {"bayes": {"successes": 4, "runs": 5}, "tpe": {"successes": 5, "runs": 5},
+                "random": {"successes": 0, "runs": 5}},
+        "ert_ratios": {
+            "tpe/bayes": {"ratio": 0.25, "ci95": [0.1, 0.5], "ci_familywise": [0.08, 0.6]},
+            "random/bayes": {"ratio": None, "ci95": [None, None],
+                             "ci_familywise": [None, None]},
+            "tpe/random": {"ratio": 0.0, "ci95": [0.0, 0.0], "ci_familywise": [0.0, 0.0]}},
+        "verdict": {"goal": 0.3333, "statistic": "ert", "reference": "bayes",
+                    "strategy": "tpe", "word": "suggested", "ci_familywise": [0.08, 0.6],
+                    "candidates": 2},
+    }
+    md = render_suite_md({"suite_file": "s.toml", "problems": {"p": problem}})
+    assert "| p | tpe | 0.25 | 0.1 to 0.5 | 0.08 to 0.6 | 5/5 | **suggested** " \
+           "(family-wise CI 0.08 to 0.6) |" in md
+    assert "| p | random | not reached | - | - | 0/5 |  |" in md
+    assert "tpe/random" not in md and "Written before ERT" not in md

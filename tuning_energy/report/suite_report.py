@@ -83,7 +83,7 @@ def _ci(pair: list | None) -> str:
 def _rows(name: str, result: dict[str, Any]) -> list[str]:
     """The table rows of one problem (module doc)."""
     if "missing" in result:
-        return [f"| {name} | - | not run yet | - | - | - | - |"]
+        return [f"| {name} | - | no finished trial yet | - | - | - | - |"]
     ert = result.get("ert_ratios")
     ratios = ert if ert is not None else result.get("ratios", {})
     verdict = result.get("verdict") or {}
@@ -95,12 +95,16 @@ def _rows(name: str, result: dict[str, Any]) -> list[str]:
             continue
         value = r.get("ratio") if ert is not None else r.get("median")
         s = successes.get(strategy)
-        reached = f"{s['successes']}/{s['runs']}" if s else \
-            f"{result['strategies'].get(strategy, {}).get('reached_share', math.nan):.0%}"
+        share = result["strategies"].get(strategy, {}).get("reached_share", math.nan)
+        reached = f"{s['successes']}/{s['runs']}" if s else f"{share:.0%}"
+        # null: S never reached the target (ERT; median: its median seed did not), or
+        # neither did (undefined)
+        missed = s["successes"] == 0 if s else not share > 0.5
         word = ""
         if verdict.get("strategy") == strategy:
             word = f"**{verdict.get('word')}** (family-wise CI {_ci(verdict.get('ci_familywise'))})"
-        rows.append(f"| {name} | {strategy} | {_num(value, none='not reached')} | "
+        shown = _num(value, none="not reached" if missed else "-")
+        rows.append(f"| {name} | {strategy} | {shown} | "
                     f"{_ci(r.get('ci95'))} | {_ci(r.get('ci_familywise'))} | {reached} | "
                     f"{word} |")
     if not rows:
