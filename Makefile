@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: install study test test-optuna-range lint show clean dashboard compare suite figures paper paper-full envdemo bench postgres postgres-stop
+.PHONY: docs install study test test-optuna-range lint show clean dashboard compare suite figures paper paper-full envdemo bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,16 @@ bench: $(VENV)/.installed-bench
 # EXTRAS and the `bench` extra (Zeus, timed beside our meter: meter_vs_zeus)
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_CONSTRAINT) -e '.[$(EXTRAS),bench]'
+	@touch $@
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/, strictly: a broken
+# link, a missing page or an unresolved API reference fails the build.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	@echo "docs: site/index.html"
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_CONSTRAINT) -e '.[$(EXTRAS),docs]'
 	@touch $@
 
 lint: install

@@ -1,4 +1,4 @@
-"""The public Python API: `import tuning_energy`, and the README's example as a user runs it."""
+"""The public Python API: `import tuning_energy`, and the example of docs/api.md as a user runs it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _readme_example() -> str:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / "docs" / "api.md").read_text().split("\n## Reference\n", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1, "the Python API section has one example"
     return blocks[0]

@@ -89,7 +89,7 @@ def test_the_study_energy_budget_stops_before_overrunning(storage_url):
     assert 1 <= summary.ran_now <= 4  # about 2; trial energies vary with the sampled model
     # one rule for one process and for workers: the study-wide check on the store says the
     # same, word for word
-    from tuning_energy.run.worker_energy import energy_budget_stop
+    from tuning_energy.run.budget import energy_budget_stop
 
     study = optuna.load_study(study_name="capped-random-s0", storage=storage_url)
     assert summary.stop_reason == energy_budget_stop(study.get_trials(),

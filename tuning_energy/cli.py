@@ -251,6 +251,23 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """The bill before the run: a short calibration, then the projected energy, CO2, time."""
+    import json
+
+    from tuning_energy.run.estimate import estimate
+    from tuning_energy.search.strategies import STRATEGIES, check_strategy
+
+    config = _study_config(args)
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()] if args.strategy \
+        else (list(STRATEGIES) if args.seeds else ["bayes"])
+    for s in strategies:
+        check_strategy(s)
+    result = estimate(config, strategies, args.seeds or 1, args.storage)
+    print(json.dumps(result.as_json(), indent=1) if args.json else "\n".join(result.lines()))
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     """Figures (PNG + PDF) and report.md from the store; no training."""
     from tuning_energy.report.report import write_figures
@@ -272,6 +289,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     trials = export_trials(args.storage, args.out, args.format, args.studies)
     print(f"wrote {len(trials)} trials of {trials['study'].nunique()} studies to {args.out}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """A store's health (store/check.py), read without changing anything: 1 on a problem."""
+    from tuning_energy.store.check import check_store
+
+    health = check_store(args.storage)
+    print("\n".join(health.lines))
+    return 1 if health.problems else 0
 
 
 def default_figures_dir(storage_url: str) -> str:
@@ -345,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("check", help="a store's health: opens, a torn journal line, RUNNING "
+                                     "trials without a live worker, studies and trial counts "
+                                     "(changes nothing; exit 1 on a problem)")
+    _add_storage(p)
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("dashboard", help="optuna-dashboard on the store, on 127.0.0.1 only")
     _add_storage(p)
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
@@ -392,6 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT/suite/; default figures)")
     p.set_defaults(func=cmd_suite)
 
+    p = sub.add_parser("estimate", help="what a study or comparison will cost (energy, CO2, "
+                                        "wall time) before it runs, from a short calibration")
+    p.add_argument("--config", default="studies/default.toml", help="study TOML file")
+    p.add_argument("--strategy", default=None,
+                   help="strategy, or several comma-separated (default bayes; with --seeds: "
+                        "every strategy compare runs)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="a comparison of seeds 0..N-1 x the strategies")
+    p.add_argument("--trials", type=int, default=None, help="override the config's n_trials")
+    p.add_argument("--json", action="store_true", help="the estimate as JSON")
+    p.set_defaults(environment=None)
+    p.add_argument("--storage", default=None,
+                   help="a store the study resumes: its finished trials are not counted again")
+    p.set_defaults(func=cmd_estimate)
+
     p = sub.add_parser("figures", help="figures and report.md from the store (no training)")
     p.add_argument("--out", default=None,
                    help="output folder (default figures/<store name>, e.g. figures/energy "
@@ -416,13 +463,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tuning_energy.run.signals import EXIT_SIGINT, exit_code, sigterm_as_interrupt
+    from tuning_energy.store.faults import storage_fault
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy: error: {exc}", file=sys.stderr)
-        return 2
+    # SIGTERM (Slurm, docker stop, systemd) takes Ctrl-C's path: the trial in flight is
+    # recorded FAIL, the summary printed, exit 143 (run/signals.py).
+    with sigterm_as_interrupt() as term:
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt as exc:  # outside a trial's work
+            print(f"tuning-energy: interrupted ({getattr(exc, 'name', 'Ctrl-C')}) outside a "
+                  f"trial's work (a trial it left RUNNING is marked FAIL by the next run); "
+                  f"rerun the same command to resume", file=sys.stderr)
+            return exit_code(exc)
+        except Exception as exc:
+            # A full, read-only or locked store, wherever it surfaced: one line
+            # (store/faults.py); any other error of ours: its message.
+            fault = storage_fault(exc, getattr(args, "storage", None))
+            if fault is None and not isinstance(exc, TuningEnergyError):
+                raise
+            print(f"tuning-energy: error: {fault or exc}", file=sys.stderr)
+            return 2
+    return term.exit_code if code == EXIT_SIGINT else code  # "interrupted": by which signal
 
 
 if __name__ == "__main__":  # pragma: no cover

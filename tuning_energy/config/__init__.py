@@ -6,8 +6,8 @@ Every error names the key by its dotted path, the bad value and what is allowed.
     name = "default"              # study name prefix: {name}-{strategy}-s{seed}
     [data]     dataset, split_seed, val_fraction, validation, root, mirror
     [train]    epochs, batch_size, torch_threads, device, deterministic
-    [budget]   n_trials, max_energy_j, timeout_s, max_trial_energy_j
-    [meter]    kind, cpu_tdp_w, cpu_cores
+    [budget]   n_trials, max_energy_j, max_co2_g, timeout_s, max_trial_energy_j
+    [meter]    kind, cpu_tdp_w, cpu_cores, region, carbon_intensity_g_per_kwh, carbon_intensity_csv, pue
     [strategy.bayes]  acq_func, n_initial_points, acq_optimizer, n_points, ...
     [pruning]  pruner = "none"|"median"|"asha"|"hyperband", n_startup_trials, ...
     [objective] function, metric, direction, target, steps (objective_config.py; without
@@ -93,6 +93,7 @@ class BudgetConfig:
     max_energy_j: float | None = None  # per study: stop before a trial predicted to exceed it
     timeout_s: float | None = None
     max_trial_energy_j: float | None = None  # per trial: prune when projected over this cap
+    max_co2_g: float | None = None  # per study: as max_energy_j, in g CO2e (meter's carbon)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class MeterConfig:
     region: str | None = None  # ISO country code for grid carbon intensity
     carbon_intensity_g_per_kwh: float | None = None  # explicit intensity (overrides region)
     pue: float = 1.0
+    # a CSV of timestamp, g CO2e/kWh: each trial's CO2 at the intensity of its window (the
+    # constant above outside the file's range); relative to the config file's folder
+    carbon_intensity_csv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -292,10 +296,12 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "max_energy_j": (_OPT_NUM, None),
         "timeout_s": (_OPT_NUM, None),
         "max_trial_energy_j": (_OPT_NUM, None),
+        "max_co2_g": (_OPT_NUM, None),
     })
     _positive("budget.max_trial_energy_j", budget.max_trial_energy_j)
     _positive("budget.n_trials", budget.n_trials)
     _positive("budget.max_energy_j", budget.max_energy_j)
+    _positive("budget.max_co2_g", budget.max_co2_g)
     _positive("budget.timeout_s", budget.timeout_s)
 
     meter_table = dict(_table(doc, "meter"))
@@ -315,6 +321,7 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
         "region": ((str, type(None)), None),
         "carbon_intensity_g_per_kwh": (_OPT_NUM, None),
         "pue": (_NUM, None),
+        "carbon_intensity_csv": ((str, type(None)), None),
     })
     meter = dataclasses.replace(meter, gpus=tuple(gpus) if gpus is not None else None)
     _positive("meter.cpu_tdp_w", meter.cpu_tdp_w)
@@ -367,6 +374,10 @@ def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file."""
     path = Path(path)
     config = parse_config(read_toml(path), default_name=path.stem)
+    csv_path = config.meter.carbon_intensity_csv
+    if csv_path and not Path(csv_path).is_absolute():  # relative to the config's folder
+        config = dataclasses.replace(config, meter=dataclasses.replace(
+            config.meter, carbon_intensity_csv=str(path.resolve().parent / csv_path)))
     if config.objective.builtin:
         return config
     # The function's module is looked for in the config file's folder first.

@@ -54,6 +54,7 @@ ANALYSIS_ONLY = frozenset({
     "objective.target",  # the same, in the metric's units
     "objective.folder",  # where this machine finds the objective function's module
     "meter.idle_s", "meter.region", "meter.carbon_intensity_g_per_kwh", "meter.pue",
+    "meter.carbon_intensity_csv",
     "meter.powercap_root",  # where this machine's RAPL counters are
     "data.root",  # where this machine keeps the dataset files
     "data.mirror",  # where they are downloaded from (checksums and formats are checked)

@@ -67,3 +67,15 @@ def charged_total_j(trials_attrs: Iterable[Mapping[str, Any]]) -> float:
     """Sum of `charged_known_j` over trials (J): a lower bound when some trial's training
     energy is unknown (`training_measured` is False for it)."""
     return sum(e for a in trials_attrs if (e := charged_known_j(a)) is not None)
+
+
+def charged_co2_g(attrs: Mapping[str, Any], intensity_g_per_kwh: float,
+                  pue: float = 1.0) -> float | None:
+    """CO2 of one trial's charge (`charged_known_j`), in g CO2e: at the intensity of its own
+    window when it has one (`co2_intensity_g_per_kwh`, from meter.carbon_intensity_csv),
+    else at `intensity_g_per_kwh` (the study's). What max_co2_g and every CO2 total count."""
+    e = charged_known_j(attrs)
+    if e is None:
+        return None
+    own = _number(attrs.get("co2_intensity_g_per_kwh"))
+    return e / 3.6e6 * (own if own is not None else intensity_g_per_kwh) * pue

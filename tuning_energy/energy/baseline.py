@@ -74,7 +74,7 @@ class TrialEnergyAttrs:
         return {
             "idle_power_w": self.idle_power_w,
             "energy_net_j": net_energy_j(m, self.idle_power_w),
-            "co2_g": self.carbon.co2_g(m.energy_j),
+            **self.carbon.window_attrs(m.energy_j, m.duration_s),
         }
 
     def __call__(self, m: Measurement) -> dict[str, Any]:

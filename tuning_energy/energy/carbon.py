@@ -12,9 +12,11 @@ to be used, when the config names no region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuning_energy.energy.carbon_series import IntensitySeries
 from tuning_energy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -64,13 +66,46 @@ class Carbon:
     source: str
     pue: float = 1.0
     country_alpha3: str | None = None
+    #: meter.carbon_intensity_csv: the intensity over time; `intensity_g_per_kwh` is then
+    #: the fallback outside the file's range
+    series: IntensitySeries | None = field(default=None, compare=False)
 
     def co2_g(self, energy_j: float | None) -> float | None:
         return co2_g(energy_j, self.intensity_g_per_kwh, self.pue)
 
+    def intensity_over(self, start: float, end: float) -> tuple[float, str]:
+        """(g CO2e/kWh over the Unix-time window [start, end], where it came from)."""
+        if self.series is not None:
+            mean = self.series.mean(start, end)
+            if mean is not None:
+                return mean, "csv"
+            return self.intensity_g_per_kwh, "outside the CSV's range: " + self.fallback
+        return self.intensity_g_per_kwh, self.source
+
+    def intensity_now(self, seconds: float = 0.0) -> float:
+        now = time.time()
+        return self.intensity_over(now, now + seconds)[0]
+
+    def window_attrs(self, energy_j: float | None, duration_s: float) -> dict[str, Any]:
+        """co2_g of a meter window that ended now (with the CSV: its intensity, and where
+        it came from)."""
+        if self.series is None:
+            return {"co2_g": self.co2_g(energy_j)}
+        end = time.time()
+        intensity, source = self.intensity_over(end - duration_s, end)
+        return {"co2_g": co2_g(energy_j, intensity, self.pue),
+                "co2_intensity_g_per_kwh": intensity, "co2_source": source}
+
+    @property
+    def fallback(self) -> str:
+        return f"{self.intensity_g_per_kwh:g} g/kWh ({self.source.split('; outside it: ')[-1]})"
+
     def study_attrs(self) -> dict[str, Any]:
-        return {"carbon_intensity_g_per_kwh": self.intensity_g_per_kwh,
-                "carbon_source": self.source, "pue": self.pue}
+        attrs = {"carbon_intensity_g_per_kwh": self.intensity_g_per_kwh,
+                 "carbon_source": self.source, "pue": self.pue}
+        if self.series is not None:
+            attrs["carbon_intensity_csv"] = self.series.describe()
+        return attrs
 
 
 def co2_g(energy_j: float | None, intensity_g_per_kwh: float | None,
@@ -94,7 +129,19 @@ def country_alpha3(region: str) -> str:
 
 
 def resolve_carbon(meter: MeterConfig) -> Carbon:
-    """Explicit intensity, else the region's from the table, else the world average."""
+    """meter.carbon_intensity_csv over time (with the constant below outside its range);
+    the constant: explicit intensity, else the region's from the table, else the world
+    average."""
+    constant = _constant_carbon(meter)
+    if not meter.carbon_intensity_csv:
+        return constant
+    series = IntensitySeries.load(meter.carbon_intensity_csv)
+    return Carbon(constant.intensity_g_per_kwh,
+                  f"time-varying from {series.describe()}; outside it: {constant.source}",
+                  constant.pue, constant.country_alpha3, series)
+
+
+def _constant_carbon(meter: MeterConfig) -> Carbon:
     if meter.carbon_intensity_g_per_kwh is not None:
         where = f" for region {meter.region}" if meter.region else ""
         return Carbon(float(meter.carbon_intensity_g_per_kwh),

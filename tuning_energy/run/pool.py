@@ -47,10 +47,12 @@ from tuning_energy.energy.gpus import parse_visible_devices
 from tuning_energy.energy.shared import needs_attribution, shared_method
 from tuning_energy.errors import ConfigError, TuningEnergyError
 from tuning_energy.liveness import WORKER_ATTR, pid_on
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.ledger import LedgerManager, connect_ledger, init_ledger
 from tuning_energy.run.runner import open_study, run_study
+from tuning_energy.run.signals import Terminated, exit_code, forward_stop, sigterm_as_interrupt
 from tuning_energy.run.summary import FINISHED, study_summary
-from tuning_energy.run.worker_energy import check_gpu_sharing, energy_budget_stop, partial_package_j
+from tuning_energy.run.worker_energy import check_gpu_sharing, partial_package_j
 from tuning_energy.run.workers import (
     MULTI_WORKER_KINDS,
     MeterFactory,
@@ -61,6 +63,7 @@ from tuning_energy.run.workers import (
     threads_per_worker,
 )
 from tuning_energy.search.strategies import grid_size
+from tuning_energy.store.faults import storage_fault
 from tuning_energy.store.storage import redact, storage_kind
 
 
@@ -96,13 +99,18 @@ class _WorkerSpec:
 
 def _worker_main(spec: _WorkerSpec) -> None:
     try:
-        run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
-                  progress=False, cross_check=spec.cross_check, source=spec.context)
-    except TuningEnergyError as exc:
-        print(f"tuning-energy worker {spec.context.index}: error: {exc}", file=sys.stderr)
+        with sigterm_as_interrupt(forwarded=True):  # SIGTERM: as Ctrl-C (run/signals.py)
+            run_study(spec.config, spec.strategy, spec.seed, spec.context.storage_url,
+                      progress=False, cross_check=spec.cross_check, source=spec.context)
+    except Exception as exc:  # ours, or a full / read-only store (store/faults.py)
+        fault = storage_fault(exc, spec.context.storage_url)
+        if fault is None and not isinstance(exc, TuningEnergyError):
+            raise
+        print(f"tuning-energy worker {spec.context.index}: error: {fault or exc}",
+              file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_code(exc))
 
 
 class WorkerPool:
@@ -228,8 +236,10 @@ class WorkerPool:
             if late:
                 raise TuningEnergyError(
                     f"{len(late)} worker(s) still running after {timeout_s:g} s; stopped")
-        except KeyboardInterrupt:  # the workers got the SIGINT too: each fails its trial
+        except KeyboardInterrupt as exc:  # the workers got the SIGINT too: each fails its trial
             interrupted = True
+            if isinstance(exc, Terminated):  # `kill PID` reaches this process only
+                forward_stop(p.pid for p in self.processes if p.is_alive())
             for p in self.processes:
                 p.join()
         finally:
@@ -240,11 +250,11 @@ class WorkerPool:
                   for t in self.study.get_trials(deepcopy=False))
         reason = "interrupted" if interrupted else "budget reached" if all(
             c == 0 for c in codes) else f"worker exit codes {codes}"
-        max_j = self.config.budget.max_energy_j
+        budget = StudyBudget.of(self.config)
         trials = self.study.get_trials(deepcopy=False)
-        if reason == "budget reached" and max_j is not None and \
+        if reason == "budget reached" and budget and \
                 sum(t.state in FINISHED for t in trials) < self._budget():
-            reason = energy_budget_stop(trials, max_j) or reason  # why the workers stopped
+            reason = budget.stop(trials) or reason  # why the workers stopped
         summary = study_summary(self.study, redact(self.storage_url), self._budget(), ran,
                            self._t0, reason, _MethodOnly(self.study))
         summary.interrupted = interrupted

@@ -51,6 +51,8 @@ from tuning_energy.energy.crosscheck import wrap_cross_check
 from tuning_energy.energy.hardware import environment_label
 from tuning_energy.errors import ConfigError, StorageError, StudyAborted
 from tuning_energy.objective.objective import Objective
+from tuning_energy.run.budget import StudyBudget
+from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
 from tuning_energy.run.trial_source import (
     PARTIAL_ENERGY_S,
@@ -67,6 +69,7 @@ from tuning_energy.search.strategies import (
     make_sampler,
     objectives,
 )
+from tuning_energy.store.faults import record_in_flight, storage_fault
 from tuning_energy.store.runs import hardware_info, record_run
 from tuning_energy.store.storage import open_storage, redact, storage_kind
 
@@ -215,6 +218,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
     function = _user_function(config)  # a bad [objective] fails before anything is stored
 
     carbon = resolve_carbon(config.meter)
+    budget = StudyBudget.of(config, carbon)
     meter_choice = source.meter_choice(config.meter, use_gpus=device.type == "cuda",
                                        cuda_index=device.index)
     meter = meter_choice.meter
@@ -299,7 +303,7 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 stop_reason = f"time budget {config.budget.timeout_s:g} s reached"
                 break
             claim = source.claim(study, n_budget, meter.begin, objective.propose,
-                                 max_energy_j=config.budget.max_energy_j)
+                                 budget=budget)
             if isinstance(claim, str):  # the study-wide energy budget is spent
                 stop_reason = claim
                 break
@@ -312,8 +316,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
                 params = claim.params()
                 with source.running(trial):  # a heartbeat, the trial's energy so far
                     values = objective.values(objective.run(trial, params))
-            except KeyboardInterrupt:
-                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (run/signals.py)
+                trial.set_user_attr("fail_reason", interrupt_reason(exc))
                 study.tell(trial, state=TrialState.FAIL)
                 interrupted = True
                 stop_reason = "interrupted"
@@ -321,6 +325,8 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: str, progre
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
             except Exception as exc:  # a crashed trial is recorded, the study goes on
+                if (fault := storage_fault(exc, storage_url, os_errors=False)) is not None:
+                    raise record_in_flight(study, trial, fault) from exc  # full, read-only
                 last_error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", last_error[:2000])
                 study.tell(trial, state=TrialState.FAIL)
@@ -392,6 +398,8 @@ def _write_dashboard_notes(study: optuna.Study) -> None:
 
         write_study_note(study)
     except Exception as exc:  # the trials are stored already; the note is a convenience
+        if storage_fault(exc, None) is not None:
+            return  # a full, read-only or locked store: the error that stops the run says so
         warnings.warn(f"could not write the dashboard note of {study.study_name}: "
                       f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tuning_energy.energy.accounting import charged_total_j, training_measured
+from tuning_energy.energy.accounting import charged_co2_g, charged_total_j, training_measured
 from tuning_energy.energy.methods import label
 from tuning_energy.store.runs import mixture_lines, provenance
 from tuning_energy.store.storage import redact
@@ -46,6 +46,8 @@ class StudySummary:
     store_s: float = 0.0  # storage round trips of proposing (store_s of the trials)
     store_energy_j: float | None = None
     total_energy_j: float | None = None  # charged: training + proposing + storage
+    co2_g: float | None = None  # of the charged energy (accounting.charged_co2_g)
+    carbon_source: str | None = None  # the intensity's, as the study stored it
     n_unmeasured: int = 0  # trials without a training-energy measurement
     machines: dict[str, int] = field(default_factory=dict)  # hardware_id -> trials
     energy_methods: dict[str, int] = field(default_factory=dict)  # method -> trials
@@ -101,6 +103,8 @@ class StudySummary:
             *([f"charged    {low}{self.total_energy_j:,.1f} J: training + proposing + storage "
                f"(what max_energy_j and energy to target count)"]
               if self.total_energy_j is not None else []),
+            *([f"co2        {low}{self.co2_g:.3g} g CO2e of the charged energy "
+               f"({self.carbon_source})"] if self.co2_g is not None else []),
             *mixture_lines(self.machines, self.energy_methods),
             *([f"idle power {self.idle_note}"] if self.idle_note else []),
             *([f"pruned     {self.n_pruned} trials, ~{self.energy_saved_j:,.1f} J saved "
@@ -177,7 +181,17 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
                          for t, a in zip(trials, attrs, strict=True)),
         machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
         idle_note=idle_note, metric=metric, direction=direction,
+        co2_g=_co2_total(study, attrs) if measured else None,
+        carbon_source=study.user_attrs.get("carbon_source"),
     )
+
+
+def _co2_total(study, attrs) -> float | None:
+    intensity = study.user_attrs.get("carbon_intensity_g_per_kwh")
+    if intensity is None:
+        return None
+    pue = study.user_attrs.get("pue") or 1.0
+    return _sum_or_none(charged_co2_g(a, intensity, pue) for a in attrs)
 
 
 def _sum_or_none(values) -> float | None:

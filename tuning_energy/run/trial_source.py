@@ -31,12 +31,9 @@ from optuna.trial import TrialState
 
 from tuning_energy.config import MeterConfig
 from tuning_energy.energy import MeterChoice, build_meter
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.summary import FINISHED
-from tuning_energy.run.worker_energy import (
-    PartialEnergyWriter,
-    TrialWindowMeter,
-    energy_budget_stop,
-)
+from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
 from tuning_energy.store.storage import run_lock, storage_kind
 
 #: Seconds between writes of a training trial's energy so far (single-process runs).
@@ -83,7 +80,7 @@ class TrialSource:
         return {"idle_power_w": idle_power_w}
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Begin, propose: Propose,
-              max_energy_j: float | None = None) -> Claim | str | None:
+              budget: StudyBudget | None = None) -> Claim | str | None:
         raise NotImplementedError
 
     def running(self, trial: optuna.Trial) -> contextlib.AbstractContextManager:
@@ -143,11 +140,11 @@ class LocalTrials(TrialSource):
                 print(f"marked {stale} trial(s) left RUNNING by a killed run as FAIL", file=out)
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Begin, propose: Propose,
-              max_energy_j: float | None = None) -> Claim | str | None:
-        if max_energy_j is not None:
-            # Stop before a trial that would overrun the budget: the one rule
-            # (worker_energy.energy_budget_stop), on the study's trials in the store.
-            if reason := energy_budget_stop(study.get_trials(deepcopy=False), max_energy_j):
+              budget: StudyBudget | None = None) -> Claim | str | None:
+        if budget:
+            # Stop before a trial that would overrun the energy or CO2 budget: the one
+            # rule (budget.py), on the study's trials in the store.
+            if reason := budget.stop(study.get_trials(deepcopy=False)):
                 return reason
         window = begin()  # ask + suggest: the strategy's and the store's cost
         trial = study.ask()

@@ -8,11 +8,7 @@ killed hard.
   marked `energy_partial = true`: a process killed hard (SIGKILL, OOM) leaves its trial with
   the energy it had spent up to the last write, and totals count it. The trial's final
   write (the objective's `finally`) replaces those values and sets `energy_partial = false`.
-- The energy budget (`budget.max_energy_j`) is checked against the whole study at every
-  claim, under the workers' lock, and by a single process before each trial: one rule,
-  `energy_budget_stop`: what all trials were charged
-  (accounting.py: training + proposing + storage, a killed trial's partial energy included),
-  what the trials running elsewhere are expected to add, and the next trial.
+- The study's energy and CO2 budgets count the partial energy too (budget.py).
 - GPUs: NVML reads a whole GPU's counter; two workers on one GPU would each count the
   other's joules. `check_gpu_sharing` refuses more NVML-metered workers than GPUs.
 """
@@ -20,21 +16,18 @@ killed hard.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from tuning_energy.energy.accounting import charged_energy_j, charged_known_j, charged_total_j
 from tuning_energy.energy.base import Measurement, Meter, Window
 from tuning_energy.energy.shared import is_package_device
 from tuning_energy.errors import ConfigError
 from tuning_energy.objective.objective import energy_attrs
-from tuning_energy.run.summary import FINISHED
 from tuning_energy.store.storage import set_user_attrs
 
 PARTIAL = "energy_partial"  # trial user attr: True while energy_j is the energy so far
@@ -168,35 +161,6 @@ def partial_package_j(trials: Iterable[FrozenTrial], pids: set[int],
             total += sum(j for d, j in by_device.items()
                          if is_package_device(d) and j is not None)
     return total
-
-
-# ---------------------------------------------------------------- the energy budget
-
-
-def energy_budget_stop(trials: Sequence[FrozenTrial], max_energy_j: float) -> str | None:
-    """Why no further trial may start under `budget.max_energy_j`; None while one may.
-
-    Spent: every trial's charged energy (a running or killed trial's energy so far
-    included). To come: each running trial up to the predicted energy of a trial (the median
-    of the finished ones), and the next trial's.
-    """
-    spent_j = charged_total_j(t.user_attrs for t in trials)
-    done = [e for t in trials if t.state in FINISHED and not t.user_attrs.get(PARTIAL)
-            and (e := charged_energy_j(t.user_attrs)) is not None]
-    next_j = statistics.median(done) if done else 0.0
-    running = [t for t in trials if t.state == TrialState.RUNNING]
-    # what a running trial has been charged so far (its proposal, its partial energy) is
-    # in spent_j already
-    to_come_j = sum(max(0.0, next_j - (charged_known_j(t.user_attrs) or 0.0))
-                    for t in running)
-    if spent_j + to_come_j + next_j <= max_energy_j:
-        return None
-    return (f"energy budget: {spent_j:,.1f} J charged to the study's trials (training + "
-            f"proposing + storage)"
-            + (f", ~{to_come_j:,.1f} J more expected from {len(running)} running"
-               if running else "")
-            + f"; the next trial (~{next_j:,.1f} J predicted) would pass "
-              f"budget.max_energy_j = {max_energy_j:g} J")
 
 
 # ---------------------------------------------------------------- GPUs

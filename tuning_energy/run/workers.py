@@ -23,7 +23,7 @@ store through its `WorkerContext` (a trial_source.TrialSource):
   window, so the heartbeat writes the trial's energy so far (`energy_partial`,
   worker_energy.py). Each worker's idle baseline is kept in the study attr
   `idle_power_w:HOST:PID` (`idle_power_w`, `idle_s`, `worker`, `gpu`, `measured_at`).
-- Energy budget: `budget.max_energy_j` is checked at every claim, under the lock, against
+- Energy and CO2 budgets (`budget.max_energy_j`, `max_co2_g`: budget.py) are checked at every claim, under the lock, against
   the whole study's charged energy (accounting.py), so N workers do not overrun it N-fold.
 - One process: on a journal / PostgreSQL store any single process is a worker too
   (`single_worker`: runner.run_study makes one), so two commands running one study share
@@ -53,14 +53,12 @@ from tuning_energy.energy.hardware import usable_cores
 from tuning_energy.energy.shared import SharedCpuTimeMeter, needs_attribution
 from tuning_energy.errors import StorageError, TuningEnergyError
 from tuning_energy.liveness import WORKER_ATTR, worker_alive, worker_identity
+from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.ledger import connect_ledger
 from tuning_energy.run.summary import FINISHED
 from tuning_energy.run.trial_source import Claim, TrialSource
-from tuning_energy.run.worker_energy import (
-    PartialEnergyWriter,
-    TrialWindowMeter,
-    energy_budget_stop,
-)
+from tuning_energy.run.worker_energy import PartialEnergyWriter, TrialWindowMeter
+from tuning_energy.store.faults import recorded_on_fault
 from tuning_energy.store.retry import retry_callback, retrying, wrap_storage
 from tuning_energy.store.storage import journal_path, open_storage, redact, storage_kind
 
@@ -233,6 +231,9 @@ class WorkerContext(TrialSource):
                 if ident and worker_alive(ident) is False:
                     stale.append((t._trial_id, f"its worker (pid {ident['pid']} on "
                                                f"{ident['host']}) died"))
+                elif ident and _same_process(ident, self.identity):  # claiming: it runs none
+                    stale.append((t._trial_id, "its run in this process stopped (an error "
+                                               "of the store, e.g. a full disk)"))
         reaped = []
         for trial_id, reason in stale:
             try:
@@ -252,7 +253,7 @@ class WorkerContext(TrialSource):
 
     def claim(self, study: optuna.Study, n_budget: int, begin: Callable[[], Any],
               propose: Callable[[optuna.Trial, Any], Any],
-              max_energy_j: float | None = None) -> Claim | str | None:
+              budget: StudyBudget | None = None) -> Claim | str | None:
         """A trial for this worker with its parameters, proposed under the workers' lock;
         None when there is nothing to take now (the budget is finished or running
         elsewhere); why it stops when the study-wide energy budget is spent (also kept in
@@ -270,8 +271,8 @@ class WorkerContext(TrialSource):
             finished = sum(s in FINISHED for s in states)
             running = states.count(TrialState.RUNNING)
             waiting = states.count(TrialState.WAITING)
-            if finished < n_budget and max_energy_j is not None:
-                self.stop_reason = energy_budget_stop(trials, max_energy_j)
+            if finished < n_budget and budget:
+                self.stop_reason = budget.stop(trials)
                 if self.stop_reason:
                     return self.stop_reason
             if finished < n_budget and (waiting or finished + running < n_budget):
@@ -279,12 +280,15 @@ class WorkerContext(TrialSource):
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
-                study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.identity)
-                if is_heartbeat_enabled(study._storage):
-                    # A first beat now: Optuna never declares a trial without one stale, so a
-                    # worker killed before its heartbeat thread ran would block the budget.
-                    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-                params = propose(trial, window)
+                with recorded_on_fault(study, trial, self.storage_url):  # full, read-only
+                    study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR,
+                                                         self.identity)
+                    if is_heartbeat_enabled(study._storage):
+                        # A first beat now: Optuna never declares a trial without one stale,
+                        # so a worker killed before its heartbeat thread ran would block
+                        # the budget.
+                        study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+                    params = propose(trial, window)
                 return Claim(trial, lambda: params)
         if finished < n_budget:
             time.sleep(self.options.poll_s)
@@ -314,6 +318,10 @@ class WorkerContext(TrialSource):
 
     def describe(self) -> dict[str, Any]:
         return {"workers": self.options.n_workers, "torch_threads_per_worker": self.torch_threads}
+
+
+def _same_process(ident: dict[str, Any], me: dict[str, Any]) -> bool:
+    return all(ident.get(k) == me[k] for k in ("host", "pid", "start_ticks"))
 
 
 def _retry_template(failed: FrozenTrial) -> FrozenTrial:

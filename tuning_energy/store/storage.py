@@ -23,6 +23,8 @@ from optuna.storages import BaseStorage
 from tuning_energy.errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///studies/energy.db"
+#: How long a SQLite write waits for another process's lock before "database is locked".
+SQLITE_TIMEOUT_S = 60.0
 ALLOWED = "sqlite:///PATH, journal:///PATH, postgresql://USER@HOST:PORT/DB"
 
 
@@ -105,15 +107,16 @@ def postgres_driver_url(url: str) -> str:
 _JOURNALS: dict[tuple[int, str], tuple[int, BaseStorage]] = {}
 
 
-def _journal(path: Path) -> BaseStorage:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+def _journal(path: Path, where: str) -> BaseStorage:
+    """A torn last line is cut at open, a corrupt line refused (journal_repair.py)."""
+    from tuning_energy.store.journal_repair import open_journal
 
     path.parent.mkdir(parents=True, exist_ok=True)
     key = (os.getpid(), str(path.resolve()))
     cached = _JOURNALS.get(key)
     if cached is not None and path.exists() and path.stat().st_ino == cached[0]:
         return cached[1]
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    storage = open_journal(path, where)
     _JOURNALS[key] = (path.stat().st_ino, storage)
     return storage
 
@@ -134,7 +137,7 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
         )
     try:
         if kind == "journal":
-            return _journal(journal_path(url))
+            return _journal(journal_path(url), redact(url))
         engine_kwargs = {}
         if kind == "postgresql":
             url = postgres_driver_url(url)
@@ -142,7 +145,7 @@ def open_storage(url: str, create: bool = True, heartbeat_interval: int | None =
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": 60}}
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
         if stale_trial_callback is not None:  # the keyword was renamed in Optuna 4.9
