@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: docs install study test test-optuna-range test-optuna-storages lint show clean dashboard compare figures paper paper-full envdemo bench postgres postgres-stop
+.PHONY: docs install study test test-optuna-range test-optuna-storages lint show clean dashboard compare suite figures paper paper-full envdemo bench postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -96,6 +96,16 @@ PAPER_STORAGE ?= sqlite:///studies/paper.db
 compare: install
 	$(BIN)/tuning-energy compare --config $(CONFIG) --seeds $(SEEDS) $(STRATEGIES_FLAG) \
 		--storage $(STORAGE) $(TRIALS_FLAG) $(WORKERS_FLAG)
+
+# every problem x strategy x seed of SUITE (studies/suite.toml; PROBLEMS=mnist1d,hgb for
+# some), resumable, into SUITE_STORAGE (default: a journal in the per-user data folder,
+# ~/.local/share/tuning-energy/suite.log), then figures/suite.md and figures/suite.json
+SUITE ?= studies/suite.toml
+SUITE_STORAGE ?=
+PROBLEMS ?=
+suite: install
+	$(BIN)/tuning-energy suite --suite $(SUITE) --no-progress \
+		$(if $(SUITE_STORAGE),--storage $(SUITE_STORAGE),) $(if $(PROBLEMS),--problems $(PROBLEMS),) $(WORKERS_FLAG)
 
 # figures (PNG + PDF) and report.md from STORAGE into OUT; no training
 figures: install

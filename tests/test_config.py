@@ -38,7 +38,7 @@ def test_config_is_frozen_and_serialisable():
         (tiny_doc(train={"epochs": "ten"}), "train.epochs"),
         (tiny_doc(train={"epochs": 0}), "train.epochs"),
         (tiny_doc(train={"bogus": 1}), "train.bogus"),
-        (tiny_doc(data={"dataset": "mnist"}), "'digits', 'fashion-mnist', 'cifar10'"),
+        (tiny_doc(data={"dataset": "mnist"}), "'digits', 'mnist1d', 'fashion-mnist', 'cifar10'"),
         (tiny_doc(meter={"kind": "wattmeter"}), "meter.kind"),
         (tiny_doc(budget={"n_trials": -1}), "budget.n_trials"),
         (tiny_doc(strategy={"bayes": {"acq_func": "UCB"}}), "strategy.bayes.acq_func"),

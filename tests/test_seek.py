@@ -80,9 +80,10 @@ def test_the_flops_of_the_builtin_datasets_are_those_of_the_loaded_data():
     from tuning_energy.cnn.data import load_dataset
     from tuning_energy.cnn.models import DATASET_SHAPES
 
-    cfg = parse_config(tiny_doc())
-    data = load_dataset(cfg.data, progress=False)
-    assert DATASET_SHAPES["digits"] == (data.input_shape, data.n_classes)
+    for dataset in ("digits", "mnist1d"):  # the ones that need no download
+        cfg = parse_config(tiny_doc(data={"dataset": dataset}))
+        data = load_dataset(cfg.data, progress=False)
+        assert DATASET_SHAPES[dataset] == (data.input_shape, data.n_classes), dataset
 
 
 def test_seek_needs_the_configs_target():

@@ -179,7 +179,7 @@ def _with_env_data_root(config):
 
     from tuning_energy.cnn.data import default_root
 
-    if config.data.root is not None or config.data.dataset == "digits":  # bundled: no files
+    if config.data.root is not None or config.data.dataset in ("digits", "mnist1d"):  # no files
         return config
     return dataclasses.replace(config, data=dataclasses.replace(
         config.data, root=str(default_root(os.environ))))
@@ -239,6 +239,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"\n{paths[1].read_text()}")
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(f"all figures and report: tuning-energy figures --storage {args.storage.text}")
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Every problem x strategy x seed of a suite into one store (resumes what is there),
+    then figures/suite.md and suite.json (run/suite.py, report/suite_report.py)."""
+    import dataclasses
+    import os
+
+    from tuning_energy.config.suite import load_suite
+    from tuning_energy.report.suite_report import write_suite
+    from tuning_energy.run.suite import default_suite_storage, run_suite
+
+    suite = load_suite(args.suite)
+    suite = suite.select([p.strip() for p in args.problems.split(",") if p.strip()]
+                         if args.problems else None)
+    suite = dataclasses.replace(suite, problems=tuple(
+        dataclasses.replace(p, config=_with_env_data_root(_with_env_meter(p.config)))
+        for p in suite.problems))
+    storage = args.storage or default_suite_storage(os.environ)
+    print(f"suite {args.suite}: store {storage}")
+    if not args.no_run:
+        summaries = run_suite(suite, storage, progress=not args.no_progress,
+                              workers=args.workers)
+        if summaries and summaries[-1].interrupted:
+            print(f"interrupted: the trial in flight is recorded as FAIL; rerun the same "
+                  f"command to resume (--storage {storage})")
+            return 130
+    paths = write_suite(suite, storage, args.out)
+    print(f"\n{paths[1].read_text()}")
+    print(f"wrote {', '.join(str(p) for p in paths)} (each problem's comparison in "
+          f"{args.out}/suite/)")
     return 0
 
 
@@ -400,6 +432,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_environment(p)
     _add_storage(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("suite", help="run every problem x strategy x seed of a suite, then "
+                                     "figures/suite.md and suite.json")
+    p.add_argument("--suite", default="studies/suite.toml",
+                   help="suite TOML: its problems, seeds and strategies (default "
+                        "studies/suite.toml)")
+    p.add_argument("--problems", default=None,
+                   help="comma-separated: only these problems of the suite (default all)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default journal:///$XDG_DATA_HOME/tuning-energy/"
+                        "suite.log, else ~/.local/share/tuning-energy/suite.log: outside "
+                        "the work tree)")
+    p.add_argument("--no-run", action="store_true",
+                   help="run nothing: write suite.md / suite.json from what the store holds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes per study (default 1), as `compare --workers N`")
+    p.add_argument("--out", default="figures",
+                   help="where suite.md and suite.json go (each problem's comparison in "
+                        "OUT/suite/; default figures)")
+    p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser("estimate", help="what a study or comparison will cost (energy, CO2, "
                                         "wall time) before it runs, from a short calibration")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from tuning_energy.cnn.models import uses_batchnorm
+
 #: Called after each epoch with (epoch index from 0, validation accuracy); return True to
 #: stop training early (pruning). Knows nothing of Optuna.
 EpochCallback = Callable[[int, float], bool]
@@ -88,6 +90,7 @@ def fit(
     history: list[float] = []
     loss_sum = torch.zeros((), device=x_train.device)
     epochs_run = 0
+    batchnorm = uses_batchnorm(model)
     for epoch in range(hyper.epochs):
         model.train()
         # Shuffle on the CPU generator, then index on the device: same order on any device.
@@ -96,7 +99,7 @@ def fit(
         for i in range(0, n, hyper.batch_size):
             idx = order[i : i + hyper.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            if len(xb) == 1 and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+            if len(xb) == 1 and batchnorm:
                 continue  # BatchNorm cannot train on a batch of one
             loss = loss_fn(model(xb), yb)
             # set_to_none skips a memset per parameter; the grads are rewritten by backward.

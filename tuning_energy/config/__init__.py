@@ -62,7 +62,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-DATASETS = ("digits", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist1d", "fashion-mnist", "cifar10")
 DEVICES = ("cpu", "cuda", "auto")  # and "cuda:N", N a CUDA device index (DEVICE_PATTERN)
 DEVICE_PATTERN = re.compile(r"cuda:\d+")
 #: Where the validation set (the one strategies select on) comes from: a stratified part of
@@ -391,16 +391,20 @@ def parse_config(doc: dict[str, Any], default_name: str = "study") -> StudyConfi
                        target_accuracy=target, pruning=pruning, objective=objective)
 
 
+def read_toml(path: Path, what: str = "config file", see: str = "studies/*.toml") -> dict:
+    """A TOML file's document; ConfigError naming the file when missing or not TOML."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist (see {see})")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
 def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist (see studies/*.toml)")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    config = parse_config(doc, default_name=path.stem)
+    config = parse_config(read_toml(path), default_name=path.stem)
     csv_path = config.meter.carbon_intensity_csv
     if csv_path and not Path(csv_path).is_absolute():  # relative to the config's folder
         config = dataclasses.replace(config, meter=dataclasses.replace(

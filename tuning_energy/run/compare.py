@@ -52,19 +52,34 @@ def run_comparison(config: StudyConfig, seeds: int, strategies: Sequence[str] | 
     check_workers(storage_url, workers)
     summaries = []
     for seed in range(seeds):
-        for strategy, pruner in variants:
-            cfg = config if pruner is None else config.with_overrides(
-                pruning=dataclasses.replace(config.pruning, pruner=pruner))
-            # one process: SQLite under the run lock, journal / PostgreSQL as one claiming
-            # worker (run_study); more: a pool of workers (as `study --workers N`)
-            summary = run_study(cfg, strategy, seed, storage_url, progress=progress,
-                                out=out) if workers == 1 else \
-                run_workers(cfg, strategy, seed, storage_url, WorkerOptions(n_workers=workers),
-                            out=out, progress=progress)
+        for variant in variants:
+            summary = run_variant(config, variant, seed, storage_url, progress, out, workers)
             summaries.append(summary)
             if summary.interrupted:
                 return summaries
     return summaries
+
+
+def variant_config(config: StudyConfig, variant: tuple[str, str | None]) -> StudyConfig:
+    """The config a variant's study runs: with `[pruning] pruner` set when it has one."""
+    pruner = variant[1]
+    return config if pruner is None else config.with_overrides(
+        pruning=dataclasses.replace(config.pruning, pruner=pruner))
+
+
+def run_variant(config: StudyConfig, variant: tuple[str, str | None], seed: int,
+                storage_url: str, progress: bool = True, out=None,
+                workers: int = 1) -> StudySummary:
+    """Run (or resume) one study of a comparison: `variant` = (strategy, pruner or None), as
+    search.strategies.parse_variant returns it."""
+    strategy, _ = variant
+    cfg = variant_config(config, variant)
+    # one process: SQLite under the run lock, journal / PostgreSQL as one claiming
+    # worker (run_study); more: a pool of workers (as `study --workers N`)
+    return run_study(cfg, strategy, seed, storage_url, progress=progress,
+                     out=out) if workers == 1 else \
+        run_workers(cfg, strategy, seed, storage_url, WorkerOptions(n_workers=workers),
+                    out=out, progress=progress)
 
 
 def studies_lines(storage_url: str, names: Sequence[str]) -> list[str]:
