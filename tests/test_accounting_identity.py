@@ -45,14 +45,14 @@ class LoopCpu(LocalTrials):
         self.t0: float | None = None
         self.t1: float | None = None
 
-    def claim(self, study, n_budget, begin, propose, max_energy_j=None):
+    def claim(self, study, n_budget, begin, propose, **limits):
         def first_begin():
             window = begin()
             if self.t0 is None:
                 self.t0 = self.cpu.read_s()
             return window
 
-        return super().claim(study, n_budget, first_begin, propose, max_energy_j)
+        return super().claim(study, n_budget, first_begin, propose, **limits)
 
     def n_finished(self, study, counted):
         self.t1 = self.cpu.read_s()
