@@ -217,7 +217,7 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
 
 def test_figures_go_to_a_folder_per_store_by_default():
     """`make figures` on the default store must not overwrite `make paper`'s report.md."""
-    from tuning_energy.cli import default_figures_dir
+    from tuning_energy.commands import default_figures_dir
 
     assert default_figures_dir("sqlite:///studies/energy.db") == "figures/energy"
     assert default_figures_dir("sqlite:////tmp/x/paper.db") == "figures/paper"

@@ -52,7 +52,7 @@ def test_a_storage_url_is_parsed_into_its_kind_and_file(tmp_path):
     assert "s3cret-pw" not in f"{server} {server.redacted}" and "s3cret-pw" in server.text
     assert StoreURL.parse(server) is server  # a parsed URL passes through
     # the URL's file decides where figures and dashboard artifacts go
-    from tuning_energy.cli import default_figures_dir
+    from tuning_energy.commands import default_figures_dir
     from tuning_energy.report.dashboard import default_artifact_dir
 
     assert default_figures_dir("journal:///runs/j.log") == "figures/j"

@@ -54,7 +54,7 @@ def problem_result(problem: Problem, storage_url: str, out_dir: Path,
         paths = None
     if paths is None:
         return {"config_file": problem.config_file,
-                "missing": f"no finished trials of its studies in {redact(storage_url)}"}
+                "missing": f"no finished trials of its studies in {redact(str(storage_url))}"}
     result = json.loads(paths[0].read_text())
     result["config_file"] = problem.config_file
     result["compare_md"] = paths[1].name

@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import Counter
 
 from tuning_energy.errors import StorageError
-from tuning_energy.store.storage import open_storage, redact, run_lock
+from tuning_energy.store.storage import open_storage, run_lock
+from tuning_energy.store.url import StoreURL
 
 
-def delete_command(study_name: str, storage_url: str) -> str:
+def delete_command(study_name: str, storage_url: StoreURL | str) -> str:
     """The command line that deletes `study_name` from `storage_url` (for messages)."""
-    return f"tuning-energy delete --study {study_name} --storage {redact(storage_url)}"
+    return f"tuning-energy delete --study {study_name} --storage {StoreURL.parse(storage_url).redacted}"
 
 
-def describe(study_name: str, storage_url: str) -> str:
+def describe(study_name: str, storage_url: StoreURL | str) -> str:
     """'study NAME in URL: 3 trials (2 COMPLETE, 1 FAIL)'; StorageError when it is not
     there, naming the studies that are."""
     import optuna
@@ -28,17 +29,17 @@ def describe(study_name: str, storage_url: str) -> str:
     storage = open_storage(storage_url, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
     if study_name not in names:
-        raise StorageError(f"--study = {study_name!r}: no such study in {redact(storage_url)}; "
+        raise StorageError(f"--study = {study_name!r}: no such study in {StoreURL.parse(storage_url).redacted}; "
                            f"its studies: {', '.join(sorted(names)) or 'none'}")
     trials = optuna.load_study(study_name=study_name, storage=storage).get_trials(
         deepcopy=False)
     states = Counter(t.state.name for t in trials)
     parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    return f"study {study_name!r} in {redact(storage_url)}: {len(trials)} trial(s)" + \
+    return f"study {study_name!r} in {StoreURL.parse(storage_url).redacted}: {len(trials)} trial(s)" + \
         (f" ({parts})" if parts else "")
 
 
-def delete_study(study_name: str, storage_url: str) -> None:
+def delete_study(study_name: str, storage_url: StoreURL | str) -> None:
     """Delete the study and all its trials (describe() first: it must exist)."""
     import optuna
 
