@@ -23,7 +23,7 @@ from typing import Any
 
 from tuning_energy.config.suite import Problem, Suite
 from tuning_energy.run.suite import problem_studies
-from tuning_energy.store.storage import redact
+from tuning_energy.store.url import redact
 
 REFERENCE = "bayes"
 
@@ -31,9 +31,10 @@ REFERENCE = "bayes"
 def _stored_studies(storage_url: str) -> set[str]:
     import optuna
 
-    from tuning_energy.store.storage import open_storage, store_exists
+    from tuning_energy.store.storage import open_storage
+    from tuning_energy.store.url import StoreURL
 
-    if not store_exists(storage_url):
+    if not StoreURL.parse(storage_url).exists():
         return set()
     storage = open_storage(storage_url, create=False)
     return {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
@@ -44,7 +45,7 @@ def problem_result(problem: Problem, storage_url: str, out_dir: Path,
     """The problem's compare.json (written under out_dir) plus "config_file"; without any
     of its studies in the store: {"config_file", "missing": why}."""
     from tuning_energy.errors import ConfigError
-    from tuning_energy.run.compare import write_compare
+    from tuning_energy.report.compare_report import write_compare
 
     names = [n for n in problem_studies(problem) if n in stored]
     try:
