@@ -374,4 +374,9 @@ def test_show_prints_the_charged_energy_and_its_estimate_label(tiny_config, stor
     assert "charged J: the training + proposing + storage energy of every finished trial" in out
     assert "partly an ESTIMATE: cpu0 from estimate-cpu-tdp-tree (the rest measured by " \
            "nvml-counter)" in out
+    # CO2 of the charged energy, as the study's summary gives it; unknown without an intensity
+    summary = run_study(tiny_config, "random", 0, storage_url, progress=False)
+    assert rows[cpu].split()[7] == f"{summary.co2_g:.3g}"
+    assert rows["gpu-random-s0"].split()[7] == "-"  # it stored no carbon intensity
+    assert "CO2 g: of the charged energy, at the study's carbon intensity: world average" in out
 

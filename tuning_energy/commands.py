@@ -82,7 +82,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from tuning_energy.analysis.table import method_label, study_table
     from tuning_energy.analysis.to_target import charged_what
     from tuning_energy.energy.accounting import CHARGED_PARTS, charged_total_j
-    from tuning_energy.run.summary import FINISHED, best_trial, metric_of, value
+    from tuning_energy.run.summary import FINISHED, best_trial, co2_total_g, metric_of, value
     from tuning_energy.store.storage import open_storage
 
     storage = open_storage(args.storage, create=False)
@@ -91,10 +91,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"no studies in {args.storage}")
         return 0
     header = f"{'study':32} {'strategy':9} {'seed':>4} {'trials':>7} {'failed':>6} " \
-             f"{'best':>9} {'charged J':>11}  method"
+             f"{'best':>9} {'charged J':>11} {'CO2 g':>9}  method"
     print(header)
     tables = []
     metrics: set[str] = set()
+    sources: set[str] = set()
     for s in summaries:
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
@@ -114,8 +115,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         if lab.any_estimate:
             method += " (ESTIMATE)" if lab.fully_estimated else " (partly ESTIMATE)"
         failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+        co2 = None if total == "-" else co2_total_g(study, [t.user_attrs for t in trials])
+        if co2 is not None:
+            sources.add(str(a.get("carbon_source")))
+        co2_text = "-" if co2 is None else f"{co2:.3g}"
         print(f"{s.study_name:32} {a.get('strategy', '?'):9} {a.get('seed', '?'):>4} "
-              f"{len(done):>7} {failed:>6} {best:>9} {total:>11}  {method}")
+              f"{len(done):>7} {failed:>6} {best:>9} {total:>11} {co2_text:>9}  {method}")
     every = pd.concat([t for t in tables if not t.empty]) if any(not t.empty for t in tables) \
         else tables[0]
     print(f"trials: complete and pruned; failed: trials that raised (their energy is "
@@ -123,6 +128,9 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"trials; "
           f"charged J: the {charged_what(every)} energy of every finished trial "
           f"(complete, pruned and failed)")
+    if sources:
+        print(f"CO2 g: of the charged energy, at the study's carbon intensity: "
+              f"{'; '.join(sorted(sources))}")
     lab = method_label(every)
     if lab.any_estimate:
         print(f"energy method {', '.join(lab.methods)}: {lab.text()}")

@@ -183,12 +183,14 @@ def study_summary(study, storage_url, n_budget, ran, t_start, reason, meter,
                          for t, a in zip(trials, attrs, strict=True)),
         machines=dict(origin["machines"]), energy_methods=dict(origin["energy_methods"]),
         idle_note=idle_note, metric=metric, direction=direction,
-        co2_g=_co2_total(study, attrs) if measured else None,
+        co2_g=co2_total_g(study, attrs) if measured else None,
         carbon_source=study.user_attrs.get("carbon_source"),
     )
 
 
-def _co2_total(study, attrs) -> float | None:
+def co2_total_g(study, attrs) -> float | None:
+    """g CO2e of the study's charged energy (accounting.charged_co2_g per trial, at the
+    study's stored intensity); None without a stored intensity or a measured trial."""
     intensity = study.user_attrs.get("carbon_intensity_g_per_kwh")
     if intensity is None:
         return None
