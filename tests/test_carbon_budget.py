@@ -95,3 +95,14 @@ high = 1e-1
         assert t.user_attrs["co2_intensity_g_per_kwh"] == 381
         assert t.user_attrs["co2_source"].startswith("outside the CSV's range")
     assert "time-varying" in past.user_attrs["carbon_source"]
+
+
+def test_compare_json_gives_the_co2_the_studies_summaries_give(storage_url):
+    from tuning_energy.analysis.table import trials_table
+    from tuning_energy.report.compare_report import compare_summary
+
+    cfg = parse_config(tiny_doc(meter={"kind": "estimate", "idle_s": 0, "region": "FR"},
+                                budget={"n_trials": 2}))
+    summaries = [run_study(cfg, s, 0, storage_url, progress=False) for s in ("random", "tpe")]
+    result, _ = compare_summary(trials_table(storage_url), cfg.name)
+    assert result["co2_g_total"] == pytest.approx(sum(s.co2_g for s in summaries))

@@ -68,6 +68,20 @@ def with_charged_energy(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.assign(**out)
 
 
+def charged_co2_total_g(trials: pd.DataFrame) -> float | None:
+    """g CO2e of the table's charged energy (`charged_known_j`), each trial at the carbon
+    intensity its `co2_g` was priced at (co2_g / energy_j: its study's, or its window's with
+    meter.carbon_intensity_csv): accounting.charged_co2_g on a table. None when no trial
+    carries both figures."""
+    if "co2_g" not in trials.columns or "energy_j" not in trials.columns:
+        return None
+    df = with_charged_energy(trials)
+    per_j = pd.to_numeric(df["co2_g"], errors="coerce") / pd.to_numeric(df["energy_j"],
+                                                                        errors="coerce")
+    ok = per_j.notna() & df["charged_known_j"].notna() & (df["energy_j"] > 0)
+    return float((df.loc[ok, "charged_known_j"] * per_j[ok]).sum()) if ok.any() else None
+
+
 def unmeasured(trials: pd.DataFrame) -> pd.Series:
     """True for the rows whose training energy (`energy_j`) is unknown."""
     require(trials, (TRAINING,), "unmeasured")

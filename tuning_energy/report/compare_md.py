@@ -40,7 +40,10 @@ def render_compare_md(result: dict[str, Any], c, stem: str = "compare") -> str:
         f"counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"
         + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + "."
-        + (f" {result['unmeasured']}" if result.get("unmeasured") else ""),
+        + (f" {result['unmeasured']}" if result.get("unmeasured") else "")
+        + (f" CO2 of the whole comparison: {result['co2_g_total']:.3g} g CO2e (its charged "
+           f"energy, each trial at the carbon intensity its study recorded)."
+           if result.get("co2_g_total") is not None else ""),
         "",
         "## Expected energy to target (ERT) per strategy",
         "",

@@ -22,6 +22,7 @@ from tuning_energy.analysis import verdict as vd
 from tuning_energy.analysis.ert import seed_costs
 from tuning_energy.analysis.table import method_label, tidy, trials_table
 from tuning_energy.analysis.to_target import (
+    charged_co2_total_g,
     charged_what,
     energy_counted,
     unmeasured,
@@ -81,6 +82,7 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "energy_method": ", ".join(methods.methods) or None,
         "energy_estimate": methods.text() or None,
         "energy_counted": energy_counted(df),
+        "co2_g_total": charged_co2_total_g(df),
         "n_unmeasured": int(unmeasured(df).sum()),  # trials without training energy
         "unmeasured": unmeasured_text(df) or None,
         "nulls": NULLS,
