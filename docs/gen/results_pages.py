@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "figures"
 PAGES = [  # (committed report, page, title in the nav)
     ("suite.md", "results/suite.md", "The suite of problems"),
+    ("suite/compare.md", "results/suite/compare.md", "Suite: the default problem"),
+    ("suite/compare-mnist1d.md", "results/suite/compare-mnist1d.md", "Suite: MNIST-1D"),
+    ("suite/compare-hgb.md", "results/suite/compare-hgb.md", "Suite: HGB on digits"),
     ("compare.md", "results/compare.md", "Default problem: every strategy"),
     ("report.md", "results/paper.md", "The paper's RQ1 and RQ2 on digits"),
     ("envdemo/report.md", "results/envdemo.md", "Environments side by side"),
@@ -36,6 +39,8 @@ for source, page, title in PAGES:
 # The home page is the README, its links made relative to the site.
 readme = (ROOT / "README.md").read_text()
 readme = readme.replace("](docs/)", "](usage.md)").replace("](docs/", "](")
+readme = readme.replace("](figures/compare.md)", "](results/compare.md)").replace(
+    "](figures/suite.md)", "](results/suite.md)")
 readme = re.sub(r"\[([^\]]+)\]\(examples/README\.md\)", r"`examples/README.md`", readme)
 for image in sorted(set(re.findall(r"\]\((figures/[^)\s]+\.png)\)", readme))):
     with mkdocs_gen_files.open(image, "wb") as out:
