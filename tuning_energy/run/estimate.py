@@ -241,7 +241,9 @@ def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
     co2 = proj.energy_j.scaled(carbon.co2_g(1.0) or 0.0)
     pruned = [s for s in strategies if "+" in s] or (
         [] if config.pruning.pruner == "none" else strategies)
-    method = (f"calibrated: {len(points)} trials of one step each, spread over the space's "
+    steps_run = ("each trained for one epoch and for two (an epoch costs the difference)"
+                 if config.objective.builtin else "each run for one step (one ctx.report)")
+    method = (f"calibrated: {len(points)} configurations {steps_run}, spread over the space's "
               f"cost range, metered as a study is ({meter}); "
               f"{proj.model}; the study's configurations drawn at random, tilted towards "
               f"cheap or costly ones; overhead per trial: proposing + storage as the "
