@@ -93,19 +93,14 @@ class Estimate:
 
 
 def _pool_flops(config: StudyConfig, pool: list[dict[str, Any]]) -> list[float] | None:
-    """FLOPs per sample of each configuration (built-in CNN only)."""
+    """FLOPs per sample of each configuration (built-in CNN only; models.spec_flops, as
+    seek prices its candidates: no data loaded, one count per distinct model)."""
     if not config.objective.builtin:
         return None
-    from tuning_energy.cnn.data import load_dataset
-    from tuning_energy.cnn.models import ModelSpec, build_model, flops_per_sample
+    from tuning_energy.cnn.models import ModelSpec, spec_flops
 
-    data = load_dataset(config.data)
-    out = []
-    for params in pool:
-        model = build_model(ModelSpec.from_params(config.param_values(params)),
-                            data.input_shape, data.n_classes)
-        out.append(float(flops_per_sample(model, data.input_shape)))
-    return out
+    return [float(spec_flops(ModelSpec.from_params(config.param_values(p)),
+                             config.data.dataset)) for p in pool]
 
 
 def _random_pool(config: StudyConfig, n: int, seed: int) -> list[dict[str, Any]]:
