@@ -69,6 +69,8 @@ class Carbon:
     #: meter.carbon_intensity_csv: the intensity over time; `intensity_g_per_kwh` is then
     #: the fallback outside the file's range
     series: IntensitySeries | None = field(default=None, compare=False)
+    #: with a series: where the fallback constant comes from (`source` describes both)
+    constant_source: str | None = field(default=None, compare=False)
 
     def co2_g(self, energy_j: float | None) -> float | None:
         return co2_g(energy_j, self.intensity_g_per_kwh, self.pue)
@@ -98,7 +100,7 @@ class Carbon:
 
     @property
     def fallback(self) -> str:
-        return f"{self.intensity_g_per_kwh:g} g/kWh ({self.source.split('; outside it: ')[-1]})"
+        return f"{self.intensity_g_per_kwh:g} g/kWh ({self.constant_source or self.source})"
 
     def study_attrs(self) -> dict[str, Any]:
         attrs = {"carbon_intensity_g_per_kwh": self.intensity_g_per_kwh,
@@ -138,7 +140,7 @@ def resolve_carbon(meter: MeterConfig) -> Carbon:
     series = IntensitySeries.load(meter.carbon_intensity_csv)
     return Carbon(constant.intensity_g_per_kwh,
                   f"time-varying from {series.describe()}; outside it: {constant.source}",
-                  constant.pue, constant.country_alpha3, series)
+                  constant.pue, constant.country_alpha3, series, constant.source)
 
 
 def _constant_carbon(meter: MeterConfig) -> Carbon:
