@@ -151,6 +151,8 @@ def study_rows(config: Path, store: Path, strategy: str, trials: int,
         return [], f"study failed ({run.returncode}): {run.stderr.strip()[-400:]}"
     import optuna
 
+    from tuning_energy.energy.accounting import charged_known_j
+
     rows = []
     for study in optuna.get_all_study_summaries(url):
         s = optuna.load_study(study_name=study.study_name, storage=url)
@@ -160,8 +162,7 @@ def study_rows(config: Path, store: Path, strategy: str, trials: int,
                          "accuracy": t.value, "energy_j": a.get("energy_j"),
                          "method": a.get("energy_method"), "avg_power_w": a.get("avg_power_w"),
                          "idle_power_w": a.get("idle_power_w"),
-                         "charged_j": (a.get("energy_j") or 0) + (a.get("propose_energy_j")
-                                                                 or 0) + (a.get("store_energy_j") or 0)})
+                         "charged_j": charged_known_j(a)})
     return rows, run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
 
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                               "avg_power_w", "idle_power_w"]), last]
         if est.returncode == 0 and rows:
             e = json.loads(est.stdout)["energy_j"]
-            real = sum(r["charged_j"] for r in rows)
+            real = sum(r["charged_j"] or 0.0 for r in rows)
             inside = e["p10"] <= real <= e["p90"]
             lines.append(f"estimate {e['median']:.4g} J (80%: {e['p10']:.4g} to {e['p90']:.4g});"
                          f" the study was charged {real:.4g} J: "
