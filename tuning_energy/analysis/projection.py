@@ -9,7 +9,8 @@ The model, per trial of the study:
   for a configuration x comes from the calibration's trials, which each ran one step of a
   configuration spread over the space's cost range. With FLOPs (the CNN), a line through
   log(J per step) against log(FLOPs per sample); without them, the calibration's spread.
-- overhead_j: what a calibration trial was charged around its step (proposing + storage).
+- overhead_j: what a calibration trial was charged around its step (proposing + storage;
+  for the CNN also its set-up and final evaluation: run/estimate.py).
 
 The study's total is a sum over `n_trials` configurations the strategy will pick, which the
 estimate cannot know: each simulated study draws them from a pool of random configurations

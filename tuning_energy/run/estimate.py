@@ -241,8 +241,10 @@ def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
     method = (f"calibrated: {len(points)} configurations {steps_run}, spread over the space's "
               f"cost range, metered as a study is ({meter}); "
               f"{proj.model}; the study's configurations drawn at random, tilted towards "
-              f"cheap or costly ones; overhead per trial: proposing + storage as the "
-              f"calibration's random search paid them")
+              f"cheap or costly ones; overhead per trial: what a calibration trial cost "
+              f"around its steps (proposing + storage at random search's cost"
+              + ("; the CNN's set-up and final evaluation" if config.objective.builtin else "")
+              + ")")
     if pruned:
         method += (f"; every trial counted in full: pruning ({', '.join(pruned)}) makes the "
                    f"real bill lower")
