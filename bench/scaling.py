@@ -48,7 +48,8 @@ from optuna.trial import TrialState
 
 from tuning_energy.energy import EstimateMeter
 from tuning_energy.search.strategies import distributions, make_sampler, objectives, suggest_params
-from tuning_energy.store.storage import open_storage, set_user_attrs
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.trial_writes import set_user_attrs
 
 from .common import Context, interleave, row, say
 from .gp_before import before_config, skopt_variance

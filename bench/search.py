@@ -28,7 +28,8 @@ from tuning_energy.search.strategies import (
     distributions,
     suggest_params,
 )
-from tuning_energy.store.storage import open_storage, set_user_attrs
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.trial_writes import set_user_attrs
 
 from .common import Context, interleave, row, say
 

@@ -19,40 +19,47 @@ MODULES = [
     ("optuna.exceptions", "UpdateFinishedTrialError",
      "storage.py, workers.py: a write to a finished trial (public, Optuna >= 4.3)"),
     ("optuna.storages._cached_storage", "_CachedStorage",
-     "storage.set_user_attrs: the backend behind a study's storage"),
+     "trial_writes.set_user_attrs: the backend behind a study's storage"),
     ("optuna.storages.journal._storage", "JournalOperation.SET_TRIAL_USER_ATTR",
-     "storage._append_user_attrs: Optuna's own journal record for a user attr"),
+     "trial_writes._append: Optuna's own journal record for a user attr"),
+    ("optuna.storages.journal._storage", "JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE",
+     "trial_writes._append: Optuna's own journal record for a step's value"),
+    ("optuna.storages._rdb.models", "TrialIntermediateValueModel.__table__",
+     "trial_writes._upsert: INSERT ... ON CONFLICT (trial_id, step)"),
+    ("optuna.storages._rdb.models",
+     "TrialIntermediateValueModel.intermediate_value_to_stored_repr",
+     "trial_writes._upsert: a step's value encoded as Optuna encodes it"),
     ("optuna.storages._rdb.models", "TrialUserAttributeModel.__table__",
-     "storage._upsert_user_attrs: INSERT ... ON CONFLICT (trial_id, key)"),
+     "trial_writes._upsert: INSERT ... ON CONFLICT (trial_id, key)"),
     ("optuna.storages._rdb.models", "TrialModel.__table__.c.trial_id",
      "store.retry: the creation tokens' table refers to it"),
     ("optuna.storages._rdb.models", "StudyModel.find_or_raise_by_id",
      "store.retry: a trial's creation locks its study row, as Optuna's"),
     ("optuna.storages._rdb.models", "TrialModel.study_id", "store.retry, store.storage"),
     ("optuna.storages._rdb.storage", "_create_scoped_session",
-     "storage._upsert_user_attrs, store.retry's trial creation: one transaction"),
+     "trial_writes._upsert, store.retry's trial creation: one transaction"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
     ("optuna.storages._heartbeat", "get_heartbeat_thread", "workers.py: heartbeats"),
     ("optuna.samplers._lazy_random_state", "LazyRandomState", "samplers.py: seeding"),
 ]
 JOURNAL = [
-    ("_thread_lock", "storage._append_user_attrs: appends under the storage's lock"),
-    ("_replay_result.worker_id", "storage._append_user_attrs: the records' worker id"),
-    ("_backend.append_logs", "storage._append_user_attrs: one append for all attrs"),
-    ("_sync_with_backend", "storage._append_user_attrs: replays its own records"),
+    ("_thread_lock", "trial_writes._append: appends under the storage's lock"),
+    ("_replay_result.worker_id", "trial_writes._append: the records' worker id"),
+    ("_backend.append_logs", "trial_writes._append: one append for all attrs"),
+    ("_sync_with_backend", "trial_writes._append: replays its own records"),
 ]
 RDB = [
-    ("_set_trial_attr_without_commit", "storage._upsert_user_attrs on other dialects"),
     ("_get_prepared_new_trial", "store.retry: the idempotent trial creation adds the trial"),
     ("_create_new_trial", "store.retry; Optuna's _CachedStorage creates trials with it"),
     ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
-    ("scoped_session", "storage._upsert_user_attrs"),
+    ("scoped_session", "trial_writes._upsert"),
     ("engine", "storage.py (SQLite pragmas), workers.py (the claim lock)"),
 ]
 TRIAL = [
-    ("_cached_frozen_trial.user_attrs", "storage.set_user_attrs keeps the trial's view current"),
+    ("_cached_frozen_trial.user_attrs", "trial_writes.set_user_attrs keeps the trial's view current"),
+    ("_cached_frozen_trial.intermediate_values", "trial_writes.set_user_attrs, as report does"),
     ("_trial_id", "storage.py, workers.py"),
-    ("storage", "storage.set_user_attrs"),
+    ("storage", "trial_writes.set_user_attrs"),
 ]
 
 
@@ -96,4 +103,9 @@ def test_journal_rdb_and_trial_internals_exist_on_real_stores(tmp_path):
                for con in models.TrialUserAttributeModel.__table__.constraints
                if con.__class__.__name__ == "UniqueConstraint"]
     assert ["key", "trial_id"] in uniques, _fail(
-        "TrialUserAttributeModel", "UniqueConstraint(trial_id, key)", "storage._upsert_user_attrs")
+        "TrialUserAttributeModel", "UniqueConstraint(trial_id, key)", "trial_writes._upsert")
+    uniques = [sorted(c.name for c in con.columns)
+               for con in models.TrialIntermediateValueModel.__table__.constraints
+               if con.__class__.__name__ == "UniqueConstraint"]
+    assert ["step", "trial_id"] in uniques, _fail(
+        "TrialIntermediateValueModel", "UniqueConstraint(trial_id, step)", "trial_writes._upsert")

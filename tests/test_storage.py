@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from tuning_energy.errors import StorageError
-from tuning_energy.store.storage import open_storage, set_user_attrs
+from tuning_energy.store.storage import open_storage
+from tuning_energy.store.trial_writes import set_user_attrs
 from tuning_energy.store.url import StoreURL
 
 
@@ -105,3 +106,22 @@ def test_a_journal_is_replayed_once_per_process_and_stays_current(tmp_path):
     fresh = open_storage(url)
     assert fresh is not first
     assert optuna.get_all_study_names(fresh) == []
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "journal", "memory"])
+def test_set_user_attrs_writes_a_learning_curve_with_the_attrs(tmp_path, scheme):
+    """A trial's reported values, written with its attrs, read back as trial.report's are
+    (NaN and inf too), on a fresh connection to the store."""
+    url = None if scheme == "memory" else f"{scheme}:///{tmp_path / 'store'}"
+    storage = open_storage(url) if url else optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    curve = {0: 0.5, 1: 0.75, 2: float("inf"), 3: 0.875}
+    set_user_attrs(trial, {"energy_j": 1.0}, curve)
+    assert trial._cached_frozen_trial.intermediate_values == curve
+    study.tell(trial, 0.9)
+    again = optuna.load_study(study_name="s", storage=open_storage(url) if url else storage)
+    assert again.trials[0].intermediate_values == curve
+    assert again.trials[0].user_attrs == {"energy_j": 1.0}
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {}, {4: 1.0})

@@ -674,7 +674,7 @@ def test_a_trials_energy_attrs_reach_a_journal_file_in_one_append(tmp_path):
     storage._backend.append_logs = lambda logs: (appends.append(len(logs)), append_logs(logs))
     attrs = {"energy_partial": True, "energy_j": 3.0, "energy_by_device_j": {"cpu0": 3.0},
              "energy_method": "rapl", "duration_s": 1.0}
-    from tuning_energy.store.storage import set_user_attrs
+    from tuning_energy.store.trial_writes import set_user_attrs
 
     set_user_attrs(trial, attrs)
     assert appends == [len(attrs)]

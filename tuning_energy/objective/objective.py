@@ -39,7 +39,7 @@ windows that cover the runner's trial loop end to end (overhead.py), so that the
 over the trials (and the last trial's recording, the study's `tail_store_energy_j`) is
 everything the study's process spent in its trial loop:
     energy_j          training and evaluation (the trial's own window), less the storage
-                      writes of each ctx.report
+                      writes of each ctx.report (with a pruner)
     propose_energy_j  the strategy's own computation that proposed its parameters (the
                       sampler's calls, metered by MeteredSampler, with its after_trial of
                       the trial before), and the objective's preparation (`prepare`: the
@@ -47,9 +47,10 @@ everything the study's process spent in its trial loop:
                       propose_* it was); propose_s its seconds
     store_energy_j    the storage round trips: recording the trial before (its attrs,
                       Optuna's tell), the budget check, Optuna's ask (creating the trial),
-                      one commit per suggested parameter, a worker's claim attrs, and the
-                      writes of each ctx.report (Optuna's report and should_prune); store_s
-                      its seconds
+                      one commit per suggested parameter, a worker's claim attrs, and with
+                      a pruner the writes of each ctx.report (Optuna's report and
+                      should_prune; without one the values are written with the trial's
+                      attrs, in one transaction); store_s its seconds
 With a sampler that is not a MeteredSampler (a plain `study.optimize(objective)`), the
 whole proposal window is propose_* and store_* holds the report writes only.
 
@@ -84,7 +85,7 @@ from tuning_energy.objective.overhead import TrialBooks
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import suggest_params
 from tuning_energy.seeds import trial_seed
-from tuning_energy.store.storage import set_user_attrs
+from tuning_energy.store.trial_writes import set_user_attrs
 
 __all__ = ["ContractError", "Objective", "TrialDiverged", "TrialOutcome", "energy_attrs",
            "trial_seed"]
@@ -295,7 +296,8 @@ class Objective:
         if hasattr(self.overhead_meter, "partial_attrs"):  # a kill keeps the whole window
             self.overhead_meter.partial_attrs = functools.partial(books.attrs, reports=False)
         notes: dict[str, Any] = {}
-        ctx._on_report = self._on_report(trial, window, ctx, notes, books.reports)
+        held: dict[int, float] = {}  # without a pruner: written with the attrs at the end
+        ctx._on_report = self._on_report(trial, window, ctx, notes, books.reports, held)
         value: float | None = None
         extras: dict[str, Any] = {}
         diverged: str | None = None
@@ -325,7 +327,7 @@ class Objective:
                     attrs[f"{self.metric}_at_stop"] = value
             if diverged is not None:
                 attrs.update(diverged=True, fail_reason=diverged)
-            set_user_attrs(trial, attrs)
+            set_user_attrs(trial, attrs, held)
         observe = getattr(self.function, "observe", None)
         if observe is not None:
             observe(attrs)
@@ -351,10 +353,14 @@ class Objective:
 
     def _on_report(self, trial: optuna.Trial, window: Window, ctx: TrialContext,
                    notes: dict[str, Any], reports: list[Measurement],
-                   ) -> Callable[[int, float], str | None]:
+                   held: dict[int, float]) -> Callable[[int, float], str | None]:
         """Per report: the energy after the first, the per-trial energy cap, the pruner.
-        Its storage writes (Optuna's report, should_prune) are each metered in a window of
-        their own, added to `reports`: storage, not training (overhead.py)."""
+
+        With a pruner, its storage writes (Optuna's report, should_prune) are each metered in
+        a window of their own, added to `reports`: storage, not training (overhead.py).
+        Without one, nothing reads the values while the trial runs: they are kept in `held`
+        and written with the trial's attrs when it ends, in the same transaction
+        (trial_writes.py), instead of one commit per step."""
         steps = self.config.n_steps
         cap_j = self.config.budget.max_trial_energy_j
 
@@ -371,6 +377,13 @@ class Objective:
                                 f"max_trial_energy_j {cap_j:g} J")
                 elif so_far is not None and cap_j is not None and so_far > cap_j:
                     return f"energy cap: {so_far:.3g} J so far > max_trial_energy_j {cap_j:g} J"
+            if not self.pruning:
+                if step < 0:  # as trial.report refuses it
+                    raise ValueError(f"The `step` argument is {step} but cannot be negative.")
+                # Optuna keeps the first value per step; multi-objective trials take none.
+                if finite(value) and not self.multi_objective:
+                    held.setdefault(step, value)
+                return None
             writes = self.overhead_meter.begin()
             try:
                 # Optuna keeps one value per step; multi-objective trials take none.

@@ -6,14 +6,16 @@ proposing + storage is everything the study's process spent over its trial loop
 
     ...training of trial k | recording trial k (its attrs, Optuna's tell), the loop,
     the budget check, ask, suggest (nested: the sampler's calls), preparation (nested:
-    the model build) | training of trial k+1 (nested: its storage writes per report) | ...
+    the model build) | training of trial k+1 (nested, with a pruner: its storage writes per report) | ...
 
 - The *proposal window* of trial k+1 opens the moment trial k's training window closes
   (`Objective.begin_proposal`), and closes the moment trial k+1's training window opens.
   Nested in it: the sampler's calls (`MeteredSampler`, with the sampler's `after_trial`
   of trial k, inside Optuna's tell), and the objective's `prepare` (the CNN's model build).
 - The *training window* (`energy_j`) is the function's work, less the storage writes of
-  each `ctx.report` (Optuna's report and should_prune, each in a nested window).
+  each `ctx.report` (Optuna's report and should_prune, each in a nested window) when a
+  pruner is on; without one the reported values are written with the trial's attrs when it
+  ends, in one transaction (store/trial_writes.py), so they are the next proposal window's.
 
 A trial's accounts (its attrs):
 

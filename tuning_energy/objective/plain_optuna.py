@@ -177,7 +177,7 @@ class MeteredObjective:
     def __call__(self, trial: optuna.Trial) -> Any:
         from tuning_energy.objective.objective import energy_attrs
         from tuning_energy.search.metered_sampler import MeteredSampler
-        from tuning_energy.store.storage import set_user_attrs
+        from tuning_energy.store.trial_writes import set_user_attrs
 
         run_attrs = self._setup(trial.study)
         meter = self._meter()

@@ -28,7 +28,7 @@ from tuning_energy.energy.base import Measurement, Meter, Window
 from tuning_energy.energy.shared import is_package_device
 from tuning_energy.errors import ConfigError
 from tuning_energy.objective.objective import energy_attrs
-from tuning_energy.store.storage import set_user_attrs
+from tuning_energy.store.trial_writes import set_user_attrs
 
 PARTIAL = "energy_partial"  # trial user attr: True while energy_j is the energy so far
 

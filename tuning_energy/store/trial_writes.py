@@ -1,0 +1,126 @@
+"""A running trial's records, written in one transaction: its attrs and its learning curve.
+
+`trial.set_user_attr` commits once per attr and `trial.report` once per step (each after
+three ORM queries on an RDB store); a default trial's two dozen attrs and 20 epochs cost
+~45 commits. `set_user_attrs` writes them all at once:
+
+- SQLite and PostgreSQL: one `INSERT ... ON CONFLICT DO UPDATE` per table (Optuna's
+  `trial_user_attributes` and `trial_intermediate_values`, encoded as Optuna encodes them),
+  after the same finished-trial check, in one transaction;
+- a journal file: Optuna's own SET_TRIAL_USER_ATTR / SET_TRIAL_INTERMEDIATE_VALUE records in
+  one append (one lock, one fsync; a process killed meanwhile leaves all of them or none);
+- any other store: Optuna's calls, one per attr and per step.
+
+Optuna's cached storage passes these writes straight to its backend, so writing to the
+backend keeps it consistent; the trial's own view is updated as Optuna's calls update it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
+                   steps: dict[int, float] | None = None) -> None:
+    """Set several user attrs of a running trial (and, `steps`, its intermediate values
+    {step: value}, as `trial.report` would) in one transaction."""
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages._cached_storage import _CachedStorage
+
+    steps = steps or {}
+    storage = getattr(trial, "storage", None)
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if not attrs and not steps:
+        return
+    if isinstance(trial, optuna.Trial) and isinstance(backend, JournalStorage):
+        _append(backend, trial._trial_id, attrs, steps)
+    elif isinstance(trial, optuna.Trial) and isinstance(backend, RDBStorage) \
+            and backend.engine.dialect.name in ("sqlite", "postgresql"):
+        _upsert(backend, trial._trial_id, attrs, steps)
+    else:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for step, value in steps.items():
+            trial.report(value, step)
+        return
+    # What trial.set_user_attr and trial.report do after writing: keep the trial's own view.
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+    trial._cached_frozen_trial.intermediate_values.update(steps)
+
+
+def _append(storage: Any, trial_id: int, attrs: dict[str, Any],
+            steps: dict[int, float]) -> None:
+    """All records in one append to a journal file. The lines are Optuna's own records, one
+    attr or step each, as `set_trial_user_attr` / `set_trial_intermediate_value` write them,
+    after the same finished-trial check."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages.journal._storage import JournalOperation
+
+    storage.check_trial_is_updatable(trial_id, storage.get_trial(trial_id).state)
+    with storage._thread_lock:
+        worker_id = storage._replay_result.worker_id
+        logs = [{"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker_id,
+                 "trial_id": trial_id, "user_attr": {k: v}} for k, v in attrs.items()]
+        logs += [{"op_code": JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE,
+                  "worker_id": worker_id, "trial_id": trial_id, "step": step,
+                  "intermediate_value": value} for step, value in steps.items()]
+        storage._backend.append_logs(logs)
+        # Replaying our own lines for a trial finished meanwhile raises once per line: read
+        # them all, then raise once, as a single set_trial_user_attr would.
+        error: Exception | None = None
+        for _ in range(len(logs) + 1):
+            try:
+                storage._sync_with_backend()
+                break
+            except UpdateFinishedTrialError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
+            steps: dict[int, float]) -> None:
+    """One INSERT ... ON CONFLICT DO UPDATE per table, in one transaction (SQLite and
+    PostgreSQL). Optuna's own path runs three ORM queries per attr or step (find the trial,
+    find the row, insert or update) and commits each; a dozen attrs took ~60 ms here."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import select
+
+    if backend.engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    statements = []
+    if attrs:
+        table = models.TrialUserAttributeModel.__table__
+        stmt = insert(table).values([{"trial_id": trial_id, "key": k,
+                                      "value_json": json.dumps(v)} for k, v in attrs.items()])
+        statements.append(stmt.on_conflict_do_update(
+            index_elements=[table.c.trial_id, table.c.key],
+            set_={"value_json": stmt.excluded.value_json}))
+    if steps:
+        model = models.TrialIntermediateValueModel
+        table = model.__table__
+        rows = []
+        for step, value in steps.items():
+            stored, kind = model.intermediate_value_to_stored_repr(float(value))
+            rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
+                         "intermediate_value_type": kind})
+        stmt = insert(table).values(rows)
+        statements.append(stmt.on_conflict_do_update(
+            index_elements=[table.c.trial_id, table.c.step],
+            set_={"intermediate_value": stmt.excluded.intermediate_value,
+                  "intermediate_value_type": stmt.excluded.intermediate_value_type}))
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        state = session.execute(select(models.TrialModel.state).where(
+            models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
+        if state is None:
+            raise KeyError(f"no trial with id {trial_id}")
+        backend.check_trial_is_updatable(trial_id, state)
+        for stmt in statements:
+            session.execute(stmt)
+
