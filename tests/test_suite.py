@@ -4,6 +4,7 @@ then figures/suite.json (each problem's compare.json + config_file) and suite.md
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -150,7 +151,8 @@ def test_the_repository_suite_is_valid():
     suite = load_suite("studies/suite.toml")
     assert {"default", "mnist1d", "hgb"} <= {p.name for p in suite.problems}
     for p in suite.problems:
-        assert "bayes" in p.strategies
+        # the reference, and the target-seeking strategy measured on every problem
+        assert {"bayes", "seek", "seek+target", "tpe+median"} <= set(p.strategies), p.name
 
 
 def test_the_table_reads_ert_ratios_and_the_verdict_when_compare_json_has_them():
@@ -177,3 +179,18 @@ def test_the_table_reads_ert_ratios_and_the_verdict_when_compare_json_has_them()
            "(family-wise CI 0.08 to 0.6) |" in md
     assert "| p | random | not reached | - | - | 0/5 |  |" in md
     assert "tpe/random" not in md and "Written before ERT" not in md
+
+
+def test_the_committed_suite_results_cover_the_whole_suite():
+    """figures/suite.json holds every problem x strategy x seed of studies/suite.toml: the
+    committed table is the suite's, not a part of it."""
+    full = load_suite("studies/suite.toml")
+    ran = load_suite("figures/suite/suite-as-run.toml")
+    assert [(p.name, p.seeds, set(p.strategies)) for p in ran.problems] == \
+        [(p.name, p.seeds, set(p.strategies)) for p in full.problems]
+    committed = json.loads(Path("figures/suite.json").read_text())["problems"]
+    for p in full.problems:
+        got = committed[p.name]
+        assert got["seeds"] == list(range(p.seeds)), p.name
+        assert {s: got["ert"][s]["runs"] for s in got["ert"]} == \
+            dict.fromkeys(p.strategies, p.seeds), p.name
