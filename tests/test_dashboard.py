@@ -195,6 +195,24 @@ def test_a_new_target_with_nothing_to_run_rewrites_the_note(store, tmp_path):
     assert float(m.group(1).replace(",", "")) == pytest.approx(eta, rel=5e-3)
 
 
+def test_note_gives_the_co2_show_gives_beside_the_charged_energy(store, capsys):
+    """The note's CO2 of the search is the figure `tuning-energy show` gives for the study
+    (its charged energy's CO2), in the same format, with the intensity's source and ESTIMATE
+    (the estimate meter's energy)."""
+    _, url, name = store
+    assert main(["show", "--storage", url]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(name))
+    shown = row.split()[7]  # show's CO2 g column
+    assert float(shown) > 0
+    note = get_note(optuna.load_study(study_name=name, storage=url)).splitlines()
+    k = next(i for i, ln in enumerate(note) if ln.startswith("| CO2 of the search |"))
+    assert note[k - 1].startswith("| total energy of the search |")  # beside the energy
+    assert note[k].startswith(f"| CO2 of the search | **{shown} g CO2e**: of its charged "
+                              f"energy"), note[k]
+    assert "world average (meter.region not set)" in note[k]
+    assert "like its energy, an ESTIMATE (estimate-cpu-tdp-tree)" in note[k]
+
+
 def test_note_is_written_when_the_run_is_interrupted(store, tmp_path, monkeypatch):
     from tuning_energy.run import runner
 

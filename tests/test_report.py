@@ -16,7 +16,7 @@ from tuning_energy import analysis as an
 from tuning_energy.cli import main
 from tuning_energy.report import figures as fg
 
-from .conftest import write_tiny
+from .conftest import tiny_doc, write_tiny
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +192,44 @@ def test_compare_writes_json_markdown_and_figure(store):
     assert (out / "compare-tiny-prediction.png").stat().st_size > 10_000
 
 
+def _table_rows(md: str, header_cell: str) -> tuple[list[str], list[list[str]]]:
+    """(the headers, the rows' cells) of the markdown table whose header has `header_cell`."""
+    lines = md.splitlines()
+    i = next(k for k, line in enumerate(lines) if f"| {header_cell} |" in line)
+    end = next((k for k in range(i, len(lines)) if not lines[k].startswith("|")), len(lines))
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines[i:end]]
+    return cells[0], cells[2:]
+
+
+def test_report_gives_the_co2_compare_md_gives_with_its_source(store, tmp_path):
+    """report.md states the CO2 of the charged energy beside each strategy's search energy
+    and for the whole comparison: the number compare.md gives for the same store, with the
+    intensity's source and ESTIMATE (its energy is an estimate)."""
+    import re
+
+    from tuning_energy.config import parse_config
+    from tuning_energy.report.compare_report import write_compare
+
+    _, url = store
+    write_compare(url, parse_config(tiny_doc(target_accuracy=None)), tmp_path / "cmp")
+    assert main(["figures", "--storage", url, "--out", str(tmp_path / "figs")]) == 0
+    md = (tmp_path / "cmp" / "compare-tiny.md").read_text()
+    report = (tmp_path / "figs" / "report.md").read_text()
+    number = r"(?:≥ )?[0-9.e+-]+"
+    in_md = re.search(rf"CO2 of the whole comparison: ({number}) g CO2e", md)
+    line = next(x for x in report.splitlines() if x.startswith("CO2 of the charged energy"))
+    in_report = re.search(rf": ({number}) g CO2e for the whole comparison", line)
+    assert in_md and in_report, (md, line)
+    assert in_report.group(1) == in_md.group(1) and float(in_md.group(1)) > 0
+    assert "world average (meter.region not set)" in line  # the tiny config names no region
+    assert "Like its energy, it is an ESTIMATE (estimate-cpu-tdp-tree)" in line
+    # per strategy, beside its search energy; together they make the comparison's CO2
+    head, rows = _table_rows(report, "search energy, all seeds (J)")
+    k = head.index("CO2, all seeds (g CO2e)")
+    assert head[k - 1] == "search energy, all seeds (J)" and len(rows) == 2
+    assert sum(float(r[k]) for r in rows) == pytest.approx(float(in_md.group(1)), rel=1e-2)
+
+
 def test_energy_to_target_counts_the_search_energy_by_hand():
     """Two seeds of one strategy; target 0.9. By hand, with proposing energy included:
     s0: trials (0.5, 10 J + 1 J), (0.95, 20 J + 1 J) -> reached at trial 2: 32 J.
@@ -213,6 +251,34 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
     assert x["total_energy_median_j"] == pytest.approx((32 + 5) / 2)
     assert result["ert"]["x"]["ert_j"] == pytest.approx((32 + 5) / 2)  # both reached: mean
     assert result["energy_method"] == "rapl"
+
+
+def test_a_co2_that_misses_an_unmeasured_trial_is_a_lower_bound_in_both_reports():
+    """A trial without a training-energy measurement has no CO2 either: the comparison's CO2
+    is then "≥" in compare.md and report.md alike, and report.md says the intensity's
+    source was not recorded (a table from elsewhere)."""
+    import re
+
+    import pandas as pd
+
+    from tuning_energy.report.compare_md import render_compare_md
+    from tuning_energy.report.compare_report import compare_summary
+    from tuning_energy.report.report import render_report
+
+    trials = pd.DataFrame({
+        "comparison": "c", "study": ["c-x-s0", "c-x-s0", "c-x-s1"], "strategy": "x",
+        "seed": [0, 0, 1], "trial": [0, 1, 0], "state": "COMPLETE",
+        "accuracy": [0.5, 0.95, 0.92], "energy_j": [3.6e6, None, 7.2e6],
+        "propose_energy_j": [0.0, 1.0, 0.0], "co2_g": [100.0, None, 200.0],
+        "energy_method": "rapl",
+    })
+    result, c = compare_summary(trials, "c", target=0.9)
+    report = render_report([c], pd.DataFrame(), c.trials, "t.csv")
+    shown = [re.search(r"(≥ [0-9.]+) g CO2e", text).group(1)
+             for text in (render_compare_md(result, c), report)]
+    assert shown == ["≥ 300", "≥ 300"]
+    assert "carbon intensity its study recorded: not recorded on the studies" in report
+    assert "ESTIMATE" not in report  # rapl measured it: no estimate to label
 
 
 def test_figures_go_to_a_folder_per_store_by_default():

@@ -87,7 +87,8 @@ def test_measure_idle_off_and_on(tmp_path):
 
 
 def test_the_estimate_meter_is_not_asked_for_idle_power():
-    """It counts this process's CPU time: 0 W while idle by construction, not a measurement."""
+    """It counts the CPU time of the trial's process tree: 0 W while idle by construction, not
+    a measurement."""
     meter = EstimateMeter(cpu_tdp_w=8.0, cpu_cores=2)
     assert not meter.sees_idle_power
     t0 = time.perf_counter()
@@ -95,6 +96,7 @@ def test_the_estimate_meter_is_not_asked_for_idle_power():
     assert time.perf_counter() - t0 < 0.5  # no 5 s spent learning nothing
     assert power_w is None
     assert note.startswith("not measured: the estimate meter cannot see idle power")
+    assert "CPU time of the trial's process tree" in note  # cputree.py, not the process alone
 
 
 def test_a_composite_sees_idle_power_when_a_part_does():

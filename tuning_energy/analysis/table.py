@@ -219,7 +219,8 @@ def tidy(trials: pd.DataFrame) -> pd.DataFrame:
 def studies_info(storage_url: StoreURL | str,
                  studies: str | Sequence[str] | None = None) -> pd.DataFrame:
     """One row per study: name, comparison, strategy, seed, energy_method and the study attrs
-    that describe the setup (`hardware`, `meter`, `config` as stored, versions)."""
+    that describe the setup (`hardware`, `meter`, `carbon_source`: where its carbon intensity
+    came from, `config` as stored, versions)."""
     import optuna
 
     from tuning_energy.store.storage import open_storage
@@ -234,6 +235,7 @@ def studies_info(storage_url: StoreURL | str,
                      "strategy": a.get("strategy"), "seed": a.get("seed"),
                      "energy_method": a.get("energy_method"), "hardware": a.get("hardware"),
                      "meter": a.get("meter"), "config": config,
+                     "carbon_source": a.get("carbon_source"),
                      "tuning_energy_version": a.get("tuning_energy_version"),
                      "torch_version": a.get("torch_version"),
                      "torch_threads": a.get("torch_threads"),

@@ -117,7 +117,8 @@ class Meter(ABC):
     #: How this meter obtains energy; stored with every measurement.
     method: str = "unknown"
     #: Whether the meter sees power drawn while this process does nothing (a hardware
-    #: counter does; an estimate from this process's CPU time reads 0 W by construction).
+    #: counter does; an estimate from the CPU time of the trial's process tree,
+    #: estimate.py, reads 0 W by construction).
     #: An idle baseline is measured only with a meter that can see idle power.
     sees_idle_power: bool = True
 

@@ -2,8 +2,9 @@
 
 At study start the meter measures a few seconds of idle (`meter.idle_s`; 0 turns it off):
 `idle_power_w`. A meter that cannot see idle power (`Meter.sees_idle_power` is False: the
-`estimate` meter counts this process's CPU time, 0 W while it sleeps) is not asked: its
-idle power is None ("not measured"), never a measured 0 W, and no time is spent on it.
+`estimate` meter counts the CPU time of the trial's process tree, cputree.py: 0 W while
+it sleeps) is not asked: its idle power is None ("not measured"), never a measured 0 W,
+and no time is spent on it.
 Each trial then also gets
 
     energy_net_j = energy_j - idle_power_w * duration_s   (None when idle is unknown)
@@ -42,7 +43,8 @@ def idle_baseline(meter: Meter, seconds: float) -> tuple[float | None, str]:
         return None, "off (meter.idle_s = 0)"
     if not meter.sees_idle_power:
         return None, (f"not measured: the {_kind(meter)} meter cannot see idle power (it "
-                      f"counts this process's CPU time: 0 W while idle by construction)")
+                      f"counts the CPU time of the trial's process tree: 0 W while idle by "
+                      f"construction)")
     # A meter shared by several workers books an idle window apart from the trials' (shared.py).
     window = getattr(meter, "begin_idle", meter.begin)()
     time.sleep(seconds)

@@ -96,7 +96,7 @@ def claim_package(root: str | Path) -> None:
             f"it to end, or run the strategies in one command (`tuning-energy compare "
             f"--strategies a,b`; with --workers N its ledger splits the package between "
             f"the workers by CPU time), or meter this command with meter.kind = 'estimate' "
-            f"(its own CPU time only)") from None
+            f"(the CPU time of its own process tree only)") from None
     if f.writable():
         f.seek(0)
         f.truncate()

@@ -13,7 +13,7 @@ from tuning_energy.analysis import seeds_needed as pw
 from tuning_energy.analysis import verdict as vd
 from tuning_energy.report.ert_text import ERT_DEFINITION, ert_table, lowest_ert_sentence
 from tuning_energy.report.findings import prediction_lines
-from tuning_energy.report.markdown import md_table
+from tuning_energy.report.markdown import co2_number, md_table
 
 
 def familywise_text(k: int, level: float) -> str:
@@ -41,7 +41,8 @@ def render_compare_md(result: dict[str, Any], c, stem: str = "compare") -> str:
         f"`{result['energy_method']}`"
         + (f" ({result['energy_estimate']})" if result.get("energy_estimate") else "") + "."
         + (f" {result['unmeasured']}" if result.get("unmeasured") else "")
-        + (f" CO2 of the whole comparison: {result['co2_g_total']:.3g} g CO2e (its charged "
+        + (f" CO2 of the whole comparison: "
+           f"{co2_number(result['co2_g_total'], bool(result.get('n_unmeasured')))} g CO2e (its charged "
            f"energy, each trial at the carbon intensity its study recorded)."
            if result.get("co2_g_total") is not None else ""),
         "",

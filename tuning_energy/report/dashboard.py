@@ -5,13 +5,13 @@
   dashboard. Blocks until Ctrl-C, then closes the socket and returns.
 - `write_study_note(study)`: the study note (markdown, optuna-dashboard's note) with the
   best accuracy, the search's total (charged) energy and its method (labelled when any
-  part is an estimate), the energy to the comparison's target accuracy (target.py: the
-  config's `target_accuracy`, as report.md and compare.md use it, and the note says so;
-  computed by `analysis.energy_to_target` on the study's trials table, as every report
-  does) and the
-  trials whose training cost the most energy; plus a note on the best trial saying why it
-  is best. The runner calls it at the end of every run, one with nothing left to run
-  included (a new target_accuracy then reaches the note).
+  part is an estimate), the CO2 of that energy (note_co2.py: as compare.md and report.md
+  give it, with the carbon intensity's source), the energy to the comparison's target
+  accuracy (target.py: the config's `target_accuracy`, as report.md and compare.md use it,
+  and the note says so; computed by `analysis.energy_to_target` on the study's trials
+  table, as every report does) and the trials whose training cost the most energy; plus a
+  note on the best trial saying why it is best. The runner calls it at the end of every
+  run, one with nothing left to run included (a new target_accuracy then reaches the note).
 - `write_metered_notes(storage)`: the same notes for the studies a plain Optuna script
   filled through `metered()`, written when the dashboard opens the store.
 - `attach_figures(study, paths, artifact_dir)`: upload PNG/PDF files as study artifacts.
@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuning_energy.energy.accounting import PROPOSING
 from tuning_energy.energy.methods import label as label_methods
 from tuning_energy.errors import ConfigError, StorageError, TuningEnergyError
+from tuning_energy.report.note_co2 import co2_row
 from tuning_energy.report.note_ert import ert_row
 from tuning_energy.run.summary import metric_of
 from tuning_energy.run.summary import value as _value
@@ -247,6 +248,7 @@ def study_note(study: optuna.Study, target: float | None = None,
                      f"({low}{total / 3600:.4f} "
                      f"Wh): {what} energy of all trials incl. failed; method "
                      f"`{method}`{estimate}{extra} |")
+        lines += co2_row(table, attrs.get("carbon_source"), bool(missing), label)
         lines.append(f"| training energy per trial | median "
                      f"{_joules(statistics.median(energies))} J, max {_joules(max(energies))} J, "
                      f"{_joules(sum(energies))} J in all |")

@@ -54,6 +54,21 @@ def at_least(bound: bool) -> str:
     return "≥ " if bound else ""
 
 
+def co2_number(g: float | None, bound: bool = False) -> str:
+    """g CO2e as compare.md, report.md and the dashboard note show it (3 significant digits,
+    as the run summary and `show`): '≥ ' before a lower bound, '-' when unknown."""
+    if g is None or not math.isfinite(g):
+        return "-"
+    return f"{at_least(bound)}{g:.3g}"
+
+
+def carbon_sources(sources) -> str:
+    """Where the carbon intensity came from, said once: the distinct `carbon_source` study
+    attrs (energy/carbon.py: the region's constant or the CSV), '; '-joined."""
+    names = sorted({str(s) for s in sources if s is not None and not pd.isna(s) and str(s)})
+    return "; ".join(names) or "not recorded on the studies"
+
+
 def kj(j: float) -> str:
     if math.isinf(j):
         return "not reached"

@@ -15,7 +15,12 @@ import pandas as pd
 
 from tuning_energy.analysis import environments, selection
 from tuning_energy.analysis.table import method_label, tidy
-from tuning_energy.analysis.to_target import energy_counted, unmeasured_text
+from tuning_energy.analysis.to_target import (
+    charged_co2_total_g,
+    energy_counted,
+    unmeasured,
+    unmeasured_text,
+)
 from tuning_energy.errors import TuningEnergyError
 from tuning_energy.report.ecdf_figure import N_TARGETS
 from tuning_energy.report.ert_text import ERT_DEFINITION, ert_table, lowest_ert_sentence
@@ -27,7 +32,7 @@ from tuning_energy.report.findings import (
     rq1_findings,
     rq2_findings,
 )
-from tuning_energy.report.markdown import md_table
+from tuning_energy.report.markdown import carbon_sources, co2_number, md_table
 from tuning_energy.store.url import StoreURL, redact
 
 # ---------------------------------------------------------------- the report
@@ -116,6 +121,7 @@ SUMMARY_COLUMNS = {
     "ci_high_j": "CI high (J)", "median_trials_to_target": "median trials to target",
     "median_total_energy_j": "median search energy per seed (J)",
     "total_energy_j": "search energy, all seeds (J)",
+    "co2_g_total": "CO2, all seeds (g CO2e)",
     "best_accuracy": "best accuracy",
 }
 TEST_COLUMNS = {"test": "test", "group_a": "a", "group_b": "b", "n_a": "n a", "n_b": "n b",
@@ -129,6 +135,31 @@ LEVEL_COLUMNS = {"factor": "factor", "level": "level", "n_trials": "trials",
                  "median_energy_j": "median energy per trial (J)",
                  "mean_energy_per_epoch_j": "mean energy per epoch (J)",
                  "median_accuracy": "median accuracy"}
+
+
+def with_co2(summary: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """The strategies' summary with `co2_g_total`, as shown: the CO2 of each strategy's
+    charged energy over all its seeds (to_target.charged_co2_total_g, as compare.json's
+    `co2_g_total`), '≥' where its search energy is a lower bound."""
+    by = {s: charged_co2_total_g(g) for s, g in trials.groupby("strategy", sort=False)}
+    return summary.assign(co2_g_total=[
+        co2_number(by.get(r["strategy"]), bool(r.get("total_lower_bound", False)))
+        for _, r in summary.iterrows()])
+
+
+def co2_lines(trials: pd.DataFrame, info: pd.DataFrame, comparison: str) -> list[str]:
+    """The comparison's CO2 (to_target.charged_co2_total_g, the figure compare.md gives),
+    where its intensity came from, and ESTIMATE where its energy is one."""
+    total = charged_co2_total_g(trials)
+    if total is None:
+        return ["CO2: not recorded (no trial carries `co2_g`).", ""]
+    sources = info.loc[info["comparison"] == comparison, "carbon_source"] \
+        if "carbon_source" in info.columns else ()
+    lab = method_label(trials)
+    return [f"CO2 of the charged energy: {co2_number(total, bool(unmeasured(trials).any()))} "
+            f"g CO2e for the whole comparison (per strategy in the CO2 column above), each "
+            f"trial at the carbon intensity its study recorded: {carbon_sources(sources)}."
+            + (f" Like its energy, it is {lab.text()}." if lab.any_estimate else ""), ""]
 
 
 def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials: pd.DataFrame,
@@ -164,8 +195,9 @@ def render_report(comparisons: Sequence[Comparison], info: pd.DataFrame, trials:
                   lowest_ert_sentence(c.ert), "",
                   "Secondary, the medians over seeds (a never-reached seed counts as "
                   "infinitely expensive):", "",
-                  md_table(c.summary, {**SUMMARY_COLUMNS,
-                                       "best_accuracy": f"best {c.goal.metric}"}), ""]
+                  md_table(with_co2(c.summary, c.trials),
+                           {**SUMMARY_COLUMNS, "best_accuracy": f"best {c.goal.metric}"}), ""]
+        lines += co2_lines(c.trials, info, c.name)
         lines += selection.report_lines(c.trials, info, md_table)
         if len(c.summary) > 1:
             lines += ["### Tests", "",
