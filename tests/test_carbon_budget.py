@@ -106,3 +106,34 @@ def test_compare_json_gives_the_co2_the_studies_summaries_give(storage_url):
     summaries = [run_study(cfg, s, 0, storage_url, progress=False) for s in ("random", "tpe")]
     result, _ = compare_summary(trials_table(storage_url), cfg.name)
     assert result["co2_g_total"] == pytest.approx(sum(s.co2_g for s in summaries))
+
+
+def test_a_trial_whose_training_was_not_measured_is_priced_alike_everywhere(tmp_path):
+    """`show` and the run summary (summary.co2_total_g) and compare / report / the dashboard
+    note (to_target.charged_co2_total_g) give one CO2 for the same trials, also when a
+    trial's training energy is unknown and only its proposing and storage were measured
+    (before: the table priced such a trial at nothing, the summary at its known parts)."""
+    from tuning_energy.analysis.table import trials_table
+    from tuning_energy.analysis.to_target import charged_co2_total_g
+    from tuning_energy.run.summary import co2_total_g
+    from tuning_energy.store.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="s",
+                                direction="maximize")
+    for k, v in {"carbon_intensity_g_per_kwh": 400.0, "pue": 1.5, "strategy": "random",
+                 "seed": 0, "config": {"name": "s"}}.items():
+        study.set_user_attr(k, v)
+    measured = {"energy_j": 36.0, "propose_energy_j": 1.0, "store_energy_j": 1.0,
+                "co2_g": 36.0 / 3.6e6 * 400.0 * 1.5}
+    unmeasured = {"energy_j": None, "propose_energy_j": 3.6e6, "store_energy_j": 0.0}
+    for attrs in (measured, unmeasured):
+        trial = study.ask()
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, 0.5)
+    attrs = [t.user_attrs for t in study.trials]
+    table_g = charged_co2_total_g(trials_table(url))
+    assert table_g == pytest.approx(co2_total_g(study, attrs))
+    # the unmeasured trial's 1 kWh of proposing is in it: 400 g x PUE 1.5
+    assert table_g > 600.0

@@ -131,6 +131,10 @@ def study_rows(name: str, attrs: dict[str, Any], trials: Iterable[Any]) -> list[
             "target_accuracy": target,
             "metric": metric,
             "direction": direction,
+            # the study's carbon intensity and PUE: what its trials' CO2 is priced at
+            # (accounting.charged_co2_g; a trial's own window intensity comes with its attrs)
+            "carbon_intensity_g_per_kwh": attrs.get("carbon_intensity_g_per_kwh"),
+            "pue": attrs.get("pue"),
         }
         for k, v in t.params.items():
             row[f"param_{k}"] = v

@@ -35,6 +35,7 @@ from tuning_energy.energy.accounting import (
     PROPOSING,
     STORING,
     TRAINING,
+    charged_co2_g,
     charged_energy_j,
     charged_known_j,
 )
@@ -69,17 +70,34 @@ def with_charged_energy(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def charged_co2_total_g(trials: pd.DataFrame) -> float | None:
-    """g CO2e of the table's charged energy (`charged_known_j`), each trial at the carbon
-    intensity its `co2_g` was priced at (co2_g / energy_j: its study's, or its window's with
-    meter.carbon_intensity_csv): accounting.charged_co2_g on a table. None when no trial
-    carries both figures."""
-    if "co2_g" not in trials.columns or "energy_j" not in trials.columns:
-        return None
+    """g CO2e of the table's charged energy: accounting.charged_co2_g of each trial (its
+    `charged_known_j` at its own window's intensity when it has one, else at its study's,
+    times its study's PUE), the one definition budgets, run summaries and `show` use. The
+    study's intensity and PUE are the table's `carbon_intensity_g_per_kwh` / `pue` columns;
+    a study without them (a table exported before they were columns) is priced at what its
+    trials' `co2_g` was priced at (co2_g / energy_j, PUE included). None when no trial can
+    be priced."""
     df = with_charged_energy(trials)
-    per_j = pd.to_numeric(df["co2_g"], errors="coerce") / pd.to_numeric(df["energy_j"],
-                                                                        errors="coerce")
-    ok = per_j.notna() & df["charged_known_j"].notna() & (df["energy_j"] > 0)
-    return float((df.loc[ok, "charged_known_j"] * per_j[ok]).sum()) if ok.any() else None
+    study_i = _numeric(df, "carbon_intensity_g_per_kwh")
+    pue = _numeric(df, "pue").fillna(1.0).where(study_i.notna(), 1.0)
+    if study_i.isna().any() and "co2_g" in df.columns:
+        own = _numeric(df, "co2_intensity_g_per_kwh")
+        energy = _numeric(df, TRAINING)
+        priced = (_numeric(df, "co2_g") / energy * 3.6e6).where((energy > 0) & own.isna())
+        groups = df["study"] if "study" in df.columns else pd.Series(0, index=df.index)
+        study_i = study_i.fillna(priced.groupby(groups).transform("first"))
+    cols = [c for c in (*CHARGED_PARTS, "co2_intensity_g_per_kwh") if c in df.columns]
+    values = [charged_co2_g(r, i, p)
+              for r, i, p in zip(df[cols].to_dict("records"), study_i, pue, strict=True)]
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    return float(sum(known)) if known else None
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    """The column as floats (NaN where absent or not a number)."""
+    if column not in df.columns:
+        return pd.Series(math.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce").astype(float)
 
 
 def unmeasured(trials: pd.DataFrame) -> pd.Series:
