@@ -62,3 +62,14 @@ def test_compare_workers_runs_each_study_with_n_workers(tmp_path, capsys):
     assert started, "no line naming the 2 worker processes"
     pids = {int(started.group(1)), int(started.group(2))}
     assert {t.system_attrs[WORKER_ATTR]["pid"] for t in trials} <= pids
+
+
+def test_studies_with_a_failed_extra_trial_are_not_all_said_to_have_it():
+    """A study resumed after a kill has its killed trial as FAIL beside its budget: the
+    header says the range, not the largest count as every study's."""
+    from tuning_energy.report.compare_md import trials_per_study
+
+    assert trials_per_study({"trials_per_study": 30, "trials_per_study_min": 30}) == \
+        "30 trials"
+    assert trials_per_study({"trials_per_study": 31, "trials_per_study_min": 30}) == \
+        "30 to 31 trials (failed ones included)"

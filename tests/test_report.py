@@ -254,8 +254,8 @@ def test_energy_to_target_counts_the_search_energy_by_hand():
 
 
 def test_a_co2_that_misses_an_unmeasured_trial_is_a_lower_bound_in_both_reports():
-    """A trial without a training-energy measurement has no CO2 either: the comparison's CO2
-    is then "≥" in compare.md and report.md alike, and report.md says the intensity's
+    """A trial without a training-energy measurement is priced on its measured parts only: the
+    comparison's CO2 is then "≥" in compare.md and report.md alike, and report.md says the intensity's
     source was not recorded (a table from elsewhere)."""
     import re
 

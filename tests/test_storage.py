@@ -111,7 +111,7 @@ def test_a_journal_is_replayed_once_per_process_and_stays_current(tmp_path):
 @pytest.mark.parametrize("scheme", ["sqlite", "journal", "memory"])
 def test_set_user_attrs_writes_a_learning_curve_with_the_attrs(tmp_path, scheme):
     """A trial's reported values, written with its attrs, read back as trial.report's are
-    (NaN and inf too), on a fresh connection to the store."""
+    (inf too), on a fresh connection to the store."""
     url = None if scheme == "memory" else f"{scheme}:///{tmp_path / 'store'}"
     storage = open_storage(url) if url else optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="s")
@@ -125,3 +125,21 @@ def test_set_user_attrs_writes_a_learning_curve_with_the_attrs(tmp_path, scheme)
     assert again.trials[0].user_attrs == {"energy_j": 1.0}
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         set_user_attrs(trial, {}, {4: 1.0})
+
+
+def test_a_curve_of_twenty_thousand_steps_lands_on_postgresql(pg_url):
+    """PostgreSQL takes at most 65,535 bind parameters in one statement: a long curve is
+    written in several INSERTs of one transaction (before: one INSERT, refused at the end
+    of the trial, and the trial's attrs lost with it)."""
+
+    import uuid
+
+    name = f"long-curve-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(storage=open_storage(pg_url), study_name=name)
+    trial = study.ask()
+    curve = {step: step / 20_000 for step in range(20_000)}
+    set_user_attrs(trial, {"energy_j": 1.0}, curve)
+    study.tell(trial, 0.5)
+    again = optuna.load_study(study_name=name, storage=open_storage(pg_url)).trials[0]
+    assert again.intermediate_values == curve and again.user_attrs == {"energy_j": 1.0}
+    optuna.delete_study(study_name=name, storage=open_storage(pg_url))

@@ -182,15 +182,27 @@ def test_the_table_reads_ert_ratios_and_the_verdict_when_compare_json_has_them()
 
 
 def test_the_committed_suite_results_cover_the_whole_suite():
-    """figures/suite.json holds every problem x strategy x seed of studies/suite.toml: the
-    committed table is the suite's, not a part of it."""
-    full = load_suite("studies/suite.toml")
-    ran = load_suite("figures/suite/suite-as-run.toml")
+    """figures/suite.json holds every problem x strategy x seed of studies/suite.toml, and
+    the committed trials every study's whole budget: the committed table is the suite's,
+    not a part of it."""
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    full = load_suite(repo / "studies" / "suite.toml")
+    ran = load_suite(repo / "figures" / "suite" / "suite-as-run.toml")
     assert [(p.name, p.seeds, set(p.strategies)) for p in ran.problems] == \
         [(p.name, p.seeds, set(p.strategies)) for p in full.problems]
-    committed = json.loads(Path("figures/suite.json").read_text())["problems"]
+    committed = json.loads((repo / "figures" / "suite.json").read_text())["problems"]
     for p in full.problems:
         got = committed[p.name]
         assert got["seeds"] == list(range(p.seeds)), p.name
         assert {s: got["ert"][s]["runs"] for s in got["ert"]} == \
             dict.fromkeys(p.strategies, p.seeds), p.name
+        parquet = "compare-trials.parquet" if p.name == "default" else \
+            f"suite/{p.name}-trials.parquet"
+        trials = pd.read_parquet(repo / "figures" / parquet)
+        ended = trials[trials["state"].isin(["COMPLETE", "PRUNED"])]
+        per_study = ended.groupby("study").size()
+        assert len(per_study) == len(p.strategies) * p.seeds, p.name
+        short = per_study[per_study != p.config.budget.n_trials]
+        assert short.empty, f"{p.name}: studies short of their budget: {dict(short)}"

@@ -32,7 +32,7 @@ def close_to(charged: float, used: float) -> bool:
 
 def test_a_pool_busy_loop_is_charged_like_the_same_loop_in_process():
     meter = EstimateMeter(cpu_tdp_w=8.0, cpu_cores=2)
-    n = 4_000_000
+    n = 12_000_000  # the loop well above the pool's own start-up and exit (~0.1 s loaded)
     w = meter.begin()
     in_process = spin(n)
     alone = meter.end(w)

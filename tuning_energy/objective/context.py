@@ -15,8 +15,9 @@
     pruning        True when a pruner is on (a function may skip per-step evaluation
                    when it is False and no energy cap is set)
     report(step, value) -> bool
-                   the value after `step` (0, 1, ...): stored as the trial's intermediate
-                   value, passed to the pruner, and the trial's energy so far checked
+                   the value after `step` (0, 1, ...): the trial's intermediate value
+                   (stored at once with a pruner, else with the trial's attrs when it
+                   ends), passed to the pruner, and the trial's energy so far checked
                    against `budget.max_trial_energy_j` (projected over `objective.steps`
                    reports when given); True: stop now. The trial is then recorded PRUNED
                    with the energy it spent (`pruned_reason` says why).

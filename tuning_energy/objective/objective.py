@@ -52,7 +52,8 @@ everything the study's process spent in its trial loop:
                       should_prune; without one the values are written with the trial's
                       attrs, in one transaction); store_s its seconds
 With a sampler that is not a MeteredSampler (a plain `study.optimize(objective)`), the
-whole proposal window is propose_* and store_* holds the report writes only.
+whole proposal window is propose_* and store_* holds the report writes only (with a
+pruner; without one, none).
 
 The energy attrs are written even when the function raises or is pruned: a failed or
 pruned trial keeps the energy it spent.
@@ -293,10 +294,12 @@ class Objective:
             raise
         books.close()  # the proposal window ends where the training window begins
         window = self.meter.begin()
+        held: dict[int, float] = {}  # without a pruner: written with the attrs at the end
         if hasattr(self.overhead_meter, "partial_attrs"):  # a kill keeps the whole window
             self.overhead_meter.partial_attrs = functools.partial(books.attrs, reports=False)
+            # ... and the curve so far (the heartbeat's writes show it while the trial runs)
+            self.overhead_meter.partial_steps = held.copy
         notes: dict[str, Any] = {}
-        held: dict[int, float] = {}  # without a pruner: written with the attrs at the end
         ctx._on_report = self._on_report(trial, window, ctx, notes, books.reports, held)
         value: float | None = None
         extras: dict[str, Any] = {}
@@ -310,7 +313,7 @@ class Objective:
             # Also when the function raised: a failed trial keeps the energy it spent.
             whole = self.meter.end(window)
             if hasattr(self.overhead_meter, "partial_attrs"):
-                self.overhead_meter.partial_attrs = None
+                self.overhead_meter.partial_attrs = self.overhead_meter.partial_steps = None
             if self._chained:  # recording this trial is the next proposal's storage
                 self._next = self.overhead_meter.begin()
             measurement = carve(whole, books.reports)  # less the report writes
@@ -358,9 +361,11 @@ class Objective:
 
         With a pruner, its storage writes (Optuna's report, should_prune) are each metered in
         a window of their own, added to `reports`: storage, not training (overhead.py).
-        Without one, nothing reads the values while the trial runs: they are kept in `held`
+        Without one, no pruner reads the values while the trial runs: they are kept in `held`
         and written with the trial's attrs when it ends, in the same transaction
-        (trial_writes.py), instead of one commit per step."""
+        (trial_writes.py), instead of one commit per step; a worker's heartbeat writes the
+        curve so far with its partial energy (worker_energy.py), so the dashboard shows a
+        running trial's curve at each heartbeat, and a killed trial keeps it."""
         steps = self.config.n_steps
         cap_j = self.config.budget.max_trial_energy_j
 

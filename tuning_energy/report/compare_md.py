@@ -16,6 +16,13 @@ from tuning_energy.report.findings import prediction_lines
 from tuning_energy.report.markdown import co2_number, md_table
 
 
+def trials_per_study(result: dict) -> str:
+    """'30 trials', or '30 to 31 trials (failed ones included)' when the studies' finished
+    trials differ (a trial that failed, e.g. killed and marked FAIL on resume, is counted)."""
+    hi = result["trials_per_study"]
+    lo = result.get("trials_per_study_min", hi)
+    return f"{hi} trials" if lo == hi else f"{lo} to {hi} trials (failed ones included)"
+
 def familywise_text(k: int, level: float) -> str:
     """What the family-wise CI is, for the k strategies compared with one reference."""
     return (
@@ -35,7 +42,7 @@ def render_compare_md(result: dict[str, Any], c, stem: str = "compare") -> str:
         f"# Which strategy reaches the target for the fewest expected joules? "
         f"({result['config']})",
         "",
-        f"Seeds {result['seeds']}, {result['trials_per_study']} trials per study, the same "
+        f"Seeds {result['seeds']}, {trials_per_study(result)} per study, the same "
         f"objective for every strategy. {c.goal.sentence()} Energy "
         f"counted: {result['energy_counted']}; method "
         f"`{result['energy_method']}`"

@@ -75,6 +75,7 @@ def compare_summary(trials: pd.DataFrame, config_name: str, target: float | None
         "config": config_name,
         "seeds": sorted(int(s) for s in df["seed"].dropna().unique()),
         "trials_per_study": int(per_study.max()) if len(per_study) else 0,
+        "trials_per_study_min": int(per_study.min()) if len(per_study) else 0,
         "target": c.target,
         "target_source": c.goal.source,
         "target_rule": c.goal.rule,

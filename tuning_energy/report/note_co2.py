@@ -14,9 +14,9 @@ from tuning_energy.report.markdown import carbon_sources, co2_number
 
 def co2_row(table: pd.DataFrame, source: str | None, lower_bound: bool,
             label: MethodLabel) -> list[str]:
-    """['| CO2 of the search | ... |'], or [] when no trial carries `co2_g`. `source`: the
+    """['| CO2 of the search | ... |'], or [] when no trial can be priced. `source`: the
     study's `carbon_source`; `lower_bound`: some trial has no training-energy measurement
-    (its CO2 is not counted: '≥'); `label`: the trials' energy method label."""
+    (only its measured parts are priced: '≥'); `label`: the trials' energy method label."""
     co2 = charged_co2_total_g(table)
     if co2 is None:
         return []

@@ -152,7 +152,8 @@ def co2_lines(trials: pd.DataFrame, info: pd.DataFrame, comparison: str) -> list
     where its intensity came from, and ESTIMATE where its energy is one."""
     total = charged_co2_total_g(trials)
     if total is None:
-        return ["CO2: not recorded (no trial carries `co2_g`).", ""]
+        return ["CO2: not recorded (no trial can be priced: no carbon intensity on its study "
+                "and no `co2_g`).", ""]
     sources = info.loc[info["comparison"] == comparison, "carbon_source"] \
         if "carbon_source" in info.columns else ()
     lab = method_label(trials)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning_energy.config.suite import Problem, Suite
+from tuning_energy.report.compare_md import trials_per_study
 from tuning_energy.run.suite import problem_studies
 from tuning_energy.store.url import redact
 
@@ -142,7 +143,7 @@ def render_suite_md(result: dict[str, Any]) -> str:
             lines.append(f"- **{name}** (`{r['config_file']}`): {r['missing']}.")
             continue
         lines.append(f"- **{name}** (`{r['config_file']}`): seeds {r['seeds']}, "
-                     f"{r['trials_per_study']} trials per study; {r['target_text']}; energy "
+                     f"{trials_per_study(r)} per study; {r['target_text']}; energy "
                      f"method `{r['energy_method']}`"
                      + (f" ({r['energy_estimate']})" if r.get("energy_estimate") else "")
                      + f". Details: [suite/{r['compare_md']}](suite/{r['compare_md']}).")

@@ -55,6 +55,9 @@ class TrialWindowMeter(Meter):
         #: More attrs the partial write carries (the objective's: the trial's proposal
         #: window, closed by then: overhead.py), so that a killed trial keeps them too.
         self.partial_attrs: Callable[[], dict[str, Any]] | None = None
+        #: The trial's reported values so far that are not yet stored (without a pruner the
+        #: objective holds them until the trial ends): written with the partial energy.
+        self.partial_steps: Callable[[], dict[int, float]] | None = None
 
     @property
     def sees_idle_power(self) -> bool:  # type: ignore[override]
@@ -119,7 +122,8 @@ class TrialWindowMeter(Meter):
             # The mark first: a store that writes attr by attr (journal) never shows
             # energy so far without it.
             more = self.partial_attrs() if self.partial_attrs is not None else {}
-            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m), **more})
+            steps = self.partial_steps() if self.partial_steps is not None else None
+            set_user_attrs(trial, {PARTIAL: True, **energy_attrs(m), **more}, steps)
             self._partial.add(window.id)
             return True
 

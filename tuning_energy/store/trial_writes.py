@@ -22,6 +22,10 @@ from typing import Any
 
 import optuna
 
+#: Rows per INSERT of a trial's curve: PostgreSQL takes at most 65,535 bind parameters in a
+#: statement (4 per row), and a function may report for many thousand steps.
+ROWS_PER_INSERT = 1000
+
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
                    steps: dict[int, float] | None = None) -> None:
@@ -110,11 +114,12 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
             stored, kind = model.intermediate_value_to_stored_repr(float(value))
             rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
                          "intermediate_value_type": kind})
-        stmt = insert(table).values(rows)
-        statements.append(stmt.on_conflict_do_update(
-            index_elements=[table.c.trial_id, table.c.step],
-            set_={"intermediate_value": stmt.excluded.intermediate_value,
-                  "intermediate_value_type": stmt.excluded.intermediate_value_type}))
+        for i in range(0, len(rows), ROWS_PER_INSERT):
+            stmt = insert(table).values(rows[i:i + ROWS_PER_INSERT])
+            statements.append(stmt.on_conflict_do_update(
+                index_elements=[table.c.trial_id, table.c.step],
+                set_={"intermediate_value": stmt.excluded.intermediate_value,
+                      "intermediate_value_type": stmt.excluded.intermediate_value_type}))
     with _create_scoped_session(backend.scoped_session, True) as session:
         state = session.execute(select(models.TrialModel.state).where(
             models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
