@@ -278,14 +278,16 @@ def test_a_trial_killed_hard_keeps_the_energy_it_spent(tmp_path):
     proc = _cli(*args)
     try:
         deadline = time.monotonic() + 120
-        killed = None
+        killed, study = None, None
         while killed is None and time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(KeyError):  # the study is not created yet
-                for t in load(url, "slow-random-s0").get_trials(deepcopy=False):
-                    if t.state == TrialState.RUNNING and t.user_attrs.get("energy_partial"):
-                        os.kill(proc.pid, signal.SIGKILL)
-                        killed = t
-                        break
+            if study is None:  # one store connection once the study exists: each poll is
+                with contextlib.suppress(KeyError):  # then one query, even on a loaded CI
+                    study = load(url, "slow-random-s0")
+            for t in study.get_trials(deepcopy=False) if study is not None else ():
+                if t.state == TrialState.RUNNING and t.user_attrs.get("energy_partial"):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = t
+                    break
             time.sleep(0.05)
         assert killed is not None, "no trial had its energy so far written while it ran: " \
             + (proc.communicate(timeout=60)[0] if proc.poll() is not None else "still running")
