@@ -24,7 +24,7 @@ PRUNER_FLAG := $(if $(PRUNER),--pruner $(PRUNER),)
 WORKERS ?=
 WORKERS_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: docs install study test test-optuna-range test-optuna-storages lint show clean dashboard compare suite figures paper paper-full envdemo bench postgres postgres-stop
+.PHONY: docs install study test test-optuna-range test-optuna-storages lint show clean dashboard compare suite figures paper paper-full envdemo bench bench-render postgres postgres-stop
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,10 @@ test-optuna-storages: install
 QUICK ?=
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
+
+# bench/RESULTS.md again from the committed bench/results.json: runs no benchmark
+bench-render: install
+	$(BIN)/python -m bench.run --render-only
 
 # EXTRAS and the `bench` extra (Zeus, timed beside our meter: meter_vs_zeus)
 $(VENV)/.installed-bench: $(VENV)/.installed

@@ -4,6 +4,7 @@
     python -m bench.run --quick    # smoke run (`make bench QUICK=1`), at most ~2 minutes
     python -m bench.run --quick --only storage_overhead --repeats 3
     python -m bench.run --only propose_scaling --sizes 16,128 --strategies bayes,tpe
+    python -m bench.run --render-only  # RESULTS.md again from results.json, runs nothing
 
 Each benchmark prints what it compares and how many repeats. Every figure is a ratio whose
 two sides were timed in this run, interleaved, because the machine is shared and noisy.
@@ -12,7 +13,6 @@ two sides were timed in this run, interleaved, because the machine is shared and
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     __package__ = "bench"  # noqa: A001
 
 from bench.common import Context, machine, make_context, meets, say  # noqa: E402
+from bench.render import dump, fmt, load, render_markdown  # noqa: E402
 from bench.scaling import QUICK_SIZES, SIZES  # noqa: E402
 from bench.scaling import STRATEGIES as SCALING_STRATEGIES  # noqa: E402
 
@@ -85,56 +86,6 @@ def order(quick: bool) -> list[str]:
             "gp_cap_quality", "trainer_vs_bare_torch", "flops_vs_matmul_peak"]
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
-
-
-def render_markdown(results: list[dict], info: dict, quick: bool, wall_s: float) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `{'make bench QUICK=1' if quick else 'make bench'}` "
-        f"(`python -m bench.run{' --quick' if quick else ''}`) in {wall_s:.0f} s. Every value "
-        "is a ratio whose two sides were timed in the same run, interleaved (A B A B ...); "
-        "`detail` in results.json has the raw times, repeats and variants.",
-        "",
-        "| benchmark | value | unit | goal | better | meets goal |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        ok = meets(r)
-        lines.append(f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {_fmt(r['goal'])} | "
-                     f"{r['better']} | {'-' if ok is None else ('yes' if ok else 'NO')} |")
-    missed = [r for r in results if meets(r) is False]
-    if missed:
-        lines += ["", "## Goals missed, and why", ""]
-        lines += [f"- **{r['name']}**: {r['detail'].get('why_missed', 'see its detail below')}"
-                  for r in missed]
-    figures = dict.fromkeys(r["detail"]["figure"] for r in results if "figure" in r["detail"])
-    if figures:
-        lines += ["", "## Figures", ""]
-        lines += [f"![{f}]({f})" for f in figures]
-    lines += ["", "## Machine", ""]
-    lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "## Details", ""]
-    for r in results:
-        d = r["detail"]
-        lines.append(f"### {r['name']}")
-        lines.append("")
-        for k, v in d.items():
-            if isinstance(v, dict):
-                lines.append(f"- {k}:")
-                lines += [f"  - {kk}: {json.dumps(vv)}" for kk, vv in v.items()]
-            else:
-                lines.append(f"- {k}: {json.dumps(v) if not isinstance(v, str) else v}")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run, <= ~2 minutes")
@@ -146,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT_DIR,
                    help="folder for results.json and RESULTS.md (default bench/)")
     p.add_argument("--note", default="", help="a line added to RESULTS.md (e.g. machine load)")
+    p.add_argument("--render-only", action="store_true",
+                   help="run nothing: write RESULTS.md again from the results.json in --out "
+                        "(`make bench-render`)")
     p.add_argument("--sizes", default=None,
                    help="propose_scaling: finished-trial counts, comma-separated "
                         f"(default {','.join(map(str, SIZES))}; --quick "
@@ -154,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="propose_scaling: strategies, comma-separated (default all: "
                         f"{','.join(SCALING_STRATEGIES)})")
     args = p.parse_args(argv)
+    if args.render_only:
+        return render_only(p, args.out)
 
     benches = _benchmarks()
     only = [n for item in args.only for n in item.split(",") if n]
@@ -194,13 +150,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.note:
         info["note"] = args.note
 
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "RESULTS.md").write_text(render_markdown(results, info, args.quick, wall_s) + "\n")
+    run = {"quick": args.quick, "wall_s": round(wall_s, 1), "machine": info}
+    (args.out / "results.json").write_text(dump(results, run))
+    (args.out / "RESULTS.md").write_text(render_markdown(results, run) + "\n")
     for r in results:
         ok = meets(r)
-        say(f"{r['name']:42s} {_fmt(r['value']):>10s}  goal {_fmt(r['goal']):>6s} "
+        say(f"{r['name']:42s} {fmt(r['value']):>10s}  goal {fmt(r['goal']):>6s} "
             f"({r['better']})  {'' if ok is None else ('ok' if ok else 'MISSES GOAL')}")
     say(f"wrote {args.out / 'results.json'} and {args.out / 'RESULTS.md'} ({wall_s:.0f} s)")
+    return 0
+
+
+def render_only(p: argparse.ArgumentParser, out: Path) -> int:
+    """RESULTS.md from the results.json in `out`, nothing run."""
+    path = out / "results.json"
+    if not path.is_file():
+        p.error(f"--render-only: no results.json in {out} (run `make bench` first, or give "
+                "--out the folder that holds it)")
+    (out / "RESULTS.md").write_text(render_markdown(*load(path)) + "\n")
+    say(f"wrote {out / 'RESULTS.md'} from {path}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rows(out: Path) -> list[dict]:
+    """The rows of the results.json in `out` (it also records the run: time, machine)."""
+    data = json.loads((out / "results.json").read_text())
+    assert set(data) == {"run", "results"} and set(data["run"]) >= {"quick", "wall_s", "machine"}
+    return data["results"]
 
 
 def test_quick_storage_benchmark_writes_results_json_and_markdown(tmp_path):
@@ -21,7 +29,7 @@ def test_quick_storage_benchmark_writes_results_json_and_markdown(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "repeats" in proc.stdout  # each benchmark says what it compares and how often
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = _rows(tmp_path)
     assert [r["name"] for r in results] == ["storage_overhead"]
     (r,) = results
     assert set(r) == {"name", "value", "unit", "goal", "better", "detail"}
@@ -67,7 +75,7 @@ def test_quick_scaling_rows_table_and_figure(tmp_path):
                          "--strategies", "bayes,tpe", "--repeats", "1", "--trial-s", "0.1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "out"
-    results = json.loads((out / "results.json").read_text())
+    results = _rows(out)
     # the rows are named after the largest size (propose_overhead_bayes_256 in make bench)
     assert [r["name"] for r in results] == ["propose_overhead_bayes_24", "propose_overhead_tpe_24",
                                             "propose_bayes_24_vs_tpe"]
@@ -108,7 +116,7 @@ def test_meters_side_by_side_rows_and_readings(tmp_path):
                            "1", "--trial-s", "2.0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(cwd.iterdir()) == []  # CodeCarbon (and Zeus) wrote no file
-    results = {r["name"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    results = {r["name"]: r for r in _rows(tmp_path / "out")}
     assert set(results) == {"meter_vs_codecarbon", "meter_vs_zeus"}
     cc = results["meter_vs_codecarbon"]
     assert cc["goal"] == 0.01 and cc["better"] == "lower" and cc["value"] > 0
@@ -204,7 +212,7 @@ def test_quick_search_share_of_the_default_study(tmp_path):
     proc, _ = _run_bench(tmp_path, "--quick", "--only", "search_share_default_bayes",
                          "--trial-s", "2.0", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (r,) = json.loads((tmp_path / "out" / "results.json").read_text())
+    (r,) = _rows(tmp_path / "out")
     assert r["name"] == "search_share_default_bayes"
     assert r["goal"] == 0.02 and r["better"] == "lower"
     d = r["detail"]
@@ -213,3 +221,61 @@ def test_quick_search_share_of_the_default_study(tmp_path):
                                            rel=1e-3)
     assert r["value"] == pytest.approx((d["proposing_j"] + d["storage_j"]) / d["charged_j"],
                                        rel=1e-2)
+
+
+def test_committed_results_md_is_what_its_results_json_renders(tmp_path):
+    """Every number about the committed run comes from bench/results.json: `--render-only`
+    (make bench-render) writes the committed RESULTS.md again from it, running nothing."""
+    (tmp_path / "results.json").write_bytes((ROOT / "bench" / "results.json").read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--render-only", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert md == (ROOT / "bench" / "RESULTS.md").read_text(), \
+        "bench/RESULTS.md is stale: run `make bench-render` (python -m bench.run --render-only)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["RESULTS.md", "results.json"]
+    # the scaling table: CPU ms per proposal of every strategy at every size, from the row
+    from bench.render import fmt
+
+    scaling = next(r for r in _rows(tmp_path) if isinstance(r["detail"].get("table"), dict))
+    assert "## Cost as the study grows" in md and "## Machine" in md
+    sizes = [str(n) for n in scaling["detail"]["sizes"]]
+    for label, per in scaling["detail"]["table"].items():
+        assert f"| {label} | {' | '.join(fmt(per[n]['cpu_ms']) for n in sizes)} |" in md
+
+
+def test_render_only_without_results_json_says_where_it_looked(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--render-only", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "--render-only" in proc.stderr and str(tmp_path) in proc.stderr
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_an_older_results_json_renders_without_the_run_it_does_not_record(tmp_path):
+    """A bare list of rows (results.json before it recorded the run): no machine and no run
+    time are made up."""
+    from bench.common import row
+    from bench.render import load, render_markdown
+
+    (tmp_path / "results.json").write_text(json.dumps(
+        [row("storage_overhead", 0.5, "ratio to trial time", 0.01, "lower",
+             {"compares": "recording / trial", "why_missed": "slow disk"})]))
+    md = render_markdown(*load(tmp_path / "results.json"))
+    assert "## Machine" not in md and " s. Every value" not in md
+    assert "- **storage_overhead**: slow disk" in md
+    assert "- **storage_overhead**: recording / trial" in md
+
+
+#: what a run's number looks like in prose: a decimal, or a count with a unit of time,
+#: energy or power, a factor or a share
+RUN_NUMBER = re.compile(r"\d+\.\d+|\b\d[\d,]*\s?(?:ms|us|µs|s|J|W|x|%)(?![\w-])")
+
+
+@pytest.mark.parametrize("doc", ["bench/README.md", "docs/benchmarks.md"])
+def test_benchmark_prose_types_no_number_of_a_run(doc):
+    """The values of a run are in RESULTS.md, rendered from results.json; the prose that
+    explains the benchmarks types none of them (a rerun would leave them stale)."""
+    text = (ROOT / doc).read_text()
+    assert RUN_NUMBER.findall(text) == []
+    assert "RESULTS.md" in text or "results/benchmarks.md" in text

@@ -1,8 +1,9 @@
 """Result pages of the docs site, generated at build time from the committed outputs.
 
 Each committed report (figures/*.md, written by `tuning-energy compare|figures|suite` from the
-stores) becomes a page under results/, with the images it shows; nothing is typed here, so the
-site shows exactly the numbers the files hold."""
+stores; bench/RESULTS.md, rendered by `make bench` from bench/results.json) becomes a page under
+results/, with the images it shows; nothing is typed here, so the site shows exactly the
+numbers the files hold."""
 
 from pathlib import Path
 import re
@@ -10,7 +11,6 @@ import re
 import mkdocs_gen_files
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ROOT / "figures"
 PAGES = [  # (committed report, page, title in the nav)
     ("suite.md", "results/suite.md", "The suite of problems"),
     ("suite/compare.md", "results/suite/compare.md", "Suite: the default problem"),
@@ -21,11 +21,15 @@ PAGES = [  # (committed report, page, title in the nav)
     ("envdemo/report.md", "results/envdemo.md", "Environments side by side"),
 ]
 
-for source, page, title in PAGES:
-    path = FIGURES / source
+# (committed file, page, title): the figures' reports, and make bench's results
+SOURCES = [(f"figures/{source}", page, title) for source, page, title in PAGES] + [
+    ("bench/RESULTS.md", "results/benchmarks.md", "Benchmarks: the committed run")]
+
+for source, page, title in SOURCES:
+    path = ROOT / source
     if not path.exists():  # not committed yet: the page says how to make it
         with mkdocs_gen_files.open(page, "w") as out:
-            out.write(f"# {title}\n\n`figures/{source}` is not committed yet.\n")
+            out.write(f"# {title}\n\n`{source}` is not committed yet.\n")
         continue
     text = path.read_text()
     folder = path.parent
@@ -34,7 +38,7 @@ for source, page, title in PAGES:
             out.write((folder / image).read_bytes())
     with mkdocs_gen_files.open(page, "w") as out:
         out.write(text)
-    mkdocs_gen_files.set_edit_path(page, f"../figures/{source}")
+    mkdocs_gen_files.set_edit_path(page, f"../{source}")
 
 # The home page is the README, its links made relative to the site.
 readme = (ROOT / "README.md").read_text()
