@@ -183,20 +183,22 @@ def _cli(*args, **kw):
                             **kw)
 
 
-def _wait_for_running(storage_url, name, timeout_s=60.0, max_complete=None):
+def _wait_for_running(storage_url, name, timeout_s=120.0, max_complete=None):
     """Until a trial is RUNNING after at least one COMPLETE one (and, with `max_complete`,
     no more than that many: a signal sent while the study's last trial runs may land after
-    the process has finished it and exited)."""
+    the process has finished it and exited). Polls over one store connection once the
+    study exists (a new one per poll took longer than a trial on a loaded CI machine)."""
     deadline = time.time() + timeout_s
+    study = None
     while time.time() < deadline:
-        try:
-            trials = load(storage_url, name).get_trials(deepcopy=False)
-            n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-            if n_complete >= 1 and trials[-1].state == TrialState.RUNNING and \
-                    (max_complete is None or n_complete <= max_complete):
-                return
-        except KeyError:
-            pass
+        if study is None:
+            with contextlib.suppress(KeyError):  # not created yet
+                study = load(storage_url, name)
+        trials = study.get_trials(deepcopy=False) if study is not None else []
+        n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        if n_complete >= 1 and trials[-1].state == TrialState.RUNNING and \
+                (max_complete is None or n_complete <= max_complete):
+            return
         time.sleep(0.05)
     raise AssertionError("the study never had a trial RUNNING")
 
