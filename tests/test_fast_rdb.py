@@ -1,0 +1,111 @@
+"""FastRDBStorage reads and writes a real SQLite store exactly as Optuna's RDBStorage does."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from tuning_energy.store.fast_rdb import FastRDBStorage
+from tuning_energy.store.storage import open_storage
+
+SPACE = {"lr": FloatDistribution(1e-4, 1.0, log=True), "units": IntDistribution(8, 64, step=8),
+         "act": CategoricalDistribution(["relu", None, 1.5]), "drop": FloatDistribution(0, 0.5)}
+
+
+def _fill(storage) -> None:
+    """Two studies (one multi-objective), trials in every state, with inf/nan values."""
+    study = optuna.create_study(storage=storage, study_name="one")
+    for i, (state, value) in enumerate([
+            (TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, math.inf),
+            (TrialState.COMPLETE, -math.inf), (TrialState.PRUNED, None),
+            (TrialState.FAIL, None), (TrialState.RUNNING, None)]):
+        trial = study.ask(SPACE if i % 2 else {"lr": SPACE["lr"], "act": SPACE["act"]})
+        for step, v in enumerate([1.0, math.nan, math.inf, -math.inf, 2.0 + i]):
+            trial.report(v, step * (i + 1))
+        trial.set_user_attr("energy_j", {"cpu": [1.5, None], "i": i})
+        trial.set_user_attr("a_note", "x" * i)
+        trial.storage.set_trial_system_attr(trial._trial_id, "sys", [i, "y"])
+        if state != TrialState.RUNNING:
+            study.tell(trial, value, state=state)
+    study.enqueue_trial({"lr": 0.01})  # WAITING, with a fixed param in its system attrs
+    two = optuna.create_study(storage=storage, study_name="two",
+                              directions=["minimize", "maximize"])
+    two.optimize(lambda t: (t.suggest_float("x", -1, 1), math.inf), n_trials=3)
+    two.ask()
+
+
+def _same(a, b) -> None:
+    assert [t._trial_id for t in a] == [t._trial_id for t in b]
+    for x, y in zip(a, b, strict=True):
+        # nan != nan (and FrozenTrial's == compares the dicts): intermediate values by repr,
+        # in their order
+        assert repr(list(x.intermediate_values.items())) == \
+            repr(list(y.intermediate_values.items()))
+        x, y = copy.deepcopy(x), copy.deepcopy(y)
+        x.intermediate_values = y.intermediate_values = {}
+        assert x == y
+        for name in ("number", "state", "values", "datetime_start", "datetime_complete",
+                     "distributions", "_trial_id"):
+            assert getattr(x, name) == getattr(y, name), name
+        for name in ("params", "user_attrs", "system_attrs", "distributions"):
+            assert list(getattr(x, name).items()) == list(getattr(y, name).items()), name
+
+
+@pytest.mark.parametrize("writer", [RDBStorage, FastRDBStorage])
+def test_trials_read_back_exactly_as_optunas_rdb_storage_reads_them(tmp_path, writer):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    _fill(writer(url))
+    plain, fast = RDBStorage(url), FastRDBStorage(url)
+    states = {t.state for s in plain.get_all_studies() for t in plain.get_all_trials(s._study_id)}
+    assert states == set(TrialState)
+    for study in plain.get_all_studies():
+        sid = study._study_id
+        trials = plain.get_all_trials(sid)
+        _same(fast.get_all_trials(sid), trials)
+        _same([fast.get_trial(t._trial_id) for t in trials],
+              [plain.get_trial(t._trial_id) for t in trials])
+        for states in ([TrialState.WAITING], [TrialState.RUNNING, TrialState.COMPLETE], []):
+            _same(fast.get_all_trials(sid, states=states), plain.get_all_trials(sid, states=states))
+        ids = {t._trial_id for t in trials}
+        for included, above in [(set(), -1), ({min(ids), max(ids)}, min(ids) + 1),
+                                (set(), min(ids) + 2), (ids, max(ids))]:
+            _same(fast._get_trials(sid, None, included, above),
+                  plain._get_trials(sid, None, included, above))
+    # what a study reads through Optuna's cached storage
+    _same(optuna.load_study(study_name="one", storage=FastRDBStorage(url)).trials,
+          optuna.load_study(study_name="one", storage=url).trials)
+
+
+def test_errors_are_optunas(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    fast = FastRDBStorage(url)
+    study = optuna.create_study(storage=fast)
+    trial = study.ask({"act": SPACE["act"]})
+    with pytest.raises(KeyError, match="Record does not exist"):
+        fast.get_trial(trial._trial_id + 100)
+    with pytest.raises(KeyError, match="Record does not exist"):
+        fast.get_all_trials(study._study_id + 100)
+    with pytest.raises(KeyError, match="Record does not exist"):
+        fast.set_trial_param(trial._trial_id + 100, "x", 0.0, SPACE["lr"])
+    other = study.ask()
+    # the distribution of an earlier trial's param is checked, on the backend itself
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        fast.set_trial_param(other._trial_id, "act", 0.0, SPACE["lr"])
+    with pytest.raises(ValueError, match="CategoricalDistribution does not support dynamic"):
+        fast.set_trial_param(other._trial_id, "act", 0.0, CategoricalDistribution(["relu"]))
+    fast.set_trial_param(other._trial_id, "act", 1.0, SPACE["act"])
+    fast.set_trial_param(other._trial_id, "act", 2.0, SPACE["act"])  # a repeat: ignored
+    assert fast.get_trial(other._trial_id).params == {"act": None}
+    study.tell(other, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        fast.set_trial_param(other._trial_id, "lr", 0.1, SPACE["lr"])
+
+
+def test_open_storage_builds_it_for_sqlite(tmp_path):
+    assert type(open_storage(f"sqlite:///{tmp_path / 'a.db'}")) is FastRDBStorage
