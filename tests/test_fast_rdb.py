@@ -109,3 +109,28 @@ def test_errors_are_optunas(tmp_path):
 
 def test_open_storage_builds_it_for_sqlite(tmp_path):
     assert type(open_storage(f"sqlite:///{tmp_path / 'a.db'}")) is FastRDBStorage
+
+
+def test_more_trial_ids_than_the_database_takes_fall_back_as_optuna_does(tmp_path, caplog):
+    """SQLite refuses a statement with more variables than its limit (here the study's
+    number of trials, which Optuna's fallback needs): both storages warn and read the
+    study's trials without the IN list."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    _fill(RDBStorage(url))
+    plain, fast = RDBStorage(url), FastRDBStorage(url)
+    sid = plain.get_study_id_from_name("one")
+    ids = sorted(t._trial_id for t in plain.get_all_trials(sid))
+    for storage in (plain, fast):
+        event.listen(storage.engine, "connect", lambda conn, _: conn.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, len(ids)))
+        storage.engine.dispose()
+    included, above = set(ids[:-1]), ids[-2]  # study id + len(ids) - 1 ids + above
+    with caplog.at_level("WARNING"):
+        got = fast._get_trials(sid, None, included, above)
+    assert "Falling back to a slower alternative" in caplog.text
+    _same(got, plain._get_trials(sid, None, included, above))
+    assert [t._trial_id for t in got] == ids
