@@ -3,12 +3,12 @@
 A study on an RDB store reads trials through `get_trial` (each `study.ask` and `study.tell`)
 and `_get_trials` (Optuna's cached storage, behind every study: the unfinished trials, for
 the sampler and for each `ask`), and writes each parameter with `_set_trial_param`. Optuna
-runs these through the ORM: a query per table with five `selectinload`s, a mapped object
-per row, then a FrozenTrial built from the objects; ~1-2 ms per call on SQLite, ~2% of the
-default study's charged energy. `FastRDBStorage` runs one Core query per table (joined to
-`trials` on the same filter Optuna uses) and builds the FrozenTrial from the rows as
-`RDBStorage._build_frozen_trial_from_trial_model` does; `_set_trial_param` reads the
-trial's state and study with one Core query and inserts the row with Core.
+runs these through the ORM: a query built per call, five `selectinload`s, a mapped object
+per row, then a FrozenTrial built from the objects, several times per trial.
+`FastRDBStorage` runs one Core query per table (joined to `trials` on the filter Optuna
+uses), each statement built once with bound parameters, and builds the FrozenTrial from
+the rows as `RDBStorage._build_frozen_trial_from_trial_model` does; `_set_trial_param`
+reads the trial's state and study with one Core query and inserts the row with Core.
 
 The contract: the same FrozenTrials (numbers, states, values with inf, intermediate values
 with inf and nan, params and distributions, attrs, datetimes, trial ids) and the same
@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 _logger = optuna.logging.get_logger(__name__)
 
 
-def _tables():
+def _models():
     from optuna.storages._rdb import models
 
     return models
@@ -46,7 +46,7 @@ class FastRDBStorage(RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             trials = _read_trials(session, ("trial",), {"trial_id": trial_id})
         if not trials:
-            raise KeyError(_tables().NOT_FOUND_MSG)
+            raise KeyError(_models().NOT_FOUND_MSG)
         return trials[0]
 
     def _get_trials(self, study_id: int, states: Container[TrialState] | None,
@@ -55,7 +55,7 @@ class FastRDBStorage(RDBStorage):
         import sqlalchemy as sa
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        models = _tables()
+        models = _models()
         included = {i for i in included_trial_ids if i <= trial_id_greater_than}
         params: dict[str, Any] = {"study_id": study_id}
         if states is not None:
@@ -93,7 +93,7 @@ class FastRDBStorage(RDBStorage):
             conn = session.connection()
             row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
             if row is None:
-                raise KeyError(_tables().NOT_FOUND_MSG)
+                raise KeyError(_models().NOT_FOUND_MSG)
             self.check_trial_is_updatable(trial_id, row.state)
             if previous_distribution is None:
                 previous = conn.execute(_statement("distribution"), {
@@ -117,7 +117,7 @@ def _statement(name: str) -> Any:
         return _STATEMENTS[name]
     import sqlalchemy as sa
 
-    models = _tables()
+    models = _models()
     t, p = models.TrialModel.__table__, models.TrialParamModel.__table__
     studies = models.StudyModel.__table__
     _STATEMENTS[name] = {
@@ -157,7 +157,7 @@ def _statements(shape: tuple) -> tuple:
         return _STATEMENTS[shape]
     import sqlalchemy as sa
 
-    models = _tables()
+    models = _models()
     t = models.TrialModel.__table__
     if shape[0] == "trial":
         where = [t.c.trial_id == sa.bindparam("trial_id")]
@@ -186,7 +186,7 @@ def _statements(shape: tuple) -> tuple:
 def _read_trials(session: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
     """The trials of a filter shape (`_statements`), by trial id, built as
     RDBStorage._build_frozen_trial_from_trial_model builds them: one query per table."""
-    models = _tables()
+    models = _models()
     trials_q, children_q = _statements(shape)
     conn = session.connection()
     rows = conn.execute(trials_q, params).all()
