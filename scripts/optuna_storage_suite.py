@@ -1,14 +1,21 @@
-"""Optuna's own storage test suite, run against the workers' retrying storage.
+"""Optuna's own storage test suite, run against the project's RDB storages.
 
-    python scripts/optuna_storage_suite.py [PYTEST ARGS]      (make test-optuna-storages)
+    python scripts/optuna_storage_suite.py [--layer fast|retry] [PYTEST ARGS]
+                                                            (make test-optuna-storages)
+
+Each layer is one pytest run (without --layer: both, one after the other):
+
+- `fast`: `tuning_energy.store.fast_rdb.FastRDBStorage`, what `open_storage` builds for
+  SQLite and PostgreSQL (a study's storage);
+- `retry`: the workers' retrying storage over it (`tuning_energy.store.retry.wrap_storage`).
 
 The suite (tests/storages_tests/test_storages.py and test_heartbeat.py, with the
 `optuna.testing` helpers they use) comes from the source distribution of the Optuna installed
 here: downloaded once with pip into .cache/optuna-suite/ (gitignored), so reruns are offline.
-Every RDB storage the suite opens is wrapped by `tuning_energy.store.retry.wrap_storage`:
+Every RDB storage the suite opens is made the layer's:
 
-- modes `sqlite` (the wrapper) and `cached_sqlite` (Optuna's _CachedStorage over it, as a
-  study opened on the wrapper gets), the suite's other modes (in-memory, journal, gRPC) left
+- modes `sqlite` (the layer) and `cached_sqlite` (Optuna's _CachedStorage over it, as a
+  study opened on it gets), the suite's other modes (in-memory, journal, gRPC) left
   out: they open no RDB storage;
 - with TUNING_ENERGY_TEST_POSTGRES_URL set (.ci/run sets it), also `postgresql` and
   `cached_postgresql`: each storage in a schema of its own on that server, dropped after.
@@ -32,6 +39,7 @@ SUITE = ["tests/storages_tests/test_storages.py", "tests/storages_tests/test_hea
 #: What the suite files need from the tests tree besides themselves, where the sdist has it.
 SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/storages_tests/__init__.py"]
 POSTGRES_ENV = "TUNING_ENERGY_TEST_POSTGRES_URL"
+LAYERS = ("fast", "retry")
 LIMIT_S = 30.0  # the wrapper's reconnect limit: nothing is cut here, any value works
 
 
@@ -85,15 +93,17 @@ def _drop_schema(url: str, schema: str) -> None:
 
 
 class WrapRDBStorages:
-    """Pytest plugin: the suite's storages are the wrapper (see the module docstring)."""
+    """Pytest plugin: the suite's storages are the layer's (see the module docstring)."""
 
-    def __init__(self, postgres_url: str | None):
+    def __init__(self, postgres_url: str | None, layer: str = "retry"):
         self.postgres_url = postgres_url
+        self.layer = layer
 
     def pytest_configure(self, config) -> None:
         from optuna.storages import RDBStorage, _CachedStorage
         from optuna.testing import storages as testing
 
+        from tuning_energy.store.fast_rdb import FastRDBStorage
         from tuning_energy.store.retry import wrap_storage
 
         modes = ["sqlite", "cached_sqlite"]
@@ -104,7 +114,13 @@ class WrapRDBStorages:
         url = self.postgres_url
         enter, exit_ = testing.StorageSupplier.__enter__, testing.StorageSupplier.__exit__
 
+        layer = self.layer
+
         def wrap(storage):
+            # FastRDBStorage adds methods only, no state: the suite's RDBStorage becomes one
+            storage.__class__ = FastRDBStorage
+            if layer == "fast":
+                return storage
             return wrap_storage(storage, "the suite's store", LIMIT_S)
 
         def __enter__(supplier):
@@ -134,16 +150,27 @@ class WrapRDBStorages:
 
 
 def main(argv: list[str]) -> int:
+    layers = list(LAYERS)
+    if argv[:1] == ["--layer"] and len(argv) > 1 and argv[1] in LAYERS:
+        layers, argv = [argv[1]], argv[2:]
+    elif argv[:1] == ["--layer"]:
+        print(f"--layer takes one of {', '.join(LAYERS)}", file=sys.stderr)
+        return 2
+    if len(layers) > 1:  # one pytest process per layer: the suite's modules import once
+        codes = [subprocess.run([sys.executable, __file__, "--layer", layer, *argv]).returncode
+                 for layer in layers]
+        return max(codes)
     root = suite_dir()
     url = os.environ.get(POSTGRES_ENV) or None
-    print(f"Optuna {optuna.__version__}'s storage suite ({root}), the RDB storages wrapped "
-          f"by tuning_energy.store.retry; PostgreSQL: "
-          f"{'yes' if url else f'no ({POSTGRES_ENV} not set)'}", flush=True)
+    what = {"fast": "tuning_energy.store.fast_rdb.FastRDBStorage",
+            "retry": "tuning_energy.store.retry's wrapper over FastRDBStorage"}[layers[0]]
+    print(f"Optuna {optuna.__version__}'s storage suite ({root}), the RDB storages: {what}; "
+          f"PostgreSQL: {'yes' if url else f'no ({POSTGRES_ENV} not set)'}", flush=True)
     args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(root),
             "-c", os.devnull, "-W", "ignore::optuna.exceptions.ExperimentalWarning",
             "-W", "ignore:Passing a non-Collection iterable",  # the suite's, for pytest 10
             *[str(root / name) for name in SUITE], *argv]
-    return int(pytest.main(args, plugins=[WrapRDBStorages(url)]))
+    return int(pytest.main(args, plugins=[WrapRDBStorages(url, layers[0])]))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ MODULES = [
     ("optuna.storages._rdb.models", "TrialModel.study_id", "store.retry, store.storage"),
     ("optuna.storages._rdb.storage", "_create_scoped_session",
      "trial_writes._upsert, store.retry's trial creation: one transaction"),
+    ("optuna.storages._rdb.models", "NOT_FOUND_MSG",
+     "store.fast_rdb: the KeyError of a missing trial or study, Optuna's"),
+    ("optuna.storages._rdb.models", "TrialValueModel.stored_repr_to_value",
+     "store.fast_rdb: a trial's values decoded as Optuna decodes them"),
+    ("optuna.storages._rdb.models",
+     "TrialIntermediateValueModel.stored_repr_to_intermediate_value",
+     "store.fast_rdb: a step's value decoded as Optuna decodes it"),
+    *[("optuna.storages._rdb.models", f"{model}.__table__", "store.fast_rdb: Core queries")
+      for model in ("StudyModel", "TrialParamModel", "TrialValueModel",
+                    "TrialSystemAttributeModel")],
+    ("optuna.distributions", "check_distribution_compatibility",
+     "store.fast_rdb._set_trial_param: Optuna's check and error"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
     ("optuna.storages._heartbeat", "get_heartbeat_thread", "workers.py: heartbeats"),
     ("optuna.samplers._lazy_random_state", "LazyRandomState", "samplers.py: seeding"),
@@ -52,6 +64,8 @@ RDB = [
     ("_get_prepared_new_trial", "store.retry: the idempotent trial creation adds the trial"),
     ("_create_new_trial", "store.retry; Optuna's _CachedStorage creates trials with it"),
     ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
+    ("_get_trials", "store.fast_rdb overrides it: Optuna's _CachedStorage reads trials with it"),
+    ("_set_trial_param", "store.fast_rdb overrides it: Optuna's _CachedStorage calls it"),
     ("scoped_session", "trial_writes._upsert"),
     ("engine", "storage.py (SQLite pragmas), workers.py (the claim lock)"),
 ]
@@ -109,3 +123,14 @@ def test_journal_rdb_and_trial_internals_exist_on_real_stores(tmp_path):
                if con.__class__.__name__ == "UniqueConstraint"]
     assert ["step", "trial_id"] in uniques, _fail(
         "TrialIntermediateValueModel", "UniqueConstraint(trial_id, step)", "trial_writes._upsert")
+
+
+def test_fast_rdb_overrides_take_rdb_storages_arguments():
+    """FastRDBStorage replaces these RDBStorage methods: Optuna calls them by these names."""
+    from tuning_energy.store.fast_rdb import FastRDBStorage
+
+    for name in ("get_trial", "_get_trials", "_set_trial_param"):
+        theirs = list(inspect.signature(getattr(optuna.storages.RDBStorage, name)).parameters)
+        ours = list(inspect.signature(getattr(FastRDBStorage, name)).parameters)
+        assert ours == theirs, _fail("RDBStorage", f"{name}{tuple(theirs[1:])}",
+                                     f"store.fast_rdb overrides it as {name}{tuple(ours[1:])}")

@@ -23,10 +23,15 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuning_energy.errors import StorageError
+from tuning_energy.store.fast_rdb import FastRDBStorage
 from tuning_energy.store.url import StoreURL, password, redact
 
 #: How long a SQLite write waits for another process's lock before "database is locked".
 SQLITE_TIMEOUT_S = 60.0
+
+#: The RDB storage class per store kind: Optuna's RDBStorage with its hot paths in SQLAlchemy
+#: Core (fast_rdb.py) where Optuna's storage suite runs on it; RDBStorage for the rest (MySQL).
+RDB_STORAGES = {"sqlite": FastRDBStorage, "postgresql": FastRDBStorage}
 
 #: PostgreSQL drivers the project can use, in order of preference: (module, SQLAlchemy name).
 POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
@@ -114,7 +119,7 @@ def open_storage(url: StoreURL | str, create: bool = True,
             callback_kwargs = {name: stale_trial_callback}
         else:
             callback_kwargs = {}
-        storage = optuna.storages.RDBStorage(
+        storage = RDB_STORAGES.get(kind, optuna.storages.RDBStorage)(
             text, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, **callback_kwargs,
         )

@@ -22,10 +22,6 @@ from typing import Any
 
 import optuna
 
-#: Rows per INSERT of a trial's curve: PostgreSQL takes at most 65,535 bind parameters in a
-#: statement (4 per row), and a function may report for many thousand steps.
-ROWS_PER_INSERT = 1000
-
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
                    steps: dict[int, float] | None = None) -> None:
@@ -94,38 +90,60 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
     from optuna.storages._rdb.storage import _create_scoped_session
     from sqlalchemy import select
 
-    if backend.engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
+    dialect = backend.engine.dialect.name
     statements = []
     if attrs:
-        table = models.TrialUserAttributeModel.__table__
-        stmt = insert(table).values([{"trial_id": trial_id, "key": k,
-                                      "value_json": json.dumps(v)} for k, v in attrs.items()])
-        statements.append(stmt.on_conflict_do_update(
-            index_elements=[table.c.trial_id, table.c.key],
-            set_={"value_json": stmt.excluded.value_json}))
+        statements.append((_upsert_statement(dialect, "attrs"), [
+            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+            for k, v in attrs.items()]))
     if steps:
         model = models.TrialIntermediateValueModel
-        table = model.__table__
         rows = []
         for step, value in steps.items():
             stored, kind = model.intermediate_value_to_stored_repr(float(value))
             rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
                          "intermediate_value_type": kind})
-        for i in range(0, len(rows), ROWS_PER_INSERT):
-            stmt = insert(table).values(rows[i:i + ROWS_PER_INSERT])
-            statements.append(stmt.on_conflict_do_update(
-                index_elements=[table.c.trial_id, table.c.step],
-                set_={"intermediate_value": stmt.excluded.intermediate_value,
-                      "intermediate_value_type": stmt.excluded.intermediate_value_type}))
+        statements.append((_upsert_statement(dialect, "steps"), rows))
     with _create_scoped_session(backend.scoped_session, True) as session:
         state = session.execute(select(models.TrialModel.state).where(
             models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
         if state is None:
             raise KeyError(f"no trial with id {trial_id}")
         backend.check_trial_is_updatable(trial_id, state)
-        for stmt in statements:
-            session.execute(stmt)
+        conn = session.connection()
+        for stmt, rows in statements:
+            conn.execute(stmt, rows)
+
+
+#: {(dialect, "attrs" | "steps"): statement}: built once (a statement with its rows inlined
+#: is compiled anew for each count of rows: most of a call's time).
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert_statement(dialect: str, what: str) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE of a user attr (`attrs`) or a step's value (`steps`),
+    run with a list of rows (executemany; SQLAlchemy pages them under the database's limit
+    on bind parameters)."""
+    if (dialect, what) in _UPSERTS:
+        return _UPSERTS[dialect, what]
+    from optuna.storages._rdb import models
+
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    if what == "attrs":
+        table = models.TrialUserAttributeModel.__table__
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
+                                          set_={"value_json": stmt.excluded.value_json})
+    else:
+        table = models.TrialIntermediateValueModel.__table__
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.trial_id, table.c.step],
+            set_={"intermediate_value": stmt.excluded.intermediate_value,
+                  "intermediate_value_type": stmt.excluded.intermediate_value_type})
+    _UPSERTS[dialect, what] = stmt
+    return stmt
 

@@ -1,0 +1,226 @@
+"""Optuna's RDBStorage with its hot read and write paths in SQLAlchemy Core.
+
+A study on an RDB store reads trials through `get_trial` (each `study.ask` and `study.tell`)
+and `_get_trials` (Optuna's cached storage, behind every study: the unfinished trials, for
+the sampler and for each `ask`), and writes each parameter with `_set_trial_param`. Optuna
+runs these through the ORM: a query built per call, five `selectinload`s, a mapped object
+per row, then a FrozenTrial built from the objects, several times per trial.
+`FastRDBStorage` runs one Core query per table (joined to `trials` on the filter Optuna
+uses), each statement built once with bound parameters, and builds the FrozenTrial from
+the rows as `RDBStorage._build_frozen_trial_from_trial_model` does; `_set_trial_param`
+reads the trial's state and study with one Core query and inserts the row with Core.
+
+The contract: the same FrozenTrials (numbers, states, values with inf, intermediate values
+with inf and nan, params and distributions, attrs, datetimes, trial ids) and the same
+errors as RDBStorage's (tests/test_fast_rdb.py; Optuna's own storage suite runs on it:
+`make test-optuna-storages`). Everything else is RDBStorage's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Container, Iterable
+from typing import Any
+
+import optuna
+from optuna import distributions
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+_logger = optuna.logging.get_logger(__name__)
+
+
+def _models():
+    from optuna.storages._rdb import models
+
+    return models
+
+
+class FastRDBStorage(RDBStorage):
+    """RDBStorage, with `get_trial`, `_get_trials` and `_set_trial_param` in Core."""
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            trials = _read_trials(session, ("trial",), {"trial_id": trial_id})
+        if not trials:
+            raise KeyError(_models().NOT_FOUND_MSG)
+        return trials[0]
+
+    def _get_trials(self, study_id: int, states: Container[TrialState] | None,
+                    included_trial_ids: set[int], trial_id_greater_than: int,
+                    ) -> list[FrozenTrial]:
+        import sqlalchemy as sa
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        models = _models()
+        included = {i for i in included_trial_ids if i <= trial_id_greater_than}
+        params: dict[str, Any] = {"study_id": study_id}
+        if states is not None:
+            assert isinstance(states, Iterable)
+            params["states"] = list(states)
+        if included and trial_id_greater_than > -1:
+            ids = "included_or_above"
+            params.update(included=sorted(included), above=trial_id_greater_than)
+        elif trial_id_greater_than > -1:
+            ids, params["above"] = "above", trial_id_greater_than
+        else:
+            ids = "all"
+        with _create_scoped_session(self.scoped_session) as session:
+            conn = session.connection()
+            if conn.execute(_statement("study"), {"study_id": study_id}).first() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            try:
+                return _read_trials(session, ("study", states is not None, ids), params)
+            except sa.exc.OperationalError as e:
+                # As RDBStorage: likely too many variables in the IN clause.
+                _logger.warning(f"Caught an error from sqlalchemy: {e!s}. "
+                                "Falling back to a slower alternative.")
+                session.rollback()
+                return [t for t in _read_trials(session, ("study", states is not None, "all"),
+                                                params)
+                        if t._trial_id in included or t._trial_id > trial_id_greater_than]
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: distributions.BaseDistribution,
+                         previous_distribution: distributions.BaseDistribution | None,
+                         ) -> None:
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            conn = session.connection()
+            row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+            if row is None:
+                raise KeyError(_models().NOT_FOUND_MSG)
+            self.check_trial_is_updatable(trial_id, row.state)
+            if previous_distribution is None:
+                previous = conn.execute(_statement("distribution"), {
+                    "study_id": row.study_id, "param_name": param_name}).scalar()
+                if previous is not None:
+                    previous_distribution = distributions.json_to_distribution(previous)
+            if previous_distribution is not None:
+                distributions.check_distribution_compatibility(previous_distribution,
+                                                               distribution)
+            conn.execute(_statement("add_param"), {
+                "trial_id": trial_id, "param_name": param_name,
+                "param_value": param_value_internal,
+                "distribution_json": distributions.distribution_to_json(distribution)})
+
+
+def _statement(name: str) -> Any:
+    """The statements of FastRDBStorage's own checks and writes, built once: "study" (does
+    :study_id exist), "trial" (:trial_id's study and state), "distribution" (the first
+    stored distribution of :param_name in :study_id), "add_param" (a trial_params row)."""
+    if name in _STATEMENTS:
+        return _STATEMENTS[name]
+    import sqlalchemy as sa
+
+    models = _models()
+    t, p = models.TrialModel.__table__, models.TrialParamModel.__table__
+    studies = models.StudyModel.__table__
+    _STATEMENTS[name] = {
+        "study": lambda: sa.select(studies.c.study_id).where(
+            studies.c.study_id == sa.bindparam("study_id")),
+        "trial": lambda: sa.select(t.c.study_id, t.c.state).where(
+            t.c.trial_id == sa.bindparam("trial_id")),
+        "distribution": lambda: sa.select(p.c.distribution_json)
+        .join(t, t.c.trial_id == p.c.trial_id)
+        .where(t.c.study_id == sa.bindparam("study_id"),
+               p.c.param_name == sa.bindparam("param_name")).limit(1),
+        "add_param": lambda: p.insert(),
+    }[name]()
+    return _STATEMENTS[name]
+
+
+#: Statements built once (building and keying a statement costs about as much as running
+#: it): `_statement`'s by name, `_statements`' by filter shape.
+_STATEMENTS: dict[Any, Any] = {}
+
+#: The child tables: (model, columns read, ordered by)
+_CHILDREN = (
+    ("TrialParamModel", ("param_name", "param_value", "distribution_json"), "param_id"),
+    ("TrialValueModel", ("objective", "value", "value_type"), None),
+    ("TrialUserAttributeModel", ("key", "value_json"), None),
+    ("TrialSystemAttributeModel", ("key", "value_json"), None),
+    ("TrialIntermediateValueModel", ("step", "intermediate_value", "intermediate_value_type"),
+     None),
+)
+
+
+def _statements(shape: tuple) -> tuple:
+    """The trials query and the child tables' queries for a filter shape: ("trial",) one
+    trial (:trial_id); ("study", states?, ids) a study's trials (:study_id, :states,
+    :included, :above), ids one of "all", "above", "included_or_above"."""
+    if shape in _STATEMENTS:
+        return _STATEMENTS[shape]
+    import sqlalchemy as sa
+
+    models = _models()
+    t = models.TrialModel.__table__
+    if shape[0] == "trial":
+        where = [t.c.trial_id == sa.bindparam("trial_id")]
+    else:
+        _, states, ids = shape
+        where = [t.c.study_id == sa.bindparam("study_id")]
+        if states:
+            where.append(t.c.state.in_(sa.bindparam("states", expanding=True)))
+        if ids == "above":
+            where.append(t.c.trial_id > sa.bindparam("above"))
+        elif ids == "included_or_above":
+            where.append(sa.or_(t.c.trial_id.in_(sa.bindparam("included", expanding=True)),
+                                t.c.trial_id > sa.bindparam("above")))
+    trials = sa.select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start,
+                       t.c.datetime_complete).where(*where).order_by(t.c.trial_id)
+    children = []
+    for model, columns, order in _CHILDREN:
+        table = getattr(models, model).__table__
+        query = sa.select(table.c.trial_id, *[table.c[c] for c in columns]).join(
+            t, t.c.trial_id == table.c.trial_id).where(*where)
+        children.append(query if order is None else query.order_by(table.c[order]))
+    _STATEMENTS[shape] = (trials, children)
+    return _STATEMENTS[shape]
+
+
+def _read_trials(session: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
+    """The trials of a filter shape (`_statements`), by trial id, built as
+    RDBStorage._build_frozen_trial_from_trial_model builds them: one query per table."""
+    models = _models()
+    trials_q, children_q = _statements(shape)
+    conn = session.connection()
+    rows = conn.execute(trials_q, params).all()
+    if not rows:
+        return []
+    tables = []
+    for query in children_q:
+        by_trial: dict[int, list] = defaultdict(list)
+        for r in conn.execute(query, params):
+            by_trial[r[0]].append(r)
+        tables.append(by_trial)
+    params_, values, user, system, steps = tables
+    value_model = models.TrialValueModel
+    step_model = models.TrialIntermediateValueModel
+
+    trials = []
+    for trial_id, number, state, start, complete in rows:
+        trial_values: list[float] | None = None
+        if values.get(trial_id):
+            trial_values = [0.0] * len(values[trial_id])
+            for _, objective, value, kind in values[trial_id]:
+                trial_values[objective] = value_model.stored_repr_to_value(value, kind)
+        dists = {name: distributions.json_to_distribution(dist_json)
+                 for _, name, _, dist_json in params_.get(trial_id, ())}
+        trials.append(FrozenTrial(
+            number=number, state=state, value=None, values=trial_values,
+            datetime_start=start, datetime_complete=complete,
+            params={name: dists[name].to_external_repr(value)
+                    for _, name, value, _ in params_.get(trial_id, ())},
+            distributions=dists,
+            user_attrs={key: json.loads(v) for _, key, v in user.get(trial_id, ())},
+            system_attrs={key: json.loads(v) for _, key, v in system.get(trial_id, ())},
+            intermediate_values={
+                step: step_model.stored_repr_to_intermediate_value(value, kind)
+                for _, step, value, kind in steps.get(trial_id, ())},
+            trial_id=trial_id))
+    return trials
