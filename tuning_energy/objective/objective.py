@@ -382,19 +382,19 @@ class Objective:
                                 f"max_trial_energy_j {cap_j:g} J")
                 elif so_far is not None and cap_j is not None and so_far > cap_j:
                     return f"energy cap: {so_far:.3g} J so far > max_trial_energy_j {cap_j:g} J"
+            # Optuna keeps the first value per step; multi-objective trials take none.
+            kept = finite(value) and not self.multi_objective
             if not self.pruning:
                 if step < 0:  # as trial.report refuses it
                     raise ValueError(f"The `step` argument is {step} but cannot be negative.")
-                # Optuna keeps the first value per step; multi-objective trials take none.
-                if finite(value) and not self.multi_objective:
+                if kept:
                     held.setdefault(step, value)
                 return None
             writes = self.overhead_meter.begin()
             try:
-                # Optuna keeps one value per step; multi-objective trials take none.
-                if finite(value) and not self.multi_objective:
+                if kept:
                     trial.report(value, step)
-                stop = self.pruning and trial.should_prune()
+                stop = trial.should_prune()
             finally:
                 reports.append(writes.meter.end(writes))
             return f"pruner {self.config.pruning.pruner}" if stop else None

@@ -23,6 +23,7 @@ def trials_per_study(result: dict) -> str:
     lo = result.get("trials_per_study_min", hi)
     return f"{hi} trials" if lo == hi else f"{lo} to {hi} trials (failed ones included)"
 
+
 def familywise_text(k: int, level: float) -> str:
     """What the family-wise CI is, for the k strategies compared with one reference."""
     return (
