@@ -283,7 +283,7 @@ def plot(lines: dict, trial_s: float, path: Path, note: str) -> None:
     ax_t.set_ylabel("wall time of one proposal (ms)")
     ax_e.set_ylabel("energy of one proposal (J, ESTIMATED)")
     ax_t.set_title("time: study.ask() + the parameters", fontsize=10)
-    ax_e.set_title("energy: meter 'estimate' (method estimate-cpu-tdp),\n"
+    ax_e.set_title(f"energy: meter 'estimate' (method {EstimateMeter.method}),\n"
                    "CPU s of this process tree x W per core: an estimate", fontsize=10)
     handles, labels = ax_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
