@@ -268,3 +268,29 @@ def test_the_predictive_std_is_skopts_to_rounding():
 def test_gp_fit_max_points_below_two_is_refused_naming_the_field(bad):
     with pytest.raises(ConfigError, match=r"SkoptSampler\.gp_fit_max_points = "):
         SkoptSampler(gp_fit_max_points=bad)
+
+
+def test_the_spaces_transform_is_skopts():
+    """SkoptSampler's space transforms points with columns split by zip and categorical
+    parameters one-hot encoded in numpy (`_fast_transform`), not skopt's value-by-value
+    loop and sklearn's LabelBinarizer (its checks and a sparse matrix per call: ~3 ms of
+    each proposal's 1,000 candidates): the same numbers, both ways, for two categories
+    (one column) and for three (one column each), integers and log-scaled floats."""
+    from skopt import Optimizer
+
+    from tuning_energy.search.samplers import skopt_dimension
+
+    space = {"act": CategoricalDistribution(["relu", "tanh", "gelu"]),
+             "relu": CategoricalDistribution([False, True]), "n": IntDistribution(1, 9),
+             **ADAM}
+    ours = SkoptSampler(0, search_space=space)._skopt_optimizer(space, 0).space
+    skopts = Optimizer([skopt_dimension(n, d) for n, d in space.items()], "GP",
+                       n_initial_points=0, random_state=0).space
+    points = skopts.rvs(2000, random_state=1)
+    assert {tuple(p[:2]) for p in points} == {(a, r) for a in range(3) for r in range(2)}
+    want = skopts.transform(points)
+    got = ours.transform(points)
+    assert got.shape == want.shape == (2000, 3 + 1 + 1 + 2)
+    assert np.array_equal(got, want)
+    assert ours.inverse_transform(got) == skopts.inverse_transform(want)
+    assert np.array_equal(ours.transform(points[:1]), want[:1])  # one point: skopt's ask

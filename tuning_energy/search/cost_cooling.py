@@ -132,6 +132,8 @@ class CostCooledSampler(MeasuredCostModel, SkoptSampler):
     proposed what bayes did on 2 of 4 seeds; with EI it spent 1.4-6x less than EI alone.)
     """
 
+    LIBRARIES = (*SkoptSampler.LIBRARIES, "sklearn.linear_model", "skopt.acquisition")
+
     def __init__(self, seed: int | None = None, *, n_trials: int,
                  search_space: dict[str, BaseDistribution] | None = None,
                  **options: Any) -> None:

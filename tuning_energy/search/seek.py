@@ -106,6 +106,9 @@ class SeekSampler(MeasuredCostModel, SkoptSampler):
     acquisition is this index, not acq_func.
     """
 
+    LIBRARIES = (*SkoptSampler.LIBRARIES, "sklearn.linear_model", "skopt.acquisition",
+                 "scipy.stats", "sklearn.exceptions", "skopt.learning.gaussian_process.kernels")
+
     def __init__(self, seed: int | None = None, *, target: float,
                  search_space: dict[str, BaseDistribution] | None = None,
                  cost: str = "measured", flops: Flops | None = None,
