@@ -143,3 +143,98 @@ def test_a_curve_of_twenty_thousand_steps_lands_on_postgresql(pg_url):
     again = optuna.load_study(study_name=name, storage=open_storage(pg_url)).trials[0]
     assert again.intermediate_values == curve and again.user_attrs == {"energy_j": 1.0}
     optuna.delete_study(study_name=name, storage=open_storage(pg_url))
+
+
+def _commits(engine) -> list[int]:
+    """A counter of the transactions that wrote something, committed on `engine` from now
+    on (reads commit too: not counted)."""
+    from sqlalchemy import event
+
+    count, wrote = [0], [False]
+
+    def on_execute(_conn, _cursor, statement, *_):
+        wrote[0] = wrote[0] or statement.lstrip().split()[0].upper() in ("INSERT", "UPDATE")
+
+    def on_commit(_conn):
+        count[0] += wrote[0]
+        wrote[0] = False
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    return count
+
+
+SPACE = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+         "units": optuna.distributions.IntDistribution(8, 64, step=8),
+         "act": optuna.distributions.CategoricalDistribution(["relu", "tanh"])}
+
+
+def _suggest(trial, space=SPACE) -> dict:
+    return {name: trial._suggest(name, dist) for name, dist in space.items()}
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "postgresql"])
+def test_a_proposals_parameters_and_attrs_are_one_commit(tmp_path, scheme, request):
+    """`written_at_once`: the parameters a proposal suggests (Optuna commits each) and the
+    attrs set with them land in one transaction, read back as Optuna's own writes are,
+    with Optuna's checks (a distribution that changed is refused; a finished trial too)."""
+    import uuid
+
+    from tuning_energy.store.trial_writes import written_at_once
+
+    url = request.getfixturevalue("pg_url") if scheme == "postgresql" \
+        else f"sqlite:///{tmp_path / 's.db'}"
+    name = f"once-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=name)
+    plain = study.ask()
+    want = _suggest(plain)  # Optuna's own path: the study's first distributions
+    study.tell(plain, 0.1)
+    trial = study.ask()
+    commits = _commits(storage.engine)
+    with written_at_once(trial):
+        params = _suggest(trial)
+        set_user_attrs(trial, {"propose_s": 0.01, "run_id": "r1"})
+        assert trial.params == params  # the trial's own view, before the commit
+    assert commits[0] == 1  # before: one per parameter and one for the attrs
+    study.tell(trial, 0.2)
+    again = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert again[1].params == params and again[1].distributions == again[0].distributions
+    assert again[1].user_attrs == {"propose_s": 0.01, "run_id": "r1"}
+    assert set(again[0].params) == set(want)
+
+    changed = study.ask()
+    with pytest.raises(ValueError), written_at_once(changed):
+        changed._suggest("act", optuna.distributions.CategoricalDistribution(["gelu"]))
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), written_at_once(trial):
+        set_user_attrs(trial, {"late": 1})
+    optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_held_writes_land_when_the_block_raises_and_other_threads_write_at_once(tmp_path):
+    """What Optuna would have committed by the time the block raised is written; a write
+    from another thread (a worker's heartbeat) is not held."""
+    import threading
+
+    from tuning_energy.store.trial_writes import written_at_once
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="s")
+    trial = study.ask()
+    seen = {}
+
+    def heartbeat():
+        set_user_attrs(trial, {"beat": 1})
+        seen.update(optuna.load_study(study_name="s", storage=open_storage(url))
+                    .trials[0].user_attrs)
+
+    with pytest.raises(RuntimeError), written_at_once(trial):
+        trial._suggest("lr", SPACE["lr"])
+        set_user_attrs(trial, {"store_s": 0.5})
+        other = threading.Thread(target=heartbeat)
+        other.start()
+        other.join()
+        raise RuntimeError("the sampler failed")
+    assert seen == {"beat": 1}
+    stored = optuna.load_study(study_name="s", storage=open_storage(url)).trials[0]
+    assert set(stored.params) == {"lr"} and stored.user_attrs == {"beat": 1, "store_s": 0.5}

@@ -86,7 +86,7 @@ from tuning_energy.objective.overhead import TrialBooks
 from tuning_energy.search.metered_sampler import MeteredSampler
 from tuning_energy.search.strategies import suggest_params
 from tuning_energy.seeds import trial_seed
-from tuning_energy.store.trial_writes import set_user_attrs
+from tuning_energy.store.trial_writes import set_user_attrs, written_at_once
 
 __all__ = ["ContractError", "Objective", "TrialDiverged", "TrialOutcome", "energy_attrs",
            "trial_seed"]
@@ -260,17 +260,18 @@ class Objective:
         at once (the window so far), so that a trial killed in training keeps them, and
         rewritten with the whole window when the trial ends.
         """
-        try:
-            sampled = suggest_params(trial, self.config.search_space)
-        except BaseException:  # no window left open: it would hide the next trial's
-            m = window.meter.end(window)
-            set_user_attrs(trial, {"store_s": m.duration_s, "store_energy_j": m.energy_j})
-            raise
-        sampler = trial.study.sampler
-        own = sampler.take_cost(trial._trial_id) if isinstance(sampler, MeteredSampler) \
-            else None
-        books = self._books[trial._trial_id] = TrialBooks(window, own)
-        set_user_attrs(trial, {**books.attrs(), **self.run_attrs})
+        with written_at_once(trial):  # the parameters and these attrs: one commit
+            try:
+                sampled = suggest_params(trial, self.config.search_space)
+            except BaseException:  # no window left open: it would hide the next trial's
+                m = window.meter.end(window)
+                set_user_attrs(trial, {"store_s": m.duration_s, "store_energy_j": m.energy_j})
+                raise
+            sampler = trial.study.sampler
+            own = sampler.take_cost(trial._trial_id) if isinstance(sampler, MeteredSampler) \
+                else None
+            books = self._books[trial._trial_id] = TrialBooks(window, own)
+            set_user_attrs(trial, {**books.attrs(), **self.run_attrs})
         return self.config.param_values(sampled)
 
     def values(self, outcome: TrialOutcome) -> float | tuple[float, float]:

@@ -19,6 +19,7 @@ errors as RDBStorage's (tests/test_fast_rdb.py; Optuna's own storage suite runs 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Container, Iterable
 from typing import Any
@@ -83,12 +84,31 @@ class FastRDBStorage(RDBStorage):
                                                 params)
                         if t._trial_id in included or t._trial_id > trial_id_greater_than]
 
+    def hold(self, trial_id: int, batch: Any) -> None:
+        """Hold the parameters this thread sets on `trial_id` in `batch.params` (written
+        later by whoever holds them: store/trial_writes.py); `batch` None: stop holding."""
+        held = self.__dict__.setdefault("_held", {})
+        if batch is None:
+            held.pop(trial_id, None)
+        else:
+            held[trial_id] = (threading.get_ident(), batch)
+
+    def held(self, trial_id: int) -> Any:
+        """The batch holding this thread's writes to `trial_id`, or None."""
+        thread, batch = self.__dict__.get("_held", {}).get(trial_id, (None, None))
+        return batch if thread == threading.get_ident() else None
+
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: distributions.BaseDistribution,
                          previous_distribution: distributions.BaseDistribution | None,
                          ) -> None:
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        held = self.held(trial_id)
+        if held is not None:  # written with the trial's attrs (store/trial_writes.py)
+            held.params.append((param_name, param_value_internal, distribution,
+                                previous_distribution))
+            return
         with _create_scoped_session(self.scoped_session, True) as session:
             conn = session.connection()
             row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()

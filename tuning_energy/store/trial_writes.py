@@ -13,11 +13,19 @@ three ORM queries on an RDB store); a default trial's two dozen attrs and 20 epo
 
 Optuna's cached storage passes these writes straight to its backend, so writing to the
 backend keeps it consistent; the trial's own view is updated as Optuna's calls update it.
+
+`written_at_once(trial)`: the parameters suggested inside the block (Optuna commits each one)
+and the attrs set there are written in one transaction when the block ends, on a
+FastRDBStorage (SQLite, PostgreSQL; store/fast_rdb.py holds the parameters); elsewhere they are
+written as they come. A proposal's six parameters and its attrs were seven commits.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -28,14 +36,16 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
     """Set several user attrs of a running trial (and, `steps`, its intermediate values
     {step: value}, as `trial.report` would) in one transaction."""
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages._cached_storage import _CachedStorage
 
     steps = steps or {}
-    storage = getattr(trial, "storage", None)
-    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    backend = _backend(trial)
     if not attrs and not steps:
         return
-    if isinstance(trial, optuna.Trial) and isinstance(backend, JournalStorage):
+    held = backend.held(trial._trial_id) if hasattr(backend, "held") else None
+    if held is not None:  # written at the end of `written_at_once`
+        held.attrs.update(attrs)
+        held.steps.update(steps)
+    elif isinstance(trial, optuna.Trial) and isinstance(backend, JournalStorage):
         _append(backend, trial._trial_id, attrs, steps)
     elif isinstance(trial, optuna.Trial) and isinstance(backend, RDBStorage) \
             and backend.engine.dialect.name in ("sqlite", "postgresql"):
@@ -49,6 +59,85 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
     # What trial.set_user_attr and trial.report do after writing: keep the trial's own view.
     trial._cached_frozen_trial.user_attrs.update(attrs)
     trial._cached_frozen_trial.intermediate_values.update(steps)
+
+
+def _backend(trial: Any) -> Any:
+    """The storage behind Optuna's cache of a trial's study."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    storage = getattr(trial, "storage", None)
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+@dataclass
+class Batch:
+    """A running trial's writes held by `written_at_once`: (name, internal value,
+    distribution, previous distribution) per parameter, as Optuna's `_set_trial_param` takes
+    them; attrs; steps."""
+
+    params: list[tuple] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    steps: dict[int, float] = field(default_factory=dict)
+
+
+@contextmanager
+def written_at_once(trial: optuna.Trial) -> Iterator[None]:
+    """The parameters suggested and the attrs set (`set_user_attrs`) on `trial` by this
+    thread inside the block, written in one transaction when it ends, also when it raises
+    (what Optuna would have committed by then). Any store but a FastRDBStorage: as they come."""
+    backend = _backend(trial)
+    if not isinstance(trial, optuna.Trial) or not hasattr(backend, "hold"):
+        yield
+        return
+    batch = Batch()
+    backend.hold(trial._trial_id, batch)
+    try:
+        yield
+    finally:
+        backend.hold(trial._trial_id, None)
+        _write(backend, trial._trial_id, batch)
+
+
+def _write(backend: Any, trial_id: int, batch: Batch) -> None:
+    """A batch in one transaction: the parameters checked as Optuna's `_set_trial_param`
+    checks them (the trial updatable, each distribution compatible with the study's first
+    one), then the attrs and steps (`_upsert`). A row already there (IntegrityError), which
+    Optuna's own path ignores per parameter: the batch again, one write at a time."""
+    from optuna import distributions
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.exc import IntegrityError
+
+    from tuning_energy.store.fast_rdb import _statement
+
+    if not batch.params:
+        _upsert(backend, trial_id, batch.attrs, batch.steps)
+        return
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            conn = session.connection()
+            row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+            if row is None:
+                raise KeyError(f"no trial with id {trial_id}")
+            backend.check_trial_is_updatable(trial_id, row.state)
+            rows = []
+            for name, value, dist, previous in batch.params:
+                if previous is None:
+                    stored = conn.execute(_statement("distribution"), {
+                        "study_id": row.study_id, "param_name": name}).scalar()
+                    previous = None if stored is None else \
+                        distributions.json_to_distribution(stored)
+                if previous is not None:
+                    distributions.check_distribution_compatibility(previous, dist)
+                rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
+                             "distribution_json": distributions.distribution_to_json(dist)})
+            conn.execute(_statement("add_param"), rows)
+            for stmt, values in _upsert_rows(conn.dialect.name, trial_id, batch.attrs,
+                                             batch.steps):
+                conn.execute(stmt, values)
+    except IntegrityError:
+        for name, value, dist, previous in batch.params:
+            backend._set_trial_param(trial_id, name, value, dist, previous)
+        _upsert(backend, trial_id, batch.attrs, batch.steps)
 
 
 def _append(storage: Any, trial_id: int, attrs: dict[str, Any],
@@ -86,11 +175,29 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
     """One INSERT ... ON CONFLICT DO UPDATE per table, in one transaction (SQLite and
     PostgreSQL). Optuna's own path runs three ORM queries per attr or step (find the trial,
     find the row, insert or update) and commits each; a dozen attrs took ~60 ms here."""
-    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import select
 
-    dialect = backend.engine.dialect.name
+    from tuning_energy.store.fast_rdb import _statement
+
+    if not attrs and not steps:
+        return
+    statements = _upsert_rows(backend.engine.dialect.name, trial_id, attrs, steps)
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        conn = session.connection()
+        row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+        if row is None:
+            raise KeyError(f"no trial with id {trial_id}")
+        backend.check_trial_is_updatable(trial_id, row.state)
+        for stmt, rows in statements:
+            conn.execute(stmt, rows)
+
+
+def _upsert_rows(dialect: str, trial_id: int, attrs: dict[str, Any],
+                 steps: dict[int, float]) -> list[tuple[Any, list[dict]]]:
+    """(statement, rows) of the upserts of a trial's attrs and steps, encoded as Optuna
+    encodes them."""
+    from optuna.storages._rdb import models
+
     statements = []
     if attrs:
         statements.append((_upsert_statement(dialect, "attrs"), [
@@ -104,15 +211,7 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
             rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
                          "intermediate_value_type": kind})
         statements.append((_upsert_statement(dialect, "steps"), rows))
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        state = session.execute(select(models.TrialModel.state).where(
-            models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
-        if state is None:
-            raise KeyError(f"no trial with id {trial_id}")
-        backend.check_trial_is_updatable(trial_id, state)
-        conn = session.connection()
-        for stmt, rows in statements:
-            conn.execute(stmt, rows)
+    return statements
 
 
 #: {(dialect, "attrs" | "steps"): statement}: built once (a statement with its rows inlined
