@@ -238,3 +238,22 @@ def test_held_writes_land_when_the_block_raises_and_other_threads_write_at_once(
     assert seen == {"beat": 1}
     stored = optuna.load_study(study_name="s", storage=open_storage(url)).trials[0]
     assert set(stored.params) == {"lr"} and stored.user_attrs == {"beat": 1, "store_s": 0.5}
+
+
+def test_a_held_parameter_already_stored_is_ignored_as_optunas_own_write_ignores_it(tmp_path):
+    """A parameter row already in the store (Optuna's path ignores the IntegrityError of each
+    such write): the batch is written again one write at a time, the other rows land."""
+    from tuning_energy.store.trial_writes import written_at_once
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    storage._set_trial_param(trial._trial_id, "lr", 0.5, SPACE["lr"], None)  # already there
+    with written_at_once(trial):
+        storage._set_trial_param(trial._trial_id, "lr", 0.25, SPACE["lr"], None)
+        _suggest(trial, {"act": SPACE["act"]})
+        set_user_attrs(trial, {"store_s": 0.5})
+    stored = optuna.load_study(study_name="s", storage=open_storage(url)).trials[0]
+    assert stored.params["lr"] == 0.5 and set(stored.params) == {"lr", "act"}
+    assert stored.user_attrs == {"store_s": 0.5}
