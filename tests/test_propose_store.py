@@ -125,3 +125,30 @@ def test_the_energy_budget_counts_proposing_energy(storage_url, monkeypatch):
     charged = [t.user_attrs["energy_j"] + t.user_attrs["propose_energy_j"]
                + t.user_attrs["store_energy_j"] for t in trials]
     assert sum(charged) <= max_j + max(charged)  # it stops before a trial predicted to pass
+
+
+def test_a_samplers_no_op_hooks_open_no_meter_window():
+    """Optuna's BaseSampler.before_trial / after_trial do nothing: metering them cost two
+    clock readings each per trial for nothing. A sampler with its own hook is metered."""
+    from optuna.samplers import RandomSampler
+
+    from tuning_energy.energy.estimate import EstimateMeter
+    from tuning_energy.search.metered_sampler import MeteredSampler
+    from tuning_energy.search.samplers import ResumableRandomSampler
+
+    class Counting(EstimateMeter):
+        windows = 0
+
+        def begin(self):
+            Counting.windows += 1
+            return super().begin()
+
+    def windows(sampler) -> int:
+        Counting.windows = 0
+        study = optuna.create_study(sampler=MeteredSampler(sampler, Counting()))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("n", 0, 3), 3)
+        return Counting.windows
+
+    # per trial: infer_relative_search_space, sample_relative, 2 x sample_independent
+    assert windows(RandomSampler(0)) == 3 * 4
+    assert windows(ResumableRandomSampler(0)) == 3 * 5  # + its before_trial (reseeding)

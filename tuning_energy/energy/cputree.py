@@ -47,11 +47,17 @@ def _children_pids(pid: int) -> list[int]:
     except OSError:
         return out
     for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.extend(int(c) for c in f.read().split())
+        try:  # os.open/read: a quarter of open()'s cost, read at every window edge
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY)
         except OSError:  # the thread ended meanwhile
             continue
+        try:
+            text = b"".join(iter(lambda fd=fd: os.read(fd, 65536), b""))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        out.extend(int(c) for c in text.split())
     return out
 
 

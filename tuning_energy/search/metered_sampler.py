@@ -76,9 +76,15 @@ class MeteredSampler(BaseSampler):
             cost.n_calls += after.n_calls
         return cost
 
+    def _no_op(self, hook: str) -> bool:
+        """The wrapped sampler's `hook` is BaseSampler's, which does nothing: no window (a
+        window's two readings cost more than the call)."""
+        return getattr(type(self.sampler), hook) is getattr(BaseSampler, hook)
+
     # -- the strategy's own computation, metered
     def before_trial(self, study, trial) -> None:
-        self._metered(trial, self.sampler.before_trial, study, trial)
+        if not self._no_op("before_trial"):
+            self._metered(trial, self.sampler.before_trial, study, trial)
 
     def infer_relative_search_space(self, study, trial):
         return self._metered(trial, self.sampler.infer_relative_search_space, study, trial)
@@ -91,6 +97,8 @@ class MeteredSampler(BaseSampler):
                              param_distribution)
 
     def after_trial(self, study, trial, state, values) -> None:
+        if self._no_op("after_trial"):
+            return
         self._after = self._after or SamplerCost()
         self._metered(trial, self.sampler.after_trial, study, trial, state, values,
                       cost=self._after)
