@@ -48,6 +48,8 @@ MODULES = [
     *[("optuna.storages._rdb.models", f"{model}.__table__", "store.fast_rdb: Core queries")
       for model in ("StudyModel", "TrialParamModel", "TrialValueModel",
                     "TrialSystemAttributeModel")],
+    ("optuna.storages._rdb.models", "TrialValueModel.value_to_stored_repr",
+     "store.fast_rdb_writes: a trial's values encoded as Optuna encodes them"),
     ("optuna.distributions", "check_distribution_compatibility",
      "store.fast_rdb._set_trial_param: Optuna's check and error"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
@@ -129,7 +131,8 @@ def test_fast_rdb_overrides_take_rdb_storages_arguments():
     """FastRDBStorage replaces these RDBStorage methods: Optuna calls them by these names."""
     from tuning_energy.store.fast_rdb import FastRDBStorage
 
-    for name in ("get_trial", "_get_trials", "_set_trial_param"):
+    for name in ("get_trial", "_get_trials", "_set_trial_param", "set_trial_state_values",
+                 "_create_new_trial"):
         theirs = list(inspect.signature(getattr(optuna.storages.RDBStorage, name)).parameters)
         ours = list(inspect.signature(getattr(FastRDBStorage, name)).parameters)
         assert ours == theirs, _fail("RDBStorage", f"{name}{tuple(theirs[1:])}",
