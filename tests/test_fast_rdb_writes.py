@@ -219,7 +219,8 @@ def test_a_studys_ask_and_tell_run_no_orm_query(tmp_path):
     from sqlalchemy.orm import Session
 
     study = optuna.create_study(storage=FastRDBStorage(f"sqlite:///{tmp_path / 's.db'}"),
-                                directions=[MIN, MAX])
+                                directions=[MIN, MAX],
+                                sampler=optuna.samplers.RandomSampler(seed=0))  # no attrs
     study.tell(study.ask(), [1.0, 2.0])  # the study's directions, cached
     orm: list[str] = []
 

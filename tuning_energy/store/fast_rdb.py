@@ -45,7 +45,7 @@ def _models():
 
 
 class FastRDBStorage(RDBStorage):
-    """RDBStorage, with `get_trial`, `_get_trials`, `_set_trial_param`,
+    """RDBStorage, with `get_trial`, `_get_trials`, `(_)set_trial_param`,
     `set_trial_state_values` and `_create_new_trial` in Core."""
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
@@ -100,6 +100,12 @@ class FastRDBStorage(RDBStorage):
                 return [t for t in _read_trials(session, ("study", states is not None, "all"),
                                                 params)
                         if t._trial_id in included or t._trial_id > trial_id_greater_than]
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: distributions.BaseDistribution) -> None:
+        # RDBStorage's since Optuna 5; before it, Optuna's cached storage called this one
+        # (an ORM path with the same check): both go to the Core write.
+        self._set_trial_param(trial_id, param_name, param_value_internal, distribution, None)
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: distributions.BaseDistribution,
