@@ -38,41 +38,43 @@ def _outcome(call, *args, **kwargs):
     return result
 
 
-def _writes(storage) -> list:
-    """Trials created in two studies interleaved, finished, claimed and refused every way."""
-    out = []
-    do = lambda call, *args: out.append(_outcome(call, *args))  # noqa: E731
+def _writes(storage) -> dict:
+    """Trials created in two studies interleaved, finished, claimed and refused every way:
+    {what: outcome}."""
+    out: dict = {}
+
+    def do(what, call, *args):
+        out[what] = _outcome(call, *args)
+        return out[what]
+
     one = storage.create_new_study([MIN], "one")
     two = storage.create_new_study([MIN, MAX], "two")
-    ids = []
-    for study in (one, two, one, one, two, one, one, one):
-        do(storage._create_new_trial, study)
-        ids.append(out[-1]._trial_id)
-    a, b, c, d, e, f, g, h = ids
+    a, b, c, d, e, f, g, h = [do(f"create {i}", storage._create_new_trial, study)._trial_id
+                              for i, study in enumerate((one, two, one, one, two, one, one, one))]
     state_values = storage.set_trial_state_values
-    do(state_values, a, TrialState.COMPLETE, [0.5])
-    do(state_values, c, TrialState.COMPLETE, [math.inf])
-    do(state_values, d, TrialState.COMPLETE, [-math.inf])
-    do(state_values, b, TrialState.COMPLETE, [1.0, math.inf])
-    do(state_values, e, TrialState.COMPLETE, [-math.inf, -2.5])
-    do(state_values, f, TrialState.PRUNED, [7.0])
-    do(state_values, g, TrialState.FAIL)
-    do(state_values, h, TrialState.RUNNING)  # RUNNING -> RUNNING: False
-    do(state_values, h, TrialState.RUNNING, [3.0])  # False, and the value is kept
-    do(state_values, h, TrialState.PRUNED)
-    do(state_values, h, TrialState.COMPLETE, [4.0])  # a finished trial: refused
-    do(state_values, a, TrialState.RUNNING)
+    do("complete", state_values, a, TrialState.COMPLETE, [0.5])
+    do("complete inf", state_values, c, TrialState.COMPLETE, [math.inf])
+    do("complete -inf", state_values, d, TrialState.COMPLETE, [-math.inf])
+    do("complete two", state_values, b, TrialState.COMPLETE, [1.0, math.inf])
+    do("complete two -inf", state_values, e, TrialState.COMPLETE, [-math.inf, -2.5])
+    do("pruned", state_values, f, TrialState.PRUNED, [7.0])
+    do("fail", state_values, g, TrialState.FAIL)
+    do("running -> running", state_values, h, TrialState.RUNNING)
+    do("running -> running, a value", state_values, h, TrialState.RUNNING, [3.0])
+    do("pruned, the value updated", state_values, h, TrialState.PRUNED, [4.0])
+    do("finished -> complete", state_values, h, TrialState.COMPLETE, [5.0])
+    do("finished -> running", state_values, a, TrialState.RUNNING)
     waiting = storage.create_new_trial(one, FrozenTrial(
         number=0, state=TrialState.WAITING, value=None, values=None, datetime_start=None,
         datetime_complete=None, params={}, distributions={}, user_attrs={},
         system_attrs={"fixed_params": {}}, intermediate_values={}, trial_id=0))
-    do(state_values, waiting, TrialState.WAITING)
-    do(state_values, waiting, TrialState.RUNNING)  # WAITING -> RUNNING: True
-    do(state_values, waiting, TrialState.RUNNING)
-    do(state_values, waiting, TrialState.FAIL, [1.0])
-    do(state_values, 10_000, TrialState.COMPLETE, [1.0])
-    do(storage._create_new_trial, 10_000)
-    do(storage.create_new_trial, one)
+    do("waiting -> waiting", state_values, waiting, TrialState.WAITING)
+    do("waiting -> running", state_values, waiting, TrialState.RUNNING)
+    do("claimed -> running", state_values, waiting, TrialState.RUNNING)
+    do("claimed -> fail", state_values, waiting, TrialState.FAIL, [1.0])
+    do("no trial", state_values, 10_000, TrialState.COMPLETE, [1.0])
+    do("no study", storage._create_new_trial, 10_000)
+    do("create after", storage.create_new_trial, one)
     return out
 
 
@@ -112,7 +114,13 @@ def _engine_kwargs(storage) -> dict:
 
 def _compare_writes(plain, fast) -> None:
     since = datetime.now()
-    assert _writes(fast) == _writes(plain)
+    got = _writes(fast)
+    assert got == _writes(plain)
+    assert [got[f"create {i}"].number for i in range(8)] == [0, 0, 1, 2, 1, 3, 4, 5]
+    assert got["waiting -> running"] is True
+    assert got["running -> running"] is got["claimed -> running"] is False
+    assert got["finished -> complete"][0] is optuna.exceptions.UpdateFinishedTrialError
+    assert got["no trial"][0] is got["no study"][0] is KeyError
     assert _rows(fast.url, **_engine_kwargs(fast)) == _rows(plain.url, **_engine_kwargs(plain))
     for storage in (plain, fast):
         _datetimes_are_now(storage, since)
