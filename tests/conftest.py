@@ -106,6 +106,22 @@ def storage_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'energy.db'}"
 
 
+@pytest.fixture(params=["UTC", "Asia/Kolkata"])
+def zone(request) -> Iterator[str]:
+    """The process's local time zone, UTC and one that is not (Optuna >= 5 stores a trial's
+    datetimes as UTC and reads them back as local time: code that mixes the two is off by
+    the zone's offset)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    yield request.param
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
 # ---------------------------------------------------------------- PostgreSQL
 
 REPO = Path(__file__).resolve().parents[1]

@@ -85,7 +85,7 @@ def _compare(url: str, names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("writer", [RDBStorage, FastRDBStorage])
-def test_trials_read_back_exactly_as_optunas_rdb_storage_reads_them(tmp_path, writer):
+def test_trials_read_back_exactly_as_optunas_rdb_storage_reads_them(tmp_path, writer, zone):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     _compare(url, _fill(writer(url)))
 

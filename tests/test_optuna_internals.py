@@ -48,6 +48,8 @@ MODULES = [
     *[("optuna.storages._rdb.models", f"{model}.__table__", "store.fast_rdb: Core queries")
       for model in ("StudyModel", "TrialParamModel", "TrialValueModel",
                     "TrialSystemAttributeModel")],
+    ("optuna.storages._rdb.models", "TrialValueModel.value_to_stored_repr",
+     "store.fast_rdb_writes: a trial's values encoded as Optuna encodes them"),
     ("optuna.distributions", "check_distribution_compatibility",
      "store.fast_rdb._set_trial_param: Optuna's check and error"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
@@ -65,7 +67,6 @@ RDB = [
     ("_create_new_trial", "store.retry; Optuna's _CachedStorage creates trials with it"),
     ("_get_stale_trial_ids", "workers.py: reaping trials whose heartbeat stopped"),
     ("_get_trials", "store.fast_rdb overrides it: Optuna's _CachedStorage reads trials with it"),
-    ("_set_trial_param", "store.fast_rdb overrides it: Optuna's _CachedStorage calls it"),
     ("scoped_session", "trial_writes._upsert"),
     ("engine", "storage.py (SQLite pragmas), workers.py (the claim lock)"),
 ]
@@ -129,7 +130,10 @@ def test_fast_rdb_overrides_take_rdb_storages_arguments():
     """FastRDBStorage replaces these RDBStorage methods: Optuna calls them by these names."""
     from tuning_energy.store.fast_rdb import FastRDBStorage
 
-    for name in ("get_trial", "_get_trials", "_set_trial_param"):
+    for name in ("get_trial", "_get_trials", "set_trial_param", "_set_trial_param",
+                 "set_trial_state_values", "_create_new_trial"):
+        if name == "_set_trial_param" and not hasattr(optuna.storages.RDBStorage, name):
+            continue  # Optuna < 5: its cached storage calls set_trial_param, ours calls this
         theirs = list(inspect.signature(getattr(optuna.storages.RDBStorage, name)).parameters)
         ours = list(inspect.signature(getattr(FastRDBStorage, name)).parameters)
         assert ours == theirs, _fail("RDBStorage", f"{name}{tuple(theirs[1:])}",

@@ -9,11 +9,15 @@ per row, then a FrozenTrial built from the objects, several times per trial.
 uses), each statement built once with bound parameters, and builds the FrozenTrial from
 the rows as `RDBStorage._build_frozen_trial_from_trial_model` does; `_set_trial_param`
 reads the trial's state and study with one Core query and inserts the row with Core.
+Each `study.tell` (`set_trial_state_values`) and `study.ask` (`_create_new_trial` without a
+template trial) writes in Core too: store/fast_rdb_writes.py, with RDBStorage's locks.
+Datetimes are read as the installed Optuna reads them (`fast_rdb_writes.read_datetime`).
 
 The contract: the same FrozenTrials (numbers, states, values with inf, intermediate values
-with inf and nan, params and distributions, attrs, datetimes, trial ids) and the same
-errors as RDBStorage's (tests/test_fast_rdb.py; Optuna's own storage suite runs on it:
-`make test-optuna-storages`). Everything else is RDBStorage's.
+with inf and nan, params and distributions, attrs, datetimes, trial ids), the same stored
+rows and the same errors as RDBStorage's (tests/test_fast_rdb.py, test_fast_rdb_writes.py;
+Optuna's own storage suite runs on it: `make test-optuna-storages`). Everything else is
+RDBStorage's.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import optuna
 from optuna import distributions
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from tuning_energy.store import fast_rdb_writes
+from tuning_energy.store.fast_rdb_writes import read_datetime
 
 _logger = optuna.logging.get_logger(__name__)
 
@@ -39,7 +46,18 @@ def _models():
 
 
 class FastRDBStorage(RDBStorage):
-    """RDBStorage, with `get_trial`, `_get_trials` and `_set_trial_param` in Core."""
+    """RDBStorage, with `get_trial`, `_get_trials`, `(_)set_trial_param`,
+    `set_trial_state_values` and `_create_new_trial` in Core."""
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        return fast_rdb_writes.set_trial_state_values(self, trial_id, state, values)
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None,
+                          ) -> FrozenTrial:
+        if template_trial is not None:
+            return super()._create_new_trial(study_id, template_trial)
+        return fast_rdb_writes.create_new_trial(self, study_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -97,6 +115,12 @@ class FastRDBStorage(RDBStorage):
         """The batch holding this thread's writes to `trial_id`, or None."""
         thread, batch = self.__dict__.get("_held", {}).get(trial_id, (None, None))
         return batch if thread == threading.get_ident() else None
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: distributions.BaseDistribution) -> None:
+        # RDBStorage's since Optuna 5; before it, Optuna's cached storage called this one
+        # (an ORM path with the same check): both go to the Core write.
+        self._set_trial_param(trial_id, param_name, param_value_internal, distribution, None)
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: distributions.BaseDistribution,
@@ -233,7 +257,7 @@ def _read_trials(session: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
                  for _, name, _, dist_json in params_.get(trial_id, ())}
         trials.append(FrozenTrial(
             number=number, state=state, value=None, values=trial_values,
-            datetime_start=start, datetime_complete=complete,
+            datetime_start=read_datetime(start), datetime_complete=read_datetime(complete),
             params={name: dists[name].to_external_repr(value)
                     for _, name, value, _ in params_.get(trial_id, ())},
             distributions=dists,
