@@ -448,9 +448,12 @@ class SkoptSampler(BaseSampler):
                                       "n_restarts_optimizer": o.n_restarts_optimizer}))
             _fast_transform(self._template[3].space)
         _, _, gp_template, empty = self._template
-        gp = clone(gp_template).set_params(random_state=seed)
+        # Built from the template's parameters, not cloned: skopt clones the estimator before
+        # each fit (so does every fit here), so this one is never fitted nor changed.
+        params = {**self._gp_params(gp_template), "random_state": seed}
         if kernel is not None:
-            gp.set_params(kernel=kernel[0], noise=kernel[1], optimizer=None)
+            params.update(kernel=kernel[0], noise=kernel[1], optimizer=None)
+        gp = type(gp_template)(**params)
         opt = copy.copy(empty)
         if "ps" in opt.acq_func:  # EIps / PIps: skopt fits (objective, log cost) jointly
             from sklearn.multioutput import MultiOutputRegressor
@@ -464,6 +467,13 @@ class SkoptSampler(BaseSampler):
         if hasattr(empty, "gains_"):  # gp_hedge updates it in place
             opt.gains_ = empty.gains_.copy()
         return opt
+
+    def _gp_params(self, gp) -> dict[str, Any]:
+        """The template GP's parameters (get_params reads the constructor's signature: once)."""
+        cached = getattr(self, "_gp_params_cache", None)
+        if cached is None or cached[0] is not gp:
+            cached = self._gp_params_cache = (gp, gp.get_params(deep=False))
+        return cached[1]
 
     def _kernel(self, space, xs: list, ys: list,
                 lies: bool = False) -> tuple[Any, float | None] | None:
