@@ -294,3 +294,48 @@ def test_the_spaces_transform_is_skopts():
     assert np.array_equal(got, want)
     assert ours.inverse_transform(got) == skopts.inverse_transform(want)
     assert np.array_equal(ours.transform(points[:1]), want[:1])  # one point: skopt's ask
+
+
+def _kernel_instances():
+    """One instance of every kernel class of sklearn and scikit-optimize that builds with
+    its defaults (or the given arguments), leaves and composites."""
+    import inspect
+
+    from sklearn.gaussian_process import kernels as sk
+    from skopt.learning.gaussian_process import kernels as sko
+
+    needs = {"Exponentiation": lambda m: m.Exponentiation(m.RBF(), 2.0),
+             "Sum": lambda m: m.Sum(m.RBF(), m.WhiteKernel()),
+             "Product": lambda m: m.Product(m.ConstantKernel(), m.Matern(np.ones(3))),
+             "CompoundKernel": lambda m: m.CompoundKernel([m.RBF(), m.DotProduct()])}
+    out = []
+    for module in (sk, sko):
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, sk.Kernel) and not inspect.isabstract(cls) \
+                    and cls.__module__ == module.__name__:
+                build = needs.get(name)
+                try:
+                    out.append(build(module) if build else cls())
+                except TypeError:  # abstract-like helpers (KernelOperator) need arguments
+                    continue
+    return out
+
+
+def test_the_cached_kernel_introspection_is_sklearns():
+    """skopt_gp caches sklearn's Kernel.hyperparameters / get_params per class (a quarter of
+    a kernel fit's CPU was dir() and inspect.signature): the same lists and dicts as
+    sklearn's own, for every kernel class of sklearn and scikit-optimize."""
+    from sklearn.gaussian_process.kernels import Kernel
+
+    from tuning_energy.search.skopt_gp import ORIGINAL, _get_params
+
+    instances = _kernel_instances()
+    assert len(instances) >= 20
+    leaves = [k for k in instances if type(k).get_params is _get_params]
+    assert len(leaves) >= 12  # those whose get_params is Kernel's (now cached)
+    for k in instances:  # those with Kernel's hyperparameters (now cached)
+        if type(k).hyperparameters is Kernel.hyperparameters:
+            assert k.hyperparameters == ORIGINAL["hyperparameters"].fget(k), type(k)
+    for k in leaves:
+        for deep in (True, False):
+            assert repr(k.get_params(deep)) == repr(ORIGINAL["get_params"](k, deep)), type(k)
