@@ -148,8 +148,8 @@ class BayesConfig:
     n_points: int = 1000  # candidates the acquisition is evaluated at (skopt: 10000)
     n_restarts_optimizer: int = 2  # L-BFGS starts of the acquisition (acq_optimizer "lbfgs")
     # Extra random restarts of the GP kernel-hyperparameter fit (scikit-learn's
-    # n_restarts_optimizer; skopt cooks 2). Each restart is a full L-BFGS fit: 0 takes
-    # ~60% off a proposal at 63 trials with the same best values (bench/RESULTS.md).
+    # n_restarts_optimizer; skopt cooks 2). Each restart is a full L-BFGS fit (bench:
+    # propose_overhead_bayes_64's variants and their best values).
     gp_n_restarts_optimizer: int = 0
     # Fit the GP kernel's hyperparameters on the first multiple of this many finished
     # trials and keep them fixed until the next multiple (1 = refit at every proposal, as

@@ -4,12 +4,12 @@ standard deviation through BLAS, and sklearn's kernel introspection cached per c
 
 skopt's `GaussianProcessRegressor.predict(return_std=True)` computes the variance as
 `einsum("ki,kj,ij->k", K, K, K_inv)`: a loop over candidates x n x n outside BLAS, most
-of a `bayes` proposal once a study holds a few hundred trials (~90 ms at 256 trials and
-1,000 candidates on a 2-core CPU; bench/RESULTS.md, propose_scaling). `FastGP` computes
-the same quantity from the Cholesky factor the fit already holds:
-k** - |L^-1 k*|^2, one triangular solve (BLAS), ~3 ms there. Only the rounding differs
-(tests check the standard deviations against skopt's to 1e-9 and the proposals are the
-same). Everything else - the fit, the mean, gradients, covariance - is skopt's.
+of a `bayes` proposal once a study holds a few hundred trials (bench/RESULTS.md, "Cost as
+the study grows": bayes before). `FastGP` computes the same quantity from the Cholesky
+factor the fit already holds: k** - |L^-1 k*|^2, one triangular solve (BLAS). Only the
+rounding differs (tests check the standard deviations against skopt's to 1e-9 and the
+proposals are the same). Everything else - the fit, the mean, gradients, covariance - is
+skopt's.
 """
 
 from __future__ import annotations
