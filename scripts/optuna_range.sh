@@ -23,4 +23,5 @@ fi
 "$venv/bin/python" -c 'import optuna; print("optuna", optuna.__version__)'
 PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
     tests/test_optuna_internals.py tests/test_storage.py tests/test_storage_retry.py \
-    tests/test_propose_store.py tests/test_fast_rdb.py tests/test_fast_rdb_writes.py
+    tests/test_propose_store.py tests/test_fast_rdb.py tests/test_fast_rdb_writes.py \
+    "tests/test_strategies.py::test_proposals_import_nothing"

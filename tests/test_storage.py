@@ -203,9 +203,19 @@ def test_a_proposals_parameters_and_attrs_are_one_commit(tmp_path, scheme, reque
     assert again[1].user_attrs == {"propose_s": 0.01, "run_id": "r1"}
     assert set(again[0].params) == set(want)
 
-    changed = study.ask()
-    with pytest.raises(ValueError), written_at_once(changed):
-        changed._suggest("act", optuna.distributions.CategoricalDistribution(["gelu"]))
+    # a distribution that changed fails the suggest itself (Optuna's cache never keeps
+    # it), in a new process (nothing cached: the store is read) and for its next trial too
+    fresh = optuna.load_study(study_name=name, storage=open_storage(url))
+    for _ in range(2):
+        changed = fresh.ask()
+        with written_at_once(changed):
+            with pytest.raises(ValueError):
+                changed._suggest("act", optuna.distributions.CategoricalDistribution(["gelu"]))
+            set_user_attrs(changed, {"store_s": 0.5})
+        fresh.tell(changed, state=optuna.trial.TrialState.FAIL)
+    stored = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert [t.distributions.get("act") for t in stored[2:]] == [None, None]
+    assert [t.user_attrs for t in stored[2:]] == [{"store_s": 0.5}] * 2
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), written_at_once(trial):
         set_user_attrs(trial, {"late": 1})
     optuna.delete_study(study_name=name, storage=storage)

@@ -58,17 +58,18 @@ class _Connection:
         setattr(self._conn, name, value)
 
 
-def _storage(tmp_path, cuts: _Cuts):
+def _storage(tmp_path, cuts: _Cuts, kind=optuna.storages.RDBStorage,
+             cut=("INSERT INTO TRIALS ", "UPDATE TRIALS SET")):
     from sqlalchemy import event
 
     path = tmp_path / "store.db"
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={
+    storage = kind(f"sqlite:///{path}", engine_kwargs={
         "creator": lambda: _Connection(sqlite3.connect(str(path), check_same_thread=False),
                                        cuts)})
 
     @event.listens_for(storage.engine, "before_cursor_execute")
     def _watch(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(("INSERT INTO TRIALS ", "UPDATE TRIALS SET")):
+        if statement.lstrip().upper().startswith(cut):
             cuts.wrote = True
 
     return wrap_storage(storage, "the test store", limit_s=30)
@@ -159,3 +160,26 @@ def test_heartbeats_and_stale_trials_go_through_the_wrapper(tmp_path):
     optuna.storages.fail_stale_trials(study)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
     assert failed == [0]
+
+
+def test_a_proposals_parameters_on_the_retrying_storage_are_each_retried(tmp_path):
+    """`written_at_once` holds nothing on a worker's retrying storage: each parameter's
+    commit is retried as before (a held batch was written past the retries, and a dropped
+    connection failed the proposal)."""
+    from tuning_energy.store.fast_rdb import FastRDBStorage
+    from tuning_energy.store.trial_writes import set_user_attrs, written_at_once
+
+    cuts = _Cuts(after=False)
+    storage = _storage(tmp_path, cuts, FastRDBStorage, ("INSERT INTO TRIAL_PARAMS",))
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    cuts.n = 1
+    with written_at_once(trial):
+        trial.suggest_float("x", 0, 1)
+        trial.suggest_int("n", 0, 3)
+        set_user_attrs(trial, {"store_s": 0.5})
+    study.tell(trial, 0.5)
+    assert cuts.cut == 1
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'store.db'}")
+    assert set(stored.trials[0].params) == {"x", "n"}
+    assert stored.trials[0].user_attrs == {"store_s": 0.5}

@@ -62,6 +62,8 @@ _ARGS: dict[type, list[str] | RuntimeError] = {}
 def _hyperparameters(self):
     """Kernel.hyperparameters: its `hyperparameter_*` properties, found by `dir()` once per
     class (sklearn runs dir() at every read, several per likelihood evaluation)."""
+    if any(k.startswith("hyperparameter_") for k in vars(self)):  # one of its own: dir()
+        return ORIGINAL["hyperparameters"].fget(self)
     names = _NAMES.get(type(self))
     if names is None:
         names = _NAMES[type(self)] = [a for a in dir(self) if a.startswith("hyperparameter_")]

@@ -129,28 +129,54 @@ class FastRDBStorage(RDBStorage):
         from optuna.storages._rdb.storage import _create_scoped_session
 
         held = self.held(trial_id)
-        if held is not None:  # written with the trial's attrs (store/trial_writes.py)
-            held.params.append((param_name, param_value_internal, distribution,
-                                previous_distribution))
+        if held is not None:  # written with the trial's attrs (store/trial_writes.py); its
+            # distribution checked now, as Optuna checks it, so that a refused one fails
+            # the suggest (and Optuna's cache never keeps it)
+            if previous_distribution is None:
+                with _create_scoped_session(self.scoped_session) as session:
+                    conn = session.connection()
+                    row = self.updatable_row(conn, trial_id)
+                    check_param(conn, row.study_id, param_name, distribution, None)
+            else:
+                check_param(None, None, param_name, distribution, previous_distribution)
+            held.params.append(param_row(trial_id, param_name, param_value_internal,
+                                         distribution))
             return
         with _create_scoped_session(self.scoped_session, True) as session:
             conn = session.connection()
-            row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
-            if row is None:
-                raise KeyError(_models().NOT_FOUND_MSG)
-            self.check_trial_is_updatable(trial_id, row.state)
-            if previous_distribution is None:
-                previous = conn.execute(_statement("distribution"), {
-                    "study_id": row.study_id, "param_name": param_name}).scalar()
-                if previous is not None:
-                    previous_distribution = distributions.json_to_distribution(previous)
-            if previous_distribution is not None:
-                distributions.check_distribution_compatibility(previous_distribution,
-                                                               distribution)
-            conn.execute(_statement("add_param"), {
-                "trial_id": trial_id, "param_name": param_name,
-                "param_value": param_value_internal,
-                "distribution_json": distributions.distribution_to_json(distribution)})
+            row = self.updatable_row(conn, trial_id)
+            check_param(conn, row.study_id, param_name, distribution, previous_distribution)
+            conn.execute(_statement("add_param"), param_row(
+                trial_id, param_name, param_value_internal, distribution))
+
+    def updatable_row(self, conn: Any, trial_id: int) -> Any:
+        """The trial's (study_id, state) row; KeyError when there is none, Optuna's error
+        when it is finished."""
+        row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+        if row is None:
+            raise KeyError(_models().NOT_FOUND_MSG)
+        self.check_trial_is_updatable(trial_id, row.state)
+        return row
+
+
+def check_param(conn: Any, study_id: int | None, name: str,
+                distribution: distributions.BaseDistribution,
+                previous: distributions.BaseDistribution | None) -> None:
+    """Optuna's check of a parameter's distribution: compatible with `previous` (what the
+    cached storage knows), else with the first one stored for `name` in the study."""
+    if previous is None:
+        stored = conn.execute(_statement("distribution"), {
+            "study_id": study_id, "param_name": name}).scalar()
+        previous = None if stored is None else distributions.json_to_distribution(stored)
+    if previous is not None:
+        distributions.check_distribution_compatibility(previous, distribution)
+
+
+def param_row(trial_id: int, name: str, value: float,
+              distribution: distributions.BaseDistribution) -> dict[str, Any]:
+    """A trial_params row."""
+    return {"trial_id": trial_id, "param_name": name, "param_value": value,
+            "distribution_json": distributions.distribution_to_json(distribution)}
 
 
 def _statement(name: str) -> Any:

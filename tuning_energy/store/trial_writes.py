@@ -41,7 +41,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
     backend = _backend(trial)
     if not attrs and not steps:
         return
-    held = backend.held(trial._trial_id) if hasattr(backend, "held") else None
+    held = backend.held(trial._trial_id) if _holds(backend) else None
     if held is not None:  # written at the end of `written_at_once`
         held.attrs.update(attrs)
         held.steps.update(steps)
@@ -69,13 +69,21 @@ def _backend(trial: Any) -> Any:
     return storage._backend if isinstance(storage, _CachedStorage) else storage
 
 
+def _holds(backend: Any) -> bool:
+    """A FastRDBStorage itself, not a worker's retrying storage (store/retry.py): that one
+    passes `hold` through to the FastRDBStorage it wraps, but retries each write of Optuna's
+    path, and a held batch would be written past its retries."""
+    from tuning_energy.store.fast_rdb import FastRDBStorage
+
+    return isinstance(backend, FastRDBStorage)
+
+
 @dataclass
 class Batch:
-    """A running trial's writes held by `written_at_once`: (name, internal value,
-    distribution, previous distribution) per parameter, as Optuna's `_set_trial_param` takes
-    them; attrs; steps."""
+    """A running trial's writes held by `written_at_once`: its trial_params rows (checked
+    when they were set), attrs, steps."""
 
-    params: list[tuple] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
     steps: dict[int, float] = field(default_factory=dict)
 
@@ -84,9 +92,11 @@ class Batch:
 def written_at_once(trial: optuna.Trial) -> Iterator[None]:
     """The parameters suggested and the attrs set (`set_user_attrs`) on `trial` by this
     thread inside the block, written in one transaction when it ends, also when it raises
-    (what Optuna would have committed by then). Any store but a FastRDBStorage: as they come."""
+    (what Optuna would have committed by then). Any other store, a worker's retrying one
+    included: as they come."""
     backend = _backend(trial)
-    if not isinstance(trial, optuna.Trial) or not hasattr(backend, "hold"):
+    if not isinstance(trial, optuna.Trial) or not _holds(backend) \
+            or backend.held(trial._trial_id) is not None:  # nested: the outer block writes
         yield
         return
     batch = Batch()
@@ -99,11 +109,11 @@ def written_at_once(trial: optuna.Trial) -> Iterator[None]:
 
 
 def _write(backend: Any, trial_id: int, batch: Batch) -> None:
-    """A batch in one transaction: the parameters checked as Optuna's `_set_trial_param`
-    checks them (the trial updatable, each distribution compatible with the study's first
-    one), then the attrs and steps (`_upsert`). A row already there (IntegrityError), which
-    Optuna's own path ignores per parameter: the batch again, one write at a time."""
-    from optuna import distributions
+    """A batch in one transaction: the parameters (their distributions were checked when
+    they were set: fast_rdb's `_set_trial_param`), after Optuna's check that the trial is
+    still updatable, then the attrs and steps (`_upsert`). A parameter row already there
+    (IntegrityError), which Optuna's own path ignores per parameter: the batch again, one
+    write at a time."""
     from optuna.storages._rdb.storage import _create_scoped_session
     from sqlalchemy.exc import IntegrityError
 
@@ -115,28 +125,17 @@ def _write(backend: Any, trial_id: int, batch: Batch) -> None:
     try:
         with _create_scoped_session(backend.scoped_session) as session:
             conn = session.connection()
-            row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
-            if row is None:
-                raise KeyError(f"no trial with id {trial_id}")
-            backend.check_trial_is_updatable(trial_id, row.state)
-            rows = []
-            for name, value, dist, previous in batch.params:
-                if previous is None:
-                    stored = conn.execute(_statement("distribution"), {
-                        "study_id": row.study_id, "param_name": name}).scalar()
-                    previous = None if stored is None else \
-                        distributions.json_to_distribution(stored)
-                if previous is not None:
-                    distributions.check_distribution_compatibility(previous, dist)
-                rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
-                             "distribution_json": distributions.distribution_to_json(dist)})
-            conn.execute(_statement("add_param"), rows)
+            backend.updatable_row(conn, trial_id)
+            conn.execute(_statement("add_param"), batch.params)
             for stmt, values in _upsert_rows(conn.dialect.name, trial_id, batch.attrs,
                                              batch.steps):
                 conn.execute(stmt, values)
     except IntegrityError:
-        for name, value, dist, previous in batch.params:
-            backend._set_trial_param(trial_id, name, value, dist, previous)
+        for row in batch.params:
+            with _create_scoped_session(backend.scoped_session, True) as session:
+                conn = session.connection()
+                backend.updatable_row(conn, trial_id)
+                conn.execute(_statement("add_param"), row)
         _upsert(backend, trial_id, batch.attrs, batch.steps)
 
 
