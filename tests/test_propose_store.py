@@ -152,3 +152,24 @@ def test_a_samplers_no_op_hooks_open_no_meter_window():
     # per trial: infer_relative_search_space, sample_relative, 2 x sample_independent
     assert windows(RandomSampler(0)) == 3 * 4
     assert windows(ResumableRandomSampler(0)) == 3 * 5  # + its before_trial (reseeding)
+
+
+def test_building_the_strategy_is_charged_to_the_runs_first_proposal(storage_url,
+                                                                     monkeypatch):
+    """A strategy's set-up (importing its libraries, building its model template: skopt's
+    for `bayes`) is the strategy's cost, paid once per run: the run's first trial's
+    proposing carries it, not a later one (the first GP proposal used to) nor none."""
+
+    class SlowToBuild(RandomSampler):
+        def __init__(self, seed: int) -> None:
+            burn_cpu(0.3)  # 3 J at 10 W per core
+            super().__init__(seed=seed)
+
+    monkeypatch.setattr(runner_mod, "make_sampler",
+                        lambda strategy, config, seed: SlowToBuild(seed))
+    config = parse_config(tiny_doc(meter=METER))
+    run_study(config, "random", 0, storage_url, progress=False)
+    trials = optuna.load_study(study_name="tiny-random-s0", storage=storage_url).trials
+    first, *rest = [t.user_attrs["propose_energy_j"] for t in trials]
+    assert 3.0 <= first < 4.0
+    assert all(e < 0.5 for e in rest), rest

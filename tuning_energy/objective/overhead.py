@@ -26,10 +26,11 @@ A trial's accounts (its attrs):
                                   a worker's claim) + the report writes
     energy_j                      the training window less the report writes
 
-What is no trial's: the process's start-up before the trial loop, where a strategy's
-libraries are imported and its model template built (`search.samplers.import_libraries`),
-as Optuna's, torch's and the data's are; a one-off import in the first proposal was
-charged to that trial alone (scikit-optimize's: ~0.3 s of CPU here).
+Building the strategy's sampler (its libraries' imports, its model template:
+`search.samplers.import_libraries`) happens before the loop; the runner meters it and
+charges it to the run's first proposal (`propose_*` of that trial; metered_sampler.py).
+The rest of the start-up (Optuna's, torch's and the data's imports, the CNN's warm-up) is
+no trial's: every strategy pays it alike.
 
 A finished trial takes no attrs, so the recording of the run's last trial (its attrs and
 tell) is on no trial: the runner stores it on the study (`tail_store_energy_j`,

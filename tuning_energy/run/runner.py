@@ -122,17 +122,22 @@ def set_threads(n: int) -> None:
 
 
 def open_study(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL | str,
-               meter_choice: MeterChoice, storage=None,
-               notes: list[str] | None = None) -> optuna.Study:
+               meter_choice: MeterChoice, storage=None, notes: list[str] | None = None,
+               setup: list | None = None) -> optuna.Study:
     """Create the study, or load it and check that the config still describes it.
 
     On a resume the stored config takes the current values of the keys that do not block
     it (budget, resume.ANALYSIS_ONLY) and keeps its `environment` when none is given
-    (resume.resumed); `notes` (when given) gets one line per changed key.
+    (resume.resumed); `notes` (when given) gets one line per changed key; `setup` (when
+    given) gets the Measurement of building the strategy's sampler (its libraries' imports,
+    its model template: the run's first proposal is charged it, overhead.py).
     """
     storage = storage if storage is not None else open_storage(storage_url)
     name = study_name(config, strategy, seed)
+    window = meter_choice.meter.begin() if setup is not None else None
     sampler = make_sampler(strategy, config, seed)
+    if window is not None:
+        setup.append(window.meter.end(window))
     metrics = objectives(strategy, config)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 directions=[d for _, d in metrics], load_if_exists=True,
@@ -225,13 +230,15 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
         meter.close()
         raise
     notes: list[str] = []
+    setup: list = []
     study = open_study(config, strategy, seed, storage_url, meter_choice,
-                       storage=source.storage(), notes=notes)
+                       storage=source.storage(), notes=notes, setup=setup)
     for note in notes:
         print(f"config changed (only the analysis): {note}; the stored config now has it",
               file=out)
-    # The strategy's own computation, metered apart from the storage around it.
-    study.sampler = MeteredSampler(study.sampler, meter)
+    # The strategy's own computation, metered apart from the storage around it; building
+    # it (imports, model template) is charged to the run's first proposal.
+    study.sampler = MeteredSampler(study.sampler, meter, setup=setup[0])
     if "environment" not in study.user_attrs:  # --environment, or device + model + threads
         study.set_user_attr("environment", config.environment or environment_label(
             str(device), hardware_info(), threads))

@@ -8,6 +8,10 @@ Proposing a trial's parameters is two kinds of work:
 - storage round trips: Optuna's `ask` creates the trial and reads it back, each suggested
   parameter is one commit, a worker writes who runs the trial.
 
+Building the sampler (its libraries' imports, a model template: `search.samplers`) is
+metered by the runner and charged to the run's first proposal (`setup`); left to the first
+GP proposal, skopt's import was charged to that trial instead.
+
 `MeteredSampler` wraps the study's sampler and runs each of those four calls in a nested
 meter window (windows nest: see energy/base.py), adding them up per trial. The objective
 charges the sum as `propose_s` / `propose_energy_j` and the rest of the proposal window as
@@ -24,7 +28,7 @@ from typing import Any
 
 from optuna.samplers import BaseSampler
 
-from tuning_energy.energy import Meter
+from tuning_energy.energy import Measurement, Meter
 
 
 @dataclass
@@ -39,12 +43,16 @@ class SamplerCost:
 class MeteredSampler(BaseSampler):
     """`sampler`, with its proposing calls metered by `meter` per trial."""
 
-    def __init__(self, sampler: BaseSampler, meter: Meter) -> None:
+    def __init__(self, sampler: BaseSampler, meter: Meter,
+                 setup: Measurement | None = None) -> None:
         self.sampler = sampler
         self.meter = meter
         self._costs: dict[int, SamplerCost] = {}
         self._depth = 0  # a sampler calling back into the study is metered once
-        self._after: SamplerCost | None = None  # after_trial's, for the next trial
+        # after_trial's, for the next trial; first, building the sampler (`setup`: its
+        # libraries' imports, its model template), for the run's first proposal
+        self._after: SamplerCost | None = None if setup is None else SamplerCost(
+            setup.duration_s, setup.energy_j, 1)
 
     def _metered(self, trial: Any, call: Callable[..., Any], *args: Any,
                  cost: SamplerCost | None = None) -> Any:

@@ -45,10 +45,10 @@ derive_seed = sampler_seed  # a per-trial seed: the same (seed, trial), the same
 def import_libraries(modules: tuple[str, ...]) -> None:
     """Import the libraries a sampler's proposals use, when the sampler is built.
 
-    Left to the first proposal, an import was charged to that one trial's proposing; built
-    here it is the search's set-up, metered by the runner around the sampler's construction
-    (`search_setup_energy_j` on the study). A module this version of the library lacks is
-    skipped (Optuna 4.3's GPSampler has no batched L-BFGS module).
+    The runner meters the sampler's construction and charges it to the run's first
+    proposal (metered_sampler.py); left to the first GP proposal, the import was charged to
+    that trial, and the first proposals paid the model template too. A module this version of
+    the library lacks is skipped (Optuna 4.3's GPSampler has no batched L-BFGS module).
     """
     for name in modules:
         if importlib.util.find_spec(name) is not None:  # absent from this version: unused
