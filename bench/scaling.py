@@ -14,7 +14,7 @@ charges a proposal. The proposed trial is told FAIL, so the sampler never sees i
 every repeat proposes on the same n finished trials. `bayes` refits its GP kernel every
 `gp_refit_every` trials: both kinds of proposal are timed and their average over one refit
 cycle is its figure (as `propose_overhead_bayes_64`). The storage round trip is ask + the
-parameters (random sampler) + the trial's user attrs in one commit + tell, on a study of
+parameters (random sampler) and the trial's user attrs in one commit + tell, on a study of
 the same n trials. Every (size, strategy) side runs once per round, all interleaved.
 
 Beside `bayes`, in the same interleaved run, `bayes` as it was before (bench.gp_before):
@@ -49,7 +49,7 @@ from optuna.trial import TrialState
 from tuning_energy.energy import EstimateMeter
 from tuning_energy.search.strategies import distributions, make_sampler, objectives, suggest_params
 from tuning_energy.store.storage import open_storage
-from tuning_energy.store.trial_writes import set_user_attrs
+from tuning_energy.store.trial_writes import set_user_attrs, written_at_once
 
 from .common import Context, interleave, row, say
 from .gp_before import before_config, skopt_variance
@@ -157,7 +157,8 @@ def _proposer(ctx: Context, storage, study_name: str, strategy: str,
 
 
 def _round_trip(ctx: Context, storage, study_name: str):
-    """A side: ask + parameters (random sampler) + user attrs (one commit) + tell."""
+    """A side: ask + parameters (random sampler) and user attrs (one commit, as the
+    objective writes them) + tell."""
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler("random", ctx.config, 0))
     space = ctx.config.search_space
@@ -166,8 +167,9 @@ def _round_trip(ctx: Context, storage, study_name: str):
     def run() -> tuple[float, float, float]:
         window = meter.begin()
         trial = study.ask()
-        suggest_params(trial, space)
-        set_user_attrs(trial, ATTRS)
+        with written_at_once(trial):
+            suggest_params(trial, space)
+            set_user_attrs(trial, ATTRS)
         study.tell(trial, 0.95)
         m = meter.end(window)
         return m.duration_s, m.energy_j, m.energy_j / meter.watts_per_core_w

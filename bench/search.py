@@ -29,7 +29,7 @@ from tuning_energy.search.strategies import (
     suggest_params,
 )
 from tuning_energy.store.storage import open_storage
-from tuning_energy.store.trial_writes import set_user_attrs
+from tuning_energy.store.trial_writes import set_user_attrs, written_at_once
 
 from .common import Context, interleave, row, say
 
@@ -210,10 +210,12 @@ ATTRS = {"propose_s": 0.01, "n_params": 23_000, "flops_per_sample": 111_402,
 
 def _record_trial(study: optuna.Study, space, batched: bool) -> None:
     trial = study.ask()
-    suggest_params(trial, space)
-    if batched:  # what the objective does now
-        set_user_attrs(trial, ATTRS)
+    if batched:  # what the objective does now: parameters and attrs, one commit
+        with written_at_once(trial):
+            suggest_params(trial, space)
+            set_user_attrs(trial, ATTRS)
     else:
+        suggest_params(trial, space)
         for k, v in ATTRS.items():
             trial.set_user_attr(k, v)
     study.tell(trial, 0.95)
@@ -261,8 +263,11 @@ def bench_storage(ctx: Context) -> list[dict]:
               "ratio_before": round(med["before"] / trial_s, 4),
               "before": "Optuna RDBStorage defaults (rollback journal: an fsync per commit), "
                         f"trial.set_user_attr x {len(ATTRS)} (one commit each)",
-              "after": "tuning_energy.store.storage.open_storage (WAL, synchronous=NORMAL) + "
-                       "set_user_attrs (one commit for all attrs), as the objective now does",
+              "after": "tuning_energy.store.storage.open_storage (WAL, synchronous=NORMAL), "
+                       "the parameters and set_user_attrs in one commit "
+                       "(trial_writes.written_at_once), as the objective now does",
+              "after_parts": "ask; parameters (suggested and checked, held); attrs (the "
+                             "attrs and the parameters, one commit); tell",
               "journal": "for comparison: journal:/// file store (not the default), attrs "
                          "one call each",
               "ratio_journal": round(med["journal"] / trial_s, 4),
@@ -272,27 +277,28 @@ def bench_storage(ctx: Context) -> list[dict]:
               "trial_s_meeting_goal_how": f"record time / {GOAL_STORAGE:g}: the shortest trial "
                                           "whose recording is within the goal",
               "median_trial_s": round(trial_s, 4), "trial_s_from": ctx.trial_s_note}
-    detail["why_missed"] = (
-        f"met from trials of {med['after'] / GOAL_STORAGE:.1f} s on (this trial: "
-        f"{trial_s:.2f} s). What is left is Optuna's own per-call work on its RDB store "
-        f"(ask {parts_ms['ask']:.0f} ms, {n_params} parameters {parts_ms['parameters']:.0f} ms "
-        f"at one commit each, attrs {parts_ms['attrs']:.0f} ms in one commit, tell "
-        f"{parts_ms['tell']:.0f} ms): its storage API has no call that writes several "
-        "parameters of a running trial at once (bench/README.md)")
+    if med["after"] / trial_s > GOAL_STORAGE:
+        detail["why_missed"] = (
+            f"met from trials of {med['after'] / GOAL_STORAGE:.1f} s on (this trial: "
+            f"{trial_s:.2f} s). What is left is Optuna's own per-call work on its RDB store "
+            f"(ask {parts_ms['ask']:.0f} ms, {n_params} parameters "
+            f"{parts_ms['parameters']:.0f} ms, their commit with the attrs "
+            f"{parts_ms['attrs']:.0f} ms, tell {parts_ms['tell']:.0f} ms; bench/README.md)")
     return [row("storage_overhead", med["after"] / trial_s, "ratio to trial time",
                 GOAL_STORAGE, "lower", detail)]
 
 
 def _timed_parts(study, space, parts: list[dict[str, float]]) -> float:
-    """As the objective records a trial now (ask, the parameters, one commit of attrs,
-    tell), timing each part; returns the whole."""
+    """As the objective records a trial now (ask, the parameters, the attrs and the
+    parameters in one commit, tell), timing each part; returns the whole."""
     t0 = time.perf_counter()
     trial = study.ask()
     t1 = time.perf_counter()
-    suggest_params(trial, space)
-    t2 = time.perf_counter()
-    set_user_attrs(trial, ATTRS)
-    t3 = time.perf_counter()
+    with written_at_once(trial):
+        suggest_params(trial, space)  # held: checked, not yet written
+        t2 = time.perf_counter()
+        set_user_attrs(trial, ATTRS)
+    t3 = time.perf_counter()  # the attrs and the parameters: one commit
     study.tell(trial, 0.95)
     t4 = time.perf_counter()
     parts.append({"ask": t1 - t0, "parameters": t2 - t1, "attrs": t3 - t2, "tell": t4 - t3})

@@ -82,7 +82,9 @@ def _identity(config, strategy: str, storage_url: str):
     w = study.user_attrs["meter"]["watts_per_busy_core_w"]
     charged_s = sum(charged_energy_j(t.user_attrs) for t in study.trials) / w
     tail_s = study.user_attrs["tail_store_energy_j"] / w
-    return study, charged_s, tail_s, source.t1 - source.t0
+    # before the loop: building the sampler, charged to the first trial's proposing
+    setup_s = sum(t.user_attrs.get("setup_energy_j", 0.0) for t in study.trials) / w
+    return study, charged_s, tail_s, source.t1 - source.t0 + setup_s
 
 
 @pytest.mark.parametrize("strategy", ["tpe", "bayes"])

@@ -173,3 +173,8 @@ def test_building_the_strategy_is_charged_to_the_runs_first_proposal(storage_url
     first, *rest = [t.user_attrs["propose_energy_j"] for t in trials]
     assert 3.0 <= first < 4.0
     assert all(e < 0.5 for e in rest), rest
+    assert 0.3 <= trials[0].user_attrs["setup_s"] < 0.4 and "setup_s" not in \
+        trials[1].user_attrs
+    # not taken from its proposal window's storage part (it ran before that window)
+    stores = [t.user_attrs["store_energy_j"] for t in trials]
+    assert min(stores) > 0 and stores[0] < 3 * max(stores[1:]), stores

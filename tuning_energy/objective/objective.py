@@ -44,10 +44,12 @@ everything the study's process spent in its trial loop:
                       sampler's calls, metered by MeteredSampler, with its after_trial of
                       the trial before), and the objective's preparation (`prepare`: the
                       CNN's model build; prepare_s / prepare_energy_j say how much of
-                      propose_* it was); propose_s its seconds
+                      propose_* it was); on a run's first trial also building the sampler
+                      (setup_s / setup_energy_j); propose_s its seconds
     store_energy_j    the storage round trips: recording the trial before (its attrs,
                       Optuna's tell), the budget check, Optuna's ask (creating the trial),
-                      one commit per suggested parameter, a worker's claim attrs, and with
+                      the parameters (with the proposal's attrs, one commit on SQLite:
+                      trial_writes.written_at_once), a worker's claim attrs, and with
                       a pruner the writes of each ctx.report (Optuna's report and
                       should_prune; without one the values are written with the trial's
                       attrs, in one transaction); store_s its seconds

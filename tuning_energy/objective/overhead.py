@@ -20,10 +20,12 @@ proposing + storage is everything the study's process spent over its trial loop
 A trial's accounts (its attrs):
 
     propose_energy_j, propose_s   the strategy's own computation + the preparation
+    setup_energy_j, setup_s       of which building the sampler (the run's first trial)
     prepare_energy_j, prepare_s   of which the preparation (functions with a `prepare`)
     store_energy_j, store_s       the rest of the proposal window (recording the trial
-                                  before, Optuna's ask, one commit per suggested parameter,
-                                  a worker's claim) + the report writes
+                                  before, Optuna's ask, the parameters: one commit with
+                                  these attrs, trial_writes.written_at_once, a worker's
+                                  claim) + the report writes
     energy_j                      the training window less the report writes
 
 Building the strategy's sampler (its libraries' imports, its model template:
@@ -97,10 +99,15 @@ class TrialBooks:
                 out.update(store_s=rep_s, store_energy_j=rep_j)
             return out
         own_s, own_j = self.own.duration_s, self.own.energy_j
-        store_j = _sum([over.energy_j, own_j, prep_j, rep_j])
+        # nested in the window: the sampler's calls, not its construction (before it)
+        in_s, out_j = own_s - self.own.outside_s, self.own.outside_j
+        in_j = None if own_j is None or out_j is None else own_j - out_j
+        parts = [over.energy_j, in_j, prep_j, rep_j]
+        if self.own.outside_s:
+            out.update(setup_s=self.own.outside_s, setup_energy_j=out_j)
         out.update(
             propose_s=own_s + prep_s, propose_energy_j=_sum([own_j, prep_j]),
-            store_s=over.duration_s - own_s - prep_s + rep_s,
-            store_energy_j=None if store_j is None
-            else over.energy_j - own_j - prep_j + rep_j)  # type: ignore[operator]
+            store_s=over.duration_s - in_s - prep_s + rep_s,
+            store_energy_j=None if _sum(parts) is None
+            else over.energy_j - in_j - prep_j + rep_j)  # type: ignore[operator]
         return out

@@ -38,6 +38,9 @@ class SamplerCost:
     duration_s: float = 0.0
     energy_j: float | None = 0.0
     n_calls: int = 0
+    # of it, what ran before the proposal window opened: building the sampler (`setup`)
+    outside_s: float = 0.0
+    outside_j: float | None = 0.0
 
 
 class MeteredSampler(BaseSampler):
@@ -52,7 +55,7 @@ class MeteredSampler(BaseSampler):
         # after_trial's, for the next trial; first, building the sampler (`setup`: its
         # libraries' imports, its model template), for the run's first proposal
         self._after: SamplerCost | None = None if setup is None else SamplerCost(
-            setup.duration_s, setup.energy_j, 1)
+            setup.duration_s, setup.energy_j, 1, setup.duration_s, setup.energy_j)
 
     def _metered(self, trial: Any, call: Callable[..., Any], *args: Any,
                  cost: SamplerCost | None = None) -> Any:
@@ -82,6 +85,7 @@ class MeteredSampler(BaseSampler):
             cost.energy_j = None if cost.energy_j is None or after.energy_j is None \
                 else cost.energy_j + after.energy_j
             cost.n_calls += after.n_calls
+            cost.outside_s, cost.outside_j = after.outside_s, after.outside_j
         return cost
 
     def _no_op(self, hook: str) -> bool:
