@@ -147,7 +147,10 @@ def bench_search_share(ctx: Context) -> list[dict]:
     methods = sorted({str(t.user_attrs.get("energy_method")) for t in trials})
     detail = {
         "compares": "(proposing + storage) / charged energy (training + proposing + storage) "
-                    "of every finished trial of the default bayes study, as its summary counts",
+                    "of every finished trial of the default bayes study, as its summary counts; "
+                    "proposing includes building the sampler (its libraries' imports, its "
+                    "model template: the run's first trial's setup_energy_j)",
+        "setup_j": round(sum(t.user_attrs.get("setup_energy_j") or 0.0 for t in trials), 4),
         "n_trials": len(trials), "quick": ctx.quick,
         **{k: round(v, 4) for k, v in got.items()},
         "energy_method": ", ".join(methods),

@@ -96,8 +96,8 @@ class StudySummary:
             f"best       {self.metric} {best}  ({params})"
             + ("" if self.direction == "maximize" else f" ({self.direction}d)"),
             f"energy     {energy}, all trials incl. failed{unmeasured}; method {method}",
-            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost"
-            " and any model build"
+            f"search     {self.propose_s:.2f} s proposing parameters (the strategy's own cost,"
+            " its set-up and any model build"
             + (f", {self.propose_energy_j:,.1f} J = {self.propose_share_of_energy:.1%} of "
                f"the charged total" if self.propose_share_of_energy is not None else "")
             + f"); {self.store_s:.2f} s storage round trips{store}",
