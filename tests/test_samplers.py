@@ -272,13 +272,13 @@ def test_gp_fit_max_points_below_two_is_refused_naming_the_field(bad):
 
 def test_the_spaces_transform_is_skopts():
     """SkoptSampler's space transforms points with columns split by zip and categorical
-    parameters one-hot encoded in numpy (`_fast_transform`), not skopt's value-by-value
-    loop and sklearn's LabelBinarizer (its checks and a sparse matrix per call: ~3 ms of
-    each proposal's 1,000 candidates): the same numbers, both ways, for two categories
+    parameters one-hot encoded in numpy (`skopt_space.fast_transform`), not skopt's value-by-value
+    loop and sklearn's LabelBinarizer (its checks and a sparse matrix per call, on each
+    proposal's 1,000 candidates): the same numbers, both ways, for two categories
     (one column) and for three (one column each), integers and log-scaled floats."""
     from skopt import Optimizer
 
-    from tuning_energy.search.samplers import skopt_dimension
+    from tuning_energy.search.skopt_space import skopt_dimension
 
     space = {"act": CategoricalDistribution(["relu", "tanh", "gelu"]),
              "relu": CategoricalDistribution([False, True]), "n": IntDistribution(1, 9),
@@ -322,9 +322,9 @@ def _kernel_instances():
 
 
 def test_the_cached_kernel_introspection_is_sklearns():
-    """skopt_gp caches sklearn's Kernel.hyperparameters / get_params per class (a quarter of
-    a kernel fit's CPU was dir() and inspect.signature): the same lists and dicts as
-    sklearn's own, for every kernel class of sklearn and scikit-optimize."""
+    """skopt_gp caches sklearn's Kernel.hyperparameters / get_params per class (dir() and
+    inspect.signature at every read were much of a kernel fit's CPU): the same lists and
+    dicts as sklearn's own, for every kernel class of sklearn and scikit-optimize."""
     from sklearn.gaussian_process.kernels import Kernel
 
     from tuning_energy.search.skopt_gp import ORIGINAL, _get_params

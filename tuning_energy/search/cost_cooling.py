@@ -40,7 +40,8 @@ import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning_energy.search.samplers import SkoptSampler, _decode, _encode, derive_seed
+from tuning_energy.search.samplers import SkoptSampler, derive_seed
+from tuning_energy.search.skopt_space import _decode, _encode
 
 
 def full_cost_j(trial: FrozenTrial) -> float | None:

@@ -57,7 +57,8 @@ from optuna.trial import TrialState
 from tuning_energy.config.seek import SEEK_COSTS
 from tuning_energy.energy.predict import EnergyPredictor
 from tuning_energy.search.cost_cooling import MeasuredCostModel, full_cost_j
-from tuning_energy.search.samplers import SkoptSampler, _decode, derive_seed
+from tuning_energy.search.samplers import SkoptSampler, derive_seed
+from tuning_energy.search.skopt_space import _decode
 
 #: The fitted log-log slope of joules on FLOPs is kept in [0, MAX_SLOPE]: a handful of
 #: noisy trials must not make more work look cheaper, nor explode the extrapolation.

@@ -95,8 +95,8 @@ def _get_params(self, deep=True):
 def cache_kernel_introspection() -> None:
     """sklearn's Kernel.hyperparameters and Kernel.get_params with their per-class part
     computed once: the same lists and dicts (tests check every kernel class of sklearn and
-    scikit-optimize), about a quarter less CPU per GP kernel fit here (each L-BFGS step reads
-    them many times; `bayes` refits every `gp_refit_every` trials). Kernels that define their
+    scikit-optimize), without the Python overhead they added to every likelihood evaluation
+    of a GP kernel fit (each L-BFGS step reads them many times). Kernels that define their
     own (sums, products) are untouched. Installed when this module is imported, i.e. when a
     scikit-optimize sampler is built."""
     kernels.Kernel.hyperparameters = property(_hyperparameters)
