@@ -52,7 +52,7 @@ def fast_gp(gp: GaussianProcessRegressor) -> FastGP:
 
 # ---------------------------------------------------------------- kernel introspection
 
-#: sklearn's own Kernel.hyperparameters and Kernel.get_params (restored by tests)
+#: sklearn's own Kernel.hyperparameters and Kernel.get_params
 ORIGINAL = {"hyperparameters": kernels.Kernel.hyperparameters,
             "get_params": kernels.Kernel.get_params}
 _NAMES: dict[type, list[str]] = {}
@@ -93,14 +93,22 @@ def _get_params(self, deep=True):
 
 
 def cache_kernel_introspection() -> None:
-    """sklearn's Kernel.hyperparameters and Kernel.get_params with their per-class part
-    computed once: the same lists and dicts (tests check every kernel class of sklearn and
-    scikit-optimize), without the Python overhead they added to every likelihood evaluation
-    of a GP kernel fit (each L-BFGS step reads them many times). Kernels that define their
-    own (sums, products) are untouched. Installed when this module is imported, i.e. when a
-    scikit-optimize sampler is built."""
-    kernels.Kernel.hyperparameters = property(_hyperparameters)
-    kernels.Kernel.get_params = _get_params
+    """scikit-optimize's leaf kernels (Matern, ConstantKernel, WhiteKernel, ...: those that
+    take sklearn's Kernel.hyperparameters and Kernel.get_params) get both with their
+    per-class part computed once: the same lists and dicts (tests check), without the Python
+    overhead they added to every likelihood evaluation of a GP kernel fit (each L-BFGS step
+    reads them many times). Set on skopt's classes only: sklearn's own kernels (a user's GP)
+    and the kernels that define their own (sums, products) are untouched. Installed when this
+    module is imported, i.e. when a scikit-optimize sampler is built."""
+    from skopt.learning.gaussian_process import kernels as skopt_kernels
+
+    for cls in vars(skopt_kernels).values():
+        if isinstance(cls, type) and issubclass(cls, kernels.Kernel) \
+                and cls.__module__ == skopt_kernels.__name__ \
+                and cls.hyperparameters is ORIGINAL["hyperparameters"] \
+                and cls.get_params is ORIGINAL["get_params"] and cls.__name__ != "Kernel":
+            cls.hyperparameters = property(_hyperparameters)
+            cls.get_params = _get_params
 
 
 cache_kernel_introspection()
