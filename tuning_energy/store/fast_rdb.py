@@ -34,15 +34,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuning_energy.store import fast_rdb_writes
-from tuning_energy.store.fast_rdb_writes import read_datetime
+from tuning_energy.store.fast_rdb_writes import _models, read_datetime
 
 _logger = optuna.logging.get_logger(__name__)
-
-
-def _models():
-    from optuna.storages._rdb import models
-
-    return models
 
 
 class FastRDBStorage(RDBStorage):
@@ -135,7 +129,7 @@ class FastRDBStorage(RDBStorage):
             if previous_distribution is None:
                 with _create_scoped_session(self.scoped_session) as session:
                     conn = session.connection()
-                    row = self.updatable_row(conn, trial_id)
+                    row = updatable_row(self, conn, trial_id)
                     check_param(conn, row.study_id, param_name, distribution, None)
             else:
                 check_param(None, None, param_name, distribution, previous_distribution)
@@ -144,19 +138,21 @@ class FastRDBStorage(RDBStorage):
             return
         with _create_scoped_session(self.scoped_session, True) as session:
             conn = session.connection()
-            row = self.updatable_row(conn, trial_id)
+            row = updatable_row(self, conn, trial_id)
             check_param(conn, row.study_id, param_name, distribution, previous_distribution)
             conn.execute(_statement("add_param"), param_row(
                 trial_id, param_name, param_value_internal, distribution))
 
-    def updatable_row(self, conn: Any, trial_id: int) -> Any:
-        """The trial's (study_id, state) row; KeyError when there is none, Optuna's error
-        when it is finished."""
-        row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
-        if row is None:
-            raise KeyError(_models().NOT_FOUND_MSG)
-        self.check_trial_is_updatable(trial_id, row.state)
-        return row
+
+
+def updatable_row(storage: RDBStorage, conn: Any, trial_id: int) -> Any:
+    """The trial's (study_id, state) row on `conn`; KeyError when there is none, Optuna's
+    error (`storage.check_trial_is_updatable`) when it is finished."""
+    row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+    if row is None:
+        raise KeyError(_models().NOT_FOUND_MSG)
+    storage.check_trial_is_updatable(trial_id, row.state)
+    return row
 
 
 def check_param(conn: Any, study_id: int | None, name: str,

@@ -117,7 +117,7 @@ def _write(backend: Any, trial_id: int, batch: Batch) -> None:
     from optuna.storages._rdb.storage import _create_scoped_session
     from sqlalchemy.exc import IntegrityError
 
-    from tuning_energy.store.fast_rdb import _statement
+    from tuning_energy.store.fast_rdb import _statement, updatable_row
 
     if not batch.params:
         _upsert(backend, trial_id, batch.attrs, batch.steps)
@@ -125,7 +125,7 @@ def _write(backend: Any, trial_id: int, batch: Batch) -> None:
     try:
         with _create_scoped_session(backend.scoped_session) as session:
             conn = session.connection()
-            backend.updatable_row(conn, trial_id)
+            updatable_row(backend, conn, trial_id)
             conn.execute(_statement("add_param"), batch.params)
             for stmt, values in _upsert_rows(conn.dialect.name, trial_id, batch.attrs,
                                              batch.steps):
@@ -134,7 +134,7 @@ def _write(backend: Any, trial_id: int, batch: Batch) -> None:
         for row in batch.params:
             with _create_scoped_session(backend.scoped_session, True) as session:
                 conn = session.connection()
-                backend.updatable_row(conn, trial_id)
+                updatable_row(backend, conn, trial_id)
                 conn.execute(_statement("add_param"), row)
         _upsert(backend, trial_id, batch.attrs, batch.steps)
 
@@ -176,17 +176,14 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
     find the row, insert or update) and commits each; a dozen attrs took ~60 ms here."""
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    from tuning_energy.store.fast_rdb import _statement
+    from tuning_energy.store.fast_rdb import updatable_row
 
     if not attrs and not steps:
         return
     statements = _upsert_rows(backend.engine.dialect.name, trial_id, attrs, steps)
     with _create_scoped_session(backend.scoped_session, True) as session:
         conn = session.connection()
-        row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
-        if row is None:
-            raise KeyError(f"no trial with id {trial_id}")
-        backend.check_trial_is_updatable(trial_id, row.state)
+        updatable_row(backend, conn, trial_id)
         for stmt, rows in statements:
             conn.execute(stmt, rows)
 
