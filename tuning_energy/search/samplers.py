@@ -200,12 +200,12 @@ class SkoptSampler(BaseSampler):
         if cost_attr is not None:
             self._options = dataclasses.replace(self._options, acq_func="EIps")
         self._random = ResumableRandomSampler(seed=seed)
-        self._template: tuple[Any, ...] | None = None  # (space, dims, cooked GP, Optimizer)
+        self._template: tuple[Any, ...] | None = None  # `_template_for`
         self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
         import_libraries(self.LIBRARIES)
         modelled = {n: d for n, d in (self._given_space or {}).items() if not d.single()}
         if modelled:  # set-up, as the imports: the first GP proposal would build it
-            SkoptSampler._skopt_optimizer(self, modelled, None)
+            self._template_for(modelled)
 
     @property
     def options(self):
@@ -322,32 +322,12 @@ class SkoptSampler(BaseSampler):
         refits). The template is built once per search space; each proposal gets a shallow
         copy with its own seed, its own GP and empty state (tests check the proposals are
         the same). kernel: (kernel, noise level) fitted earlier, kept fixed (no L-BFGS)."""
-        from sklearn.base import clone
         from sklearn.utils import check_random_state
 
-        key = tuple(space.items())
-        if self._template is None or self._template[0] != key:
-            from skopt import Optimizer
-            from skopt.utils import cook_estimator
-
-            from tuning_energy.search.skopt_gp import fast_gp
-
-            o = self._options
-            dims = [skopt_dimension(n, d) for n, d in space.items()]
-            # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours.
-            gp = fast_gp(cook_estimator("GP", space=dims, random_state=None,
-                                        n_restarts_optimizer=o.gp_n_restarts_optimizer))
-            self._template = (key, dims, gp, Optimizer(
-                dims, base_estimator=clone(gp), acq_func=o.acq_func, n_initial_points=0,
-                acq_optimizer=o.acq_optimizer, random_state=0,
-                acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
-                acq_optimizer_kwargs={"n_points": o.n_points,
-                                      "n_restarts_optimizer": o.n_restarts_optimizer}))
-            fast_transform(self._template[3].space)
-        _, _, gp_template, empty = self._template
+        _, _, gp_template, empty, gp_params = self._template_for(space)
         # Built from the template's parameters, not cloned: skopt clones the estimator before
         # each fit (so does every fit here), so this one is never fitted nor changed.
-        params = {**self._gp_params(gp_template), "random_state": seed}
+        params = {**gp_params, "random_state": seed}
         if kernel is not None:
             params.update(kernel=kernel[0], noise=kernel[1], optimizer=None)
         gp = type(gp_template)(**params)
@@ -365,12 +345,33 @@ class SkoptSampler(BaseSampler):
             opt.gains_ = empty.gains_.copy()
         return opt
 
-    def _gp_params(self, gp) -> dict[str, Any]:
-        """The template GP's parameters (get_params reads the constructor's signature: once)."""
-        cached = getattr(self, "_gp_params_cache", None)
-        if cached is None or cached[0] is not gp:
-            cached = self._gp_params_cache = (gp, gp.get_params(deep=False))
-        return cached[1]
+    def _template_for(self, space: dict[str, BaseDistribution]) -> tuple[Any, ...]:
+        """(space key, dims, cooked GP, empty Optimizer, the GP's parameters) for `space`,
+        built once per search space (`_skopt_optimizer`)."""
+        from sklearn.base import clone
+
+        key = tuple(space.items())
+        if self._template is None or self._template[0] != key:
+            from skopt import Optimizer
+            from skopt.utils import cook_estimator
+
+            from tuning_energy.search.skopt_gp import fast_gp
+
+            o = self._options
+            dims = [skopt_dimension(n, d) for n, d in space.items()]
+            # skopt's own GP ("GP"), cooked here so that its kernel-fit restarts are ours.
+            gp = fast_gp(cook_estimator("GP", space=dims, random_state=None,
+                                        n_restarts_optimizer=o.gp_n_restarts_optimizer))
+            empty = Optimizer(
+                dims, base_estimator=clone(gp), acq_func=o.acq_func, n_initial_points=0,
+                acq_optimizer=o.acq_optimizer, random_state=0,
+                acq_func_kwargs={"xi": o.xi, "kappa": o.kappa},
+                acq_optimizer_kwargs={"n_points": o.n_points,
+                                      "n_restarts_optimizer": o.n_restarts_optimizer})
+            fast_transform(empty.space)
+            # get_params reads the constructor's signature: once, not per proposal
+            self._template = (key, dims, gp, empty, gp.get_params(deep=False))
+        return self._template
 
     def _kernel(self, space, xs: list, ys: list,
                 lies: bool = False) -> tuple[Any, float | None] | None:
