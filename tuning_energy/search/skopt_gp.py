@@ -1,6 +1,6 @@
 """scikit-optimize's Gaussian process, cheaper with the same numbers: its predictive
-standard deviation through BLAS, and sklearn's kernel introspection cached per class
-(`cache_kernel_introspection`, below).
+standard deviation through BLAS, its two fits without sklearn's per-call Python overhead,
+and sklearn's kernel introspection cached per class (`cache_kernel_introspection`, below).
 
 skopt's `GaussianProcessRegressor.predict(return_std=True)` computes the variance as
 `einsum("ki,kj,ij->k", K, K, K_inv)`: a loop over candidates x n x n outside BLAS, most
@@ -8,24 +8,143 @@ of a `bayes` proposal once a study holds a few hundred trials (bench/RESULTS.md,
 the study grows": bayes before). `FastGP` computes the same quantity from the Cholesky
 factor the fit already holds: k** - |L^-1 k*|^2, one triangular solve (BLAS). Only the
 rounding differs (tests check the standard deviations against skopt's to 1e-9 and the
-proposals are the same). Everything else - the fit, the mean, gradients, covariance - is
-skopt's.
+proposals are the same).
+
+The fits, for the kernel skopt cooks (constant * anisotropic Matern 5/2 [+ white noise]):
+the L-BFGS kernel fit evaluates the log-marginal likelihood by `MaternLikelihood` (sklearn's
+arithmetic, in its order, as plain numpy: about half the CPU of a kernel fit), and the fit
+with the kernel fixed (each proposal) is `FastGP._fit_fixed` (about a third). Both give
+sklearn's and skopt's numbers exactly (tests check; the default study's proposals are the
+same). Any other kernel or input: skopt's and sklearn's own code. The mean, gradients and
+covariance are skopt's.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import lapack, solve_triangular
+from scipy.spatial.distance import pdist, squareform
+from sklearn.base import clone
 from sklearn.gaussian_process import kernels
+from sklearn.preprocessing._data import _handle_zeros_in_scale
 from sklearn.utils import check_array
+from sklearn.utils.validation import check_random_state
 from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process import kernels as skopt_kernels
+from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 
 
 class FastGP(GaussianProcessRegressor):
-    """skopt's GP; `predict(X, return_std=True)` by a triangular solve."""
+    """skopt's GP; `predict(X, return_std=True)` by a triangular solve; where the kernel is
+    the one skopt cooks, the kernel's L-BFGS fit through `MaternLikelihood` and the fit
+    with the kernel fixed (optimizer=None) by `_fit_fixed`."""
+
+    def fit(self, X, y):
+        if self.optimizer is None and self._fit_fixed(X, y):
+            return self
+        return super().fit(X, y)
+
+    def _fit_fixed(self, X, y) -> bool:
+        """skopt's fit and sklearn's under it, for optimizer=None, step by step with the
+        same numbers and attributes (tests compare them), or False, changing nothing, where
+        the input or a parameter is not the plain case (then skopt's fit runs, with its
+        checks and errors).
+
+        Replaces, for `MaternLikelihood`'s kernels and finite float64 arrays: sklearn's
+        parameter and data validation (its checks pass for these by construction), the
+        kernel evaluated twice through its objects (once for the log-likelihood, once for
+        L_: the same matrix) and the RandomState built from the seed, which only the kernel
+        fit's restarts use (built on first read, `_rng`). That overhead was most of the
+        ~1 ms that conditioning the GP took at each `bayes` proposal."""
+        from skopt.learning.gaussian_process.kernels import WhiteKernel
+
+        alpha, noise = self.alpha, self.noise
+        if not (isinstance(alpha, (float, int)) and not isinstance(alpha, bool)
+                and alpha >= 0 and self.n_targets is None and self.kernel is not None
+                and isinstance(self.normalize_y, bool) and isinstance(self.copy_X_train, bool)
+                and isinstance(self.n_restarts_optimizer, int)
+                and not isinstance(self.n_restarts_optimizer, bool)
+                and self.n_restarts_optimizer >= 0
+                and (noise is None or noise == "gaussian" or isinstance(noise, float))
+                and (self.random_state is None or isinstance(self.random_state, int))):
+            return False
+        y = np.asarray(y)
+        if not (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
+                and X.shape[0] > 0 and X.shape[1] > 0 and y.dtype == np.float64
+                and y.shape == X.shape[:1] and np.isfinite(X).all() and np.isfinite(y).all()):
+            return False
+        kernel = self.kernel
+        if noise and not _param_for_white_kernel_in_Sum(kernel)[0]:  # skopt's fit
+            kernel = kernel + (WhiteKernel() if noise == "gaussian" else
+                               WhiteKernel(noise_level=noise, noise_level_bounds="fixed"))
+        if MaternLikelihood.of(kernel, X, y, alpha) is None:
+            return False
+        kernel_ = clone(kernel)
+        if self.normalize_y:  # sklearn's fit
+            y_mean = np.mean(y, axis=0)
+            y_std = _handle_zeros_in_scale(np.std(y, axis=0), copy=False)
+            y = (y - y_mean) / y_std
+        else:
+            y_mean, y_std = np.zeros(shape=1), np.ones(shape=1)
+        X_train = np.copy(X) if self.copy_X_train else X
+        y_train = np.copy(y) if self.copy_X_train else y
+        likelihood = MaternLikelihood.of(kernel_, X_train, y_train, alpha)
+        theta = kernel_.theta
+        # log_marginal_likelihood(kernel_.theta, clone_kernel=False): kernel_.theta = theta
+        # (exp(log(.)) may move a hyperparameter by an ulp: as sklearn, the GP uses those)
+        likelihood.set_theta(kernel_, theta)
+        factor = likelihood.factor(theta)
+        if factor is None:
+            return False  # not positive definite: skopt's fit raises sklearn's error
+        log_likelihood, L = factor[:2]
+        noise_ = None
+        if noise and type(kernel_) in _SUM:  # skopt's fit: the noise out of kernel_
+            noise_ = kernel_.k2.noise_level
+            kernel_.k2 = WhiteKernel(noise_level=0.0)
+        L_inv = solve_triangular(L.T, np.eye(L.shape[0]))
+        self.kernel, self.kernel_ = kernel, kernel_
+        self.__dict__["_rng_seed"] = self.random_state
+        self.__dict__.pop("_rng_value", None)
+        self.n_features_in_ = X.shape[1]
+        self.__dict__.pop("feature_names_in_", None)
+        self._y_train_mean, self._y_train_std = y_mean, y_std
+        self.X_train_, self.y_train_ = X_train, y_train
+        self.log_marginal_likelihood_value_ = log_likelihood
+        self.L_, self.alpha_ = L, _potrs(L, y_train)
+        self.noise_ = noise_
+        self.K_inv_ = L_inv.dot(L_inv.T)
+        self.y_train_std_, self.y_train_mean_ = y_std, y_mean
+        return True
+
+    @property
+    def _rng(self):
+        """sklearn's fit sets `_rng = check_random_state(random_state)`; `_fit_fixed` keeps
+        the seed and builds it here, on first read (RandomState(seed) costs ~0.1 ms)."""
+        if "_rng_value" not in self.__dict__:
+            if "_rng_seed" not in self.__dict__:
+                raise AttributeError("_rng")
+            self.__dict__["_rng_value"] = check_random_state(self.__dict__["_rng_seed"])
+        return self.__dict__["_rng_value"]
+
+    @_rng.setter
+    def _rng(self, value):
+        self.__dict__["_rng_value"] = value
+
+    def _constrained_optimization(self, obj_func, initial_theta, bounds):
+        """sklearn's L-BFGS (`minimize(..., method="L-BFGS-B", jac=True)`) on
+        `MaternLikelihood`'s objective instead of sklearn's `obj_func`, when the kernel is
+        the one skopt cooks: the same numbers (tests check), so the same iterates and the
+        same fitted hyperparameters. sklearn's obj_func also sets `kernel_.theta` at each
+        evaluation; fit sets it to the optimum afterwards either way."""
+        likelihood = MaternLikelihood.of(self.kernel_, self.X_train_, self.y_train_,
+                                         self.alpha)
+        if likelihood is not None:
+            obj_func = likelihood.objective
+        return super()._constrained_optimization(obj_func, initial_theta, bounds)
 
     def predict(self, X, return_std=False, return_cov=False, return_mean_grad=False,
                 return_std_grad=False):
@@ -43,6 +162,149 @@ class FastGP(GaussianProcessRegressor):
                           stacklevel=2)
             y_var[y_var < 0] = 0.0
         return y_mean, np.sqrt(y_var * self.y_train_std_ ** 2)
+
+
+# ---------------------------------------------------------------- the kernel fit
+
+_MATERN = (kernels.Matern, skopt_kernels.Matern)
+_CONSTANT = (kernels.ConstantKernel, skopt_kernels.ConstantKernel)
+_WHITE = (kernels.WhiteKernel, skopt_kernels.WhiteKernel)
+_PRODUCT = (kernels.Product, skopt_kernels.Product)
+_SUM = (kernels.Sum, skopt_kernels.Sum)
+
+
+def _fixed(bounds) -> bool:
+    return isinstance(bounds, str) and bounds == "fixed"
+
+
+class MaternLikelihood:
+    """sklearn's `GaussianProcessRegressor.log_marginal_likelihood` (and its gradient) for
+    the kernel skopt's `cook_estimator("GP")` builds, `ConstantKernel * Matern(nu=2.5,
+    anisotropic length scales) [+ WhiteKernel]` (free constant and length scales, the white
+    noise free or fixed), as plain numpy on precomputed pairwise differences.
+
+    Replaces, for that kernel only, sklearn's evaluation through kernel objects: the theta
+    setter (get_params/set_params down the Sum and Product), each kernel's `__call__` with
+    its checks, `np.dstack` of the gradients, and scipy's cholesky/cho_solve wrappers
+    (batch dispatch, array checks) around the same LAPACK routines. That Python overhead
+    was most of the ~60 evaluations of each L-BFGS kernel fit, for ~25 points. The
+    arithmetic is sklearn's, operation by operation and in its order (`exp(theta)` as the
+    setter, `pdist(X / length_scale)`, the Matern polynomial, `c * K`, the diagonal's
+    `+ noise` then `+ alpha`, dpotrf/dpotrs, the same einsums on the same (n, n, p)
+    gradient array), so the values are the same (tests compare them with sklearn's for
+    random thetas and data). Any other kernel: `of` returns None and sklearn evaluates it.
+    """
+
+    @classmethod
+    def of(cls, kernel, X, y, alpha) -> MaternLikelihood | None:
+        """The likelihood of `kernel` on (X, y), or None where the kernel is not exactly
+        the cooked structure (then sklearn's own evaluation applies)."""
+        white = None
+        if type(kernel) in _SUM and type(kernel.k2) in _WHITE:
+            kernel, white = kernel.k1, kernel.k2
+        if type(kernel) not in _PRODUCT:
+            return None
+        constant, matern = kernel.k1, kernel.k2
+        if type(constant) not in _CONSTANT or type(matern) not in _MATERN \
+                or matern.nu != 2.5 or not matern.anisotropic \
+                or _fixed(constant.constant_value_bounds) \
+                or _fixed(matern.length_scale_bounds):
+            return None
+        if not (isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2
+                and isinstance(y, np.ndarray) and y.dtype == np.float64
+                and X.shape[1] == len(matern.length_scale) > 1):
+            return None
+        noise = None  # free (in theta), or the fixed level
+        if white is not None and _fixed(white.noise_level_bounds):
+            noise = white.noise_level
+        return cls(X, y, alpha, white is not None, noise)
+
+    def __init__(self, X, y, alpha, white: bool, noise):
+        n, d = X.shape
+        self.X, self.d, self.alpha = X, d, alpha
+        self.y = y[:, np.newaxis] if y.ndim == 1 else y
+        self.white, self.noise = white, noise
+        self.free_noise = white and noise is None
+        self.p = 1 + d + self.free_noise  # gradient columns, as Sum/Product stack them
+        self.sq = (X[:, np.newaxis, :] - X[np.newaxis, :, :]) ** 2  # Matern's D, times l^2
+        self.eye = np.eye(n)
+        self.diag = np.diag_indices(n)
+        self.half_log_2pi = n / 2 * np.log(2 * np.pi)
+
+    def objective(self, theta, eval_gradient=True):
+        """What sklearn's fit minimises: -lml (and -gradient)."""
+        if eval_gradient:
+            lml, grad = self(theta, eval_gradient=True)
+            return -lml, -grad
+        return -self(theta)
+
+    def __call__(self, theta, eval_gradient=False):
+        """log_marginal_likelihood(theta, eval_gradient) for (X, y)."""
+        factor = self.factor(theta)
+        if factor is None:
+            return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
+        log_likelihood, L, alpha, c, length_scale, matern = factor
+        if not eval_gradient:
+            return log_likelihood
+        # K_gradient as Sum(Product(C, Matern), White) stacks it: [C's, Matern's, White's]
+        d = self.d
+        gradient = np.empty(matern.shape + (self.p,))
+        np.multiply(c, matern, out=gradient[:, :, 0])  # full(c) * Matern
+        D = self.sq / (length_scale**2)
+        tmp = np.sqrt(5 * D.sum(-1))[..., np.newaxis]
+        np.multiply(5.0 / 3.0 * D * (tmp + 1) * np.exp(-tmp), c, out=gradient[:, :, 1:1 + d])
+        if self.free_noise:
+            gradient[:, :, 1 + d] = np.exp(theta[1 + d]) * self.eye
+        inner_term = np.einsum("ik,jk->ijk", alpha, alpha)
+        inner_term -= _potrs(L, self.eye)[..., np.newaxis]
+        gradient_dims = 0.5 * np.einsum("ijl,jik->kl", inner_term, gradient)
+        return log_likelihood, gradient_dims.sum(axis=-1)
+
+    def factor(self, theta):
+        """(log-likelihood, Cholesky factor L of K + alpha I, K^-1 y, c, length scales,
+        Matern matrix) at theta; None where K is not positive definite."""
+        d = self.d
+        c = np.exp(theta[0])  # Kernel.theta's setter: exp of each hyperparameter's slice
+        length_scale = np.exp(theta[1:1 + d]).astype(float)  # _check_length_scale's copy
+        # Matern(nu=2.5).__call__(X)
+        k = pdist(self.X / length_scale, metric="euclidean") * math.sqrt(5)
+        k = (1.0 + k + k**2 / 3.0) * np.exp(-k)
+        matern = squareform(k)
+        np.fill_diagonal(matern, 1)
+        K = c * matern  # Product: ConstantKernel's full(c) * Matern
+        if self.white:  # Sum: + noise * eye (the off-diagonal + 0 changes nothing)
+            K[self.diag] += np.exp(theta[1 + d]) if self.free_noise else self.noise
+        K[self.diag] += self.alpha
+        L, info = lapack.dpotrf(K, lower=1, clean=1, overwrite_a=1)  # scipy's cholesky
+        if info > 0:
+            return None
+        if info < 0:
+            raise ValueError(f'LAPACK reported an illegal value in {-info}-th argument on '
+                             'entry to "POTRF".')
+        y = self.y
+        alpha = _potrs(L, y)  # cho_solve
+        log_likelihood_dims = -0.5 * np.einsum("ik,ik->k", y, alpha)
+        log_likelihood_dims -= np.log(np.diag(L)).sum()
+        log_likelihood_dims -= self.half_log_2pi
+        return log_likelihood_dims.sum(axis=-1), L, alpha, c, length_scale, matern
+
+    def set_theta(self, kernel, theta) -> None:
+        """kernel.theta = theta (for a kernel `of` accepted): the same values as sklearn's
+        setter (exp of theta's slices), without its get_params/set_params walk."""
+        product = kernel.k1 if self.white else kernel
+        d = self.d
+        product.k1.constant_value = np.exp(theta[0])
+        product.k2.length_scale = np.exp(theta[1:1 + d])
+        if self.free_noise:
+            kernel.k2.noise_level = np.exp(theta[1 + d])
+
+
+def _potrs(L, b):
+    """scipy.linalg.cho_solve((L, True), b) for a 2-D b: LAPACK's dpotrs, as it calls it."""
+    x, info = lapack.dpotrs(L, b, lower=1)
+    if info != 0:
+        raise ValueError(f"illegal value in {-info}th argument of internal potrs")
+    return x
 
 
 def fast_gp(gp: GaussianProcessRegressor) -> FastGP:
