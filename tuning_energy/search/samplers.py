@@ -33,6 +33,7 @@ from tuning_energy.search.skopt_space import (  # noqa: F401 (their home before)
     _decode,
     _encode,
     _step_count,
+    fast_acquisition,
     fast_transform,
     skopt_dimension,
 )
@@ -343,6 +344,7 @@ class SkoptSampler(BaseSampler):
         opt._n_initial_points = opt.n_initial_points_
         if hasattr(empty, "gains_"):  # gp_hedge updates it in place
             opt.gains_ = empty.gains_.copy()
+        fast_acquisition(opt)  # skopt's acquisition pass in tell, cheaper (skopt_space.py)
         return opt
 
     def _template_for(self, space: dict[str, BaseDistribution]) -> tuple[Any, ...]:
