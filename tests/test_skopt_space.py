@@ -144,5 +144,25 @@ def test_the_samplers_proposals_are_those_of_skopts_own_code(monkeypatch, option
 
     fast = proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3, **options))
     monkeypatch.setattr(samplers, "fast_acquisition", lambda opt: None)
+    monkeypatch.setattr(SkoptSampler, "_encoded",
+                        staticmethod(lambda trial, space, known:
+                                     samplers._encode(trial.params, space)))
     assert proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3,
                                   **options)) == fast
+
+
+def test_a_sampler_moved_to_another_study_encodes_that_studys_trials():
+    """The rows a sampler remembers are its trials' parameters encoded (by trial number):
+    moved to another study whose trials have the same numbers and other parameters, it
+    proposes what a new sampler proposes there."""
+    def second():
+        return _study(_points(1, 8), [0.5 - 0.05 * i for i in range(8)])
+
+    moved = SkoptSampler(seed=2, search_space=SPACE, n_initial_points=3)
+    first = _study(_points(0, 8), [0.1 * i for i in range(8)])
+    first.sampler = moved
+    first.ask(SPACE)
+    there, fresh = second(), second()
+    there.sampler = moved
+    fresh.sampler = SkoptSampler(seed=2, search_space=SPACE, n_initial_points=3)
+    assert there.ask(SPACE).params == fresh.ask(SPACE).params
