@@ -318,7 +318,10 @@ class SkoptSampler(BaseSampler):
         with warnings.catch_warnings():
             # "The objective has been evaluated at point ... before": harmless for a GP.
             warnings.simplefilter("ignore", UserWarning)
-            opt.tell(xs, ys, fit=fit)
+            if "ps" in opt.acq_func:  # EIps: tell takes the log of the costs
+                opt.tell(xs, ys, fit=fit)
+            else:  # tell's checks (each point in the space, each value a number) hold by
+                opt._tell(xs, ys, fit=fit)  # construction: `_encode`, `observed_value`
         return opt
 
     @staticmethod
