@@ -144,9 +144,8 @@ def test_the_samplers_proposals_are_those_of_skopts_own_code(monkeypatch, option
 
     fast = proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3, **options))
     monkeypatch.setattr(samplers, "fast_acquisition", lambda opt: None)
-    monkeypatch.setattr(SkoptSampler, "_encoded",
-                        staticmethod(lambda trial, space, known:
-                                     samplers._encode(trial.params, space)))
+    monkeypatch.setattr(samplers, "_encoded",
+                        lambda trial, space, known: samplers._encode(trial.params, space))
     assert proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3,
                                   **options)) == fast
 

@@ -1,8 +1,8 @@
-"""Optuna's search space as scikit-optimize's, both ways, and skopt's transform of it.
+"""Optuna's search space as scikit-optimize's, both ways, and skopt's per-proposal work on it.
 
 - `skopt_dimension`: the skopt dimension of an Optuna distribution; `_encode` / `_decode`:
   a trial's parameters as a skopt point and back (categorical choices and stepped values as
-  indices);
+  indices; `_encoded`: remembered once the trial has finished);
 - `fast_transform`: a skopt Space's `transform` with the same numbers, cheaper (columns
   split by `zip`, one-hot categoricals in numpy: `_Binarizer`), run on 1,000 acquisition
   candidates at every proposal;
@@ -254,6 +254,21 @@ def _encode(params: dict[str, Any], space: dict[str, BaseDistribution]) -> list[
         else:
             row.append(float(internal))
     return row
+
+
+def _encoded(trial, space: dict[str, BaseDistribution], known: dict) -> list[Any] | None:
+    """`_encode(trial.params, space)`, remembered in `known` (the rows of `space` by trial
+    number, with the parameters they encode) once the trial has finished: its parameters
+    never change, so a proposal encodes only the trials finished since the last one."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.RUNNING:  # its parameters may still grow
+        return _encode(trial.params, space)
+    hit = known.get(trial.number)
+    if hit is None or hit[0] != trial.params:  # new, or another study's trial
+        row = _encode(trial.params, space)
+        hit = known[trial.number] = (dict(trial.params), None if row is None else tuple(row))
+    return None if hit[1] is None else list(hit[1])
 
 
 def _decode(point: list[Any], space: dict[str, BaseDistribution]) -> dict[str, Any]:
