@@ -32,7 +32,9 @@ from tuning_energy.errors import ConfigError
 from tuning_energy.search.skopt_space import (  # noqa: F401 (their home before)
     _decode,
     _encode,
+    _encoded,
     _step_count,
+    fast_acquisition,
     fast_transform,
     skopt_dimension,
 )
@@ -202,6 +204,7 @@ class SkoptSampler(BaseSampler):
         self._random = ResumableRandomSampler(seed=seed)
         self._template: tuple[Any, ...] | None = None  # `_template_for`
         self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
+        self._rows: tuple[Any, dict] | None = None  # (space, its `_encoded` rows)
         import_libraries(self.LIBRARIES)
         modelled = {n: d for n, d in (self._given_space or {}).items() if not d.single()}
         if modelled:  # set-up, as the imports: the first GP proposal would build it
@@ -238,8 +241,11 @@ class SkoptSampler(BaseSampler):
         sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
         xs, ys, running = [], [], []
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        key, rows = tuple(space.items()), self._rows
+        if rows is None or rows[0] != key:  # (another thread may hold the previous one)
+            rows = self._rows = (key, {})
         for t in study._get_trials(deepcopy=False, states=states, use_cache=True):
-            row = None if t.number == exclude else _encode(t.params, space)
+            row = None if t.number == exclude else _encoded(t, space, rows[1])
             if row is None:
                 continue
             if t.state == TrialState.RUNNING:
@@ -298,7 +304,10 @@ class SkoptSampler(BaseSampler):
         with warnings.catch_warnings():
             # "The objective has been evaluated at point ... before": harmless for a GP.
             warnings.simplefilter("ignore", UserWarning)
-            opt.tell(xs, ys, fit=fit)
+            if "ps" in opt.acq_func:  # EIps: tell takes the log of the costs
+                opt.tell(xs, ys, fit=fit)
+            else:  # tell's checks (each point in the space, each value a number) hold by
+                opt._tell(xs, ys, fit=fit)  # construction: `_encode`, `observed_value`
         return opt
 
     @staticmethod
@@ -343,6 +352,7 @@ class SkoptSampler(BaseSampler):
         opt._n_initial_points = opt.n_initial_points_
         if hasattr(empty, "gains_"):  # gp_hedge updates it in place
             opt.gains_ = empty.gains_.copy()
+        fast_acquisition(opt)  # skopt's acquisition pass in tell, cheaper (skopt_space.py)
         return opt
 
     def _template_for(self, space: dict[str, BaseDistribution]) -> tuple[Any, ...]:
