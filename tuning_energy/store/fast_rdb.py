@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -54,10 +54,8 @@ class FastRDBStorage(RDBStorage):
         return fast_rdb_writes.create_new_trial(self, study_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        with _create_scoped_session(self.scoped_session) as session:
-            trials = _read_trials(session, ("trial",), {"trial_id": trial_id})
+        with reading(self) as conn:
+            trials = _read_trials(conn, ("trial",), {"trial_id": trial_id})
         if not trials:
             raise KeyError(_models().NOT_FOUND_MSG)
         return trials[0]
@@ -66,9 +64,7 @@ class FastRDBStorage(RDBStorage):
                     included_trial_ids: set[int], trial_id_greater_than: int,
                     ) -> list[FrozenTrial]:
         import sqlalchemy as sa
-        from optuna.storages._rdb.storage import _create_scoped_session
 
-        models = _models()
         included = {i for i in included_trial_ids if i <= trial_id_greater_than}
         params: dict[str, Any] = {"study_id": study_id}
         if states is not None:
@@ -81,18 +77,15 @@ class FastRDBStorage(RDBStorage):
             ids, params["above"] = "above", trial_id_greater_than
         else:
             ids = "all"
-        with _create_scoped_session(self.scoped_session) as session:
-            conn = session.connection()
-            if conn.execute(_statement("study"), {"study_id": study_id}).first() is None:
-                raise KeyError(models.NOT_FOUND_MSG)
+        with reading(self) as conn:
             try:
-                return _read_trials(session, ("study", states is not None, ids), params)
+                return _read_trials(conn, ("study", states is not None, ids), params)
             except sa.exc.OperationalError as e:
                 # As RDBStorage: likely too many variables in the IN clause.
                 _logger.warning(f"Caught an error from sqlalchemy: {e!s}. "
                                 "Falling back to a slower alternative.")
-                session.rollback()
-                return [t for t in _read_trials(session, ("study", states is not None, "all"),
+                conn.rollback()
+                return [t for t in _read_trials(conn, ("study", states is not None, "all"),
                                                 params)
                         if t._trial_id in included or t._trial_id > trial_id_greater_than]
 
@@ -143,6 +136,28 @@ class FastRDBStorage(RDBStorage):
             conn.execute(_statement("add_param"), param_row(
                 trial_id, param_name, param_value_internal, distribution))
 
+
+
+@contextmanager
+def reading(storage: RDBStorage) -> Iterator[Any]:
+    """A connection of `storage`'s engine for one read, its errors as Optuna's
+    `_create_scoped_session` raises them (a SQLAlchemy error: StorageInternalError).
+
+    Optuna reads in an ORM session, committed at the end; a read has nothing to commit,
+    and the session (its set-up, commit and close) cost as much as two of the read's
+    statements. The connection's transaction is rolled back when it goes back to the pool.
+    """
+    import sqlalchemy as sa
+
+    try:
+        with storage.engine.connect() as conn:
+            yield conn
+    except sa.exc.IntegrityError:
+        raise
+    except sa.exc.SQLAlchemyError as e:
+        raise optuna.exceptions.StorageInternalError(
+            "An exception is raised during the commit. This typically happens due to "
+            "invalid data in the commit, e.g. exceeding max length. ") from e
 
 
 def updatable_row(storage: RDBStorage, conn: Any, trial_id: int) -> Any:
@@ -204,29 +219,44 @@ def _statement(name: str) -> Any:
 #: it): `_statement`'s by name, `_statements`' by filter shape.
 _STATEMENTS: dict[Any, Any] = {}
 
-#: The child tables: (model, columns read, ordered by)
+#: The child tables, in the tag order of `_statements`' union: (model, its primary key,
+#: its integer key, its text key, its float, its text value); None: no such column.
 _CHILDREN = (
-    ("TrialParamModel", ("param_name", "param_value", "distribution_json"), "param_id"),
-    ("TrialValueModel", ("objective", "value", "value_type"), None),
-    ("TrialUserAttributeModel", ("key", "value_json"), None),
-    ("TrialSystemAttributeModel", ("key", "value_json"), None),
-    ("TrialIntermediateValueModel", ("step", "intermediate_value", "intermediate_value_type"),
-     None),
+    ("TrialParamModel", "param_id", None, "param_name", "param_value", "distribution_json"),
+    ("TrialValueModel", "trial_value_id", "objective", None, "value", "value_type"),
+    ("TrialUserAttributeModel", "trial_user_attribute_id", None, "key", None, "value_json"),
+    ("TrialSystemAttributeModel", "trial_system_attribute_id", None, "key", None,
+     "value_json"),
+    ("TrialIntermediateValueModel", "trial_intermediate_value_id", "step", None,
+     "intermediate_value", "intermediate_value_type"),
 )
+PARAMS, VALUES, USER, SYSTEM, STEPS = range(len(_CHILDREN))
 
 
 def _statements(shape: tuple) -> tuple:
-    """The trials query and the child tables' queries for a filter shape: ("trial",) one
+    """The trials query and the child tables' query for a filter shape: ("trial",) one
     trial (:trial_id); ("study", states?, ids) a study's trials (:study_id, :states,
-    :included, :above), ids one of "all", "above", "included_or_above"."""
+    :included, :above), ids one of "all", "above", "included_or_above".
+
+    The study's trials come from `studies` LEFT JOIN `trials`: no row, no such study
+    (Optuna's KeyError), a row with a NULL trial id, a study without such trials. The five
+    child tables come in one UNION ALL, one row per record: (tag = its table's index in
+    `_CHILDREN`, trial_id, primary key, integer key, text key, float, text value), in the
+    database's order (Optuna's has no ORDER BY either; the parameters are sorted by their
+    id afterwards, as Optuna sorts them); a study's trials filter is a CTE, its bound
+    parameters once in the statement (SQLite's limit on them is reached as by Optuna's
+    own query). Enums are cast to text (PostgreSQL stores them in enum types) and read
+    back by name."""
     if shape in _STATEMENTS:
         return _STATEMENTS[shape]
     import sqlalchemy as sa
 
     models = _models()
     t = models.TrialModel.__table__
+    columns = (t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
     if shape[0] == "trial":
         where = [t.c.trial_id == sa.bindparam("trial_id")]
+        trials = sa.select(*columns).where(*where)
     else:
         _, states, ids = shape
         where = [t.c.study_id == sa.bindparam("study_id")]
@@ -237,56 +267,83 @@ def _statements(shape: tuple) -> tuple:
         elif ids == "included_or_above":
             where.append(sa.or_(t.c.trial_id.in_(sa.bindparam("included", expanding=True)),
                                 t.c.trial_id > sa.bindparam("above")))
-    trials = sa.select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start,
-                       t.c.datetime_complete).where(*where).order_by(t.c.trial_id)
-    children = []
-    for model, columns, order in _CHILDREN:
+        studies = models.StudyModel.__table__
+        trials = sa.select(*columns).select_from(studies.outerjoin(
+            t, sa.and_(t.c.study_id == studies.c.study_id, *where[1:]))).where(
+            studies.c.study_id == sa.bindparam("study_id")).order_by(t.c.trial_id)
+    if shape[0] == "trial":
+        def of_trials(table: Any) -> Any:
+            return table.c.trial_id == sa.bindparam("trial_id")
+    else:
+        ids_cte = sa.select(t.c.trial_id).where(*where).cte("ids")
+
+        def of_trials(table: Any) -> Any:
+            return table.c.trial_id.in_(sa.select(ids_cte.c.trial_id))
+    types = (sa.Integer, sa.String, sa.Float, sa.Text)
+    branches = []
+    for tag, (model, key, *cols) in enumerate(_CHILDREN):
         table = getattr(models, model).__table__
-        query = sa.select(table.c.trial_id, *[table.c[c] for c in columns]).join(
-            t, t.c.trial_id == table.c.trial_id).where(*where)
-        children.append(query if order is None else query.order_by(table.c[order]))
+        picked = []
+        for name, type_ in zip(cols, types, strict=True):
+            if name is None:
+                picked.append(sa.cast(sa.null(), type_))
+            elif isinstance(table.c[name].type, sa.Enum):
+                picked.append(sa.cast(table.c[name], sa.String))
+            else:
+                picked.append(table.c[name])
+        branches.append(sa.select(
+            sa.literal_column(str(tag), sa.Integer).label("tag"), table.c.trial_id,
+            table.c[key].label("ord"), *[c.label(f"c{i}") for i, c in enumerate(picked)],
+        ).where(of_trials(table)))
+    children = sa.union_all(*branches)
     _STATEMENTS[shape] = (trials, children)
     return _STATEMENTS[shape]
 
 
-def _read_trials(session: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
+def _read_trials(conn: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
     """The trials of a filter shape (`_statements`), by trial id, built as
-    RDBStorage._build_frozen_trial_from_trial_model builds them: one query per table."""
+    RDBStorage._build_frozen_trial_from_trial_model builds them; KeyError for a study
+    shape's missing study."""
     models = _models()
     trials_q, children_q = _statements(shape)
-    conn = session.connection()
     rows = conn.execute(trials_q, params).all()
     if not rows:
+        if shape[0] == "study":
+            raise KeyError(models.NOT_FOUND_MSG)
         return []
-    tables = []
-    for query in children_q:
-        by_trial: dict[int, list] = defaultdict(list)
-        for r in conn.execute(query, params):
-            by_trial[r[0]].append(r)
-        tables.append(by_trial)
+    if rows[0][0] is None:  # the study, without such trials
+        return []
+    tables: list[dict[int, list]] = [{} for _ in _CHILDREN]
+    for tag, trial_id, *record in conn.execute(children_q, params):
+        tables[tag].setdefault(trial_id, []).append(record)
+    for records in tables[PARAMS].values():
+        records.sort()  # by param_id, as Optuna orders them
     params_, values, user, system, steps = tables
     value_model = models.TrialValueModel
+    value_type = value_model.TrialValueType
     step_model = models.TrialIntermediateValueModel
+    step_type = step_model.TrialIntermediateValueType
 
     trials = []
     for trial_id, number, state, start, complete in rows:
         trial_values: list[float] | None = None
-        if values.get(trial_id):
+        if trial_id in values:
             trial_values = [0.0] * len(values[trial_id])
-            for _, objective, value, kind in values[trial_id]:
-                trial_values[objective] = value_model.stored_repr_to_value(value, kind)
+            for _, objective, _, value, kind in values[trial_id]:
+                trial_values[objective] = value_model.stored_repr_to_value(
+                    value, value_type[kind])
         dists = {name: distributions.json_to_distribution(dist_json)
-                 for _, name, _, dist_json in params_.get(trial_id, ())}
+                 for _, _, name, _, dist_json in params_.get(trial_id, ())}
         trials.append(FrozenTrial(
             number=number, state=state, value=None, values=trial_values,
             datetime_start=read_datetime(start), datetime_complete=read_datetime(complete),
             params={name: dists[name].to_external_repr(value)
-                    for _, name, value, _ in params_.get(trial_id, ())},
+                    for _, _, name, value, _ in params_.get(trial_id, ())},
             distributions=dists,
-            user_attrs={key: json.loads(v) for _, key, v in user.get(trial_id, ())},
-            system_attrs={key: json.loads(v) for _, key, v in system.get(trial_id, ())},
+            user_attrs={key: json.loads(v) for _, _, key, _, v in user.get(trial_id, ())},
+            system_attrs={key: json.loads(v) for _, _, key, _, v in system.get(trial_id, ())},
             intermediate_values={
-                step: step_model.stored_repr_to_intermediate_value(value, kind)
-                for _, step, value, kind in steps.get(trial_id, ())},
+                step: step_model.stored_repr_to_intermediate_value(value, step_type[kind])
+                for _, step, _, value, kind in steps.get(trial_id, ())},
             trial_id=trial_id))
     return trials
