@@ -5,12 +5,16 @@ and `_get_trials` (Optuna's cached storage, behind every study: the unfinished t
 the sampler and for each `ask`), and writes each parameter with `_set_trial_param`. Optuna
 runs these through the ORM: a query built per call, five `selectinload`s, a mapped object
 per row, then a FrozenTrial built from the objects, several times per trial.
-`FastRDBStorage` runs one Core query per table (joined to `trials` on the filter Optuna
-uses), each statement built once with bound parameters, and builds the FrozenTrial from
-the rows as `RDBStorage._build_frozen_trial_from_trial_model` does; `_set_trial_param`
-reads the trial's state and study with one Core query and inserts the row with Core.
-Each `study.tell` (`set_trial_state_values`) and `study.ask` (`_create_new_trial` without a
-template trial) writes in Core too: store/fast_rdb_writes.py, with RDBStorage's locks.
+`FastRDBStorage` reads them with two Core statements, each built once with bound
+parameters: the trials on the filter Optuna uses (a study's existence checked in the same
+query), then their five child tables in one UNION ALL (`_statements`), and builds the
+FrozenTrial from the rows as `RDBStorage._build_frozen_trial_from_trial_model` does;
+`_set_trial_param` reads the trial's state and study with one Core query and inserts the
+row with Core. Each `study.tell` (`set_trial_state_values`) and `study.ask`
+(`_create_new_trial` without a template trial) writes in Core too:
+store/fast_rdb_writes.py, with RDBStorage's locks. Each call is one transaction of
+`fast_rdb_writes.transaction`: on SQLite, the statements run on sqlite3's own connection
+unless something watches the engine (no ORM session, no SQLAlchemy execute per statement).
 Datetimes are read as the installed Optuna reads them (`fast_rdb_writes.read_datetime`).
 
 The contract: the same FrozenTrials (numbers, states, values with inf, intermediate values
@@ -24,8 +28,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Container, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -34,7 +37,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuning_energy.store import fast_rdb_writes
-from tuning_energy.store.fast_rdb_writes import _models, read_datetime
+from tuning_energy.store.fast_rdb_writes import _models, read_datetime, transaction
 
 _logger = optuna.logging.get_logger(__name__)
 
@@ -54,7 +57,7 @@ class FastRDBStorage(RDBStorage):
         return fast_rdb_writes.create_new_trial(self, study_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        with reading(self) as conn:
+        with transaction(self, write=False) as conn:
             trials = _read_trials(conn, ("trial",), {"trial_id": trial_id})
         if not trials:
             raise KeyError(_models().NOT_FOUND_MSG)
@@ -77,7 +80,7 @@ class FastRDBStorage(RDBStorage):
             ids, params["above"] = "above", trial_id_greater_than
         else:
             ids = "all"
-        with reading(self) as conn:
+        with transaction(self, write=False) as conn:
             try:
                 return _read_trials(conn, ("study", states is not None, ids), params)
             except sa.exc.OperationalError as e:
@@ -113,60 +116,34 @@ class FastRDBStorage(RDBStorage):
                          distribution: distributions.BaseDistribution,
                          previous_distribution: distributions.BaseDistribution | None,
                          ) -> None:
-        from optuna.storages._rdb.storage import _create_scoped_session
-
         held = self.held(trial_id)
         if held is not None:  # written with the trial's attrs (store/trial_writes.py); its
             # distribution checked now, as Optuna checks it, so that a refused one fails
             # the suggest (and Optuna's cache never keeps it)
             if previous_distribution is None:
-                with _create_scoped_session(self.scoped_session) as session:
-                    conn = session.connection()
+                with transaction(self, write=False) as conn:
                     row = updatable_row(self, conn, trial_id)
-                    check_param(conn, row.study_id, param_name, distribution, None)
+                    check_param(conn, row[0], param_name, distribution, None)
             else:
                 check_param(None, None, param_name, distribution, previous_distribution)
             held.params.append(param_row(trial_id, param_name, param_value_internal,
                                          distribution))
             return
-        with _create_scoped_session(self.scoped_session, True) as session:
-            conn = session.connection()
+        with transaction(self, ignore_integrity_error=True) as conn:
             row = updatable_row(self, conn, trial_id)
-            check_param(conn, row.study_id, param_name, distribution, previous_distribution)
-            conn.execute(_statement("add_param"), param_row(
+            check_param(conn, row[0], param_name, distribution, previous_distribution)
+            conn.run(_statement("add_param"), param_row(
                 trial_id, param_name, param_value_internal, distribution))
 
 
-
-@contextmanager
-def reading(storage: RDBStorage) -> Iterator[Any]:
-    """A connection of `storage`'s engine for one read, its errors as Optuna's
-    `_create_scoped_session` raises them (a SQLAlchemy error: StorageInternalError).
-
-    Optuna reads in an ORM session, committed at the end; a read has nothing to commit,
-    and the session (its set-up, commit and close) cost as much as two of the read's
-    statements. The connection's transaction is rolled back when it goes back to the pool.
-    """
-    import sqlalchemy as sa
-
-    try:
-        with storage.engine.connect() as conn:
-            yield conn
-    except sa.exc.IntegrityError:
-        raise
-    except sa.exc.SQLAlchemyError as e:
-        raise optuna.exceptions.StorageInternalError(
-            "An exception is raised during the commit. This typically happens due to "
-            "invalid data in the commit, e.g. exceeding max length. ") from e
-
-
 def updatable_row(storage: RDBStorage, conn: Any, trial_id: int) -> Any:
-    """The trial's (study_id, state) row on `conn`; KeyError when there is none, Optuna's
-    error (`storage.check_trial_is_updatable`) when it is finished."""
-    row = conn.execute(_statement("trial"), {"trial_id": trial_id}).first()
+    """The trial's (study_id, state) row on `conn` (a `fast_rdb_writes.transaction`'s);
+    KeyError when there is none, Optuna's error (`storage.check_trial_is_updatable`) when
+    it is finished."""
+    row = conn.first(_statement("trial"), {"trial_id": trial_id})
     if row is None:
         raise KeyError(_models().NOT_FOUND_MSG)
-    storage.check_trial_is_updatable(trial_id, row.state)
+    storage.check_trial_is_updatable(trial_id, row[1])
     return row
 
 
@@ -176,8 +153,9 @@ def check_param(conn: Any, study_id: int | None, name: str,
     """Optuna's check of a parameter's distribution: compatible with `previous` (what the
     cached storage knows), else with the first one stored for `name` in the study."""
     if previous is None:
-        stored = conn.execute(_statement("distribution"), {
-            "study_id": study_id, "param_name": name}).scalar()
+        row = conn.first(_statement("distribution"), {"study_id": study_id,
+                                                      "param_name": name})
+        stored = None if row is None else row[0]
         previous = None if stored is None else distributions.json_to_distribution(stored)
     if previous is not None:
         distributions.check_distribution_compatibility(previous, distribution)
@@ -306,7 +284,7 @@ def _read_trials(conn: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
     shape's missing study."""
     models = _models()
     trials_q, children_q = _statements(shape)
-    rows = conn.execute(trials_q, params).all()
+    rows = conn.rows(trials_q, params)
     if not rows:
         if shape[0] == "study":
             raise KeyError(models.NOT_FOUND_MSG)
@@ -314,7 +292,7 @@ def _read_trials(conn: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
     if rows[0][0] is None:  # the study, without such trials
         return []
     tables: list[dict[int, list]] = [{} for _ in _CHILDREN]
-    for tag, trial_id, *record in conn.execute(children_q, params):
+    for tag, trial_id, *record in conn.rows(children_q, params):
         tables[tag].setdefault(trial_id, []).append(record)
     for records in tables[PARAMS].values():
         records.sort()  # by param_id, as Optuna orders them
