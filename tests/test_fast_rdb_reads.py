@@ -121,3 +121,23 @@ def test_a_locked_database_is_optunas_storage_error(tmp_path, cls):
         other.close()
     assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING
     storage.engine.dispose()
+
+
+def test_each_read_has_its_own_attr_lists_and_dicts(tmp_path):
+    """A list or dict attr read twice: two objects (a user changing one changes no other
+    read); numbers and strings read back equal."""
+    storage = FastRDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    attrs = {"d": {"cpu": [1.5, None]}, "l": [1, 2], "f": 0.1, "s": "x", "n": None,
+             "b": True, "i": 3, "nan": math.nan}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    first = storage.get_trial(trial._trial_id).user_attrs
+    first["d"]["cpu"].append(2.0)
+    first["l"].append(3)
+    again = storage.get_trial(trial._trial_id).user_attrs
+    assert again["d"] == {"cpu": [1.5, None]} and again["l"] == [1, 2]
+    assert math.isnan(again.pop("nan")) and math.isnan(attrs.pop("nan"))
+    assert again == attrs
+    storage.engine.dispose()

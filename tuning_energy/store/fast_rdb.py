@@ -318,10 +318,30 @@ def _read_trials(conn: Any, shape: tuple, params: dict) -> list[FrozenTrial]:
             params={name: dists[name].to_external_repr(value)
                     for _, _, name, value, _ in params_.get(trial_id, ())},
             distributions=dists,
-            user_attrs={key: json.loads(v) for _, _, key, _, v in user.get(trial_id, ())},
-            system_attrs={key: json.loads(v) for _, _, key, _, v in system.get(trial_id, ())},
+            user_attrs={key: _loads(v) for _, _, key, _, v in user.get(trial_id, ())},
+            system_attrs={key: _loads(v) for _, _, key, _, v in system.get(trial_id, ())},
             intermediate_values={
                 step: step_model.stored_repr_to_intermediate_value(value, step_type[kind])
                 for _, step, _, value, kind in steps.get(trial_id, ())},
             trial_id=trial_id))
     return trials
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text), as Optuna decodes an attr; a number, string, bool or None is kept
+    by its text (`_DECODED`): a study reads its running trial, two dozen attrs, several
+    times, and decoding was a third of a read. A list or dict is decoded anew each time:
+    each FrozenTrial has its own, which its user may change."""
+    value = _DECODED.get(text, _DECODED)
+    if value is _DECODED:
+        value = json.loads(text)
+        if type(value) in _IMMUTABLE:
+            if len(_DECODED) >= 4096:
+                _DECODED.clear()
+            _DECODED[text] = value
+    return value
+
+
+#: `_loads`' immutable values by their JSON text (at most 4096: cleared when full).
+_DECODED: dict[str, Any] = {}
+_IMMUTABLE = (str, int, float, bool, type(None))

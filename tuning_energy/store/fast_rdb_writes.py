@@ -75,15 +75,17 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
     as Optuna's `_create_scoped_session` raises them: an IntegrityError rolled back and
     raised (or ignored), any other SQLAlchemy error a StorageInternalError.
 
-    Yields a `Raw` connection on SQLite when nothing watches the engine (`_watched`), else
-    a `Driver` (SQLite) or `Core` (PostgreSQL) one, on a SQLAlchemy Connection. Optuna's
+    Yields a `Raw` connection on SQLite (sqlite3, `_own_sql`) when nothing watches the
+    engine (`_watched`), else a `Driver` (SQLite) or `Core` (PostgreSQL) one, on a
+    SQLAlchemy Connection. Optuna's
     ORM session (its set-up, commit and close) cost as much as two statements; a read has
     nothing to commit, and is rolled back when its connection goes back to the pool."""
     import sqlalchemy as sa
 
     engine = storage.engine
     try:
-        if engine.dialect.name == "sqlite" and not _watched(engine):
+        own_sql = _own_sql(engine.dialect)
+        if own_sql and not _watched(engine):
             dbapi_error = engine.dialect.loaded_dbapi.Error
             try:
                 pooled = engine.raw_connection()
@@ -100,7 +102,7 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
                 pooled.close()  # rolled back by the pool when not committed
         else:
             with engine.connect() as conn:
-                yield (Driver if engine.dialect.name == "sqlite" else Core)(conn)
+                yield (Driver if own_sql else Core)(conn)
                 if write:
                     conn.commit()
     except sa.exc.IntegrityError as e:
@@ -113,6 +115,13 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
         raise optuna.exceptions.StorageInternalError(
             "An exception is raised during the commit. This typically happens due to "
             "invalid data in the commit, e.g. exceeding max length. ") from e
+
+
+def _own_sql(dialect: Any) -> bool:
+    """SQLite through sqlite3 with its `?` parameters (SQLAlchemy's default): the dialect
+    whose SQL `_Compiled` renders."""
+    return dialect.name == "sqlite" and dialect.driver == "pysqlite" and \
+        dialect.paramstyle == "qmark"
 
 
 def _wrapped(error: Exception, dialect: Any, sql: str | None = None,
