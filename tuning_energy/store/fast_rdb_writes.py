@@ -77,9 +77,9 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
 
     Yields a `Raw` connection on SQLite (sqlite3, `_own_sql`) when nothing watches the
     engine (`_watched`), else a `Driver` (SQLite) or `Core` (PostgreSQL) one, on a
-    SQLAlchemy Connection. Optuna's
-    ORM session (its set-up, commit and close) cost as much as two statements; a read has
-    nothing to commit, and is rolled back when its connection goes back to the pool."""
+    SQLAlchemy Connection. Optuna's ORM session (its set-up, commit and close) cost as
+    much as two statements; a read has nothing to commit, and is rolled back when its
+    connection goes back to the pool."""
     import sqlalchemy as sa
 
     engine = storage.engine
