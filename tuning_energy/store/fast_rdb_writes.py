@@ -143,12 +143,17 @@ _DIALECT_EVENTS = ("do_execute", "do_execute_no_params", "do_executemany", "hand
 def _watched(engine: Any) -> bool:
     """Whether the engine logs its statements (echo) or has listeners of `_EVENTS` (a
     user's instrumentation, a test's statement count): then its statements go through
-    SQLAlchemy's Connection, which fires them."""
+    SQLAlchemy's Connection, which fires them. SQLAlchemy's own flags first (what its
+    Connection checks before each event; ~40 µs less than asking each event)."""
     import logging
 
-    return bool(engine.echo) or engine.logger.isEnabledFor(logging.INFO) or any(
-        getattr(engine.dispatch, name) for name in _EVENTS) or any(
-        getattr(engine.dialect.dispatch, name) for name in _DIALECT_EVENTS)
+    try:
+        return bool(engine._has_events or engine.dialect._has_events or
+                    engine._should_log_info())
+    except AttributeError:  # a SQLAlchemy without them: its listeners, one by one
+        return bool(engine.echo) or engine.logger.isEnabledFor(logging.INFO) or any(
+            getattr(engine.dispatch, name) for name in _EVENTS) or any(
+            getattr(engine.dialect.dispatch, name) for name in _DIALECT_EVENTS)
 
 
 class Core:
