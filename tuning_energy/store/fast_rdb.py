@@ -12,9 +12,9 @@ FrozenTrial from the rows as `RDBStorage._build_frozen_trial_from_trial_model` d
 `_set_trial_param` reads the trial's state and study with one Core query and inserts the
 row with Core. Each `study.tell` (`set_trial_state_values`) and `study.ask`
 (`_create_new_trial` without a template trial) writes in Core too:
-store/fast_rdb_writes.py, with RDBStorage's locks. Each call is one transaction of
-`fast_rdb_writes.transaction`: on SQLite, the statements run on sqlite3's own connection
-unless something watches the engine (no ORM session, no SQLAlchemy execute per statement).
+store/fast_rdb_writes.py, with RDBStorage's locks. Each call is one `transaction`
+(store/transaction.py): on SQLite, the statements run on sqlite3's own connection unless
+something watches the engine (no ORM session, no SQLAlchemy execute per statement).
 Datetimes are read as the installed Optuna reads them (`fast_rdb_writes.read_datetime`).
 
 The contract: the same FrozenTrials (numbers, states, values with inf, intermediate values
@@ -37,7 +37,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuning_energy.store import fast_rdb_writes
-from tuning_energy.store.fast_rdb_writes import _models, read_datetime, transaction
+from tuning_energy.store.fast_rdb_writes import _models, read_datetime
+from tuning_energy.store.transaction import transaction
 
 _logger = optuna.logging.get_logger(__name__)
 
@@ -137,7 +138,7 @@ class FastRDBStorage(RDBStorage):
 
 
 def updatable_row(storage: RDBStorage, conn: Any, trial_id: int) -> Any:
-    """The trial's (study_id, state) row on `conn` (a `fast_rdb_writes.transaction`'s);
+    """The trial's (study_id, state) row on `conn` (a `transaction` (store/transaction.py)'s);
     KeyError when there is none, Optuna's error (`storage.check_trial_is_updatable`) when
     it is finished."""
     row = conn.first(_statement("trial"), {"trial_id": trial_id})

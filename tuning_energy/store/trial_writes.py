@@ -117,7 +117,7 @@ def _write(backend: Any, trial_id: int, batch: Batch) -> None:
     from sqlalchemy.exc import IntegrityError
 
     from tuning_energy.store.fast_rdb import _statement, updatable_row
-    from tuning_energy.store.fast_rdb_writes import transaction
+    from tuning_energy.store.transaction import transaction
 
     if not batch.params:
         _upsert(backend, trial_id, batch.attrs, batch.steps)
@@ -173,7 +173,7 @@ def _upsert(backend: Any, trial_id: int, attrs: dict[str, Any],
     PostgreSQL). Optuna's own path runs three ORM queries per attr or step (find the trial,
     find the row, insert or update) and commits each; a dozen attrs took ~60 ms here."""
     from tuning_energy.store.fast_rdb import updatable_row
-    from tuning_energy.store.fast_rdb_writes import transaction
+    from tuning_energy.store.transaction import transaction
 
     if not attrs and not steps:
         return
