@@ -55,6 +55,8 @@ MODULES = [
     ("optuna.storages._heartbeat", "is_heartbeat_enabled", "workers.py: reaping"),
     ("optuna.storages._heartbeat", "get_heartbeat_thread", "workers.py: heartbeats"),
     ("optuna.samplers._lazy_random_state", "LazyRandomState", "samplers.py: seeding"),
+    ("optuna.study._tell", "_tell_with_warning",
+     "run/tell.py: study.tell's checks and writes, without its read-back"),
 ]
 JOURNAL = [
     ("_thread_lock", "trial_writes._append: appends under the storage's lock"),

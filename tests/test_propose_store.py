@@ -7,6 +7,7 @@ known CPU seconds have known joules: at 10 W per core, 0.3 CPU seconds are 3 J.
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import optuna
@@ -178,3 +179,35 @@ def test_building_the_strategy_is_charged_to_the_runs_first_proposal(storage_url
     # not taken from its proposal window's storage part (it ran before that window)
     stores = [t.user_attrs["store_energy_j"] for t in trials]
     assert min(stores) > 0 and stores[0] < 3 * max(stores[1:]), stores
+
+
+def test_recording_a_trial_reads_it_back_once(storage_url, monkeypatch):
+    """Optuna's study.tell reads the trial back from the store and deep-copies it to return
+    it; the runner's tell (run/tell.py) stores the same state and values without that read:
+    a trial is read from the store twice in its loop (ask's Trial, tell's check), not three
+    times, and ends as Optuna's tell leaves it."""
+    reads: list[int] = []
+
+    def opened(*args, **kwargs):
+        storage = open_storage(*args, **kwargs)
+        backend = getattr(storage, "_backend", storage)
+        real = backend.get_trial
+
+        def get_trial(trial_id, _real=real):
+            reads.append(trial_id)
+            return _real(trial_id)
+
+        backend.get_trial = get_trial
+        return storage
+
+    monkeypatch.setattr(runner_mod, "open_storage", opened)
+    config = parse_config(tiny_doc(meter=METER))
+    run_study(config, "random", 0, storage_url, progress=False)
+    trials = optuna.load_study(study_name="tiny-random-s0", storage=storage_url).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert all(t.value is not None and t.datetime_complete is not None for t in trials)
+    # older Optuna (4.3): its _tell_with_warning reads the trial back itself (3 reads)
+    from optuna.study._tell import _tell_with_warning
+    reads_back = "FrozenTrial" in str(inspect.signature(_tell_with_warning).return_annotation)
+    assert {i: reads.count(i) for i in set(reads)} == {t._trial_id: 2 + reads_back
+                                                       for t in trials}

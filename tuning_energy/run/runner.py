@@ -55,6 +55,7 @@ from tuning_energy.run.budget import StudyBudget
 from tuning_energy.run.signals import interrupt_reason
 from tuning_energy.run.summary import FINISHED, StudySummary, best_value, study_summary, value
 from tuning_energy.run.target_stop import reached_target, stop_text
+from tuning_energy.run.tell import tell
 from tuning_energy.run.trial_source import PARTIAL_ENERGY_S, TrialSource
 from tuning_energy.run.workers import trial_source
 from tuning_energy.search.metered_sampler import MeteredSampler
@@ -363,12 +364,12 @@ def _run(config: StudyConfig, strategy: str, seed: int, storage_url: StoreURL, p
                 ran += 1
                 energy_so_far += charged_energy_j(trial.user_attrs) or 0.0
                 done = source.n_finished(study, done)  # other workers finish trials too
-            frozen = study.tell(trial, values, state=state)
+            told = tell(study, trial, values, state)
             fails_in_row = 0
-            if frozen.state in FINISHED:
+            if told.state in FINISHED:
                 done = source.n_finished(study, done + 1)
                 bar.update(1)
-                v = value(frozen)
+                v = value(told)
                 if v is not None:
                     best = v if best is None else better(best, v)
             bar.set_postfix_str(f"best {config.metric} {best:.4g}, {energy_so_far:,.0f} J"

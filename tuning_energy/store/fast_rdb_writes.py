@@ -36,7 +36,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuning_energy.store.transaction import transaction
 
-
 #: Optuna's tries of a trial creation (RDBStorage._create_new_trial's MAX_RETRIES).
 CREATE_TRIES = 5
 
