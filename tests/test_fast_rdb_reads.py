@@ -141,3 +141,25 @@ def test_each_read_has_its_own_attr_lists_and_dicts(tmp_path):
     assert math.isnan(again.pop("nan")) and math.isnan(attrs.pop("nan"))
     assert again == attrs
     storage.engine.dispose()
+
+
+def test_a_write_that_raises_leaves_nothing_for_the_next_call(tmp_path):
+    """A transaction whose body raised is rolled back before its connection goes back to
+    the pool, as Optuna's session rolls back: not left to the pool's reset-on-return,
+    which an engine may turn off (then the next call on that connection committed it)."""
+    from tuning_energy.store.fast_rdb import _statement
+    from tuning_energy.store.transaction import transaction
+
+    storage = FastRDBStorage(f"sqlite:///{tmp_path / 's.db'}", engine_kwargs={
+        "pool_reset_on_return": None, "pool_use_lifo": True})
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial_id = trial._trial_id
+    row = {"trial_id": trial_id, "param_name": "x", "param_value": 0.5,
+           "distribution_json": optuna.distributions.distribution_to_json(
+               FloatDistribution(0, 1))}
+    with pytest.raises(RuntimeError), transaction(storage) as conn:
+        conn.run(_statement("add_param"), row)
+        raise RuntimeError("the write fails after its first statement")
+    study.tell(trial, 1.0)  # a write on the same pooled connection, committed
+    assert storage.get_trial(trial_id).params == {}

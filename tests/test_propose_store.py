@@ -11,6 +11,7 @@ import inspect
 import time
 
 import optuna
+import pytest
 from optuna.samplers import RandomSampler
 
 from tuning_energy.config import parse_config
@@ -206,8 +207,33 @@ def test_recording_a_trial_reads_it_back_once(storage_url, monkeypatch):
     trials = optuna.load_study(study_name="tiny-random-s0", storage=storage_url).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert all(t.value is not None and t.datetime_complete is not None for t in trials)
-    # older Optuna (4.3): its _tell_with_warning reads the trial back itself (3 reads)
+    # Optuna < 4.5: its _tell_with_warning reads the trial back itself (3 reads)
     from optuna.study._tell import _tell_with_warning
     reads_back = "FrozenTrial" in str(inspect.signature(_tell_with_warning).return_annotation)
     assert {i: reads.count(i) for i in set(reads)} == {t._trial_id: 2 + reads_back
                                                        for t in trials}
+
+
+@pytest.mark.parametrize("shape", ["4.3", "4.4", "4.5"])
+def test_tell_reads_each_optunas_private_tell(shape, monkeypatch):
+    """Optuna's `_tell_with_warning` returned the trial (4.3), (trial, message) (4.4), then
+    (state, values, message) (4.5 on): the runner's tell gives the stored state and values
+    from each, so that the loop counts the trial finished."""
+    import optuna.study._tell as optuna_tell
+
+    from tuning_energy.run.tell import tell
+
+    real = optuna_tell._tell_with_warning
+
+    def shaped(**kwargs):
+        state, values, message = real(**kwargs)  # this Optuna's (>= 4.5)
+        trial = kwargs["study"]._storage.get_trial(kwargs["trial"]._trial_id)
+        return {"4.3": trial, "4.4": (trial, message), "4.5": (state, values, message)}[shape]
+
+    monkeypatch.setattr(optuna_tell, "_tell_with_warning", shaped)
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    told = tell(study, trial, 0.25, optuna.trial.TrialState.COMPLETE)
+    assert (told.state, told.values) == (optuna.trial.TrialState.COMPLETE, [0.25])
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE

@@ -4,8 +4,9 @@
 and deep-copies it (its two dozen attrs) to return it: a second read of the trial, each
 trial, in the storage account of the next proposal, that the runner's loop does not use.
 `tell` runs the same checks and writes (Optuna's `_tell_with_warning`, which `study.tell`
-calls) and returns what was stored. (In older Optuna (4.3), `_tell_with_warning` itself reads
-the trial back; there `tell` saves only the deep copy.)
+calls) and returns what was stored. (Before Optuna 4.5, `_tell_with_warning` itself reads
+the trial back and returns it, alone (4.3) or with a message (4.4); there `tell` saves only
+the deep copy.)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, values: Any, state: TrialStat
     from optuna.study._tell import _tell_with_warning
 
     told = _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
-    if isinstance(told, optuna.trial.FrozenTrial):  # older Optuna (4.3) reads it back itself
+    if isinstance(told, tuple) and isinstance(told[0], optuna.trial.FrozenTrial):
+        told = told[0]  # Optuna 4.4: (the trial read back, message)
+    if isinstance(told, optuna.trial.FrozenTrial):  # Optuna 4.3, 4.4: read back itself
         return Told(told.state, told.values)
-    return Told(told[0], told[1])  # (state, values, message)
+    return Told(told[0], told[1])  # Optuna >= 4.5: (state, values, message)

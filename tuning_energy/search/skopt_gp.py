@@ -21,6 +21,7 @@ covariance are skopt's.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -226,10 +227,19 @@ class MaternLikelihood:
         self.white, self.noise = white, noise
         self.free_noise = white and noise is None
         self.p = 1 + d + self.free_noise  # gradient columns, as Sum/Product stack them
-        self.sq = (X[:, np.newaxis, :] - X[np.newaxis, :, :]) ** 2  # Matern's D, times l^2
-        self.eye = np.eye(n)
         self.diag = np.diag_indices(n)
         self.half_log_2pi = n / 2 * np.log(2 * np.pi)
+
+    @functools.cached_property
+    def sq(self):
+        """Matern's D times l^2 (the pairwise squared differences): for the gradient only,
+        built at its first use (a fit with the kernel fixed never needs it: n x n x d)."""
+        X = self.X
+        return (X[:, np.newaxis, :] - X[np.newaxis, :, :]) ** 2
+
+    @functools.cached_property
+    def eye(self):
+        return np.eye(len(self.X))
 
     def objective(self, theta, eval_gradient=True):
         """What sklearn's fit minimises: -lml (and -gradient)."""

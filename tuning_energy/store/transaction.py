@@ -43,6 +43,7 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
                 pooled = engine.raw_connection()
             except dbapi_error as e:  # as SQLAlchemy's Connection wraps it
                 raise _wrapped(e, engine.dialect) from e
+            done = False
             try:
                 yield Raw(pooled.driver_connection, engine.dialect)
                 if write:
@@ -50,8 +51,14 @@ def transaction(storage: Any, ignore_integrity_error: bool = False, write: bool 
                         pooled.commit()
                     except dbapi_error as e:
                         raise _wrapped(e, engine.dialect) from e
+                done = write
             finally:
-                pooled.close()  # rolled back by the pool when not committed
+                try:
+                    if not done:  # a read, or a write that failed: rolled back here, as
+                        pooled.rollback()  # Optuna's session does (not left to the pool's
+                except dbapi_error:  # reset-on-return, which an engine may turn off)
+                    pass
+                pooled.close()
         else:
             with engine.connect() as conn:
                 yield (Driver if own_sql else Core)(conn)
@@ -243,13 +250,13 @@ class _Compiled:
 
 
 def _sql(stmt: Any, dialect: Any, params: dict) -> _Compiled:
-    """`stmt` compiled for SQLite and these parameter names (an INSERT / UPDATE sets the
-    columns they name), once per process: `_SQL`."""
-    key = (id(stmt), tuple(params))
+    """`stmt` compiled for this SQLite dialect (an engine's) and these parameter names (an
+    INSERT / UPDATE sets the columns they name), once per process: `_SQL`."""
+    key = (id(stmt), id(dialect), tuple(params))
     compiled = _SQL.get(key)
     if compiled is None:
         compiled = _SQL[key] = _Compiled(stmt, dialect, params)
-        _KEEP[id(stmt)] = stmt  # its id stays its own
+        _KEEP[id(stmt)], _KEEP[id(dialect)] = stmt, dialect  # their ids stay their own
     return compiled
 
 
