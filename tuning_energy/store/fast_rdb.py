@@ -170,19 +170,17 @@ def param_row(trial_id: int, name: str, value: float,
 
 
 def _statement(name: str) -> Any:
-    """The statements of FastRDBStorage's own checks and writes, built once: "study" (does
-    :study_id exist), "trial" (:trial_id's study and state), "distribution" (the first
-    stored distribution of :param_name in :study_id), "add_param" (a trial_params row)."""
+    """The statements of FastRDBStorage's own checks and writes, built once: "trial"
+    (:trial_id's study and state), "distribution" (the first stored distribution of
+    :param_name in :study_id), "add_param" (a trial_params row). (A study's existence is
+    checked in `_statements`' trials query.)"""
     if name in _STATEMENTS:
         return _STATEMENTS[name]
     import sqlalchemy as sa
 
     models = _models()
     t, p = models.TrialModel.__table__, models.TrialParamModel.__table__
-    studies = models.StudyModel.__table__
     _STATEMENTS[name] = {
-        "study": lambda: sa.select(studies.c.study_id).where(
-            studies.c.study_id == sa.bindparam("study_id")),
         "trial": lambda: sa.select(t.c.study_id, t.c.state).where(
             t.c.trial_id == sa.bindparam("trial_id")),
         "distribution": lambda: sa.select(p.c.distribution_json)
@@ -234,8 +232,10 @@ def _statements(shape: tuple) -> tuple:
     t = models.TrialModel.__table__
     columns = (t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
     if shape[0] == "trial":
-        where = [t.c.trial_id == sa.bindparam("trial_id")]
-        trials = sa.select(*columns).where(*where)
+        trials = sa.select(*columns).where(t.c.trial_id == sa.bindparam("trial_id"))
+
+        def of_trials(table: Any) -> Any:
+            return table.c.trial_id == sa.bindparam("trial_id")
     else:
         _, states, ids = shape
         where = [t.c.study_id == sa.bindparam("study_id")]
@@ -250,10 +250,6 @@ def _statements(shape: tuple) -> tuple:
         trials = sa.select(*columns).select_from(studies.outerjoin(
             t, sa.and_(t.c.study_id == studies.c.study_id, *where[1:]))).where(
             studies.c.study_id == sa.bindparam("study_id")).order_by(t.c.trial_id)
-    if shape[0] == "trial":
-        def of_trials(table: Any) -> Any:
-            return table.c.trial_id == sa.bindparam("trial_id")
-    else:
         ids_cte = sa.select(t.c.trial_id).where(*where).cte("ids")
 
         def of_trials(table: Any) -> Any:
