@@ -159,6 +159,18 @@ def fitted_hyperparameters(gp) -> tuple[Any, float | None]:
 # ---------------------------------------------------------------- SkoptSampler
 
 
+def _native_options(options, cost_attr: str | None) -> bool:
+    from tuning_energy.search.native_bayes import eligible
+
+    return eligible(options, cost_attr)
+
+
+def _native_fits(space: dict[str, BaseDistribution]) -> bool:
+    from tuning_energy.search.native_bayes import GPSpace
+
+    return GPSpace.fits(space)
+
+
 class SkoptSampler(BaseSampler):
     """scikit-optimize's Gaussian-process `Optimizer` as an Optuna sampler.
 
@@ -188,6 +200,8 @@ class SkoptSampler(BaseSampler):
     LIBRARIES: tuple[str, ...] = (
         "skopt", "skopt.utils", "skopt.space", "sklearn.gaussian_process.kernels",
         "sklearn.multioutput", "tuning_energy.search.skopt_gp")
+    #: ... and instead, where the proposals are computed without skopt (`_native_space`)
+    NATIVE_LIBRARIES: tuple[str, ...] = ("tuning_energy.search.native_bayes",)
 
     def __init__(self, seed: int | None = None, *,
                  search_space: dict[str, BaseDistribution] | None = None,
@@ -205,10 +219,16 @@ class SkoptSampler(BaseSampler):
         self._template: tuple[Any, ...] | None = None  # `_template_for`
         self._kernel_cache: tuple[Any, tuple[Any, float | None]] | None = None
         self._rows: tuple[Any, dict] | None = None  # (space, its `_encoded` rows)
-        import_libraries(self.LIBRARIES)
         modelled = {n: d for n, d in (self._given_space or {}).items() if not d.single()}
+        # Proposals without skopt (native_bayes.py: the same points), for SkoptSampler's own
+        # sample_relative and the options and space it computes; skopt is then not imported
+        self._native = type(self).sample_relative is SkoptSampler.sample_relative \
+            and _native_options(self._options, cost_attr) \
+            and (not modelled or _native_fits(modelled))
+        self._gp_space: tuple[Any, Any] | None = None  # (space key, native GPSpace)
+        import_libraries(self.NATIVE_LIBRARIES if self._native else self.LIBRARIES)
         if modelled:  # set-up, as the imports: the first GP proposal would build it
-            self._template_for(modelled)
+            self._native_space(modelled) if self._native else self._template_for(modelled)
 
     @property
     def options(self):
@@ -289,17 +309,10 @@ class SkoptSampler(BaseSampler):
             search_space = self.infer_relative_search_space(study, None)
         if not search_space:
             return None
-        xs, ys, running = self._observations(study, search_space, exclude=trial_number)
-        if not xs or len(xs) < self._options.n_initial_points:
+        told = self._told(study, search_space, trial_number, None)
+        if told is None:
             return None
-        kernel = self._kernel(search_space, xs, ys, lies=bool(running))  # finished only
-        if running:  # constant liar: the worst value so far (skopt minimises)
-            if self._cost_attr is None:
-                lie: Any = max(ys)
-            else:  # EIps: the worst value at the median cost
-                lie = [max(y[0] for y in ys), float(np.median([y[1] for y in ys]))]
-            xs, ys = xs + running, ys + [lie] * len(running)
-        seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
+        xs, ys, kernel, seed = told
         opt = self._skopt_optimizer(search_space, seed, kernel)
         with warnings.catch_warnings():
             # "The objective has been evaluated at point ... before": harmless for a GP.
@@ -309,6 +322,36 @@ class SkoptSampler(BaseSampler):
             else:  # tell's checks (each point in the space, each value a number) hold by
                 opt._tell(xs, ys, fit=fit)  # construction: `_encode`, `observed_value`
         return opt
+
+    def _told(self, study, space, trial_number: int, gp_space):
+        """(xs, ys, kernel, seed) of a proposal: the finished trials' points and values, then
+        the running trials' at the constant liar's value; the kernel `_kernel` fitted on the
+        finished ones (by skopt's GP, or by native_bayes on `gp_space`); the proposal's
+        seed. None while too few trials have finished."""
+        xs, ys, running = self._observations(study, space, exclude=trial_number)
+        if not xs or len(xs) < self._options.n_initial_points:
+            return None
+        kernel = self._kernel(space, xs, ys, bool(running), gp_space)  # finished only
+        if running:  # constant liar: the worst value so far (skopt minimises)
+            if self._cost_attr is None:
+                lie: Any = max(ys)
+            else:  # EIps: the worst value at the median cost
+                lie = [max(y[0] for y in ys), float(np.median([y[1] for y in ys]))]
+            xs, ys = xs + running, ys + [lie] * len(running)
+        seed = None if self._seed is None else derive_seed(self._seed, trial_number) % 2**31
+        return xs, ys, kernel, seed
+
+    def _native_space(self, space: dict[str, BaseDistribution]) -> Any:
+        """native_bayes's GPSpace of `space` (built once per space), or None where this
+        sampler proposes with skopt's code."""
+        if not self._native:
+            return None
+        key = tuple(space.items())
+        if self._gp_space is None or self._gp_space[0] != key:
+            from tuning_energy.search.native_bayes import GPSpace
+
+            self._gp_space = (key, GPSpace(space) if GPSpace.fits(space) else None)
+        return self._gp_space[1]
 
     @staticmethod
     def fitted_model(opt: Any) -> Any:
@@ -383,8 +426,8 @@ class SkoptSampler(BaseSampler):
             self._template = (key, dims, gp, empty, gp.get_params(deep=False))
         return self._template
 
-    def _kernel(self, space, xs: list, ys: list,
-                lies: bool = False) -> tuple[Any, float | None] | None:
+    def _kernel(self, space, xs: list, ys: list, lies: bool = False,
+                gp_space: Any = None) -> tuple[Any, float | None] | None:
         """GP kernel and noise level fitted on the first m = k * floor(n / k) finished trials
         (at most the last `gp_fit_max_points` of them).
 
@@ -397,7 +440,8 @@ class SkoptSampler(BaseSampler):
         constant-liar rows (a cached kernel would keep the lies after the trials finished).
         `lies`: constant-liar rows will be told: the kernel is fitted here on the finished
         trials even when skopt would refit every proposal (gp_refit_every = 1), so that
-        skopt's refit in tell never fits the lies.
+        skopt's refit in tell never fits the lies. `gp_space`: native_bayes's space, whose
+        fit gives the same hyperparameters as scikit-learn kernels (None: skopt's GP).
         """
         k, cap = self._options.gp_refit_every, self._options.gp_fit_max_points
         if self._cost_attr or (k <= 1 and (cap == 0 or len(xs) <= cap) and not lies):
@@ -406,9 +450,16 @@ class SkoptSampler(BaseSampler):
         if m == 0 or m < self._options.n_initial_points:
             return None
         lo = max(0, m - cap) if cap else 0
-        key = (tuple(space.items()), m, repr(xs[lo:m]), repr(ys[lo:m]))
+        key = (tuple(space.items()), gp_space is None, m, repr(xs[lo:m]), repr(ys[lo:m]))
         if self._kernel_cache is None or self._kernel_cache[0] != key:
             seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
+            if gp_space is not None:  # the same fit, without skopt (native_bayes.py)
+                from tuning_energy.search.native_bayes import fit_kernel
+
+                self._kernel_cache = (key, fit_kernel(
+                    gp_space.transform(xs[lo:m]), ys[lo:m],
+                    self._options.gp_n_restarts_optimizer, seed))
+                return self._kernel_cache[1]
             opt = self._skopt_optimizer(space, seed)
             # what opt.tell(xs, ys, fit=True) fits, without the acquisition pass after it
             from sklearn.base import clone
@@ -422,13 +473,22 @@ class SkoptSampler(BaseSampler):
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         self._refuse_multi_objective(study)
-        opt = self.optimizer(study, trial.number, search_space) if search_space else None
-        if opt is None:
-            return {}  # initial random points: sample_independent draws them
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            point = opt.ask()
-        return _decode(point, search_space)
+        if not search_space:
+            return {}
+        point = None  # None: the initial random points (sample_independent draws them)
+        gp_space = self._native_space(search_space)
+        if gp_space is not None:  # what skopt's Optimizer would ask, without skopt
+            from tuning_energy.search.native_bayes import propose
+
+            told = self._told(study, search_space, trial.number, gp_space)
+            if told is not None:
+                xs, ys, kernel, seed = told
+                point = propose(gp_space, xs, ys, kernel, seed, self._options)
+        elif (opt := self.optimizer(study, trial.number, search_space)) is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                point = opt.ask()
+        return {} if point is None else _decode(point, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
         self._refuse_multi_objective(study)
