@@ -15,7 +15,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from tuning_energy.search import samplers
+from tuning_energy.search import bayes, samplers
 from tuning_energy.search.samplers import SkoptSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,7 +81,7 @@ class _Trial:
 
 def _skopts_own(monkeypatch, sampler, study, number, space) -> dict:
     """What the sampler proposes through skopt's Optimizer, tell and ask as skopt runs them."""
-    monkeypatch.setattr(samplers, "fast_acquisition", lambda opt: None)
+    monkeypatch.setattr(bayes, "fast_acquisition", lambda opt: None)
     sampler._native = False
     try:
         return sampler.sample_relative(study, _Trial(number), space)

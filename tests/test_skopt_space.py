@@ -13,9 +13,14 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import create_trial
 
-from tuning_energy.search import samplers
+from tuning_energy.search import bayes
 from tuning_energy.search.samplers import SkoptSampler
-from tuning_energy.search.skopt_space import fast_acquisition, fast_transform, transformed_rvs
+from tuning_energy.search.skopt_space import (
+    _encode,
+    fast_acquisition,
+    fast_transform,
+    transformed_rvs,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -143,9 +148,9 @@ def test_the_samplers_proposals_are_those_of_skopts_own_code(monkeypatch, option
         return out
 
     fast = proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3, **options))
-    monkeypatch.setattr(samplers, "fast_acquisition", lambda opt: None)
-    monkeypatch.setattr(samplers, "_encoded",
-                        lambda trial, space, known: samplers._encode(trial.params, space))
+    monkeypatch.setattr(bayes, "fast_acquisition", lambda opt: None)
+    monkeypatch.setattr(bayes, "_encoded",
+                        lambda trial, space, known: _encode(trial.params, space))
     assert proposals(SkoptSampler(seed=4, search_space=SPACE, n_initial_points=3,
                                   **options)) == fast
 

@@ -29,7 +29,7 @@ A trial's accounts (its attrs):
     energy_j                      the training window less the report writes
 
 Building the strategy's sampler (its libraries' imports, its model template:
-`search.samplers.import_libraries`) happens before the loop; the runner meters it and
+`search.resumable.import_libraries`) happens before the loop; the runner meters it and
 charges it to the run's first proposal (`propose_*` of that trial; metered_sampler.py).
 The rest of the start-up (Optuna's, torch's and the data's imports, the CNN's warm-up) is
 no trial's: every strategy pays it alike.

@@ -8,7 +8,7 @@ Proposing a trial's parameters is two kinds of work:
 - storage round trips: Optuna's `ask` creates the trial and reads it back, each suggested
   parameter is one commit, a worker writes who runs the trial.
 
-Building the sampler (its libraries' imports, a model template: `search.samplers`) is
+Building the sampler (its libraries' imports, a model template: `search.resumable.import_libraries`) is
 metered by the runner and charged to the run's first proposal (`setup`); left to the first
 GP proposal, skopt's import was charged to that trial instead.
 
