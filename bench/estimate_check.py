@@ -8,6 +8,10 @@ bench/estimate-check.png, misses included. Pruned strategies (`+median`, ...) ar
 their bill is expected below the interval: the estimate counts every trial in full.
 
     python -m bench.estimate_check --problem studies/default.toml=journal:////path/default.journal
+
+STORE may also be a trials table that `tuning-energy export` wrote (a .parquet or .csv file):
+the committed comparisons keep their trials that way (figures/compare-trials.parquet,
+figures/suite/*-trials.parquet), so the check can be rerun without their stores.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pandas as pd
 
 from tuning_energy.analysis.projection import project
 from tuning_energy.analysis.table import trials_table
@@ -27,9 +32,18 @@ from tuning_energy.run.estimate import calibrate, steps_per_trial
 HERE = Path(__file__).resolve().parent
 
 
+def _trials(source: str) -> pd.DataFrame:
+    """The trials table of a store URL, or of a file `tuning-energy export` wrote."""
+    if source.endswith(".parquet"):
+        return pd.read_parquet(source)
+    if source.endswith(".csv"):
+        return pd.read_csv(source)
+    return trials_table(source)
+
+
 def check(config_path: str, storage_url: str) -> list[dict]:
     config = load_config(config_path)
-    trials = with_charged_energy(trials_table(storage_url))
+    trials = with_charged_energy(_trials(storage_url))
     trials = trials[trials["study"].str.startswith(f"{config.name}-")]
     points, flops, calibration_j, _, method = calibrate(config)  # once per problem
     rows = []
@@ -82,7 +96,7 @@ def figure(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problem", action="append", required=True,
-                    help="CONFIG=STORAGE_URL (repeatable)")
+                    help="CONFIG=STORAGE_URL or CONFIG=TRIALS.parquet|csv (repeatable)")
     ap.add_argument("--out", default=str(HERE / "estimate-check"))
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

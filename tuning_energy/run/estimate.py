@@ -9,6 +9,12 @@ needs `[objective] steps` to know how many steps a trial has). analysis/projecti
 the steps' energy and time into the study's charged energy, and CO2 follows from the
 config's carbon intensity (energy/carbon.py). What the calibration itself was charged is
 reported beside the estimate.
+
+The CNN's epoch is read inside the trial's own meter window (its energy up to the epoch's
+report, which the objective stores as `predicted_energy_epoch1_j`), not as the difference
+between a one-epoch and a two-epoch trial: an epoch (~0.2 J on the default study here) is
+small against what separate trials differ by (their set-up, evaluation, the machine's load),
+so the difference made repeated estimates of one study disagree by up to 2x.
 """
 
 from __future__ import annotations
@@ -156,10 +162,12 @@ def calibrate(config: StudyConfig, seed: int = SEED
               ) -> tuple[list[CalibrationPoint], list[float] | None, float, float, str]:
     """(points, FLOPs of the random pool, calibration charged J and wall s, meter method).
 
-    The built-in CNN: each picked configuration trains for one epoch and for two; an epoch
-    costs the difference, and what the one-epoch trial cost beyond it (model set-up, the
-    final evaluation) is a per-trial overhead. An own objective: each runs one step (the
-    per-trial energy cap stops it at its first ctx.report)."""
+    Each picked configuration runs one step: the built-in CNN trains for one epoch, an own
+    objective runs to its first ctx.report (the per-trial energy cap stops it there). The
+    CNN's epoch costs what its window measured up to the epoch's report; the rest of the
+    trial (the final evaluation, proposing and storage) is a per-trial overhead. Its wall
+    time is split in the same proportion (where the window's energy at the report is not
+    known, the whole window is the step)."""
     steps_per_trial(config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = _random_pool(config, POOL, seed)
@@ -167,38 +175,36 @@ def calibrate(config: StudyConfig, seed: int = SEED
     params = [pool[i] for i in _spread(flops, CALIBRATION_TRIALS)]
     budget = dataclasses.replace(config.budget, n_trials=CALIBRATION_TRIALS, max_energy_j=None,
                                  max_co2_g=None, timeout_s=None, max_trial_energy_j=None)
-    runs = []
+    if config.objective.builtin:
+        config = config.with_overrides(budget=budget,
+                                       train=dataclasses.replace(config.train, epochs=1))
+    else:  # stopped after the first step by an energy cap no step can stay under
+        config = config.with_overrides(budget=dataclasses.replace(budget,
+                                                                  max_trial_energy_j=1e-12))
     with tempfile.TemporaryDirectory(prefix="tuning-energy-estimate-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'calibration.db'}"
-        if config.objective.builtin:
-            for epochs in (1, 2):
-                runs.append(_run_calibration(config.with_overrides(
-                    name=f"{config.name}-calibration-{epochs}", budget=budget,
-                    train=dataclasses.replace(config.train, epochs=epochs)), params, url, seed))
-        else:  # stopped after the first step by an energy cap no step can stay under
-            runs.append(_run_calibration(config.with_overrides(
-                name=f"{config.name}-calibration", budget=dataclasses.replace(
-                    budget, max_trial_energy_j=1e-12)), params, url, seed))
+        trials, summary = _run_calibration(config.with_overrides(
+            name=f"{config.name}-calibration"), params,
+            f"sqlite:///{Path(tmp) / 'calibration.db'}", seed)
     points = []
-    for i, one in enumerate(runs[0][0]):
-        two = runs[1][0][i] if len(runs) > 1 else None
-        if one.get("energy_j") is None or not one.get("duration_s") or (
-                two is not None and two.get("energy_j") is None):
+    for a in trials:
+        if a.get("energy_j") is None or not a.get("duration_s"):
             continue
-        j1, s1 = float(one["energy_j"]), float(one["duration_s"])
-        oj, os_ = _overhead(one)
+        j1, s1 = float(a["energy_j"]), float(a["duration_s"])
+        oj, os_ = _overhead(a)
         step_j, step_s = j1, s1
-        if two is not None:  # an epoch is the difference; never below a fifth of the first
-            step_j = max(float(two["energy_j"]) - j1, 0.2 * j1)
-            step_s = max(float(two["duration_s"]) - s1, 0.2 * s1)
+        # one epoch here, so the energy at the first report x the reports is that epoch's
+        at_report = a.get("predicted_energy_epoch1_j") if config.objective.builtin else None
+        if at_report is not None and 0 < float(at_report) <= j1:
+            step_j = float(at_report)
+            step_s = s1 * step_j / j1
             oj, os_ = oj + j1 - step_j, os_ + s1 - step_s
         points.append(CalibrationPoint(step_j=step_j, step_s=step_s, overhead_j=oj,
-                                       overhead_s=os_, flops=one.get("flops_per_sample")))
+                                       overhead_s=os_, flops=a.get("flops_per_sample")))
     if not points:
         raise ConfigError("estimate: no calibration trial was measured (the meter measured "
                           "nothing); nothing to project from")
-    spent = sum(e for r, _ in runs for a in r if (e := charged_energy_j(a)) is not None)
-    return (points, flops, spent, sum(s.wall_s for _, s in runs), runs[0][1].energy_method)
+    spent = sum(e for a in trials if (e := charged_energy_j(a)) is not None)
+    return points, flops, spent, summary.wall_s, summary.energy_method
 
 
 def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
@@ -236,7 +242,8 @@ def estimate(config: StudyConfig, strategies: list[str], seeds: int = 1,
     co2 = proj.energy_j.scaled(carbon.co2_g(1.0) or 0.0)
     pruned = [s for s in strategies if "+" in s] or (
         [] if config.pruning.pruner == "none" else strategies)
-    steps_run = ("each trained for one epoch and for two (an epoch costs the difference)"
+    steps_run = ("each trained for one epoch (an epoch costs what its meter window measured "
+                 "up to the epoch's end)"
                  if config.objective.builtin else "each run for one step (one ctx.report)")
     method = (f"calibrated: {len(points)} configurations {steps_run}, spread over the space's "
               f"cost range, metered as a study is ({meter}); "
