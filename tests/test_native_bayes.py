@@ -18,20 +18,13 @@ from optuna.trial import TrialState, create_trial
 from tuning_energy.search import bayes, samplers
 from tuning_energy.search.samplers import SkoptSampler
 
+from .test_skopt_space import SPACE
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-#: every kind of dimension: uniform and log floats and integers, steps, two and three
-#: categories (one one-hot column; three)
-MIXED = {
-    "lr": FloatDistribution(1e-4, 1e-1, log=True),
-    "beta1": FloatDistribution(0.1, 0.99),
-    "n_conv": IntDistribution(0, 3),
-    "relu": CategoricalDistribution([False, True]),
-    "act": CategoricalDistribution(["relu", "tanh", "gelu"]),
-    "width": IntDistribution(8, 512, log=True),
-    "drop": FloatDistribution(0.0, 0.5, step=0.1),
-    "batch": IntDistribution(16, 128, step=16),
-}
+#: every kind of dimension (test_skopt_space's): uniform and log floats and integers, steps
+#: (of floats and of integers), two and three categories (one one-hot column; three)
+MIXED = {**SPACE, "batch": IntDistribution(16, 128, step=16)}
 #: six points in all: proposals soon repeat a told point (skopt's random point then)
 TINY = {"a": IntDistribution(0, 2), "b": CategoricalDistribution([0, 1])}
 

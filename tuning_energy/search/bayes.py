@@ -70,18 +70,6 @@ def fitted_hyperparameters(gp) -> tuple[Any, float | None]:
 # ---------------------------------------------------------------- SkoptSampler
 
 
-def _native_options(options, cost_attr: str | None) -> bool:
-    from tuning_energy.search.native_bayes import eligible
-
-    return eligible(options, cost_attr)
-
-
-def _native_fits(space: dict[str, BaseDistribution]) -> bool:
-    from tuning_energy.search.native_bayes import GPSpace
-
-    return GPSpace.fits(space)
-
-
 class SkoptSampler(BaseSampler):
     """scikit-optimize's Gaussian-process `Optimizer` as an Optuna sampler.
 
@@ -133,9 +121,10 @@ class SkoptSampler(BaseSampler):
         modelled = {n: d for n, d in (self._given_space or {}).items() if not d.single()}
         # Proposals without skopt (native_bayes.py: the same points), for SkoptSampler's own
         # sample_relative and the options and space it computes; skopt is then not imported
+        from tuning_energy.search.native_bayes import GPSpace, eligible
+
         self._native = type(self).sample_relative is SkoptSampler.sample_relative \
-            and _native_options(self._options, cost_attr) \
-            and (not modelled or _native_fits(modelled))
+            and eligible(self._options, cost_attr) and (not modelled or GPSpace.fits(modelled))
         self._gp_space: tuple[Any, Any] | None = None  # (space key, native GPSpace)
         import_libraries(self.NATIVE_LIBRARIES if self._native else self.LIBRARIES)
         if modelled:  # set-up, as the imports: the first GP proposal would build it

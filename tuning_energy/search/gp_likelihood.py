@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
+from typing import Any
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import lapack, solve_triangular
 from scipy.spatial.distance import pdist, squareform
 from sklearn.gaussian_process import kernels
+from sklearn.preprocessing._data import _handle_zeros_in_scale
 
 # The kernel classes `MaternLikelihood.of` accepts: sklearn's, and those of a module
 # registered by `accept_kernel_module` (skopt's subclasses, the same arithmetic).
@@ -67,7 +70,7 @@ class MaternLikelihood:
         """The likelihood of `kernel` on (X, y), or None where the kernel is not exactly
         the cooked structure (then sklearn's own evaluation applies)."""
         white = None
-        if type(kernel) in _SUM and type(kernel.k2) in _WHITE:
+        if is_white_sum(kernel):
             kernel, white = kernel.k1, kernel.k2
         if type(kernel) not in _PRODUCT:
             return None
@@ -89,6 +92,7 @@ class MaternLikelihood:
     def __init__(self, X, y, alpha, white: bool, noise):
         n, d = X.shape
         self.X, self.d, self.alpha = X, d, alpha
+        self.y_given = y
         self.y = y[:, np.newaxis] if y.ndim == 1 else y
         self.white, self.noise = white, noise
         self.free_noise = white and noise is None
@@ -164,6 +168,18 @@ class MaternLikelihood:
         log_likelihood_dims -= self.half_log_2pi
         return log_likelihood_dims.sum(axis=-1), L, alpha, c, length_scale, matern
 
+    def condition(self, kernel):
+        """sklearn's fit with the kernel fixed (`optimizer=None`), on this likelihood's
+        (X, y): `kernel.theta = kernel.theta` (exp(log(.)) may move a hyperparameter by an
+        ulp: as sklearn, the GP uses those), then (log-likelihood, Cholesky factor L,
+        alpha_ = K^-1 y as sklearn's `alpha_`); None where K is not positive definite."""
+        theta = kernel.theta
+        self.set_theta(kernel, theta)
+        factor = self.factor(theta)
+        if factor is None:
+            return None
+        return factor[0], factor[1], _potrs(factor[1], self.y_given)
+
     def set_theta(self, kernel, theta) -> None:
         """kernel.theta = theta (for a kernel `of` accepted): the same values as sklearn's
         setter (exp of theta's slices), without its get_params/set_params walk."""
@@ -181,3 +197,34 @@ def _potrs(L, b):
     if info != 0:
         raise ValueError(f"illegal value in {-info}th argument of internal potrs")
     return x
+
+
+def likelihood_objective(gp, obj_func):
+    """What a GP's L-BFGS kernel fit (its `_constrained_optimization`) minimises:
+    `MaternLikelihood`'s objective where the kernel is the cooked one (the same numbers,
+    so the same iterates and fit), sklearn's `obj_func` otherwise."""
+    likelihood = MaternLikelihood.of(gp.kernel_, gp.X_train_, gp.y_train_, gp.alpha)
+    return obj_func if likelihood is None else likelihood.objective
+
+
+def normalize_y(y: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+    """sklearn's fit with normalize_y=True: (mean, std, normalised y)."""
+    y_mean = np.mean(y, axis=0)
+    y_std = _handle_zeros_in_scale(np.std(y, axis=0), copy=False)
+    return y_mean, y_std, (y - y_mean) / y_std
+
+
+def predict_mean_std(kernel_, X_train, L, alpha_, y_mean, y_std, X) -> tuple[Any, Any]:
+    """A fitted GP's predictive mean and standard deviation at X (skopt's
+    `predict(X, return_std=True)`), the variance as k** - |L^-1 k*|^2: one triangular
+    solve (BLAS), where skopt computes `einsum("ki,kj,ij->k", K, K, K_inv)` (the same up to
+    rounding). Negative variances (rounding) warn and become 0, as skopt's."""
+    k_trans = kernel_(X, X_train)
+    y_pred = y_std * k_trans.dot(alpha_) + y_mean
+    v = solve_triangular(L, k_trans.T, lower=True, check_finite=False)
+    y_var = kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
+    if np.any(y_var < 0):
+        warnings.warn("Predicted variances smaller than 0. Setting those variances to 0.",
+                      stacklevel=3)
+        y_var[y_var < 0] = 0.0
+    return y_pred, np.sqrt(y_var * y_std ** 2)

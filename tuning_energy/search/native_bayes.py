@@ -32,15 +32,18 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from scipy.linalg import solve_triangular
 from scipy.stats import norm, rv_discrete, uniform
 from sklearn.base import clone
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-from sklearn.preprocessing._data import _handle_zeros_in_scale
 from sklearn.utils import check_random_state
 
-from tuning_energy.search.gp_likelihood import MaternLikelihood, _potrs
+from tuning_energy.search.gp_likelihood import (
+    MaternLikelihood,
+    likelihood_objective,
+    normalize_y,
+    predict_mean_std,
+)
 from tuning_energy.search.skopt_space import _step_count
 
 #: the acquisition functions computed here (skopt's `_gaussian_acquisition`)
@@ -71,6 +74,11 @@ class _Dim:
     lo: float = 0.0  # skopt's Normalize bounds (log10 of the bounds for a log prior)
     hi: float = 1.0
 
+    @property
+    def width(self) -> int:
+        """Its transformed columns: one for a number and for two categories (one-hot)."""
+        return 1 if self.kind != "cat" or self.high == 2 else self.high
+
 
 def _dim(dist: BaseDistribution) -> _Dim:
     """skopt_dimension's skopt dimension of `dist`, as a `_Dim`."""
@@ -99,7 +107,6 @@ class GPSpace:
         unit = uniform(loc=0.0, scale=np.nextafter(1.0, 2.0))
         self._rvs = [unit if d.kind != "cat" else rv_discrete(
             values=(range(d.high), np.tile(1.0 / d.high, d.high))) for d in self.dims]
-        self.widths = [1 if d.kind != "cat" or d.high == 2 else d.high for d in self.dims]
 
     @classmethod
     def fits(cls, space: dict[str, BaseDistribution]) -> bool:
@@ -107,8 +114,7 @@ class GPSpace:
         categories only uses a Hamming kernel) and more than one transformed column
         (anisotropic length scales)."""
         dims = [_dim(d) for d in space.values()]
-        width = sum(1 if d.kind != "cat" or d.high == 2 else d.high for d in dims)
-        return any(d.kind != "cat" for d in dims) and width > 1
+        return any(d.kind != "cat" for d in dims) and sum(d.width for d in dims) > 1
 
     # -- skopt's transform: a column of values -> its transformed columns
     @staticmethod
@@ -171,12 +177,12 @@ class GPSpace:
     def inverse_point(self, x: np.ndarray) -> list:
         """`space.inverse_transform(x.reshape((1, -1)))[0]` for one transformed point."""
         point, start = [], 0
-        for d, width in zip(self.dims, self.widths, strict=True):
-            part = x[start:start + width]
-            start += width
+        for d in self.dims:
+            part = x[start:start + d.width]
+            start += d.width
             if d.kind != "cat":
                 point.append(self._values(d, part[:1]).tolist()[0])
-            elif width == 1:  # LabelBinarizer, two classes: above its threshold 0.5
+            elif d.width == 1:  # LabelBinarizer, two classes: above its threshold 0.5
                 point.append(int(part[0] > 0.5))
             else:
                 point.append(int(np.argmax(part)))
@@ -202,11 +208,8 @@ class _KernelFitGP(GaussianProcessRegressor):
     skopt_gp.FastGP's)."""
 
     def _constrained_optimization(self, obj_func, initial_theta, bounds):
-        likelihood = MaternLikelihood.of(self.kernel_, self.X_train_, self.y_train_,
-                                         self.alpha)
-        if likelihood is not None:
-            obj_func = likelihood.objective
-        return super()._constrained_optimization(obj_func, initial_theta, bounds)
+        return super()._constrained_optimization(likelihood_objective(self, obj_func),
+                                                 initial_theta, bounds)
 
 
 def cooked_kernel(n_dims: int):
@@ -231,32 +234,24 @@ class ConditionedGP:
     (X, y): `FastGP._fit_fixed`'s numbers, and `FastGP.predict`'s mean and deviation."""
 
     def __init__(self, kernel, noise: float, X: np.ndarray, y: list, alpha: float = 1e-10):
-        y = np.asarray(y, dtype=float)
-        self.y_mean = np.mean(y, axis=0)  # normalize_y
-        self.y_std = _handle_zeros_in_scale(np.std(y, axis=0), copy=False)
-        y = (y - self.y_mean) / self.y_std
+        self.y_mean, self.y_std, y_train = normalize_y(np.asarray(y, dtype=float))
         kernel_ = clone(kernel + WhiteKernel(noise_level=noise, noise_level_bounds="fixed"))
-        likelihood = MaternLikelihood.of(kernel_, X, y, alpha)
+        likelihood = MaternLikelihood.of(kernel_, X, y_train, alpha)
         if likelihood is None:
             raise TypeError(f"native_bayes: not the cooked kernel: {kernel_!r}")
-        theta = kernel_.theta
-        likelihood.set_theta(kernel_, theta)  # exp(log(.)), as sklearn's fit
-        factor = likelihood.factor(theta)
-        if factor is None:
+        conditioned = likelihood.condition(kernel_)
+        if conditioned is None:
             raise np.linalg.LinAlgError("native_bayes: the kernel matrix is not positive "
                                         "definite")
-        self.L = factor[1]
-        self.alpha_ = _potrs(self.L, y)
+        _, self.L, self.alpha_ = conditioned
         kernel_.k2 = WhiteKernel(noise_level=0.0)  # skopt's fit: noise-free predictions
         self.kernel_, self.X = kernel_, X
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k_trans = self.kernel_(X, self.X)
-        mean = self.y_std * k_trans.dot(self.alpha_) + self.y_mean
-        v = solve_triangular(self.L, k_trans.T, lower=True, check_finite=False)
-        var = self.kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
-        var[var < 0] = 0.0  # skopt warns (its acquisition ignores the warning)
-        return mean, np.sqrt(var * self.y_std ** 2)
+        """Mean and standard deviation at X (negative variances warn and become 0, as
+        skopt's; its acquisition ignores the warning, and so does `acquisition`)."""
+        return predict_mean_std(self.kernel_, self.X, self.L, self.alpha_, self.y_mean,
+                                self.y_std, X)
 
 
 # ---------------------------------------------------------------- the proposal
@@ -266,7 +261,9 @@ def acquisition(X: np.ndarray, gp: ConditionedGP, y_opt, acq_func: str, xi: floa
                 kappa: float) -> np.ndarray:
     """skopt's `_gaussian_acquisition(X, gp, y_opt, acq_func, {"xi", "kappa"})`: lower is
     better."""
-    mu, std = gp.predict(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mu, std = gp.predict(X)
     if acq_func == "LCB":
         return mu - kappa * std
     values = np.zeros_like(mu)

@@ -22,13 +22,11 @@ covariance are skopt's.
 from __future__ import annotations
 
 import inspect
-import warnings
 
 import numpy as np
 from scipy.linalg import solve_triangular
 from sklearn.base import clone
 from sklearn.gaussian_process import kernels
-from sklearn.preprocessing._data import _handle_zeros_in_scale
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_random_state
 from skopt.learning import GaussianProcessRegressor
@@ -37,9 +35,11 @@ from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 
 from tuning_energy.search.gp_likelihood import (  # noqa: F401 (MaternLikelihood: its home before)
     MaternLikelihood,
-    _potrs,
     accept_kernel_module,
     is_white_sum,
+    likelihood_objective,
+    normalize_y,
+    predict_mean_std,
 )
 
 accept_kernel_module(skopt_kernels)  # skopt's kernels: sklearn's, with the same arithmetic
@@ -88,26 +88,21 @@ class FastGP(GaussianProcessRegressor):
         if noise and not _param_for_white_kernel_in_Sum(kernel)[0]:  # skopt's fit
             kernel = kernel + (WhiteKernel() if noise == "gaussian" else
                                WhiteKernel(noise_level=noise, noise_level_bounds="fixed"))
-        if MaternLikelihood.of(kernel, X, y, alpha) is None:
-            return False
         kernel_ = clone(kernel)
         if self.normalize_y:  # sklearn's fit
-            y_mean = np.mean(y, axis=0)
-            y_std = _handle_zeros_in_scale(np.std(y, axis=0), copy=False)
-            y = (y - y_mean) / y_std
+            y_mean, y_std, y = normalize_y(y)
         else:
             y_mean, y_std = np.zeros(shape=1), np.ones(shape=1)
         X_train = np.copy(X) if self.copy_X_train else X
         y_train = np.copy(y) if self.copy_X_train else y
         likelihood = MaternLikelihood.of(kernel_, X_train, y_train, alpha)
-        theta = kernel_.theta
-        # log_marginal_likelihood(kernel_.theta, clone_kernel=False): kernel_.theta = theta
-        # (exp(log(.)) may move a hyperparameter by an ulp: as sklearn, the GP uses those)
-        likelihood.set_theta(kernel_, theta)
-        factor = likelihood.factor(theta)
-        if factor is None:
+        if likelihood is None:
+            return False
+        # log_marginal_likelihood(kernel_.theta, clone_kernel=False)
+        conditioned = likelihood.condition(kernel_)
+        if conditioned is None:
             return False  # not positive definite: skopt's fit raises sklearn's error
-        log_likelihood, L = factor[:2]
+        log_likelihood, L, alpha_ = conditioned
         noise_ = None
         if noise and is_white_sum(kernel_):  # skopt's fit: the noise out of kernel_
             noise_ = kernel_.k2.noise_level
@@ -121,7 +116,7 @@ class FastGP(GaussianProcessRegressor):
         self._y_train_mean, self._y_train_std = y_mean, y_std
         self.X_train_, self.y_train_ = X_train, y_train
         self.log_marginal_likelihood_value_ = log_likelihood
-        self.L_, self.alpha_ = L, _potrs(L, y_train)
+        self.L_, self.alpha_ = L, alpha_
         self.noise_ = noise_
         self.K_inv_ = L_inv.dot(L_inv.T)
         self.y_train_std_, self.y_train_mean_ = y_std, y_mean
@@ -147,11 +142,8 @@ class FastGP(GaussianProcessRegressor):
         the one skopt cooks: the same numbers (tests check), so the same iterates and the
         same fitted hyperparameters. sklearn's obj_func also sets `kernel_.theta` at each
         evaluation; fit sets it to the optimum afterwards either way."""
-        likelihood = MaternLikelihood.of(self.kernel_, self.X_train_, self.y_train_,
-                                         self.alpha)
-        if likelihood is not None:
-            obj_func = likelihood.objective
-        return super()._constrained_optimization(obj_func, initial_theta, bounds)
+        return super()._constrained_optimization(likelihood_objective(self, obj_func),
+                                                 initial_theta, bounds)
 
     def predict(self, X, return_std=False, return_cov=False, return_mean_grad=False,
                 return_std_grad=False):
@@ -159,16 +151,8 @@ class FastGP(GaussianProcessRegressor):
                 not hasattr(self, "X_train_"):
             return super().predict(X, return_std, return_cov, return_mean_grad,
                                    return_std_grad)
-        X = check_array(X)
-        k_trans = self.kernel_(X, self.X_train_)
-        y_mean = self.y_train_std_ * k_trans.dot(self.alpha_) + self.y_train_mean_
-        v = solve_triangular(self.L_, k_trans.T, lower=True, check_finite=False)
-        y_var = self.kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
-        if np.any(y_var < 0):
-            warnings.warn("Predicted variances smaller than 0. Setting those variances to 0.",
-                          stacklevel=2)
-            y_var[y_var < 0] = 0.0
-        return y_mean, np.sqrt(y_var * self.y_train_std_ ** 2)
+        return predict_mean_std(self.kernel_, self.X_train_, self.L_, self.alpha_,
+                                self.y_train_mean_, self.y_train_std_, check_array(X))
 
 
 def fast_gp(gp: GaussianProcessRegressor) -> FastGP:
