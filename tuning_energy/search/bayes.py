@@ -25,6 +25,7 @@ from tuning_energy.search.skopt_space import (
     _encoded,
     fast_acquisition,
     fast_transform,
+    fitted_model,
     skopt_dimension,
 )
 
@@ -257,13 +258,7 @@ class SkoptSampler(BaseSampler):
     def fitted_model(opt: Any) -> Any:
         """The GP that `opt.tell(..., fit=True)` would fit (its `models[-1]`), fitted on an
         Optimizer told with fit=False, without skopt's acquisition pass after the fit."""
-        from sklearn.base import clone
-
-        est = clone(opt.base_estimator_)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(opt.space.transform(opt.Xi), opt.yi)
-        return est
+        return fitted_model(opt)
 
     def _skopt_optimizer(self, space: dict[str, BaseDistribution], seed: int | None,
                          kernel: tuple[Any, float | None] | None = None):

@@ -163,9 +163,6 @@ def _tell(self, x, y, fit=True):
     """skopt's `Optimizer._tell` (acq_optimizer "sampling"): its bookkeeping (skopt's own,
     told not to fit), then its fit and acquisition pass with the candidates drawn by
     `transformed_rvs` (the same draws and array as `space.transform(space.rvs(...))`)."""
-    import warnings
-
-    from sklearn.base import clone
     from skopt import Optimizer
     from skopt.acquisition import _gaussian_acquisition
 
@@ -174,10 +171,7 @@ def _tell(self, x, y, fit=True):
     result = Optimizer._tell(self, x, y, fit=False)
     if not (fit and self._n_initial_points <= 0 and self.base_estimator_ is not None):
         return result
-    est = clone(self.base_estimator_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est.fit(self.space.transform(self.Xi), self.yi)
+    est = fitted_model(self)
     if hasattr(self, "next_xs_") and self.acq_func == "gp_hedge":
         self.gains_ -= est.predict(np.vstack(self.next_xs_))
     if self.max_model_queue_size is not None \
@@ -206,6 +200,20 @@ def _tell(self, x, y, fit=True):
         next_x = self.next_xs_[0]
     self._next_x = self.space.inverse_transform(next_x.reshape((1, -1)))[0]
     return result
+
+
+def fitted_model(opt):
+    """The GP skopt's tell fits (its `models[-1]`): a clone of the Optimizer's estimator
+    fitted on its told points, warnings off."""
+    import warnings
+
+    from sklearn.base import clone
+
+    est = clone(opt.base_estimator_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(opt.space.transform(opt.Xi), opt.yi)
+    return est
 
 
 def _ask(self):
