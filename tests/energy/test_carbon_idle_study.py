@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import sys
@@ -47,7 +48,9 @@ def test_carbon_resolution_explicit_region_world():
 
 class PoweredPackage:
     """A fake powercap tree whose package counter grows at `watts`, as a real package's
-    does while this process sleeps (a thread updates the microjoules every 5 ms)."""
+    does while this process sleeps (a thread updates the microjoules every millisecond, as
+    a real package's counter updates; every 5 ms, a 20 ms trial window under load could
+    pass without an update, and read 0 J)."""
 
     def __init__(self, tmp_path, watts: float) -> None:
         self.pc = FakePowercap(tmp_path)
@@ -60,7 +63,7 @@ class PoweredPackage:
     def _run(self) -> None:
         energy = self.pc.zones["intel-rapl:0"] / "energy_uj"
         t0, uj = time.perf_counter(), 0
-        while not self._stop.wait(0.005):
+        while not self._stop.wait(0.001):
             uj = int(self.watts * (time.perf_counter() - t0) * 1e6)
             tmp = energy.with_suffix(".tmp")  # sysfs reads are atomic: never a half-written file
             tmp.write_text(f"{uj}\n")
@@ -131,6 +134,8 @@ def test_study_stores_idle_net_energy_and_co2(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     with PoweredPackage(tmp_path, watts=20.0) as package:
         config = tiny_config(region="FR", pue=1.1, kind="rapl", powercap_root=str(package.root))
+        # three epochs: trial windows of tens of milliseconds, many counter updates each
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3))
         run_study(config, "random", 0, url, progress=False, out=sys.stderr)
     study = optuna.load_study(study_name="tiny-random-s0", storage=url)
     attrs = study.user_attrs
