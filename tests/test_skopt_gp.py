@@ -172,3 +172,23 @@ def test_other_inputs_get_skopts_results_and_errors():
     same = np.zeros((4, d))  # identical points, no noise, alpha 0: sklearn's error
     with pytest.raises(np.linalg.LinAlgError, match="not returning a positive definite"):
         quiet(FastGP(kernel=cooked(d), alpha=0.0, optimizer=None).fit, same, np.arange(4.0))
+
+
+@pytest.mark.parametrize("module", [sk, sko], ids=["sklearn", "skopt"])
+def test_the_cross_covariance_is_the_kernels_own(module):
+    """k(X*, X_train) for the cooked kernel, computed in place at each proposal, is the
+    kernel object's call to the last bit (with the zero white noise a fitted GP keeps, and
+    without it); other kernels are their own call."""
+    from tuning_energy.search.gp_likelihood import cross_covariance
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        d = int(rng.integers(2, 9))
+        product = module.ConstantKernel(rng.uniform(0.01, 100)) * module.Matern(
+            length_scale=rng.uniform(0.01, 10, d), nu=2.5)
+        X, Y = rng.uniform(size=(200, d)), rng.uniform(size=(30, d))
+        for kernel in (product, product + module.WhiteKernel(noise_level=0.0)):
+            np.testing.assert_array_equal(cross_covariance(kernel, X, Y), kernel(X, Y))
+    other = module.ConstantKernel(2.0) * module.Matern(length_scale=np.ones(3), nu=1.5)
+    X, Y = rng.uniform(size=(20, 3)), rng.uniform(size=(7, 3))
+    np.testing.assert_array_equal(cross_covariance(other, X, Y), other(X, Y))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial.distance import cdist, pdist, squareform
 from sklearn.gaussian_process import kernels
 from sklearn.preprocessing._data import _handle_zeros_in_scale
 
@@ -219,7 +219,7 @@ def predict_mean_std(kernel_, X_train, L, alpha_, y_mean, y_std, X) -> tuple[Any
     `predict(X, return_std=True)`), the variance as k** - |L^-1 k*|^2: one triangular
     solve (BLAS), where skopt computes `einsum("ki,kj,ij->k", K, K, K_inv)` (the same up to
     rounding). Negative variances (rounding) warn and become 0, as skopt's."""
-    k_trans = kernel_(X, X_train)
+    k_trans = cross_covariance(kernel_, X, X_train)
     y_pred = y_std * k_trans.dot(alpha_) + y_mean
     v = solve_triangular(L, k_trans.T, lower=True, check_finite=False)
     y_var = kernel_.diag(X) - np.einsum("ij,ij->j", v, v)
@@ -228,3 +228,27 @@ def predict_mean_std(kernel_, X_train, L, alpha_, y_mean, y_std, X) -> tuple[Any
                       stacklevel=3)
         y_var[y_var < 0] = 0.0
     return y_pred, np.sqrt(y_var * y_std ** 2)
+
+
+def cross_covariance(kernel, X, Y) -> np.ndarray:
+    """kernel(X, Y) between two point sets (the GP's k(X*, X_train), 1,000 candidates by the
+    told points at each proposal). For the cooked kernel, `C * Matern(nu=2.5) [+ White]`
+    (the white noise is 0 between two sets), sklearn's operations in its order, in place:
+    the same values (tests compare them) without its six temporary matrices and the
+    constant's full matrix. Any other kernel: its own call."""
+    product = kernel.k1 if is_white_sum(kernel) else kernel
+    if type(product) not in _PRODUCT or type(product.k1) not in _CONSTANT \
+            or type(product.k2) not in _MATERN or product.k2.nu != 2.5:
+        return kernel(X, Y)
+    length_scale = np.squeeze(product.k2.length_scale).astype(float)  # Matern.__call__
+    K = cdist(X / length_scale, Y / length_scale, metric="euclidean")
+    K *= math.sqrt(5)
+    decay = np.negative(K)
+    np.exp(decay, out=decay)  # exp(-K)
+    square = np.square(K)  # K**2
+    square /= 3.0
+    K += 1.0  # 1.0 + K + K**2 / 3.0, left to right
+    K += square
+    K *= decay
+    K *= product.k1.constant_value  # ConstantKernel's full(c) * K
+    return K
