@@ -385,8 +385,8 @@ def _versus_rows(lines: dict, n: int, common: dict[str, Any]) -> list[dict]:
         detail = {"compares": f"bayes / {other} proposing trial {n + 1} on {n} synthetic "
                               f"COMPLETE trials in SQLite (study.ask + parameters), medians "
                               f"of the same interleaved run; bayes averaged over a refit cycle",
-                  "bayes_wall_ms": round(b["wall_s"] * 1000, 2),
-                  f"{other}_wall_ms": round(o["wall_s"] * 1000, 2),
+                  "bayes_wall_ms": round(b["wall_s"] * 1000, 3),
+                  f"{other}_wall_ms": round(o["wall_s"] * 1000, 3),
                   "ratio_by_cpu_time": round(b["cpu_s"] / o["cpu_s"], 4),
                   **{k: v for k, v in common.items() if k != "median_trial_s"}}
         ratio = b["wall_s"] / o["wall_s"]

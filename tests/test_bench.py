@@ -72,7 +72,7 @@ def _run_bench(tmp_path, *args, timeout=180):
 def test_quick_scaling_rows_table_and_figure(tmp_path):
     # --trial-s 0.1: a goal of 5 ms that every proposal misses, to see the reasons given
     proc, _ = _run_bench(tmp_path, "--quick", "--only", "propose_scaling", "--sizes", "8,24",
-                         "--strategies", "bayes,tpe", "--repeats", "1", "--trial-s", "0.1")
+                         "--strategies", "bayes,tpe", "--repeats", "3", "--trial-s", "0.1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "out"
     results = _rows(out)
