@@ -91,23 +91,40 @@ def test_proposals_without_skopt_are_skopts(monkeypatch, acq_func, space):
     from tuning_energy.search.native_bayes import GPSpace
 
     repeats, original = [], GPSpace.rvs_point
-    spy = pytest.MonkeyPatch()
-    spy.setattr(GPSpace, "rvs_point",
-                lambda self, rng: repeats.append(1) or original(self, rng))
+    with pytest.MonkeyPatch.context() as spy:
+        spy.setattr(GPSpace, "rvs_point",
+                    lambda self, rng: repeats.append(1) or original(self, rng))
+        _compare(monkeypatch, space, acq_func)
+    assert bool(repeats) == (space is TINY)  # TINY's GP points repeat: random points
+
+
+def _compare(monkeypatch, space, acq_func, **options) -> None:
     for seed in range(3):
         for n in (5, 8, 12, 23):
             direction = "maximize" if (seed + n) % 2 else "minimize"
             study = _study(space, n, 100 * seed + n, direction, running=seed % 2 * 2)
             number = n + seed % 2 * 2
-            native = SkoptSampler(seed=seed, search_space=space, acq_func=acq_func)
+            native = SkoptSampler(seed=seed, search_space=space, acq_func=acq_func, **options)
             assert native._native
             got = native.sample_relative(study, _Trial(number), space)
             want = _skopts_own(monkeypatch, SkoptSampler(seed=seed, search_space=space,
-                                                         acq_func=acq_func),
+                                                         acq_func=acq_func, **options),
                                study, number, space)
             assert got == want, (seed, n, direction)
-    spy.undo()
-    assert bool(repeats) == (space is TINY)  # TINY's GP points repeat: random points
+
+
+@pytest.mark.parametrize("options", [
+    {"gp_fit_max_points": 3},  # the kernel fitted on the last 3 of the refit's trials
+    {"gp_refit_every": 2, "n_initial_points": 4, "gp_n_restarts_optimizer": 1},
+], ids=["cap", "refit-2-restart"])
+def test_other_options_without_skopt_propose_as_skopt(monkeypatch, options):
+    """Other options the native path takes (a kernel-fit cap below the refit's trials,
+    another refit period, restarts), on another space (a log integer, four categories, a
+    negative range): the same points as skopt's."""
+    space = {"width": IntDistribution(1, 1000, log=True),
+             "opt": CategoricalDistribution(["a", "b", "c", "d"]),
+             "shift": FloatDistribution(-5.0, -1.0)}
+    _compare(monkeypatch, space, "EI", **options)
 
 
 def test_the_kernel_fit_without_skopt_is_skopts():

@@ -121,15 +121,19 @@ class SkoptSampler(BaseSampler):
         self._rows: tuple[Any, dict] | None = None  # (space, its `_encoded` rows)
         modelled = {n: d for n, d in (self._given_space or {}).items() if not d.single()}
         # Proposals without skopt (native_bayes.py: the same points), for SkoptSampler's own
-        # sample_relative and the options and space it computes; skopt is then not imported
+        # sample_relative and the options and space it computes; skopt is then not imported.
+        # Set-up, as the imports: the first GP proposal would build the space or template.
         from tuning_energy.search.native_bayes import GPSpace, eligible
 
         self._native = type(self).sample_relative is SkoptSampler.sample_relative \
-            and eligible(self._options, cost_attr) and (not modelled or GPSpace.fits(modelled))
-        self._gp_space: tuple[Any, Any] | None = None  # (space key, native GPSpace)
+            and eligible(self._options)
+        self._gp_space: tuple[Any, Any] | None = None  # (space key, native GPSpace or None)
+        if self._native and modelled:
+            self._gp_space = (tuple(modelled.items()), GPSpace.of(modelled))
+            self._native = self._gp_space[1] is not None
         import_libraries(self.NATIVE_LIBRARIES if self._native else self.LIBRARIES)
-        if modelled:  # set-up, as the imports: the first GP proposal would build it
-            self._native_space(modelled) if self._native else self._template_for(modelled)
+        if modelled and not self._native:
+            self._template_for(modelled)
 
     @property
     def options(self):
@@ -247,12 +251,12 @@ class SkoptSampler(BaseSampler):
         sampler proposes with skopt's code."""
         if not self._native:
             return None
-        key = tuple(space.items())
-        if self._gp_space is None or self._gp_space[0] != key:
+        key, known = tuple(space.items()), self._gp_space  # (one read: threads share it)
+        if known is None or known[0] != key:
             from tuning_energy.search.native_bayes import GPSpace
 
-            self._gp_space = (key, GPSpace(space) if GPSpace.fits(space) else None)
-        return self._gp_space[1]
+            known = self._gp_space = (key, GPSpace.of(space))
+        return known[1]
 
     @staticmethod
     def fitted_model(opt: Any) -> Any:
@@ -298,8 +302,8 @@ class SkoptSampler(BaseSampler):
         built once per search space (`_skopt_optimizer`)."""
         from sklearn.base import clone
 
-        key = tuple(space.items())
-        if self._template is None or self._template[0] != key:
+        key, template = tuple(space.items()), self._template  # (one read: threads share it)
+        if template is None or template[0] != key:
             from skopt import Optimizer
             from skopt.utils import cook_estimator
 
@@ -318,8 +322,8 @@ class SkoptSampler(BaseSampler):
                                       "n_restarts_optimizer": o.n_restarts_optimizer})
             fast_transform(empty.space)
             # get_params reads the constructor's signature: once, not per proposal
-            self._template = (key, dims, gp, empty, gp.get_params(deep=False))
-        return self._template
+            template = self._template = (key, dims, gp, empty, gp.get_params(deep=False))
+        return template
 
     def _kernel(self, space, xs: list, ys: list, lies: bool = False,
                 gp_space: Any = None) -> tuple[Any, float | None] | None:
@@ -346,15 +350,16 @@ class SkoptSampler(BaseSampler):
             return None
         lo = max(0, m - cap) if cap else 0
         key = (tuple(space.items()), gp_space is None, m, repr(xs[lo:m]), repr(ys[lo:m]))
-        if self._kernel_cache is None or self._kernel_cache[0] != key:
-            seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
-            if gp_space is not None:  # the same fit, without skopt (native_bayes.py)
-                from tuning_energy.search.native_bayes import fit_kernel
+        cached = self._kernel_cache  # one read: threads share it
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        seed = None if self._seed is None else derive_seed(self._seed, m) % 2**31
+        if gp_space is not None:  # the same fit, without skopt (native_bayes.py)
+            from tuning_energy.search.native_bayes import fit_kernel
 
-                self._kernel_cache = (key, fit_kernel(
-                    gp_space.transform(xs[lo:m]), ys[lo:m],
-                    self._options.gp_n_restarts_optimizer, seed))
-                return self._kernel_cache[1]
+            fitted = fit_kernel(gp_space.transform(xs[lo:m]), ys[lo:m],
+                                self._options.gp_n_restarts_optimizer, seed)
+        else:
             opt = self._skopt_optimizer(space, seed)
             # what opt.tell(xs, ys, fit=True) fits, without the acquisition pass after it
             from sklearn.base import clone
@@ -363,8 +368,9 @@ class SkoptSampler(BaseSampler):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 gp.fit(opt.space.transform(xs[lo:m]), ys[lo:m])
-            self._kernel_cache = (key, fitted_hyperparameters(gp))
-        return self._kernel_cache[1]
+            fitted = fitted_hyperparameters(gp)
+        self._kernel_cache = (key, fitted)
+        return fitted
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
         self._refuse_multi_objective(study)

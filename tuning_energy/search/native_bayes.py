@@ -5,8 +5,11 @@ Importing skopt costs ~0.1 s of CPU in a study's process (~0.6 J on the estimate
 a quarter of the default study's proposing energy), most of it scikit-learn's ensemble,
 tree and linear models, which skopt's `__init__` imports and `bayes` never uses. For the
 options most studies use (`eligible`), SkoptSampler proposes here instead, computing what
-its skopt Optimizer would, operation by operation, with the same draws from the same
-random state (tests compare the proposals with skopt's for random spaces, data and seeds):
+its skopt path (bayes.py: skopt's Optimizer with skopt_gp's FastGP) would, operation by
+operation, with the same draws from the same random state (tests compare the proposals
+with skopt's Optimizer for random spaces, data and seeds). The GP arithmetic is shared with
+that path (gp_likelihood.py): skopt's numbers, except the predictive standard deviation,
+which differs from skopt's einsum by rounding (~1e-13 relative; tests bound it):
 
 - `GPSpace`: skopt's normalised Space of the Optuna distributions (`skopt_dimension`'s
   mapping): numbers scaled to [0, 1] (log10 first for a log prior), integers rounded,
@@ -19,9 +22,8 @@ random state (tests compare the proposals with skopt's for random spaces, data a
 - `propose`: skopt's acquisition pass (PI, EI or LCB at `n_points` random candidates), the
   clip and inverse transform of the best, and its check that the point is new.
 
-Anything else (gp_hedge, acq_optimizer lbfgs, EIps, a space of categories only or of a
-single transformed column, a proposal without a fitted kernel) runs skopt's own code
-(samplers.py).
+Anything else (gp_hedge, acq_optimizer lbfgs, EIps, a kernel refitted at every proposal,
+a space of categories only or of a single transformed column) runs skopt's code (bayes.py).
 """
 
 from __future__ import annotations
@@ -50,14 +52,14 @@ from tuning_energy.search.skopt_space import _step_count
 ACQ_FUNCS = ("PI", "EI", "LCB")
 
 
-def eligible(options, cost_attr: str | None) -> bool:
+def eligible(options) -> bool:
     """Whether SkoptSampler with these options proposes here: an acquisition of ACQ_FUNCS
-    optimised by sampling, no cost model, and a kernel that is always fitted before the GP
-    proposes (refit every k > 1 trials, the random points a multiple of k: skopt would
-    otherwise fit the kernel inside each proposal)."""
+    (a cost model's EIps is not one) optimised by sampling, and a kernel that is always
+    fitted before the GP proposes (refit every k > 1 trials, the random points a multiple
+    of k: skopt would otherwise fit the kernel inside each proposal)."""
     k, n0 = options.gp_refit_every, options.n_initial_points
-    return (cost_attr is None and options.acq_func in ACQ_FUNCS
-            and options.acq_optimizer == "sampling" and k > 1 and n0 >= k and n0 % k == 0)
+    return (options.acq_func in ACQ_FUNCS and options.acq_optimizer == "sampling"
+            and k > 1 and n0 >= k and n0 % k == 0)
 
 
 # ---------------------------------------------------------------- the space
@@ -109,12 +111,13 @@ class GPSpace:
             values=(range(d.high), np.tile(1.0 / d.high, d.high))) for d in self.dims]
 
     @classmethod
-    def fits(cls, space: dict[str, BaseDistribution]) -> bool:
-        """Whether the GP here models `space`: a number among its dimensions (skopt's GP on
-        categories only uses a Hamming kernel) and more than one transformed column
-        (anisotropic length scales)."""
-        dims = [_dim(d) for d in space.values()]
-        return any(d.kind != "cat" for d in dims) and sum(d.width for d in dims) > 1
+    def of(cls, space: dict[str, BaseDistribution]) -> GPSpace | None:
+        """The GPSpace of `space`, or None where the GP here does not model it: it needs a
+        number among the dimensions (skopt's GP on categories only uses a Hamming kernel)
+        and more than one transformed column (anisotropic length scales)."""
+        out = cls(space)
+        fits = any(d.kind != "cat" for d in out.dims) and sum(d.width for d in out.dims) > 1
+        return out if fits else None
 
     # -- skopt's transform: a column of values -> its transformed columns
     @staticmethod
@@ -158,7 +161,7 @@ class GPSpace:
             if d.kind == "cat":
                 column = self._transform(d, rvs.rvs(size=n, random_state=rng))
             else:  # Dimension.rvs: drawn in the warped space, mapped back, transformed
-                warped = rvs.rvs(size=n, random_state=check_random_state(rng))
+                warped = rvs.rvs(size=n, random_state=rng)
                 column = self._transform(d, self._values(d, warped))
             out.append(np.asarray(column).reshape((n, -1)))
         return np.hstack(out)
@@ -170,7 +173,7 @@ class GPSpace:
             if d.kind == "cat":
                 point.append(int(rvs.rvs(size=1, random_state=rng)[0]))
             else:
-                warped = rvs.rvs(size=1, random_state=check_random_state(rng))
+                warped = rvs.rvs(size=1, random_state=rng)
                 point.append(self._values(d, warped).tolist()[0])
         return point
 
